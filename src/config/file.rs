@@ -1,0 +1,109 @@
+//! The TOML config file: every key optional, unknown keys rejected so typos fail loudly.
+
+use serde::Deserialize;
+
+/// `[[apps]]`: one Stream app.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileApp {
+    pub api_key: String,
+    /// HS256 secrets; the first signs upstream tokens, all verify client tokens (rotation).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    pub leeway_seconds: Option<u64>,
+    pub cache_capacity: Option<u64>,
+    pub cache_ttl_seconds: Option<u64>,
+    pub max_token_bytes: Option<usize>,
+    pub allow_dev_tokens: Option<bool>,
+    pub allow_anonymous: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWs {
+    pub max_message_bytes: Option<usize>,
+    pub max_frame_bytes: Option<usize>,
+    pub read_buffer_bytes: Option<usize>,
+    pub max_write_buffer_bytes: Option<usize>,
+    pub health_interval_seconds: Option<u64>,
+    pub client_idle_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    /// `embedded` or an http(s) base URL.
+    pub url: Option<String>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub linger_seconds: Option<f64>,
+    pub connect_timeout_seconds: Option<u64>,
+    pub request_timeout_seconds: Option<u64>,
+    pub ping_interval_seconds: Option<u64>,
+    pub watchdog_seconds: Option<u64>,
+    pub pool_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_timeout_seconds: Option<u64>,
+    pub max_user_details_bytes: Option<usize>,
+    pub session_queue: Option<usize>,
+    pub rest_max_buffered_body: Option<usize>,
+    pub rest_max_buffered_response: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileShutdown {
+    pub drain_seconds: Option<u64>,
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    /// `human` or `json`.
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub apps: Vec<FileApp>,
+    #[serde(default)]
+    pub auth: FileAuth,
+    #[serde(default)]
+    pub ws: FileWs,
+    #[serde(default)]
+    pub upstream: FileUpstream,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub shutdown: FileShutdown,
+}
+
+impl FileConfig {
+    /// Parses TOML text.
+    ///
+    /// # Errors
+    /// The parser's message, including line and column.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let line = text[..r.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}

@@ -1,0 +1,355 @@
+//! Gateway configuration: one typed [`Config`], parsed once, validated, then shared read-only.
+//!
+//! Values are resolved flag > environment > config file > default (see [`sources`]). Every bound the
+//! gateway enforces is a named `DEFAULT_*` constant next to the key that overrides it, so the README's
+//! configuration table and the code cannot drift apart silently (a test checks the table).
+
+mod file;
+pub mod sources;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use file::FileConfig;
+
+/// Listener for client traffic (`listen`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Admin listener for `/metrics`, `/healthz`, `/readyz` (`admin_listen`). Loopback by default:
+/// metrics are not for the internet.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Development app used with the embedded upstream when no key/secret is configured. Printed with a
+/// warning at start-up; never use it in front of the real API.
+pub const DEV_API_KEY: &str = "stream-edge-dev";
+/// Secret of the development app (see [`DEV_API_KEY`]).
+pub const DEV_API_SECRET: &str = "stream-edge-dev-secret-do-not-use-in-production";
+
+/// Allowed clock skew for `exp`/`nbf`/`iat` (`auth.leeway_seconds`).
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(5);
+/// Cached token validations (`auth.cache_capacity`).
+pub const DEFAULT_AUTH_CACHE_CAPACITY: u64 = 100_000;
+/// Longest a validation stays cached even without `exp` (`auth.cache_ttl_seconds`).
+pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Largest token accepted, in bytes (`auth.max_token_bytes`). Stream tokens are a few hundred bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 4096;
+
+/// Largest WebSocket message from a client (`ws.max_message_bytes`). Clients only send pings.
+pub const DEFAULT_WS_MAX_MESSAGE: usize = 64 * 1024;
+/// Largest WebSocket frame from a client (`ws.max_frame_bytes`).
+pub const DEFAULT_WS_MAX_FRAME: usize = 64 * 1024;
+/// Per-socket read buffer (`ws.read_buffer_bytes`); tungstenite's 128 KiB default would dominate
+/// per-session memory.
+pub const DEFAULT_WS_READ_BUFFER: usize = 4096;
+/// Bytes queued in a socket's write buffer before writes wait (`ws.max_write_buffer_bytes`).
+pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// Events queued for one session before it counts as a slow consumer and is closed
+/// (`session.queue_capacity`).
+pub const DEFAULT_SESSION_QUEUE: usize = 256;
+/// A `health.check` is sent to a session after this much outbound silence
+/// (`ws.health_interval_seconds`); the SDK's watchdog fires after 35 s.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(25);
+/// A client that sends nothing (not even its 25 s ping) for this long is half-open and is closed
+/// (`ws.client_idle_timeout_seconds`).
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// Keep an upstream connection open this long after its last session leaves, so a reload reuses it
+/// (`upstream.linger_seconds`).
+pub const DEFAULT_UPSTREAM_LINGER: Duration = Duration::from_secs(10);
+/// TCP + TLS + WebSocket handshake + first frame from upstream (`upstream.connect_timeout_seconds`).
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to the response head of a proxied REST call (`upstream.request_timeout_seconds`).
+pub const DEFAULT_UPSTREAM_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ping cadence towards upstream (`upstream.ping_interval_seconds`), the SDK's own.
+pub const DEFAULT_UPSTREAM_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Upstream silence after which the connection is declared dead (`upstream.watchdog_seconds`).
+pub const DEFAULT_UPSTREAM_WATCHDOG: Duration = Duration::from_secs(35);
+/// Idle pooled REST connections kept per upstream host (`upstream.pool_idle_per_host`).
+pub const DEFAULT_UPSTREAM_POOL_IDLE: usize = 64;
+
+/// Request bodies buffered for rewriting (watch tracking), in bytes (`rest.max_buffered_body_bytes`).
+pub const DEFAULT_REST_MAX_BUFFERED_BODY: usize = 1024 * 1024;
+/// Response bodies buffered for rewriting (watch tracking, privacy), in bytes
+/// (`rest.max_buffered_response_bytes`).
+pub const DEFAULT_REST_MAX_BUFFERED_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// Open client connections (`limits.max_connections`); beyond it the accept loop waits.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Request head size (`limits.max_header_bytes`). The SDK's upgrade URL carries a JWT and up to 5 KB
+/// of user JSON, form-encoded.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Time to receive a complete request head (`limits.header_timeout_seconds`): slowloris bound.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `user_details` object accepted on connect, Stream's documented 5 KB user limit
+/// (`limits.max_user_details_bytes`).
+pub const DEFAULT_MAX_USER_DETAILS: usize = 5 * 1024;
+
+/// How long shutdown waits for sessions and requests to finish (`shutdown.drain_seconds`). Keep it
+/// below Kubernetes' `terminationGracePeriodSeconds`.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One configured Stream app: its key and the secrets that may sign its tokens. The first secret
+/// mints the gateway's own upstream tokens; the others are accepted for rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppConfig {
+    pub api_key: String,
+    pub secrets: Vec<Secret>,
+}
+
+/// A secret that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where events and REST calls go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// The in-process Stream-compatible upstream on a loopback port.
+    Embedded,
+    /// A real Stream API base URL, e.g. `https://chat.stream-io-api.com`.
+    Url(url::Url),
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub leeway: Duration,
+    pub cache_capacity: u64,
+    pub cache_ttl: Duration,
+    pub max_token_bytes: usize,
+    /// Accept `client.devToken()` tokens (signature `devtoken`). Off: Stream only accepts them for
+    /// apps with auth checks disabled.
+    pub allow_dev_tokens: bool,
+    /// Accept `stream-auth-type=anonymous` sessions.
+    pub allow_anonymous: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct WsConfig {
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub read_buffer_bytes: usize,
+    pub max_write_buffer_bytes: usize,
+    pub health_interval: Duration,
+    pub client_idle_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub target: UpstreamTarget,
+    /// Extra PEM CA bundle trusted for `https`/`wss` upstreams, on top of the platform roots.
+    pub ca_file: Option<PathBuf>,
+    pub linger: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub ping_interval: Duration,
+    pub watchdog: Duration,
+    pub pool_idle_per_host: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub max_user_details_bytes: usize,
+    pub session_queue: usize,
+    pub rest_max_buffered_body: usize,
+    pub rest_max_buffered_response: usize,
+}
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub apps: Vec<AppConfig>,
+    /// True when the development key/secret were filled in because none were configured.
+    pub dev_credentials: bool,
+    pub auth: AuthConfig,
+    pub ws: WsConfig,
+    pub upstream: UpstreamConfig,
+    pub limits: Limits,
+    pub drain_deadline: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Why a configuration was rejected; printed as one line before exit 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// A configuration on ephemeral loopback ports with the embedded upstream and the development
+    /// app: the base for tests and for `cargo run`.
+    pub fn local_dev() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            apps: vec![AppConfig {
+                api_key: DEV_API_KEY.into(),
+                secrets: vec![Secret(DEV_API_SECRET.into())],
+            }],
+            dev_credentials: true,
+            auth: AuthConfig {
+                leeway: DEFAULT_JWT_LEEWAY,
+                cache_capacity: DEFAULT_AUTH_CACHE_CAPACITY,
+                cache_ttl: DEFAULT_AUTH_CACHE_TTL,
+                max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+                allow_dev_tokens: false,
+                allow_anonymous: false,
+            },
+            ws: WsConfig {
+                max_message_bytes: DEFAULT_WS_MAX_MESSAGE,
+                max_frame_bytes: DEFAULT_WS_MAX_FRAME,
+                read_buffer_bytes: DEFAULT_WS_READ_BUFFER,
+                max_write_buffer_bytes: DEFAULT_WS_MAX_WRITE_BUFFER,
+                health_interval: DEFAULT_HEALTH_INTERVAL,
+                client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
+            },
+            upstream: UpstreamConfig {
+                target: UpstreamTarget::Embedded,
+                ca_file: None,
+                linger: DEFAULT_UPSTREAM_LINGER,
+                connect_timeout: DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+                request_timeout: DEFAULT_UPSTREAM_REQUEST_TIMEOUT,
+                ping_interval: DEFAULT_UPSTREAM_PING_INTERVAL,
+                watchdog: DEFAULT_UPSTREAM_WATCHDOG,
+                pool_idle_per_host: DEFAULT_UPSTREAM_POOL_IDLE,
+            },
+            limits: Limits {
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+                header_timeout: DEFAULT_HEADER_TIMEOUT,
+                max_user_details_bytes: DEFAULT_MAX_USER_DETAILS,
+                session_queue: DEFAULT_SESSION_QUEUE,
+                rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
+                rest_max_buffered_response: DEFAULT_REST_MAX_BUFFERED_RESPONSE,
+            },
+            drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            log_format: LogFormat::Human,
+        }
+    }
+
+    /// Checks cross-field rules that types cannot express.
+    ///
+    /// # Errors
+    /// The first rule broken, naming its config key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.apps.is_empty() {
+            return Err(ConfigError::invalid("apps", "at least one app is required"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for app in &self.apps {
+            if app.api_key.is_empty() || app.api_key.len() > 64 {
+                return Err(ConfigError::invalid(
+                    "apps.api_key",
+                    "must be 1-64 characters",
+                ));
+            }
+            if !seen.insert(app.api_key.as_str()) {
+                return Err(ConfigError::invalid(
+                    "apps.api_key",
+                    format!("duplicate api key {}", app.api_key),
+                ));
+            }
+            if app.secrets.is_empty() || app.secrets.iter().any(|s| s.0.len() < 8) {
+                return Err(ConfigError::invalid(
+                    "apps.secrets",
+                    format!("app {} needs at least one secret of 8+ bytes", app.api_key),
+                ));
+            }
+        }
+        if let UpstreamTarget::Url(url) = &self.upstream.target {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::invalid(
+                    "upstream",
+                    "must be `embedded` or an http(s):// base URL",
+                ));
+            }
+        } else if self.upstream.ca_file.is_some() {
+            return Err(ConfigError::invalid(
+                "upstream.ca_file",
+                "only applies to an https upstream",
+            ));
+        }
+        if self.upstream.watchdog <= self.upstream.ping_interval {
+            return Err(ConfigError::invalid(
+                "upstream.watchdog_seconds",
+                "must exceed upstream.ping_interval_seconds",
+            ));
+        }
+        if self.ws.health_interval >= Duration::from_secs(35) || self.ws.health_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "ws.health_interval_seconds",
+                "must be 1-34 s: the SDK drops a socket after 35 s of silence",
+            ));
+        }
+        if self.ws.client_idle_timeout <= Duration::from_secs(30) {
+            return Err(ConfigError::invalid(
+                "ws.client_idle_timeout_seconds",
+                "must exceed 30 s: clients ping every 20-25 s",
+            ));
+        }
+        if self.ws.read_buffer_bytes < 1024 || self.ws.max_frame_bytes > self.ws.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "ws",
+                "read_buffer_bytes must be >= 1024 and max_frame_bytes <= max_message_bytes",
+            ));
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err(ConfigError::invalid(
+                "limits.max_header_bytes",
+                "must be at least 8192 (the SDK's connect URL carries a token and user JSON)",
+            ));
+        }
+        if self.limits.session_queue == 0 || self.limits.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "limits",
+                "session_queue and max_connections must be positive",
+            ));
+        }
+        if self.auth.cache_capacity == 0 {
+            return Err(ConfigError::invalid(
+                "auth.cache_capacity",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Looks an app up by api key.
+    pub fn app(&self, api_key: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.api_key == api_key)
+    }
+}

@@ -1,0 +1,281 @@
+//! Channel REST handlers: get-or-create + watch (`…/query`), send message,
+//! send event (typing and custom), mark read, stop watching; plus the
+//! `ChannelStateResponseFields` rendering shared with `POST /channels`.
+
+use std::collections::VecDeque;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::server::Req;
+use super::store::{AppData, Channel, Member, Message, ReadState};
+use super::users::check_id;
+use super::{events, render, MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
+
+/// Channels one app may hold; creation beyond this is refused.
+const MAX_CHANNELS_PER_APP: usize = 100_000;
+/// Members given when creating a channel.
+const MAX_MEMBERS: usize = 100;
+/// Messages returned in one channel state.
+pub(crate) const MAX_STATE_MESSAGES: usize = 300;
+/// Default number of messages in a channel state.
+pub(crate) const DEFAULT_STATE_MESSAGES: usize = 25;
+
+/// What goes into a rendered channel state.
+pub(crate) struct StateOpts {
+    pub messages: usize,
+    pub presence: bool,
+}
+
+/// `ChannelStateResponseFields` of `cid` as `viewer` sees it.
+pub(crate) fn state(
+    app: &AppData,
+    ch: &Channel,
+    viewer: &str,
+    opts: &StateOpts,
+) -> Map<String, Value> {
+    let visible: Vec<&Message> = ch
+        .messages
+        .iter()
+        .filter(|m| m.parent_id.is_none() || m.show_in_channel)
+        .collect();
+    let skip = visible.len().saturating_sub(opts.messages);
+    let messages: Vec<Value> = visible[skip..]
+        .iter()
+        .map(|m| render::message(app, &ch.cid, m))
+        .collect();
+    let members: Vec<Value> = ch.members.iter().map(|m| render::member(app, m)).collect();
+    let read: Vec<Value> = ch
+        .members
+        .iter()
+        .filter_map(|m| {
+            ch.reads
+                .get(&m.user_id)
+                .map(|r| render::read(app, &m.user_id, r))
+        })
+        .collect();
+    let watchers = app.watcher_users(&ch.cid);
+    let mut map = Map::new();
+    map.insert("channel".into(), render::channel(app, ch));
+    map.insert("messages".into(), Value::Array(messages));
+    map.insert("pinned_messages".into(), json!([]));
+    map.insert("threads".into(), json!([]));
+    map.insert("members".into(), Value::Array(members));
+    map.insert("read".into(), Value::Array(read));
+    map.insert("watcher_count".into(), json!(watchers.len()));
+    if opts.presence {
+        let list: Vec<Value> = watchers.keys().map(|id| render::user(app, id)).collect();
+        map.insert("watchers".into(), Value::Array(list));
+    }
+    if let Some(m) = ch.members.iter().find(|m| m.user_id == viewer) {
+        map.insert("membership".into(), render::member(app, m));
+    }
+    map
+}
+
+/// Binds the request's connection to `cid`, announcing a new watcher.
+pub(crate) fn watch(app: &mut AppData, conn_id: &str, cid: &str, user: &str, now: OffsetDateTime) {
+    if app.bind(conn_id, cid) {
+        events::watching(app, cid, user, true, now);
+    }
+}
+
+/// The channel behind `cid`, or Stream's 404.
+pub(crate) fn existing<'a>(app: &'a AppData, cid: &str) -> Result<&'a Channel, ApiError> {
+    app.channels
+        .get(cid)
+        .ok_or_else(|| ApiError::not_found(format!("channel \"{cid}\" does not exist")))
+}
+
+/// `POST /channels/{type}/query` and `/channels/{type}/{id}/query` →
+/// `ChannelStateResponse`. Creates the channel (the caller becomes creator and
+/// member) when it does not exist yet.
+pub(crate) fn query(
+    app: &mut AppData,
+    req: &Req<'_>,
+    kind: &str,
+    id: Option<&str>,
+) -> Result<Value, ApiError> {
+    check_id(kind)?;
+    let user = req.acting_user(None)?;
+    let data = req.body.get("data").cloned().unwrap_or(json!({}));
+    let data = data
+        .as_object()
+        .ok_or_else(|| ApiError::input("data must be an object"))?;
+    let mut members = member_ids(data.get("members"))?;
+    if !members.contains(&user) {
+        members.push(user.clone());
+    }
+    let id = match id {
+        Some(id) => id.to_owned(),
+        None if members.len() > 1 => distinct_id(&members),
+        None => return Err(ApiError::input("a channel without id needs data.members")),
+    };
+    check_id(&id)?;
+    let cid = format!("{kind}:{id}");
+    let conn = req.watch_target(app, &user)?;
+    let now = OffsetDateTime::now_utc();
+    if !app.channels.contains_key(&cid) {
+        create(app, kind, &id, &user, members, data, now)?;
+    }
+    if let Some(conn) = conn {
+        watch(app, &conn, &cid, &user, now);
+    }
+    let limit = req
+        .body
+        .pointer("/messages/limit")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_STATE_MESSAGES, |l| {
+            (l as usize).min(MAX_STATE_MESSAGES)
+        });
+    let opts = StateOpts {
+        messages: limit,
+        presence: req.flag("presence"),
+    };
+    let ch = existing(app, &cid)?;
+    Ok(Value::Object(state(app, ch, &user, &opts)))
+}
+
+fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let list = value
+        .as_array()
+        .ok_or_else(|| ApiError::input("data.members must be an array"))?;
+    if list.len() > MAX_MEMBERS {
+        return Err(ApiError::input(format!("at most {MAX_MEMBERS} members")));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for m in list {
+        let id = m
+            .as_str()
+            .or_else(|| m.get("user_id").and_then(Value::as_str))
+            .ok_or_else(|| ApiError::input("members must be user ids or {user_id}"))?;
+        check_id(id)?;
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Stream names member-defined ("distinct") channels `!members-<hash>`.
+fn distinct_id(members: &[String]) -> String {
+    let mut sorted = members.to_vec();
+    sorted.sort();
+    let digest = Sha256::digest(sorted.join(",").as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("!members-{hex}")
+}
+
+fn create(
+    app: &mut AppData,
+    kind: &str,
+    id: &str,
+    creator: &str,
+    members: Vec<String>,
+    data: &Map<String, Value>,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    if app.channels.len() >= MAX_CHANNELS_PER_APP {
+        return Err(ApiError::input("too many channels in this app"));
+    }
+    const RESERVED: &[&str] = &[
+        "members",
+        "id",
+        "type",
+        "cid",
+        "created_by",
+        "created_by_id",
+        "created_at",
+        "updated_at",
+        "frozen",
+        "disabled",
+        "config",
+        "own_capabilities",
+        "member_count",
+        "message_count",
+        "last_message_at",
+        "custom",
+    ];
+    let mut custom = render::custom_of(data, RESERVED);
+    if let Some(Value::Object(extra)) = data.get("custom") {
+        custom.extend(extra.clone());
+    }
+    if Value::Object(custom.clone()).to_string().len() > MAX_USER_BYTES {
+        return Err(ApiError::input("channel data is too large"));
+    }
+    let mut reads = std::collections::HashMap::new();
+    let mut list = Vec::new();
+    for m in members {
+        app.ensure_user(&m, now);
+        reads.insert(
+            m.clone(),
+            ReadState {
+                last_read: now,
+                last_read_message_id: None,
+                unread: 0,
+            },
+        );
+        list.push(Member {
+            is_creator: m == creator,
+            user_id: m,
+            created_at: now,
+        });
+    }
+    let cid = format!("{kind}:{id}");
+    app.channels.insert(
+        cid.clone(),
+        Channel {
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            cid,
+            created_by: creator.to_owned(),
+            created_at: now,
+            updated_at: now,
+            last_message_at: None,
+            data: custom,
+            members: list,
+            messages: VecDeque::new(),
+            message_count: 0,
+            reads,
+            watchers: Default::default(),
+        },
+    );
+    Ok(())
+}
+
+/// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`.
+pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
+    if let Some(parent) = msg.parent_id.as_deref() {
+        if let Some(p) = ch.messages.iter_mut().find(|m| m.id == parent) {
+            p.reply_count = p.reply_count.saturating_add(1);
+        }
+    }
+    let counts_as_unread = msg.parent_id.is_none() || msg.show_in_channel;
+    let now = msg.created_at;
+    for (user, read) in ch.reads.iter_mut() {
+        if *user == msg.user_id {
+            // Sending implies having read the channel up to here.
+            *read = ReadState {
+                last_read: now,
+                last_read_message_id: Some(msg.id.clone()),
+                unread: 0,
+            };
+        } else if counts_as_unread && !msg.silent {
+            read.unread = read.unread.saturating_add(1);
+        }
+    }
+    if counts_as_unread {
+        ch.last_message_at = Some(now);
+    }
+    ch.updated_at = now;
+    ch.message_count = ch.message_count.saturating_add(1);
+    ch.messages.push_back(msg);
+    while ch.messages.len() > MAX_MESSAGES_PER_CHANNEL {
+        ch.messages.pop_front();
+    }
+}

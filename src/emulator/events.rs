@@ -1,0 +1,157 @@
+//! Server→client events: their JSON shapes (per the OpenAPI event schemas)
+//! and who receives them. Channel events go to every connection watching the
+//! cid (the sender's included); `notification.*` and a user's own updates go
+//! to all of that user's connections.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::render::{self, ts};
+use super::store::{frame, AppData, Message};
+
+/// The fields every channel event carries; `custom` is required by the spec.
+pub(crate) fn channel_base(
+    app: &AppData,
+    kind: &str,
+    cid: &str,
+    now: OffsetDateTime,
+) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("type".into(), json!(kind));
+    map.insert("cid".into(), json!(cid));
+    if let Some(ch) = app.channels.get(cid) {
+        map.insert("channel_type".into(), json!(ch.kind));
+        map.insert("channel_id".into(), json!(ch.id));
+    }
+    map.insert("created_at".into(), json!(ts(now)));
+    map.insert("custom".into(), json!({}));
+    map
+}
+
+/// Distinct users watching `cid` (Stream counts users, not connections).
+fn watcher_count(app: &AppData, cid: &str) -> usize {
+    app.watcher_users(cid).len()
+}
+
+/// Sends one event to every connection watching `cid`.
+pub(crate) fn to_watchers(app: &AppData, cid: &str, event: &Value) {
+    let bytes = frame(event);
+    if let Some(ch) = app.channels.get(cid) {
+        for conn_id in &ch.watchers {
+            app.push(conn_id, &bytes);
+        }
+    }
+}
+
+/// `user.watching.start` / `user.watching.stop` to the channel's watchers.
+pub(crate) fn watching(app: &AppData, cid: &str, user_id: &str, start: bool, now: OffsetDateTime) {
+    let kind = if start {
+        "user.watching.start"
+    } else {
+        "user.watching.stop"
+    };
+    let mut ev = channel_base(app, kind, cid, now);
+    ev.insert("user".into(), render::user(app, user_id));
+    ev.insert("watcher_count".into(), json!(watcher_count(app, cid)));
+    to_watchers(app, cid, &Value::Object(ev));
+}
+
+/// `message.new` to watchers, each user with their own unread counters, and
+/// `notification.message_new` to members who watch the channel nowhere.
+pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDateTime) {
+    let Some(ch) = app.channels.get(cid) else {
+        return;
+    };
+    let message = render::message(app, cid, msg);
+    let mut base = channel_base(app, "message.new", cid, now);
+    base.insert("message_id".into(), json!(msg.id));
+    base.insert("message".into(), message);
+    base.insert("user".into(), render::user(app, &msg.user_id));
+    base.insert("watcher_count".into(), json!(watcher_count(app, cid)));
+    base.insert("channel_member_count".into(), json!(ch.members.len()));
+    base.insert("channel_message_count".into(), json!(ch.message_count));
+
+    let watchers = app.watcher_users(cid);
+    for (user_id, conns) in &watchers {
+        let ev = with_counters(app, base.clone(), user_id);
+        let bytes = frame(&ev);
+        for conn_id in conns {
+            app.push(conn_id, &bytes);
+        }
+    }
+    let channel = render::channel(app, ch);
+    for m in &ch.members {
+        if watchers.contains_key(&m.user_id) || !app.user_conns.contains_key(&m.user_id) {
+            continue;
+        }
+        let mut ev = base.clone();
+        ev.insert("type".into(), json!("notification.message_new"));
+        ev.insert("channel".into(), channel.clone());
+        app.push_user(&m.user_id, &frame(&with_counters(app, ev, &m.user_id)));
+    }
+}
+
+fn with_counters(app: &AppData, mut ev: Map<String, Value>, user_id: &str) -> Value {
+    let c = app.counters(user_id);
+    ev.insert("unread_count".into(), json!(c.total_unread));
+    ev.insert("total_unread_count".into(), json!(c.total_unread));
+    ev.insert("unread_channels".into(), json!(c.unread_channels));
+    Value::Object(ev)
+}
+
+/// `message.read` to the channel's watchers (the reader's own connections
+/// included) and `notification.mark_read` to the reader's connections only.
+/// Returns the `message.read` event for the REST response.
+pub(crate) fn read(
+    app: &AppData,
+    cid: &str,
+    user_id: &str,
+    last_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Value {
+    let mut ev = channel_base(app, "message.read", cid, now);
+    ev.insert("user".into(), render::user(app, user_id));
+    if let Some(id) = last_id {
+        ev.insert("last_read_message_id".into(), json!(id));
+    }
+    let read = Value::Object(ev.clone());
+    to_watchers(app, cid, &read);
+
+    ev.insert("type".into(), json!("notification.mark_read"));
+    let c = app.counters(user_id);
+    ev.insert("unread_count".into(), json!(c.total_unread));
+    ev.insert("total_unread_count".into(), json!(c.total_unread));
+    ev.insert("unread_channels".into(), json!(c.unread_channels));
+    ev.insert("unread_threads".into(), json!(0));
+    if let Some(ch) = app.channels.get(cid) {
+        ev.insert("channel".into(), render::channel(app, ch));
+    }
+    app.push_user(user_id, &frame(&Value::Object(ev)));
+    read
+}
+
+/// `user.updated` to the user's own connections and to every connection
+/// watching a channel the user is a member of.
+pub(crate) fn user_updated(app: &AppData, user_id: &str, now: OffsetDateTime) {
+    let ev = json!({
+        "type": "user.updated",
+        "created_at": ts(now),
+        "custom": {},
+        "user": render::user_with_privacy(app, user_id),
+    });
+    let mut targets: HashSet<&String> = HashSet::new();
+    if let Some(own) = app.user_conns.get(user_id) {
+        targets.extend(own);
+    }
+    for ch in app.channels.values() {
+        if ch.reads.contains_key(user_id) {
+            targets.extend(&ch.watchers);
+        }
+    }
+    let bytes = frame(&ev);
+    for conn_id in targets {
+        app.push(conn_id, &bytes);
+    }
+}

@@ -1,0 +1,247 @@
+//! `POST /channels` (QueryChannels): filter conditions, sort, pagination and
+//! the optional watch of every returned channel (how the SDK's
+//! `recoverState` re-subscribes after a reconnect).
+
+use std::cmp::Ordering;
+
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::channels::{state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES};
+use super::error::ApiError;
+use super::server::Req;
+use super::store::{AppData, Channel};
+
+/// Stream's page size limits for QueryChannels.
+const DEFAULT_LIMIT: usize = 10;
+const MAX_LIMIT: usize = 30;
+/// Nesting allowed in `$and` / `$or`, so a hostile filter cannot recurse deeply.
+const MAX_FILTER_DEPTH: usize = 4;
+
+/// `POST /channels` → `QueryChannelsResponse`.
+pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> {
+    let user = req.acting_user(None)?;
+    let empty = Map::new();
+    let filter = match req.body.get("filter_conditions") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(f)) => f,
+        Some(_) => return Err(ApiError::input("filter_conditions must be an object")),
+    };
+    let sort = sort_keys(req.body.get("sort"))?;
+    let mut hits: Vec<&Channel> = Vec::new();
+    for ch in app.channels.values() {
+        if matches(ch, filter, 0)? {
+            hits.push(ch);
+        }
+    }
+    hits.sort_by(|a, b| compare(a, b, &sort));
+    let offset = req.body.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = req
+        .body
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_LIMIT, |l| (l as usize).clamp(1, MAX_LIMIT));
+    let cids: Vec<String> = hits
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|c| c.cid.clone())
+        .collect();
+
+    let conn = req.watch_target(app, &user)?;
+    if let Some(conn) = conn {
+        let now = OffsetDateTime::now_utc();
+        for cid in &cids {
+            watch(app, &conn, cid, &user, now);
+        }
+    }
+    let messages = req
+        .body
+        .get("message_limit")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_STATE_MESSAGES, |l| {
+            (l as usize).min(MAX_STATE_MESSAGES)
+        });
+    let opts = StateOpts {
+        messages,
+        presence: req.flag("presence"),
+    };
+    let channels: Vec<Value> = cids
+        .iter()
+        .filter_map(|cid| app.channels.get(cid))
+        .map(|ch| Value::Object(state(app, ch, &user, &opts)))
+        .collect();
+    Ok(json!({ "channels": channels }))
+}
+
+/// Whether `ch` satisfies every condition of `filter`.
+fn matches(ch: &Channel, filter: &Map<String, Value>, depth: usize) -> Result<bool, ApiError> {
+    if depth > MAX_FILTER_DEPTH {
+        return Err(ApiError::input("filter_conditions nest too deeply"));
+    }
+    for (key, cond) in filter {
+        let ok = match key.as_str() {
+            "$and" | "$or" => {
+                let subs = cond
+                    .as_array()
+                    .ok_or_else(|| ApiError::input(format!("{key} needs an array")))?;
+                let mut results = Vec::with_capacity(subs.len());
+                for sub in subs {
+                    let sub = sub
+                        .as_object()
+                        .ok_or_else(|| ApiError::input(format!("{key} items must be objects")))?;
+                    results.push(matches(ch, sub, depth + 1)?);
+                }
+                if key == "$and" {
+                    results.iter().all(|r| *r)
+                } else {
+                    results.iter().any(|r| *r)
+                }
+            }
+            "members" => members_match(ch, cond)?,
+            "cid" => scalar_match(Some(&json!(ch.cid)), cond)?,
+            "id" => scalar_match(Some(&json!(ch.id)), cond)?,
+            "type" => scalar_match(Some(&json!(ch.kind)), cond)?,
+            "created_by_id" => scalar_match(Some(&json!(ch.created_by)), cond)?,
+            other if other.starts_with('$') => {
+                return Err(ApiError::input(format!(
+                    "unsupported filter operator {other}"
+                )))
+            }
+            other => scalar_match(ch.data.get(other), cond)?,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Value equality or one of `$eq`, `$ne`, `$in`, `$nin`, `$exists`.
+fn scalar_match(actual: Option<&Value>, cond: &Value) -> Result<bool, ApiError> {
+    let Some(ops) = cond
+        .as_object()
+        .filter(|o| o.keys().all(|k| k.starts_with('$')))
+    else {
+        return Ok(actual == Some(cond));
+    };
+    for (op, arg) in ops {
+        let ok = match op.as_str() {
+            "$eq" => actual == Some(arg),
+            "$ne" => actual != Some(arg),
+            "$in" => list(arg, op)?.iter().any(|v| Some(v) == actual),
+            "$nin" => !list(arg, op)?.iter().any(|v| Some(v) == actual),
+            "$exists" => actual.is_some() == (arg == &Value::Bool(true)),
+            _ => return Err(ApiError::input(format!("unsupported filter operator {op}"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `members`: `{"$in":[ids]}` (any of them is a member), `{"$eq":[ids]}` or a
+/// plain array (exactly these members), or a plain id (is a member).
+fn members_match(ch: &Channel, cond: &Value) -> Result<bool, ApiError> {
+    let is_member = |id: &Value| {
+        ch.members
+            .iter()
+            .any(|m| Some(m.user_id.as_str()) == id.as_str())
+    };
+    let exact = |ids: &[Value]| ids.len() == ch.members.len() && ids.iter().all(is_member);
+    match cond {
+        Value::String(_) => Ok(is_member(cond)),
+        Value::Array(ids) => Ok(exact(ids)),
+        Value::Object(ops) => {
+            for (op, arg) in ops {
+                let ok = match op.as_str() {
+                    "$in" => list(arg, op)?.iter().any(is_member),
+                    "$nin" => !list(arg, op)?.iter().any(is_member),
+                    "$eq" => exact(list(arg, op)?),
+                    _ => {
+                        return Err(ApiError::input(format!(
+                            "unsupported members operator {op}"
+                        )))
+                    }
+                };
+                if !ok {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        _ => Err(ApiError::input(
+            "members filter must be an id, an array or an operator",
+        )),
+    }
+}
+
+fn list<'a>(arg: &'a Value, op: &str) -> Result<&'a [Value], ApiError> {
+    arg.as_array()
+        .map(Vec::as_slice)
+        .ok_or_else(|| ApiError::input(format!("{op} needs an array")))
+}
+
+/// Sort keys as (field, descending); default `last_message_at` descending.
+fn sort_keys(sort: Option<&Value>) -> Result<Vec<(String, bool)>, ApiError> {
+    let mut out = Vec::new();
+    if let Some(Value::Array(items)) = sort {
+        for item in items.iter().take(4) {
+            let field = item
+                .get("field")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::input("sort items need a field"))?;
+            let desc = item.get("direction").and_then(Value::as_i64).unwrap_or(1) < 0;
+            out.push((field.to_owned(), desc));
+        }
+    }
+    if out.is_empty() {
+        out.push(("last_message_at".to_owned(), true));
+    }
+    Ok(out)
+}
+
+fn compare(a: &Channel, b: &Channel, keys: &[(String, bool)]) -> Ordering {
+    for (field, desc) in keys {
+        let ord = match field.as_str() {
+            "last_message_at" => nulls_last(a.last_message_at, b.last_message_at, *desc),
+            "last_updated" => last_updated(a).cmp(&last_updated(b)),
+            "created_at" => a.created_at.cmp(&b.created_at),
+            "updated_at" => a.updated_at.cmp(&b.updated_at),
+            "member_count" => a.members.len().cmp(&b.members.len()),
+            "cid" => a.cid.cmp(&b.cid),
+            "id" => a.id.cmp(&b.id),
+            // Unknown fields do not reorder; Stream ignores them too.
+            _ => Ordering::Equal,
+        };
+        let ord = if *desc && field != "last_message_at" {
+            ord.reverse()
+        } else {
+            ord
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    // Newest first, then by cid, so pages are stable.
+    b.created_at
+        .cmp(&a.created_at)
+        .then_with(|| a.cid.cmp(&b.cid))
+}
+
+/// Channels that never had a message sort after those that did.
+fn nulls_last(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>, desc: bool) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) if desc => b.cmp(&a),
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+fn last_updated(ch: &Channel) -> OffsetDateTime {
+    ch.last_message_at
+        .map_or(ch.created_at, |t| t.max(ch.created_at))
+}

@@ -1,0 +1,280 @@
+//! The emulator's in-memory state: per app, its users, channels (members,
+//! bounded message history, read state, watching connections) and open
+//! WebSocket connections with their bounded outbound queues. Everything here
+//! is plain data behind one mutex; no lock is held across an `.await`.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{events, App};
+
+/// All apps, keyed by API key.
+pub(crate) struct Store {
+    pub apps: HashMap<String, AppData>,
+}
+
+/// One app's world.
+#[derive(Default)]
+pub(crate) struct AppData {
+    pub secrets: Vec<String>,
+    pub users: HashMap<String, User>,
+    /// Keyed by cid (`type:id`).
+    pub channels: HashMap<String, Channel>,
+    /// Keyed by connection id.
+    pub conns: HashMap<String, Conn>,
+    /// user id → connection ids; kept in step with `conns`.
+    pub user_conns: HashMap<String, HashSet<String>>,
+}
+
+/// One open WebSocket connection, as the rest of the emulator sees it.
+pub(crate) struct Conn {
+    pub user_id: String,
+    /// Bounded queue to the session task; full means slow consumer.
+    pub tx: mpsc::Sender<Utf8Bytes>,
+    /// Cancelled to drop the socket without a close frame.
+    pub abort: CancellationToken,
+    /// Cancelled when the queue overflowed: the session closes with 1011.
+    pub overflow: CancellationToken,
+    /// cids this connection watches, to unbind them when it goes away.
+    pub watching: HashSet<String>,
+}
+
+/// A user record. Typed fields are validated on the way in (see `users`).
+pub(crate) struct User {
+    pub id: String,
+    pub role: String,
+    /// name, image, language, teams, invisible, privacy_settings and custom
+    /// fields, as last upserted.
+    pub fields: Map<String, Value>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub last_active: Option<OffsetDateTime>,
+}
+
+/// A channel with its members, history and read state.
+pub(crate) struct Channel {
+    pub kind: String,
+    pub id: String,
+    pub cid: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub last_message_at: Option<OffsetDateTime>,
+    /// Custom channel data (`name`, `image`, …).
+    pub data: Map<String, Value>,
+    pub members: Vec<Member>,
+    /// The newest `MAX_MESSAGES_PER_CHANNEL` messages, oldest first.
+    pub messages: VecDeque<Message>,
+    pub message_count: u64,
+    /// user id → read state; every member has one.
+    pub reads: HashMap<String, ReadState>,
+    /// Connection ids watching this channel.
+    pub watchers: HashSet<String>,
+}
+
+pub(crate) struct Member {
+    pub user_id: String,
+    pub created_at: OffsetDateTime,
+    pub is_creator: bool,
+}
+
+pub(crate) struct Message {
+    pub id: String,
+    pub user_id: String,
+    pub text: String,
+    pub parent_id: Option<String>,
+    pub show_in_channel: bool,
+    pub silent: bool,
+    pub attachments: Vec<Value>,
+    /// Custom message fields.
+    pub custom: Map<String, Value>,
+    pub reply_count: u32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+pub(crate) struct ReadState {
+    pub last_read: OffsetDateTime,
+    pub last_read_message_id: Option<String>,
+    pub unread: u32,
+}
+
+/// A user's unread counters across the channels they are a member of.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub total_unread: u32,
+    pub unread_channels: u32,
+}
+
+// === impl Store ===
+
+impl Store {
+    pub(crate) fn new(apps: Vec<App>) -> Self {
+        let mut map: HashMap<String, AppData> = HashMap::new();
+        for app in apps {
+            // The same key listed twice contributes all its secrets.
+            map.entry(app.api_key)
+                .or_default()
+                .secrets
+                .extend(app.secrets);
+        }
+        Self { apps: map }
+    }
+}
+
+// === impl AppData ===
+
+impl AppData {
+    pub(crate) fn conns_of(&self, user_id: &str) -> Vec<String> {
+        self.user_conns
+            .get(user_id)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Online = at least one connection and not invisible.
+    pub(crate) fn is_online(&self, user_id: &str) -> bool {
+        let invisible = self
+            .users
+            .get(user_id)
+            .and_then(|u| u.fields.get("invisible"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        !invisible && self.user_conns.get(user_id).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Returns the user, creating a bare one if it does not exist yet.
+    pub(crate) fn ensure_user(&mut self, id: &str, now: OffsetDateTime) -> &mut User {
+        self.users.entry(id.to_owned()).or_insert_with(|| User {
+            id: id.to_owned(),
+            role: "user".to_owned(),
+            fields: Map::new(),
+            created_at: now,
+            updated_at: now,
+            last_active: None,
+        })
+    }
+
+    pub(crate) fn register(&mut self, conn_id: String, conn: Conn) {
+        self.user_conns
+            .entry(conn.user_id.clone())
+            .or_default()
+            .insert(conn_id.clone());
+        self.conns.insert(conn_id, conn);
+    }
+
+    /// Removes a connection, unbinding its watches (and telling the other
+    /// watchers). `None` if it was already gone.
+    pub(crate) fn unregister(&mut self, conn_id: &str) -> Option<Conn> {
+        let conn = self.conns.remove(conn_id)?;
+        if let Some(set) = self.user_conns.get_mut(&conn.user_id) {
+            set.remove(conn_id);
+            if set.is_empty() {
+                self.user_conns.remove(&conn.user_id);
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        if let Some(user) = self.users.get_mut(&conn.user_id) {
+            user.last_active = Some(now);
+        }
+        for cid in &conn.watching {
+            if self.unbind(conn_id, &conn.user_id, cid) {
+                events::watching(self, cid, &conn.user_id, false, now);
+            }
+        }
+        Some(conn)
+    }
+
+    /// Binds a connection to a channel. Returns true if the user was not
+    /// watching it through any connection before (a `user.watching.start`).
+    pub(crate) fn bind(&mut self, conn_id: &str, cid: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(conn_id) else {
+            return false;
+        };
+        if !conn.watching.insert(cid.to_owned()) {
+            return false;
+        }
+        let user_id = conn.user_id.clone();
+        let was_watching = self.watcher_users(cid).contains_key(&user_id);
+        if let Some(ch) = self.channels.get_mut(cid) {
+            ch.watchers.insert(conn_id.to_owned());
+        }
+        !was_watching
+    }
+
+    /// Unbinds a connection from a channel. Returns true if its user no
+    /// longer watches the channel through any connection (a `user.watching.stop`).
+    pub(crate) fn unbind(&mut self, conn_id: &str, user_id: &str, cid: &str) -> bool {
+        if let Some(conn) = self.conns.get_mut(conn_id) {
+            conn.watching.remove(cid);
+        }
+        let Some(ch) = self.channels.get_mut(cid) else {
+            return false;
+        };
+        if !ch.watchers.remove(conn_id) {
+            return false;
+        }
+        !self.watcher_users(cid).contains_key(user_id)
+    }
+
+    /// Users watching `cid`, each with their watching connection ids.
+    pub(crate) fn watcher_users(&self, cid: &str) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if let Some(ch) = self.channels.get(cid) {
+            for conn_id in &ch.watchers {
+                if let Some(conn) = self.conns.get(conn_id) {
+                    out.entry(conn.user_id.clone())
+                        .or_default()
+                        .push(conn_id.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Queues a frame on one connection; a full queue marks it as a slow
+    /// consumer, which its session closes with 1011.
+    pub(crate) fn push(&self, conn_id: &str, frame: &Utf8Bytes) {
+        if let Some(conn) = self.conns.get(conn_id) {
+            match conn.tx.try_send(frame.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => conn.overflow.cancel(),
+                // The session is already ending; it unregisters itself.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// Queues a frame on every connection of a user.
+    pub(crate) fn push_user(&self, user_id: &str, frame: &Utf8Bytes) {
+        if let Some(ids) = self.user_conns.get(user_id) {
+            for id in ids {
+                self.push(id, frame);
+            }
+        }
+    }
+
+    /// Unread counters of a user over the channels they are a member of.
+    pub(crate) fn counters(&self, user_id: &str) -> Counters {
+        let mut c = Counters::default();
+        for ch in self.channels.values() {
+            if let Some(read) = ch.reads.get(user_id) {
+                c.total_unread = c.total_unread.saturating_add(read.unread);
+                if read.unread > 0 {
+                    c.unread_channels += 1;
+                }
+            }
+        }
+        c
+    }
+}
+
+/// Serializes an event once for all the connections it goes to.
+pub(crate) fn frame(event: &Value) -> Utf8Bytes {
+    Utf8Bytes::from(event.to_string())
+}

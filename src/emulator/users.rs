@@ -1,0 +1,287 @@
+//! Users: validation of client-supplied user objects (connect `user_details`,
+//! `POST /users`, `PATCH /users`) and the user REST handlers, including
+//! `GET /users`, which with a server token exposes `privacy_settings` so a
+//! gateway can learn other users' settings.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::auth::Identity;
+use super::error::ApiError;
+use super::store::AppData;
+use super::{events, render, MAX_USER_BYTES};
+
+/// Keys the server manages; clients cannot set them.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "role",
+    "created_at",
+    "updated_at",
+    "last_active",
+    "online",
+    "banned",
+    "blocked_user_ids",
+    "devices",
+    "mutes",
+    "channel_mutes",
+    "unread_count",
+    "total_unread_count",
+    "unread_channels",
+    "unread_threads",
+    "shadow_banned",
+    "deactivated_at",
+    "deleted_at",
+    "revoke_tokens_issued_before",
+    "teams_role",
+    "avg_response_time",
+    "push_preferences",
+    "latest_hidden_channels",
+    "total_unread_count_by_team",
+    "ban_expires",
+    "anon",
+];
+
+/// Most users one `GET /users` returns.
+const MAX_QUERY_USERS: usize = 100;
+
+/// Validates a user object and returns the fields to store. `custom: {…}`
+/// (new-style SDKs) is flattened into plain custom fields.
+///
+/// # Errors
+/// Code 4 if the object is too big or a typed field has the wrong type.
+pub(crate) fn validate(details: &Value) -> Result<Map<String, Value>, ApiError> {
+    let obj = details
+        .as_object()
+        .ok_or_else(|| ApiError::input("user must be a JSON object"))?;
+    if details.to_string().len() > MAX_USER_BYTES {
+        return Err(ApiError::input(format!(
+            "user object is larger than {MAX_USER_BYTES} bytes"
+        )));
+    }
+    let mut out = Map::new();
+    for (key, value) in obj {
+        if READ_ONLY.contains(&key.as_str()) {
+            continue;
+        }
+        if key == "custom" {
+            let custom = value
+                .as_object()
+                .ok_or_else(|| ApiError::input("user.custom must be an object"))?;
+            for (k, v) in custom {
+                if !READ_ONLY.contains(&k.as_str()) && !render::USER_TYPED.contains(&k.as_str()) {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+            continue;
+        }
+        check_typed(key, value)?;
+        out.insert(key.clone(), value.clone());
+    }
+    Ok(out)
+}
+
+fn check_typed(key: &str, value: &Value) -> Result<(), ApiError> {
+    let ok = match key {
+        "name" | "image" | "language" => value.is_string(),
+        "invisible" => value.is_boolean(),
+        "teams" => value
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string)),
+        "privacy_settings" => value.as_object().is_some_and(|p| {
+            p.iter().all(|(k, s)| match k.as_str() {
+                "typing_indicators" | "read_receipts" | "delivery_receipts" => s
+                    .as_object()
+                    .is_some_and(|s| s.get("enabled").is_none_or(Value::is_boolean)),
+                _ => true,
+            })
+        }),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::input(format!("user.{key} has the wrong type")))
+    }
+}
+
+/// Upserts `fields` into user `id`; `replace` drops fields not given (POST
+/// /users semantics), otherwise they merge (connect `user_details`).
+pub(crate) fn apply(
+    app: &mut AppData,
+    id: &str,
+    fields: Map<String, Value>,
+    replace: bool,
+    now: OffsetDateTime,
+) {
+    let user = app.ensure_user(id, now);
+    if replace {
+        user.fields = fields;
+    } else {
+        user.fields.extend(fields);
+    }
+    user.updated_at = now;
+}
+
+/// A user token may only change its own user; a server token any user.
+fn may_edit(ident: &Identity, id: &str) -> Result<(), ApiError> {
+    match ident {
+        Identity::Server => Ok(()),
+        Identity::User(me) if me == id => Ok(()),
+        Identity::User(_) => Err(ApiError::forbidden(
+            "a user token can only update its own user",
+        )),
+    }
+}
+
+/// `POST /users` with `{"users":{id:{…}}}` → `UpdateUsersResponse`.
+pub(crate) fn upsert(app: &mut AppData, ident: &Identity, body: &Value) -> Result<Value, ApiError> {
+    let users = body
+        .get("users")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::input("users must be an object keyed by user id"))?;
+    let mut staged = Vec::new();
+    for (key, user) in users {
+        let id = user.get("id").and_then(Value::as_str).unwrap_or(key);
+        check_id(id)?;
+        may_edit(ident, id)?;
+        staged.push((id.to_owned(), validate(user)?));
+    }
+    let now = OffsetDateTime::now_utc();
+    for (id, fields) in staged.iter().cloned() {
+        apply(app, &id, fields, true, now);
+    }
+    Ok(finish(app, staged.into_iter().map(|(id, _)| id), now))
+}
+
+/// `PATCH /users` with `{"users":[{"id","set","unset"}]}` → `UpdateUsersResponse`.
+pub(crate) fn partial(
+    app: &mut AppData,
+    ident: &Identity,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let ops = body
+        .get("users")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::input("users must be an array of partial updates"))?;
+    let mut staged = Vec::new();
+    for op in ops {
+        let id = op
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::input("partial update needs an id"))?;
+        check_id(id)?;
+        may_edit(ident, id)?;
+        let set = validate(op.get("set").unwrap_or(&json!({})))?;
+        let unset: Vec<String> = match op.get("unset") {
+            None => Vec::new(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|_| ApiError::input("unset must be an array of field names"))?,
+        };
+        staged.push((id.to_owned(), set, unset));
+    }
+    let mut merged = Vec::new();
+    for (id, set, unset) in staged {
+        let mut fields = app
+            .users
+            .get(&id)
+            .map(|u| u.fields.clone())
+            .unwrap_or_default();
+        for key in &unset {
+            fields.remove(key);
+        }
+        fields.extend(set);
+        if Value::Object(fields.clone()).to_string().len() > MAX_USER_BYTES {
+            return Err(ApiError::input("user object would exceed the size limit"));
+        }
+        merged.push((id, fields));
+    }
+    let now = OffsetDateTime::now_utc();
+    for (id, fields) in merged.iter().cloned() {
+        apply(app, &id, fields, true, now);
+    }
+    Ok(finish(app, merged.into_iter().map(|(id, _)| id), now))
+}
+
+fn finish(app: &AppData, ids: impl Iterator<Item = String>, now: OffsetDateTime) -> Value {
+    let mut users = Map::new();
+    for id in ids {
+        events::user_updated(app, &id, now);
+        users.insert(id.clone(), render::full_user(app, &id, true));
+    }
+    json!({ "users": users, "membership_deletion_task_id": "" })
+}
+
+/// `GET /users?payload={"filter_conditions":{"id":{"$in":[…]}}}` →
+/// `QueryUsersResponse`. `privacy_settings` is included for a server token
+/// and for the caller's own user.
+pub(crate) fn query(
+    app: &AppData,
+    ident: &Identity,
+    payload: Option<&str>,
+) -> Result<Value, ApiError> {
+    let payload: Value = match payload {
+        Some(p) => {
+            serde_json::from_str(p).map_err(|_| ApiError::input("payload is not valid JSON"))?
+        }
+        None => json!({}),
+    };
+    let filter = payload
+        .get("filter_conditions")
+        .cloned()
+        .unwrap_or(json!({}));
+    let wanted: Option<HashSet<String>> = match filter.get("id") {
+        None => None,
+        Some(Value::String(id)) => Some(HashSet::from([id.clone()])),
+        Some(v) => match v.get("$in").or_else(|| v.get("$eq")) {
+            Some(Value::Array(ids)) => Some(
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            Some(Value::String(id)) => Some(HashSet::from([id.clone()])),
+            _ => {
+                return Err(ApiError::input(
+                    "unsupported id filter; use a value, $eq or $in",
+                ))
+            }
+        },
+    };
+    let mut ids: Vec<&String> = app
+        .users
+        .keys()
+        .filter(|id| wanted.as_ref().is_none_or(|w| w.contains(*id)))
+        .collect();
+    ids.sort();
+    let offset = payload.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = payload
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(MAX_QUERY_USERS, |l| (l as usize).min(MAX_QUERY_USERS));
+    let users: Vec<Value> = ids
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|id| {
+            let own = matches!(ident, Identity::User(me) if me == id);
+            render::full_user(app, id, own || *ident == Identity::Server)
+        })
+        .collect();
+    Ok(json!({ "users": users }))
+}
+
+/// Stream's id alphabet and length limit, shared by users and channels.
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 255
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@_-!.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::input(format!("invalid id {id:?}")))
+    }
+}

@@ -1,0 +1,197 @@
+//! Wiring: binds the listeners, starts the embedded upstream when configured, builds the shared
+//! state, and runs until shutdown. [`start`] returns a [`Running`] handle that tests and `main` use
+//! alike.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::{Config, UpstreamTarget};
+use crate::emulator::{self, Emulator};
+use crate::metrics::Metrics;
+use crate::session::Hubs;
+use crate::shutdown::Shutdown;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// State every connection task shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub auth: Authenticator,
+    pub hubs: Hubs,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when draining starts.
+    pub shutdown: CancellationToken,
+    pub tasks: Shutdown,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A started gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// Address of the embedded upstream, when it runs.
+    pub embedded_addr: Option<SocketAddr>,
+    pub embedded: Option<Emulator>,
+    pub shared: Arc<Shared>,
+    supervisor: JoinHandle<bool>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|source| StartError::Bind { addr, source })?;
+    let _ = socket.set_reuseaddr(true);
+    socket
+        .bind(addr)
+        .map_err(|source| StartError::Bind { addr, source })?;
+    socket
+        .listen(4096)
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Binds and starts everything.
+///
+/// # Errors
+/// A listener cannot be bound, or the upstream TLS setup fails.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let life = Shutdown::default();
+    let listener = bind(config.listen).await?;
+    let admin = bind(config.admin_listen).await?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+        addr: config.admin_listen,
+        source,
+    })?;
+
+    // The embedded upstream outlives the drain so sessions can close cleanly; it stops last.
+    let last = CancellationToken::new();
+    let (base, embedded, embedded_addr) = match &config.upstream.target {
+        UpstreamTarget::Url(u) => (u.clone(), None, None),
+        UpstreamTarget::Embedded => {
+            let l = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            let a = l.local_addr().map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+            let apps = config
+                .apps
+                .iter()
+                .map(|a| emulator::App {
+                    api_key: a.api_key.clone(),
+                    secrets: a.secrets.iter().map(|s| s.0.clone()).collect(),
+                })
+                .collect();
+            let emu = Emulator::new(apps);
+            tokio::spawn(emulator::serve(l, emu.clone(), last.clone()));
+            let base = url::Url::parse(&format!("http://{a}"))
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            (base, Some(emu), Some(a))
+        }
+    };
+    let upstream = Arc::new(Upstream::new(
+        base,
+        config.upstream.clone(),
+        &config.apps,
+        metrics.clone(),
+    )?);
+    let auth = Authenticator::new(&config.apps, config.auth.clone(), metrics.clone());
+    let hubs = Hubs::new(
+        upstream.clone(),
+        metrics.clone(),
+        config.limits.session_queue,
+        life.clone(),
+    );
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        auth,
+        hubs,
+        upstream,
+        metrics: metrics.clone(),
+        shutdown: life.token.clone(),
+        tasks: life.clone(),
+    });
+
+    tokio::spawn(crate::admin::serve(
+        admin,
+        metrics.clone(),
+        life.clone(),
+        last.clone(),
+    ));
+    let accept = tokio::spawn(crate::listener::serve(listener, shared.clone()));
+    life.set_ready(true);
+    metrics.ready.set(1);
+
+    let drain = config.drain_deadline;
+    let sup_life = life.clone();
+    let supervisor = tokio::spawn(async move {
+        sup_life.token.cancelled().await;
+        sup_life.set_ready(false);
+        let _ = accept.await;
+        sup_life.tracker.close();
+        let clean = tokio::time::timeout(drain, sup_life.tracker.wait())
+            .await
+            .is_ok();
+        last.cancel();
+        clean
+    });
+    Ok(Running {
+        addr,
+        admin_addr,
+        embedded_addr,
+        embedded,
+        shared,
+        supervisor,
+    })
+}
+
+impl Running {
+    /// Starts draining (what SIGTERM does).
+    pub fn shutdown(&self) {
+        self.shared.tasks.token.cancel();
+    }
+
+    /// Waits for the drain to finish. Returns false if the deadline cut it short.
+    ///
+    /// # Panics
+    /// Re-raises a panic from any gateway task, so tests see it.
+    pub async fn join(self) -> bool {
+        self.assert_no_panics();
+        let clean = match self.supervisor.await {
+            Ok(clean) => clean,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let panics = self.shared.tasks.panics();
+        assert!(panics.is_empty(), "gateway task panicked: {panics:?}");
+        clean
+    }
+
+    /// Panics if any gateway task panicked so far.
+    pub fn assert_no_panics(&self) {
+        let panics = self.shared.tasks.panics();
+        assert!(panics.is_empty(), "gateway task panicked: {panics:?}");
+    }
+}

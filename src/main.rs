@@ -1,0 +1,215 @@
+//! The `stream-edge` binary: `serve` (default), `token`, `emulator`, `check-config`.
+//! Configuration errors print one line and exit 64 (EX_USAGE) before any port is bound.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use stream_edge::config::{sources::ConfigArgs, Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "stream-edge", version, about = "Edge gateway for Stream Chat")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print an HS256 user token signed with the configured secret.
+    Token {
+        user_id: String,
+        /// Lifetime in seconds; no `exp` claim when omitted.
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// App to sign for (default: the first configured).
+        #[arg(long = "for-app")]
+        app: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Run the embedded Stream-compatible upstream on its own.
+    Emulator {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Validate configuration and exit 0, or print one line and exit 64.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+const EX_USAGE: u8 = 64;
+
+fn resolve(args: &ConfigArgs) -> Result<Config, ExitCode> {
+    args.resolve().map_err(|e| {
+        eprintln!("stream-edge: invalid configuration: {e}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.config),
+        Some(Command::Serve { config }) => serve(&merge(&cli.config, config)),
+        Some(Command::CheckConfig { config }) => match resolve(&merge(&cli.config, config)) {
+            Ok(_) => {
+                println!("configuration ok");
+                return ExitCode::SUCCESS;
+            }
+            Err(code) => return code,
+        },
+        Some(Command::Token {
+            user_id,
+            expires_in,
+            app,
+            config,
+        }) => token(
+            &merge(&cli.config, config),
+            &user_id,
+            expires_in,
+            app.as_deref(),
+        ),
+        Some(Command::Emulator { listen, config }) => emulator(&merge(&cli.config, config), listen),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("stream-edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Subcommand options override the ones given before the subcommand.
+fn merge(outer: &ConfigArgs, inner: ConfigArgs) -> ConfigArgs {
+    ConfigArgs {
+        config: inner.config.or_else(|| outer.config.clone()),
+        listen: inner.listen.or_else(|| outer.listen.clone()),
+        admin_listen: inner.admin_listen.or_else(|| outer.admin_listen.clone()),
+        upstream: inner.upstream.or_else(|| outer.upstream.clone()),
+        api_key: inner.api_key.or_else(|| outer.api_key.clone()),
+        api_secret: inner.api_secret.or_else(|| outer.api_secret.clone()),
+        log_format: inner.log_format.or_else(|| outer.log_format.clone()),
+    }
+}
+
+fn token(
+    args: &ConfigArgs,
+    user: &str,
+    expires_in: Option<u64>,
+    app: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let config = match resolve(args) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if !stream_edge::transport::connect::valid_user_id(user) {
+        eprintln!("stream-edge: user id may only contain letters, digits, @, _ and -");
+        return Ok(ExitCode::from(EX_USAGE));
+    }
+    let app = match app {
+        Some(key) => config
+            .app(key)
+            .with_context(|| format!("no app with api key {key}"))?,
+        None => config.apps.first().context("no app configured")?,
+    };
+    let secret = app.secrets.first().context("app has no secret")?;
+    let token = stream_edge::auth::mint::user_token(&secret.0, user, expires_in)?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn serve(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = match resolve(args) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_tracing(config.log_format);
+    runtime()?.block_on(async move {
+        let dev = config.dev_credentials;
+        let key = config.apps[0].api_key.clone();
+        let running = stream_edge::gateway::start(config).await?;
+        if dev {
+            tracing::warn!(
+                api_key = %key,
+                "no api key/secret configured: using the built-in development app on the embedded upstream (never in production)"
+            );
+            println!(
+                "stream-edge listening on http://{addr} (admin http://{admin}), embedded upstream, api key `{key}`\n\
+                 get a token:  cargo run --release -- token alice\n\
+                 connect:      new StreamChat('{key}', {{ baseURL: 'http://{addr}' }}).connectUser({{ id: 'alice' }}, token)",
+                addr = running.addr,
+                admin = running.admin_addr,
+            );
+        } else {
+            tracing::info!(addr = %running.addr, admin = %running.admin_addr, "stream-edge listening");
+        }
+        let sig = stream_edge::shutdown::signal().await;
+        tracing::info!(signal = sig, "draining");
+        running.shutdown();
+        let clean = running.join().await;
+        if !clean {
+            tracing::warn!("drain deadline passed with sessions still open");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn emulator(args: &ConfigArgs, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let config = match resolve(args) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_tracing(config.log_format);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let apps = config
+            .apps
+            .iter()
+            .map(|a| stream_edge::emulator::App {
+                api_key: a.api_key.clone(),
+                secrets: a.secrets.iter().map(|s| s.0.clone()).collect(),
+            })
+            .collect();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let emu = stream_edge::emulator::Emulator::new(apps);
+        let addr = listener.local_addr()?;
+        println!("stream-edge emulator listening on http://{addr}");
+        let server = tokio::spawn(stream_edge::emulator::serve(listener, emu, stop.clone()));
+        stream_edge::shutdown::signal().await;
+        stop.cancel();
+        server.await??;
+        Ok(ExitCode::SUCCESS)
+    })
+}

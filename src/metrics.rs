@@ -1,0 +1,200 @@
+//! Every Prometheus metric the gateway exports, built once from one [`Registry`] per gateway
+//! instance (tests run several gateways in one process). Labels are bounded enums or route
+//! templates: never user ids, tokens or addresses.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Event types that get their own label value; everything else is counted as `other`, which
+/// keeps label cardinality bounded whatever an upstream sends.
+const EVENT_TYPES: &[&str] = &[
+    "health.check",
+    "message.new",
+    "message.updated",
+    "message.deleted",
+    "message.read",
+    "message.delivered",
+    "reaction.new",
+    "reaction.deleted",
+    "typing.start",
+    "typing.stop",
+    "user.updated",
+    "user.presence.changed",
+    "user.watching.start",
+    "user.watching.stop",
+    "notification.message_new",
+    "notification.mark_read",
+    "notification.added_to_channel",
+    "member.added",
+    "member.updated",
+    "channel.updated",
+];
+
+/// Maps an event type to a bounded label value.
+pub fn event_label(kind: &str) -> &'static str {
+    EVENT_TYPES
+        .iter()
+        .find(|t| **t == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// All metrics of one gateway.
+pub struct Metrics {
+    pub registry: Registry,
+    pub sessions_open: IntGaugeVec,
+    pub sessions_opened: IntCounterVec,
+    pub sessions_closed: IntCounterVec,
+    pub connect_rejected: IntCounterVec,
+    pub bad_input: IntCounterVec,
+    pub upstream_open: IntGaugeVec,
+    pub upstream_connects: IntCounterVec,
+    pub upstream_disconnects: IntCounterVec,
+    pub upstream_sessions: IntGaugeVec,
+    pub jwt_validations: IntCounterVec,
+    pub jwt_cache: IntCounterVec,
+    pub jwt_cache_evictions: IntCounter,
+    pub events_received: IntCounterVec,
+    pub events_delivered: IntCounterVec,
+    pub events_dropped: IntCounterVec,
+    pub event_delivery_seconds: Histogram,
+    pub watch_routing: IntCounterVec,
+    pub rest_requests: IntCounterVec,
+    pub rest_seconds: HistogramVec,
+    pub bytes: IntCounterVec,
+    pub limit_hits: IntCounterVec,
+    pub longpoll_held: IntGauge,
+    pub longpoll_polls: IntCounterVec,
+    pub longpoll_expired: IntCounterVec,
+    pub longpoll_poll_seconds: Histogram,
+    pub privacy_lookups: IntCounterVec,
+    pub ready: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("invariant: static metric");
+    r.register(Box::new(c.clone()))
+        .expect("invariant: unique metric name");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("invariant: static metric");
+    r.register(Box::new(g.clone()))
+        .expect("invariant: unique metric name");
+    g
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("invariant: static metric");
+    r.register(Box::new(h.clone()))
+        .expect("invariant: unique metric name");
+    h
+}
+
+/// Latency buckets from 50 µs to 10 s.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0,
+    ]
+}
+
+impl Metrics {
+    /// Builds and registers every metric, including the process collector (RSS, fds, CPU).
+    pub fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "stream_edge",
+            );
+            let _ = r.register(Box::new(pc));
+        }
+        let m = Metrics {
+            sessions_open: gauge(&r, "stream_edge_sessions_open", "Client sessions open now.", &["transport"]),
+            sessions_opened: counter(&r, "stream_edge_sessions_opened_total", "Client sessions that completed the handshake.", &["transport"]),
+            sessions_closed: counter(&r, "stream_edge_sessions_closed_total", "Client sessions closed, by reason.", &["transport", "reason"]),
+            connect_rejected: counter(&r, "stream_edge_connect_rejected_total", "Connect attempts refused before a session existed, by reason.", &["transport", "reason"]),
+            bad_input: counter(&r, "stream_edge_bad_input_total", "Malformed client input answered with an error, by reason.", &["transport", "reason"]),
+            upstream_open: gauge(&r, "stream_edge_upstream_connections_open", "Upstream WebSocket connections open now.", &["app"]),
+            upstream_connects: counter(&r, "stream_edge_upstream_connects_total", "Upstream connection attempts, by outcome.", &["app", "outcome"]),
+            upstream_disconnects: counter(&r, "stream_edge_upstream_disconnects_total", "Upstream connections ended, by reason.", &["app", "reason"]),
+            upstream_sessions: gauge(&r, "stream_edge_upstream_sessions", "Client sessions attached to upstream connections (divide by stream_edge_upstream_connections_open for the multiplexing ratio).", &["app"]),
+            jwt_validations: counter(&r, "stream_edge_jwt_validations_total", "Token validations, by outcome and Stream error code.", &["outcome", "code"]),
+            jwt_cache: counter(&r, "stream_edge_jwt_cache_requests_total", "Token validation cache lookups, by result.", &["result"]),
+            jwt_cache_evictions: {
+                let c = IntCounter::new("stream_edge_jwt_cache_evictions_total", "Token validations evicted from the cache (size, expiry, secret removed).").expect("invariant: static metric");
+                r.register(Box::new(c.clone())).expect("invariant: unique metric name");
+                c
+            },
+            events_received: counter(&r, "stream_edge_events_received_total", "Events received from upstream, by type.", &["type"]),
+            events_delivered: counter(&r, "stream_edge_events_delivered_total", "Events queued to client sessions, by transport and type.", &["transport", "type"]),
+            events_dropped: counter(&r, "stream_edge_events_dropped_total", "Events deliberately not delivered, by reason and type.", &["reason", "type"]),
+            event_delivery_seconds: histogram(&r, "stream_edge_event_delivery_seconds", "Time from receiving an event from upstream to writing it to a client.", &[], latency_buckets()).with_label_values(&[] as &[&str]),
+            watch_routing: counter(&r, "stream_edge_watch_changes_total", "Watch routing table changes, by action.", &["action"]),
+            rest_requests: counter(&r, "stream_edge_rest_requests_total", "Proxied REST requests, by route template, method and status class.", &["route", "method", "status"]),
+            rest_seconds: histogram(&r, "stream_edge_rest_request_duration_seconds", "Proxied REST request latency, by route template.", &["route"], latency_buckets()),
+            bytes: counter(&r, "stream_edge_bytes_total", "Payload bytes to and from clients, by direction and transport.", &["direction", "transport"]),
+            limit_hits: counter(&r, "stream_edge_limit_hits_total", "Times a configured bound was hit, by limit.", &["limit"]),
+            longpoll_held: {
+                let g = IntGauge::new("stream_edge_longpoll_held_requests", "Long-poll requests held open now.").expect("invariant: static metric");
+                r.register(Box::new(g.clone())).expect("invariant: unique metric name");
+                g
+            },
+            longpoll_polls: counter(&r, "stream_edge_longpoll_polls_total", "Long-poll requests answered, by outcome.", &["outcome"]),
+            longpoll_expired: counter(&r, "stream_edge_longpoll_expired_total", "Long-poll sessions expired, by reason.", &["reason"]),
+            longpoll_poll_seconds: histogram(&r, "stream_edge_longpoll_poll_duration_seconds", "How long long-poll requests were held.", &[], vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 25.0, 30.0]).with_label_values(&[] as &[&str]),
+            privacy_lookups: counter(&r, "stream_edge_privacy_lookups_total", "Privacy settings lookups against upstream, by outcome.", &["outcome"]),
+            ready: {
+                let g = IntGauge::new("stream_edge_ready", "1 while the gateway takes traffic, 0 before start and while draining.").expect("invariant: static metric");
+                r.register(Box::new(g.clone())).expect("invariant: unique metric name");
+                g
+            },
+            registry: r,
+        };
+        m.precreate();
+        m
+    }
+
+    /// Pre-creates known label sets so dashboards see zeros instead of gaps.
+    fn precreate(&self) {
+        for t in ["ws", "longpoll"] {
+            self.sessions_open.with_label_values(&[t]);
+            self.sessions_opened.with_label_values(&[t]);
+            for d in ["in", "out"] {
+                self.bytes.with_label_values(&[d, t]);
+            }
+        }
+        for r in ["hit", "miss"] {
+            self.jwt_cache.with_label_values(&[r]);
+        }
+        self.jwt_validations.with_label_values(&["ok", "0"]);
+    }
+
+    /// Text exposition of everything registered.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let enc = prometheus::TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = enc.encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

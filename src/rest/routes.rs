@@ -1,0 +1,190 @@
+//! Route templates: a bounded label for metrics, and the few routes the proxy must understand
+//! (watching and unwatching channels). Every other route streams through untouched.
+
+use http::Method;
+
+/// What the proxy does with a route beyond forwarding it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `POST /channels` (watch ties the returned cids to the session).
+    QueryChannels,
+    /// `POST /channels/{type}/{id}/query` or `/channels/{type}/query`.
+    QueryChannel {
+        cid: Option<String>,
+    },
+    /// `POST /channels/{type}/{id}/stop-watching`.
+    StopWatching {
+        cid: String,
+    },
+    Other,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    /// Bounded metric label, e.g. `/channels/{type}/{id}/message`.
+    pub template: String,
+    pub kind: Kind,
+}
+
+/// Top-level resources of the client-side API; anything else is labelled `other`.
+const ROOTS: &[&str] = &[
+    "app",
+    "channels",
+    "users",
+    "messages",
+    "threads",
+    "sync",
+    "devices",
+    "moderation",
+    "search",
+    "guest",
+    "og",
+    "polls",
+    "drafts",
+    "reminders",
+    "members",
+    "query_members",
+    "uploads",
+    "hi",
+    "longpoll",
+    "reactions",
+    "blocklists",
+    "commands",
+    "unread",
+    "unread_batch",
+    "export_channels",
+    "search_users",
+    "moderation_flags",
+    "location",
+    "users_live_locations",
+];
+
+/// Action words kept verbatim in templates; other segments are ids.
+const WORDS: &[&str] = &[
+    "query",
+    "stop-watching",
+    "message",
+    "event",
+    "read",
+    "unread",
+    "file",
+    "image",
+    "hide",
+    "show",
+    "truncate",
+    "members",
+    "delivered",
+    "reaction",
+    "reactions",
+    "replies",
+    "action",
+    "translate",
+    "pin",
+    "mute",
+    "unmute",
+    "block",
+    "unblock",
+    "flag",
+    "unflag",
+    "ban",
+    "partial",
+    "draft",
+    "votes",
+    "options",
+    "pinned_messages",
+    "mark_read",
+    "mark_unread",
+    "typing",
+    "undelete",
+    "commit",
+    "unread_counts",
+];
+
+/// Most segments kept in a template.
+const MAX_DEPTH: usize = 6;
+
+pub fn classify(method: &Method, path: &str) -> Route {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let kind = if method == Method::POST {
+        match segs.as_slice() {
+            ["channels"] => Kind::QueryChannels,
+            ["channels", _, "query"] => Kind::QueryChannel { cid: None },
+            ["channels", t, id, "query"] => Kind::QueryChannel {
+                cid: Some(format!("{t}:{id}")),
+            },
+            ["channels", t, id, "stop-watching"] => Kind::StopWatching {
+                cid: format!("{t}:{id}"),
+            },
+            _ => Kind::Other,
+        }
+    } else {
+        Kind::Other
+    };
+    let template = match segs.first() {
+        None => "/".to_string(),
+        Some(root) if ROOTS.contains(root) => {
+            let mut t = String::new();
+            for (i, s) in segs.iter().take(MAX_DEPTH).enumerate() {
+                t.push('/');
+                if i == 0 || WORDS.contains(s) {
+                    t.push_str(s);
+                } else if i == 1 && *root == "channels" {
+                    t.push_str("{type}");
+                } else {
+                    t.push_str("{id}");
+                }
+            }
+            t
+        }
+        Some(_) => "other".to_string(),
+    };
+    Route { template, kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_bounded() {
+        let cases = [
+            ("/channels", "/channels"),
+            (
+                "/channels/messaging/general/query",
+                "/channels/{type}/{id}/query",
+            ),
+            ("/channels/messaging/query", "/channels/{type}/query"),
+            (
+                "/channels/messaging/x-9/message",
+                "/channels/{type}/{id}/message",
+            ),
+            ("/users", "/users"),
+            ("/messages/abc/reaction", "/messages/{id}/reaction"),
+            ("/secret-admin/x", "other"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(classify(&Method::POST, path).template, want, "{path}");
+        }
+    }
+
+    #[test]
+    fn watch_routes_are_recognised() {
+        assert_eq!(
+            classify(&Method::POST, "/channels").kind,
+            Kind::QueryChannels
+        );
+        assert_eq!(
+            classify(&Method::POST, "/channels/messaging/g/query").kind,
+            Kind::QueryChannel {
+                cid: Some("messaging:g".into())
+            }
+        );
+        assert_eq!(
+            classify(&Method::POST, "/channels/messaging/g/stop-watching").kind,
+            Kind::StopWatching {
+                cid: "messaging:g".into()
+            }
+        );
+        assert_eq!(classify(&Method::GET, "/channels").kind, Kind::Other);
+    }
+}

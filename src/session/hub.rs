@@ -1,0 +1,246 @@
+//! One user's hub: the sessions of one (app, user), their watch table, and the status of the single
+//! upstream connection they share. Routing an upstream event to the right sessions happens here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::event::{Audience, EventHead};
+use super::watch::{SessionId, WatchTable};
+use super::Transport;
+use crate::error::close;
+use crate::metrics::{event_label, Metrics};
+
+/// An event on its way to one session, stamped with when it arrived from upstream.
+pub struct Delivery {
+    pub frame: Utf8Bytes,
+    pub received: Instant,
+}
+
+/// Ends a session from outside its task (slow consumer, upstream loss) with a close code.
+#[derive(Default)]
+pub struct Closer {
+    token: CancellationToken,
+    reason: OnceLock<(u16, &'static str)>,
+}
+
+impl Closer {
+    /// Asks the session to close; the first reason wins.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.reason.set((code, reason));
+        self.token.cancel();
+    }
+
+    /// Resolves once [`Closer::close`] was called.
+    pub async fn closed(&self) -> (u16, &'static str) {
+        self.token.cancelled().await;
+        self.reason
+            .get()
+            .copied()
+            .unwrap_or((close::UPSTREAM_LOST, "closed"))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// The upstream connection's handshake result.
+pub struct Ready {
+    pub connection_id: String,
+    pub me: Box<RawValue>,
+}
+
+/// State of the hub's upstream connection.
+#[derive(Clone)]
+pub enum Status {
+    Connecting,
+    Ready(Arc<Ready>),
+    Down(Arc<str>),
+}
+
+pub(super) struct Entry {
+    pub(super) tx: mpsc::Sender<Delivery>,
+    pub(super) closer: Arc<Closer>,
+    pub(super) transport: Transport,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) sessions: HashMap<SessionId, Entry>,
+    pub(super) watches: WatchTable,
+    /// Set once the hub left the registry; a retired hub takes no new sessions.
+    pub(super) retired: bool,
+    /// Bumped on every attach, so a linger timer started before it does not retire the hub.
+    pub(super) epoch: u64,
+    /// The `user_details` last sent upstream, to forward changes from later sessions.
+    pub(super) details: String,
+}
+
+/// Sessions of one (app, user) sharing one upstream connection.
+pub struct Hub {
+    pub app: Arc<str>,
+    pub user: Arc<str>,
+    pub(super) state: Mutex<State>,
+    pub(super) status: watch::Sender<Status>,
+    /// Cancelled when the hub retires; stops the upstream task.
+    pub(super) cancel: CancellationToken,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub(super) fn new(
+        app: Arc<str>,
+        user: Arc<str>,
+        details: String,
+        cancel: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Hub {
+            app,
+            user,
+            state: Mutex::new(State {
+                details,
+                ..State::default()
+            }),
+            status: watch::Sender::new(Status::Connecting),
+            cancel,
+            metrics,
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that matters
+        // more than refusing service forever would.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Upstream connection id, once connected.
+    pub fn upstream_connection_id(&self) -> Option<String> {
+        match &*self.status.borrow() {
+            Status::Ready(r) => Some(r.connection_id.clone()),
+            _ => None,
+        }
+    }
+
+    /// Number of sessions attached.
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Records that `session` watches each of `cids`.
+    pub fn watch(&self, session: &SessionId, cids: &[String]) {
+        let mut st = self.lock();
+        if !st.sessions.contains_key(session) {
+            return;
+        }
+        for cid in cids {
+            if st.watches.watch(session, cid) {
+                self.metrics
+                    .watch_routing
+                    .with_label_values(&["watch"])
+                    .inc();
+            }
+        }
+    }
+
+    /// Stops `session` watching `cid`; true when no session of this user watches it any more, so
+    /// the upstream subscription may be released.
+    pub fn unwatch(&self, session: &SessionId, cid: &str) -> bool {
+        let released = self.lock().watches.unwatch(session, cid);
+        let action = if released {
+            "unwatch_upstream"
+        } else {
+            "unwatch_local"
+        };
+        self.metrics
+            .watch_routing
+            .with_label_values(&[action])
+            .inc();
+        released
+    }
+
+    /// Delivers one upstream frame to the sessions that should see it.
+    pub fn route(&self, frame: Utf8Bytes, received: Instant) {
+        let head = match EventHead::parse(frame.as_str()) {
+            Ok(h) => h,
+            Err(_) => {
+                self.metrics
+                    .events_dropped
+                    .with_label_values(&["unparseable", "other"])
+                    .inc();
+                return;
+            }
+        };
+        let kind = event_label(&head.kind);
+        self.metrics
+            .events_received
+            .with_label_values(&[kind])
+            .inc();
+        let st = self.lock();
+        match head.audience() {
+            Audience::Gateway => {}
+            Audience::AllSessions => {
+                for entry in st.sessions.values() {
+                    self.deliver(entry, &frame, received, kind);
+                }
+            }
+            Audience::Watchers(cid) => match st.watches.watchers(cid) {
+                Some(ids) => {
+                    for id in ids {
+                        if let Some(entry) = st.sessions.get(id) {
+                            self.deliver(entry, &frame, received, kind);
+                        }
+                    }
+                }
+                None => self
+                    .metrics
+                    .events_dropped
+                    .with_label_values(&["not_watched", kind])
+                    .inc(),
+            },
+        }
+    }
+
+    fn deliver(&self, entry: &Entry, frame: &Utf8Bytes, received: Instant, kind: &'static str) {
+        if entry.closer.is_closed() {
+            return;
+        }
+        match entry.tx.try_send(Delivery {
+            frame: frame.clone(),
+            received,
+        }) {
+            Ok(()) => self
+                .metrics
+                .events_delivered
+                .with_label_values(&[entry.transport.label(), kind])
+                .inc(),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Policy: a session that cannot keep up is closed with a reconnect code (its SDK
+                // then recovers state), never allowed to slow the user's other sessions.
+                self.metrics
+                    .events_dropped
+                    .with_label_values(&["slow_consumer", kind])
+                    .inc();
+                self.metrics
+                    .limit_hits
+                    .with_label_values(&["session_queue"])
+                    .inc();
+                entry.closer.close(close::TRY_AGAIN_LATER, "slow consumer");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Closes every session (upstream lost or gateway retiring the hub).
+    pub(super) fn close_all(&self, code: u16, reason: &'static str) {
+        for entry in self.lock().sessions.values() {
+            entry.closer.close(code, reason);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The task that owns a hub's upstream WebSocket: connects, relays every frame into the hub's
+//! router, pings on the SDK's cadence, applies the same watchdog the SDK applies, and retires the
+//! hub when the connection is lost.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::hub::{Ready, Status};
+use super::{Hub, Hubs};
+use crate::upstream::Upstream;
+
+pub(super) async fn run(
+    hub: Arc<Hub>,
+    hubs: Hubs,
+    upstream: Arc<Upstream>,
+    details: Box<RawValue>,
+) {
+    let app = hub.app.clone();
+    let m = upstream.metrics.clone();
+    let connect = upstream.connect_ws(&app, &hub.user, &details);
+    let connected = tokio::select! {
+        r = connect => r,
+        _ = hub.cancel.cancelled() => return,
+    };
+    let (mut ws, handshake) = match connected {
+        Ok(ok) => ok,
+        Err(e) => {
+            m.upstream_connects
+                .with_label_values(&[&app, "error"])
+                .inc();
+            tracing::warn!(app = %app, error = %e, "upstream connect failed");
+            hubs.fail(&hub, &e.to_string());
+            return;
+        }
+    };
+    m.upstream_connects.with_label_values(&[&app, "ok"]).inc();
+    m.upstream_open.with_label_values(&[&app]).inc();
+    tracing::debug!(app = %app, "upstream connected");
+    let ping = format!(
+        "[{{\"type\":\"health.check\",\"client_id\":{}}}]",
+        serde_json::Value::from(format!("{}--{}", hub.user, handshake.connection_id))
+    );
+    hub.status.send_replace(Status::Ready(Arc::new(Ready {
+        connection_id: handshake.connection_id,
+        me: handshake.me,
+    })));
+
+    let cfg = &upstream.config;
+    let mut ticker = tokio::time::interval(cfg.ping_interval);
+    ticker.tick().await;
+    let mut last_rx = Instant::now();
+    let reason = loop {
+        let deadline = tokio::time::Instant::from_std(last_rx + cfg.watchdog);
+        tokio::select! {
+            _ = hub.cancel.cancelled() => {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+                break "retired";
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(frame))) => {
+                    last_rx = Instant::now();
+                    hub.route(frame, last_rx);
+                }
+                Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
+                Some(Err(_)) => break "error",
+                Some(Ok(_)) => last_rx = Instant::now(),
+            },
+            _ = ticker.tick() => {
+                if ws.send(Message::text(ping.clone())).await.is_err() {
+                    break "error";
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break "watchdog",
+        }
+    };
+    m.upstream_open.with_label_values(&[&app]).dec();
+    m.upstream_disconnects
+        .with_label_values(&[&app, reason])
+        .inc();
+    if reason != "retired" {
+        tracing::info!(app = %app, reason, "upstream connection lost; closing its sessions");
+        hubs.fail(&hub, reason);
+    }
+}
+
+/// Sends changed `user_details` of a later session upstream as a user upsert, with a server token.
+pub(super) fn forward_details(
+    upstream: &Arc<Upstream>,
+    tasks: &crate::shutdown::Shutdown,
+    app: &str,
+    details: &RawValue,
+) {
+    let upstream = upstream.clone();
+    let app = app.to_string();
+    let details = details.get().to_string();
+    tasks.spawn(async move {
+        if let Err(e) = crate::upstream::calls::upsert_user(&upstream, &app, &details).await {
+            tracing::debug!(app = %app, error = %e, "forwarding user_details failed");
+        }
+    });
+}

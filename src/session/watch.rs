@@ -1,0 +1,191 @@
+//! Which session of a user watches which channel. The upstream connection watches the union; a
+//! channel is unwatched upstream only when the last session of the user stops watching it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// A gateway-minted session (`connection_id`) id.
+pub type SessionId = Arc<str>;
+/// A channel id, `type:id`.
+pub type Cid = Arc<str>;
+
+/// Reference-counted watch subscriptions of one user's sessions.
+#[derive(Debug, Default)]
+pub struct WatchTable {
+    by_cid: HashMap<Cid, HashSet<SessionId>>,
+    by_session: HashMap<SessionId, HashSet<Cid>>,
+}
+
+impl WatchTable {
+    /// Records that `session` watches `cid`. Returns true if it was not already watching.
+    pub fn watch(&mut self, session: &SessionId, cid: &str) -> bool {
+        let cid: Cid = match self.by_cid.get_key_value(cid) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(cid),
+        };
+        let added = self
+            .by_cid
+            .entry(cid.clone())
+            .or_default()
+            .insert(session.clone());
+        self.by_session
+            .entry(session.clone())
+            .or_default()
+            .insert(cid);
+        added
+    }
+
+    /// Stops `session` watching `cid`. Returns true when no session watches `cid` any more, i.e.
+    /// the upstream watch may be released.
+    pub fn unwatch(&mut self, session: &SessionId, cid: &str) -> bool {
+        if let Some(cids) = self.by_session.get_mut(session) {
+            cids.remove(cid);
+            if cids.is_empty() {
+                self.by_session.remove(session);
+            }
+        }
+        match self.by_cid.get_mut(cid) {
+            Some(sessions) => {
+                sessions.remove(session);
+                if sessions.is_empty() {
+                    self.by_cid.remove(cid);
+                    true
+                } else {
+                    false
+                }
+            }
+            None => true,
+        }
+    }
+
+    /// Forgets every watch of `session`; returns the channels nobody watches any more.
+    pub fn remove_session(&mut self, session: &SessionId) -> Vec<Cid> {
+        let mut orphaned = Vec::new();
+        if let Some(cids) = self.by_session.remove(session) {
+            for cid in cids {
+                if let Some(sessions) = self.by_cid.get_mut(&cid) {
+                    sessions.remove(session);
+                    if sessions.is_empty() {
+                        self.by_cid.remove(&cid);
+                        orphaned.push(cid);
+                    }
+                }
+            }
+        }
+        orphaned
+    }
+
+    /// Sessions watching `cid`.
+    pub fn watchers(&self, cid: &str) -> Option<&HashSet<SessionId>> {
+        self.by_cid.get(cid)
+    }
+
+    pub fn is_watching(&self, session: &SessionId, cid: &str) -> bool {
+        self.by_cid.get(cid).is_some_and(|s| s.contains(session))
+    }
+
+    /// Channels watched by at least one session.
+    pub fn channel_count(&self) -> usize {
+        self.by_cid.len()
+    }
+
+    /// Internal consistency: the two indexes describe the same relation.
+    #[cfg(test)]
+    pub fn consistent(&self) -> bool {
+        let a: usize = self.by_cid.values().map(HashSet::len).sum();
+        let b: usize = self.by_session.values().map(HashSet::len).sum();
+        a == b
+            && self.by_cid.values().all(|s| !s.is_empty())
+            && self
+                .by_session
+                .iter()
+                .all(|(s, cids)| !cids.is_empty() && cids.iter().all(|c| self.is_watching(s, c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sid(n: u8) -> SessionId {
+        Arc::from(format!("s{n}"))
+    }
+
+    #[test]
+    fn last_unwatch_releases_upstream() {
+        let mut t = WatchTable::default();
+        assert!(t.watch(&sid(1), "m:a"));
+        assert!(!t.watch(&sid(1), "m:a"));
+        t.watch(&sid(2), "m:a");
+        assert!(!t.unwatch(&sid(1), "m:a"), "session 2 still watches");
+        assert!(t.is_watching(&sid(2), "m:a"));
+        assert!(t.unwatch(&sid(2), "m:a"));
+        assert_eq!(t.channel_count(), 0);
+    }
+
+    #[test]
+    fn removing_a_session_orphans_only_its_exclusive_channels() {
+        let mut t = WatchTable::default();
+        t.watch(&sid(1), "m:a");
+        t.watch(&sid(1), "m:b");
+        t.watch(&sid(2), "m:b");
+        let mut orphaned = t.remove_session(&sid(1));
+        orphaned.sort();
+        assert_eq!(orphaned, vec![Arc::from("m:a")]);
+        assert!(t.is_watching(&sid(2), "m:b"));
+        assert!(t.consistent());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Watch(u8, u8),
+        Unwatch(u8, u8),
+        Leave(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..4, 0u8..4).prop_map(|(s, c)| Op::Watch(s, c)),
+            (0u8..4, 0u8..4).prop_map(|(s, c)| Op::Unwatch(s, c)),
+            (0u8..4).prop_map(Op::Leave),
+        ]
+    }
+
+    proptest! {
+        /// Against a model (a set of pairs): the table agrees on who watches what, and "released
+        /// upstream" is reported exactly when the last watcher of a channel goes.
+        #[test]
+        fn matches_model(ops in proptest::collection::vec(op(), 0..64)) {
+            let mut t = WatchTable::default();
+            let mut model: HashSet<(u8, u8)> = HashSet::new();
+            for op in ops {
+                match op {
+                    Op::Watch(s, c) => {
+                        let added = t.watch(&sid(s), &format!("m:{c}"));
+                        prop_assert_eq!(added, model.insert((s, c)));
+                    }
+                    Op::Unwatch(s, c) => {
+                        model.remove(&(s, c));
+                        let released = t.unwatch(&sid(s), &format!("m:{c}"));
+                        prop_assert_eq!(released, !model.iter().any(|(_, mc)| *mc == c));
+                    }
+                    Op::Leave(s) => {
+                        let before: HashSet<u8> = model.iter().map(|(_, c)| *c).collect();
+                        model.retain(|(ms, _)| *ms != s);
+                        let after: HashSet<u8> = model.iter().map(|(_, c)| *c).collect();
+                        let mut orphaned: Vec<String> = t.remove_session(&sid(s)).iter().map(|c| c.to_string()).collect();
+                        orphaned.sort();
+                        let mut expect: Vec<String> = before.difference(&after).map(|c| format!("m:{c}")).collect();
+                        expect.sort();
+                        prop_assert_eq!(orphaned, expect);
+                    }
+                }
+                prop_assert!(t.consistent());
+                for s in 0..4u8 { for c in 0..4u8 {
+                    prop_assert_eq!(t.is_watching(&sid(s), &format!("m:{c}")), model.contains(&(s, c)));
+                }}
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! `GET /connect`: the WebSocket upgrade. The request is parsed and authenticated before the
+//! upgrade, but a refusal is still answered *after* it, as an error frame and close 1000: an HTTP
+//! 401 on the upgrade would make the SDK retry forever and never refresh its token
+//! (stream-protocol.md 7.1).
+
+use std::sync::Arc;
+
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use super::connect;
+use crate::auth::Credentials;
+use crate::error::EdgeError;
+use crate::gateway::Shared;
+use crate::listener::{json_error, Body};
+
+/// Socket limits from config: small read buffer, bounded message, frame and write buffer.
+pub fn socket_config(shared: &Shared) -> WebSocketConfig {
+    let ws = &shared.config.ws;
+    WebSocketConfig::default()
+        .read_buffer_size(ws.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(ws.max_write_buffer_bytes)
+        .max_message_size(Some(ws.max_message_bytes))
+        .max_frame_size(Some(ws.max_frame_bytes))
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> Option<String> {
+    let has = |name: header::HeaderName, want: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(want)))
+    };
+    if !(has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")) {
+        return None;
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return None;
+    }
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
+    Some(derive_accept_key(key.as_bytes()))
+}
+
+/// Handles `/connect`.
+pub fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+    let Some(accept) = is_upgrade(&req) else {
+        shared
+            .metrics
+            .bad_input
+            .with_label_values(&["ws", "not_upgrade"])
+            .inc();
+        return json_error(&EdgeError::BadInput(
+            "/connect expects a WebSocket upgrade (GET, Upgrade: websocket, version 13)".into(),
+        ));
+    };
+    let prepared = prepare(&req, &shared);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_shared = shared.clone();
+    shared.tasks.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let config = socket_config(&task_shared);
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        super::ws_session::run(ws, prepared, task_shared).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(crate::listener::empty())
+        .unwrap_or_else(|_| json_error(&EdgeError::NotFound))
+}
+
+/// A connect request that passed parsing and authentication.
+pub struct Prepared {
+    pub request: connect::ConnectRequest,
+    pub identity: crate::auth::Identity,
+}
+
+fn prepare(req: &Request<Incoming>, shared: &Shared) -> Result<Prepared, EdgeError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(EdgeError::Draining);
+    }
+    let query = req.uri().query().unwrap_or("");
+    let request = connect::parse(
+        query,
+        None,
+        None,
+        shared.config.limits.max_user_details_bytes,
+    )?;
+    let identity = shared.auth.authenticate(Credentials {
+        api_key: &request.api_key,
+        token: request.token.as_deref(),
+        anonymous: request.anonymous,
+        user_id: Some(&request.user_id),
+        client_connection: true,
+    })?;
+    Ok(Prepared { request, identity })
+}

@@ -1,0 +1,204 @@
+//! One WebSocket session after the upgrade: the handshake frame, then a loop that writes the hub's
+//! events, answers pings, keeps the SDK's 35 s watchdog fed, ends the session when its token
+//! expires, and closes with a code whose meaning the SDK acts on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::frames;
+use super::ws::Prepared;
+use crate::error::{close, EdgeError};
+use crate::gateway::Shared;
+use crate::session::{Attachment, Transport};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Events written per flush, so a burst is batched into few syscalls without starving reads.
+const WRITE_BATCH: usize = 64;
+
+pub(super) async fn run(
+    mut ws: Socket,
+    prepared: Result<Prepared, EdgeError>,
+    shared: Arc<Shared>,
+) {
+    let m = &shared.metrics;
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return reject(ws, &e, &shared).await,
+    };
+    let attach = shared.hubs.attach(
+        &prepared.request.api_key,
+        &prepared.identity,
+        &prepared.request.details,
+        Transport::Ws,
+    );
+    let att = tokio::select! {
+        r = attach => r,
+        _ = shared.shutdown.cancelled() => Err(EdgeError::Draining),
+    };
+    let att = match att {
+        Ok(a) => a,
+        Err(e) => return reject(ws, &e, &shared).await,
+    };
+    let first = frames::connected(&att.id, &att.ready.me);
+    if ws.send(Message::text(first)).await.is_err() {
+        return;
+    }
+    m.sessions_opened.with_label_values(&["ws"]).inc();
+    m.sessions_open.with_label_values(&["ws"]).inc();
+    let started = Instant::now();
+    let (code, reason) = serve(&mut ws, att, prepared.identity.exp, &shared).await;
+    m.sessions_open.with_label_values(&["ws"]).dec();
+    m.sessions_closed.with_label_values(&["ws", reason]).inc();
+    tracing::info!(
+        app = %prepared.request.api_key,
+        user = %prepared.identity.user_id,
+        transport = "ws",
+        duration_ms = started.elapsed().as_millis() as u64,
+        close_code = code,
+        reason,
+        "session closed"
+    );
+    if code != 0 {
+        close_socket(&mut ws, code, reason).await;
+    }
+}
+
+/// Refuses a connect: retryable failures close with a reconnect code and no error frame (the SDK
+/// would treat an error frame as final); everything else gets the error frame and close 1000.
+async fn reject(mut ws: Socket, err: &EdgeError, shared: &Shared) {
+    let class = err.class();
+    shared
+        .metrics
+        .connect_rejected
+        .with_label_values(&["ws", class.label])
+        .inc();
+    tracing::debug!(reason = class.label, error = %err, "ws connect refused");
+    if err.is_retryable() {
+        close_socket(&mut ws, class.close, class.label).await;
+        return;
+    }
+    if ws.send(Message::text(frames::error(err))).await.is_ok() {
+        close_socket(&mut ws, close::REJECTED, class.label).await;
+    }
+}
+
+async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_string().into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+}
+
+/// The live loop. Returns the close code to send (0 when the socket is already gone) and the
+/// metric reason.
+async fn serve(
+    ws: &mut Socket,
+    mut att: Attachment,
+    exp: Option<u64>,
+    shared: &Shared,
+) -> (u16, &'static str) {
+    let m = &shared.metrics;
+    let cfg = &shared.config.ws;
+    let health = tokio::time::sleep(cfg.health_interval);
+    let idle = tokio::time::sleep(cfg.client_idle_timeout);
+    let expiry = tokio::time::sleep(until_exp(exp, shared.config.auth.leeway));
+    tokio::pin!(health, idle, expiry);
+    let delivery = &m.event_delivery_seconds;
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return (close::GOING_AWAY, "draining"),
+            (code, reason) = att.closer.closed() => return (code, reason),
+            _ = &mut expiry, if exp.is_some() => return (close::TOKEN_EXPIRED, "token_expired"),
+            _ = &mut idle => return (close::IDLE, "client_idle"),
+            ev = att.events.recv() => {
+                let Some(first) = ev else { return (close::UPSTREAM_LOST, "upstream_lost") };
+                let mut batch = Some(first);
+                let mut n = 0;
+                while let Some(d) = batch.take() {
+                    m.bytes.with_label_values(&["out", "ws"]).inc_by(d.frame.len() as u64);
+                    if ws.feed(Message::Text(d.frame)).await.is_err() {
+                        return (0, "write_error");
+                    }
+                    delivery.observe(d.received.elapsed().as_secs_f64());
+                    n += 1;
+                    if n < WRITE_BATCH {
+                        batch = att.events.try_recv().ok();
+                    }
+                }
+                if ws.flush().await.is_err() {
+                    return (0, "write_error");
+                }
+                health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+            }
+            _ = &mut health => {
+                if ws.send(Message::text(frames::health_check(&att.id))).await.is_err() {
+                    return (0, "write_error");
+                }
+                health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+            }
+            msg = ws.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + cfg.client_idle_timeout);
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => return (0, "client_closed"),
+                    Some(Err(WsError::Capacity(_))) => {
+                        m.bad_input.with_label_values(&["ws", "frame_too_large"]).inc();
+                        return (close::TOO_BIG, "frame_too_large");
+                    }
+                    Some(Err(WsError::Protocol(_))) => {
+                        m.bad_input.with_label_values(&["ws", "protocol_violation"]).inc();
+                        return (1002, "protocol_violation");
+                    }
+                    Some(Err(_)) => return (0, "read_error"),
+                    Some(Ok(Message::Text(t))) => {
+                        m.bytes.with_label_values(&["in", "ws"]).inc_by(t.len() as u64);
+                        let reply = match frames::is_ping(t.as_str()) {
+                            Ok(true) => frames::health_check(&att.id),
+                            Ok(false) => {
+                                // Clients send nothing but pings (stream-protocol.md 5.2); ignore
+                                // other JSON, but count it.
+                                m.bad_input.with_label_values(&["ws", "unexpected_event"]).inc();
+                                continue;
+                            }
+                            Err(_) => {
+                                m.bad_input.with_label_values(&["ws", "not_json"]).inc();
+                                frames::error(&EdgeError::BadInput("frames must be JSON".into()))
+                            }
+                        };
+                        if ws.send(Message::text(reply)).await.is_err() {
+                            return (0, "write_error");
+                        }
+                        health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        m.bad_input.with_label_values(&["ws", "binary_frame"]).inc();
+                        let err = EdgeError::BadInput("binary frames are not supported".into());
+                        if ws.send(Message::text(frames::error(&err))).await.is_err() {
+                            return (0, "write_error");
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn until_exp(exp: Option<u64>, leeway: Duration) -> Duration {
+    let Some(exp) = exp else {
+        return Duration::from_secs(86400 * 365);
+    };
+    let now = crate::auth::now_secs().max(0) as u64;
+    // A session ends just after `exp` plus the leeway, so the reconnect's validation sees it
+    // expired and answers code 40 (which makes a provider-based SDK refresh).
+    Duration::from_secs(exp.saturating_sub(now) + 1) + leeway
+}

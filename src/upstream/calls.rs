@@ -1,0 +1,85 @@
+//! Requests the gateway makes to upstream on its own behalf (not proxied for a client), signed with
+//! a server token: forwarding later sessions' `user_details`, and privacy-settings lookups.
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+
+use super::{Upstream, UpstreamError};
+
+/// Largest response body the gateway reads for its own calls.
+const MAX_OWN_RESPONSE: usize = 4 << 20;
+
+/// Sends one request with a server token; returns status and body.
+///
+/// # Errors
+/// Transport failure, timeout or an oversized body.
+pub async fn call(
+    upstream: &Upstream,
+    app: &str,
+    method: Method,
+    path: &str,
+    query: &str,
+    body: Option<String>,
+) -> Result<(StatusCode, Bytes), UpstreamError> {
+    let token = upstream.server_token(app)?;
+    let mut query_all = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("api_key", app)
+        .finish();
+    if !query.is_empty() {
+        query_all.push('&');
+        query_all.push_str(query);
+    }
+    let uri = upstream.rest_uri(path, Some(&query_all))?;
+    let body = body.map(Bytes::from).unwrap_or_default();
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::HOST, upstream.host())
+        .header(http::header::AUTHORIZATION, token)
+        .header("stream-auth-type", "jwt")
+        .header("X-Stream-Client", super::ws::CLIENT_ID)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body).map_err(|never| match never {}).boxed())
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    let send = upstream.rest.request(req);
+    let resp = tokio::time::timeout(upstream.config.request_timeout, send)
+        .await
+        .map_err(|_| UpstreamError::Timeout)?
+        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+    let status = resp.status();
+    let body = tokio::time::timeout(
+        upstream.config.request_timeout,
+        Limited::new(resp.into_body(), MAX_OWN_RESPONSE).collect(),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout)?
+    .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+    .to_bytes();
+    Ok((status, body))
+}
+
+/// `POST /users` upserting one user from a connect payload's `user_details`.
+///
+/// # Errors
+/// As [`call`], or `details` lacks an `id`, or upstream refused it.
+pub async fn upsert_user(
+    upstream: &Upstream,
+    app: &str,
+    details: &str,
+) -> Result<(), UpstreamError> {
+    let value: serde_json::Value =
+        serde_json::from_str(details).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+    let id = value
+        .get("id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| UpstreamError::Protocol("user_details without id".into()))?
+        .to_string();
+    let body = serde_json::json!({ "users": { id: value } }).to_string();
+    let (status, _) = call(upstream, app, Method::POST, "/users", "", Some(body)).await?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(UpstreamError::Protocol(format!("upsert answered {status}")))
+    }
+}
