@@ -149,10 +149,10 @@ fn cached_hit_past_exp_is_refused() {
     let identity = Identity {
         user_id: "u".into(),
         kind: TokenKind::User,
-        exp: Some(1),
+        exp: None,
     };
     let t = sign(S1, json!({"user_id":"u"}));
-    // Plant an entry whose claims say it expired long ago under this token's key.
+    // Plant a live entry whose claims say it expired long ago: a hit must still re-check time.
     let claims = Claims {
         user_id: Some("u".into()),
         exp: Some(1),

@@ -1,0 +1,9 @@
+//! The one integration-test binary (links once): the real gateway on ephemeral ports.
+
+mod cli;
+mod lifecycle;
+mod multiplex;
+mod rest;
+mod sdk;
+mod support;
+mod ws;

@@ -1,0 +1,168 @@
+//! Multiplexing at the protocol level: one upstream connection per user, routing by watch, linger,
+//! upstream loss.
+
+use hyper::Method;
+use stream_edge::config::DEV_API_KEY;
+
+use crate::support::*;
+
+async fn watch(gw: &TestGateway, user: &str, conn: &str, channel: &str, members: &[&str]) {
+    let tok = gw.token(user, None);
+    let url = format!(
+        "{}/channels/messaging/{channel}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
+        gw.base
+    );
+    let body =
+        serde_json::json!({"data":{"members":members},"state":true,"watch":true}).to_string();
+    let (status, text) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+}
+
+async fn send(gw: &TestGateway, user: &str, channel: &str, text: &str) {
+    let tok = gw.token(user, None);
+    let url = format!(
+        "{}/channels/messaging/{channel}/message?user_id={user}&api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let body = serde_json::json!({"message":{"text":text}}).to_string();
+    let (status, t) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {t}");
+}
+
+/// Next `message.new`, skipping other events.
+async fn next_message(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == "message.new" {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sessions_share_one_upstream_and_get_only_watched_channels() {
+    let gw = TestGateway::start().await;
+    let emu = gw.running().embedded.clone().unwrap();
+    let (mut a, ca) = gw.connect("mx-u").await;
+    let (mut b, cb) = gw.connect("mx-u").await;
+    let (_c, _) = gw.connect("mx-u").await;
+    assert_eq!(emu.connections_of(DEV_API_KEY, "mx-u"), 1);
+    assert_eq!(
+        gw.metric("stream_edge_upstream_connections_open", &[])
+            .await,
+        1.0
+    );
+    watch(&gw, "mx-u", &ca, "mx-1", &["mx-u", "mx-o"]).await;
+    watch(&gw, "mx-u", &cb, "mx-2", &["mx-u", "mx-o"]).await;
+    send(&gw, "mx-o", "mx-1", "to one").await;
+    send(&gw, "mx-o", "mx-2", "to two").await;
+    // Per-connection order is preserved, so each socket's first message tells what it was routed.
+    assert_eq!(next_message(&mut a).await["message"]["text"], "to one");
+    assert_eq!(next_message(&mut b).await["message"]["text"], "to two");
+    send(&gw, "mx-o", "mx-1", "again one").await;
+    assert_eq!(next_message(&mut a).await["message"]["text"], "again one");
+
+    // b also watches mx-1; a stops watching: b keeps receiving, a does not.
+    watch(&gw, "mx-u", &cb, "mx-1", &["mx-u", "mx-o"]).await;
+    let tok = gw.token("mx-u", None);
+    let url = format!("{}/channels/messaging/mx-1/stop-watching?user_id=mx-u&api_key={DEV_API_KEY}&connection_id={ca}", gw.base);
+    let (status, _) = http(Method::POST, &url, Some("{}"), &[("authorization", &tok)]).await;
+    assert!(status.is_success());
+    send(&gw, "mx-o", "mx-1", "after stop").await;
+    send(&gw, "mx-o", "mx-2", "sentinel").await;
+    assert_eq!(next_message(&mut b).await["message"]["text"], "after stop");
+    watch(&gw, "mx-u", &ca, "mx-2", &["mx-u", "mx-o"]).await;
+    send(&gw, "mx-o", "mx-2", "a barrier").await;
+    // a's next message is the barrier: "after stop" was not routed to it.
+    assert_eq!(next_message(&mut a).await["message"]["text"], "a barrier");
+    assert!(
+        gw.metric(
+            "stream_edge_watch_changes_total",
+            &[("action", "unwatch_local")]
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn upstream_closes_after_linger_and_loss_closes_sessions() {
+    let gw = TestGateway::start().await;
+    let emu = gw.running().embedded.clone().unwrap();
+    {
+        let (_a, _) = gw.connect("ling").await;
+        assert_eq!(emu.connections_of(DEV_API_KEY, "ling"), 1);
+    }
+    eventually("linger closes upstream", || async {
+        emu.connections_of(DEV_API_KEY, "ling") == 0
+    })
+    .await;
+
+    let (mut a, _) = gw.connect("lost").await;
+    let (mut b, _) = gw.connect("lost").await;
+    assert_eq!(emu.drop_connections_of(DEV_API_KEY, "lost"), 1);
+    let lost = stream_edge::error::close::UPSTREAM_LOST;
+    assert_eq!(close_code(&mut a).await, lost);
+    assert_eq!(close_code(&mut b).await, lost);
+    // Reconnecting works and gets a fresh upstream connection.
+    let (_c, _) = gw.connect("lost").await;
+    assert_eq!(emu.connections_of(DEV_API_KEY, "lost"), 1);
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_without_slowing_others() {
+    let mut cfg = test_config();
+    cfg.limits.session_queue = 2;
+    let gw = TestGateway::start_with(cfg).await;
+    // The slow client shrinks its receive buffer so the kernel absorbs little before the gateway's
+    // writes stall.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(gw.running().addr).await.unwrap();
+    let url = gw.connect_url(
+        r#"{"user_id":"slow-u"}"#,
+        DEV_API_KEY,
+        &gw.token("slow-u", None),
+    );
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    let cs = next_json(&mut slow).await["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut fast, cf) = gw.connect("slow-u").await;
+    watch(&gw, "slow-u", &cs, "slow-ch", &["slow-u", "slow-o"]).await;
+    watch(&gw, "slow-u", &cf, "slow-ch", &["slow-u", "slow-o"]).await;
+    // The slow socket is never read; the gateway's socket buffers fill, then its queue overflows.
+    let big = "y".repeat(4_000);
+    let mut n = 0;
+    while gw
+        .metric(
+            "stream_edge_events_dropped_total",
+            &[("reason", "slow_consumer")],
+        )
+        .await
+        == 0.0
+    {
+        send(&gw, "slow-o", "slow-ch", &big).await;
+        assert_eq!(
+            next_message(&mut fast).await["message"]["text"]
+                .as_str()
+                .map(str::len),
+            Some(big.len())
+        );
+        n += 1;
+        assert!(n < 5_000, "slow consumer never detected");
+    }
+    assert!(
+        gw.metric(
+            "stream_edge_limit_hits_total",
+            &[("limit", "session_queue")]
+        )
+        .await
+            >= 1.0
+    );
+    drop(slow);
+}

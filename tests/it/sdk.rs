@@ -1,0 +1,52 @@
+//! End-to-end with the real `stream-chat` npm package (tests/e2e, pinned with its lockfile): Node
+//! drives the SDK against this gateway and its embedded upstream.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stream_edge::config::{DEV_API_KEY, DEV_API_SECRET};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_chat_sdk_end_to_end() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
+    assert!(
+        dir.join("node_modules/stream-chat").is_dir(),
+        "tests/e2e/node_modules is missing: run `npm ci --prefix tests/e2e` (tests/run does it)"
+    );
+    let mut cfg = test_config();
+    cfg.upstream.linger = Duration::from_secs(1);
+    let gw = TestGateway::start_with(cfg).await;
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".test.mjs"))
+        .collect();
+    files.sort();
+    let child = tokio::process::Command::new("node")
+        .args(["--test", "--test-concurrency=1", "--test-force-exit"])
+        .args(&files)
+        .current_dir(&dir)
+        .env("GATEWAY_URL", &gw.base)
+        .env("ADMIN_URL", &gw.admin)
+        .env("EMULATOR_URL", gw.embedded_url())
+        .env("STREAM_API_KEY", DEV_API_KEY)
+        .env("STREAM_API_SECRET", DEV_API_SECRET)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), child)
+        .await
+        .expect("SDK suite finishes within 5 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "SDK end-to-end suite failed (output above)"
+    );
+    assert!(stdout.contains("# fail 0"), "no failures reported");
+    gw.running().assert_no_panics();
+}
