@@ -29,7 +29,17 @@ pub struct Shared {
     pub tasks: Shutdown,
 }
 
+impl Shared {
+    /// Applies a reloaded app list: removed secrets stop validating at once (including cached
+    /// validations), and a new first secret signs upstream tokens from now on.
+    pub fn reload_apps(&self, apps: &[crate::config::AppConfig]) {
+        self.auth.set_apps(apps);
+        self.upstream.set_apps(apps);
+    }
+}
+
 /// Why the gateway could not start.
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot bind {addr}: {source}")]

@@ -158,22 +158,25 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         let dev = config.dev_credentials;
         let key = config.apps[0].api_key.clone();
         let running = stream_edge::gateway::start(config).await?;
+        // The first stdout line names the bound addresses (ports may be ephemeral).
+        println!(
+            "stream-edge listening on http://{} admin http://{}",
+            running.addr, running.admin_addr
+        );
         if dev {
             tracing::warn!(
                 api_key = %key,
                 "no api key/secret configured: using the built-in development app on the embedded upstream (never in production)"
             );
             println!(
-                "stream-edge listening on http://{addr} (admin http://{admin}), embedded upstream, api key `{key}`\n\
+                "embedded upstream, development api key `{key}`\n\
                  get a token:  cargo run --release -- token alice\n\
                  connect:      new StreamChat('{key}', {{ baseURL: 'http://{addr}' }}).connectUser({{ id: 'alice' }}, token)",
                 addr = running.addr,
-                admin = running.admin_addr,
             );
-        } else {
-            tracing::info!(addr = %running.addr, admin = %running.admin_addr, "stream-edge listening");
         }
-        let sig = stream_edge::shutdown::signal().await;
+
+        let sig = wait_for_stop(args, &running).await;
         tracing::info!(signal = sig, "draining");
         running.shutdown();
         let clean = running.join().await;
@@ -182,6 +185,32 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Waits for SIGTERM/SIGINT; on SIGHUP re-reads the configuration and applies its apps and
+/// secrets (secret rotation without a restart). Other settings need a restart.
+async fn wait_for_stop(args: &ConfigArgs, running: &stream_edge::gateway::Running) -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let stop = stream_edge::shutdown::signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    sig = &mut stop => return sig,
+                    _ = hup.recv() => match args.resolve() {
+                        Ok(c) => {
+                            running.shared.reload_apps(&c.apps);
+                            tracing::info!(apps = c.apps.len(), "configuration reloaded (apps and secrets)");
+                        }
+                        Err(e) => tracing::error!(error = %e, "reload refused; keeping the running configuration"),
+                    },
+                }
+            }
+        }
+    }
+    stream_edge::shutdown::signal().await
 }
 
 fn emulator(args: &ConfigArgs, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {

@@ -45,6 +45,7 @@ pub struct FileUpstream {
     pub request_timeout_seconds: Option<u64>,
     pub ping_interval_seconds: Option<u64>,
     pub watchdog_seconds: Option<u64>,
+    pub backoff_max_seconds: Option<u64>,
     pub pool_idle_per_host: Option<usize>,
 }
 

@@ -63,6 +63,11 @@ pub const DEFAULT_UPSTREAM_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_UPSTREAM_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// Upstream silence after which the connection is declared dead (`upstream.watchdog_seconds`).
 pub const DEFAULT_UPSTREAM_WATCHDOG: Duration = Duration::from_secs(35);
+/// First delay before reconnecting upstream after a failed connect; doubles per consecutive failure,
+/// with jitter.
+pub const DEFAULT_UPSTREAM_BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Longest reconnect delay (`upstream.backoff_max_seconds`).
+pub const DEFAULT_UPSTREAM_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Idle pooled REST connections kept per upstream host (`upstream.pool_idle_per_host`).
 pub const DEFAULT_UPSTREAM_POOL_IDLE: usize = 64;
 
@@ -154,6 +159,7 @@ pub struct UpstreamConfig {
     pub request_timeout: Duration,
     pub ping_interval: Duration,
     pub watchdog: Duration,
+    pub backoff_max: Duration,
     pub pool_idle_per_host: usize,
 }
 
@@ -245,6 +251,7 @@ impl Config {
                 request_timeout: DEFAULT_UPSTREAM_REQUEST_TIMEOUT,
                 ping_interval: DEFAULT_UPSTREAM_PING_INTERVAL,
                 watchdog: DEFAULT_UPSTREAM_WATCHDOG,
+                backoff_max: DEFAULT_UPSTREAM_BACKOFF_MAX,
                 pool_idle_per_host: DEFAULT_UPSTREAM_POOL_IDLE,
             },
             limits: Limits {

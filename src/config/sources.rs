@@ -171,6 +171,7 @@ impl ConfigArgs {
         set_secs(&mut c.upstream.request_timeout, u.request_timeout_seconds);
         set_secs(&mut c.upstream.ping_interval, u.ping_interval_seconds);
         set_secs(&mut c.upstream.watchdog, u.watchdog_seconds);
+        set_secs(&mut c.upstream.backoff_max, u.backoff_max_seconds);
         set(&mut c.upstream.pool_idle_per_host, u.pool_idle_per_host);
 
         let l = file.limits;

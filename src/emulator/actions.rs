@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::channels::{existing, push_message};
 use super::error::ApiError;
-use super::server::Req;
+use super::rest::Req;
 use super::store::{AppData, Message};
 use super::users::check_id;
 use super::{events, render, MAX_MESSAGE_TEXT, MAX_USER_BYTES};

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::server::Req;
+use super::rest::Req;
 use super::store::{AppData, Channel, Member, Message, ReadState};
 use super::users::check_id;
 use super::{events, render, MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};

@@ -9,11 +9,13 @@
 //! chat against it directly.
 //!
 //! Layout (one concept per file):
-//! * [`server`] – accept loop, hyper HTTP/1.1 connections, route dispatch, CORS;
-//! * [`ws`] – the WebSocket session: handshake frame, pings, event delivery;
+//! * [`server`] – accept loop, hyper HTTP/1.1 connections, routing, CORS;
+//! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
+//! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
+//!   event delivery) and the checks of the `/connect` request;
 //! * [`auth`] – HS256 JWT verification with Stream's error codes;
 //! * [`store`] – the in-memory state (users, channels, connections, watchers);
-//! * [`render`] – JSON shapes of users, channels and messages per the OpenAPI spec;
+//! * [`render`], [`render_chat`] – JSON shapes of users, channels and messages per the OpenAPI spec;
 //! * [`events`] – event shapes and who receives them;
 //! * [`channels`], [`actions`], [`query`], [`users`] – the REST handlers;
 //! * [`error`] – the Stream `APIError` body.
@@ -24,10 +26,13 @@
 mod actions;
 mod auth;
 mod channels;
+mod connect;
 mod error;
 mod events;
 mod query;
 mod render;
+mod render_chat;
+mod rest;
 mod server;
 mod store;
 mod users;

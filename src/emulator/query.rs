@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::channels::{state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES};
 use super::error::ApiError;
-use super::server::Req;
+use super::rest::Req;
 use super::store::{AppData, Channel};
 
 /// Stream's page size limits for QueryChannels.

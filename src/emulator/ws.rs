@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{self, Identity};
+use super::connect;
 use super::error::ApiError;
 use super::render::{self, ts};
 use super::server::{json_response, Body, Ctx};
@@ -42,13 +42,6 @@ fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(2 * 1024 * 1024)
         .max_message_size(Some(1024 * 1024))
         .max_frame_size(Some(256 * 1024))
-}
-
-/// A handshake that passed: who connects and the details to upsert.
-struct Accepted {
-    api_key: String,
-    user_id: String,
-    details: Map<String, Value>,
 }
 
 /// Answers `GET /connect`: always upgrades (an HTTP 401 would make the SDK
@@ -74,7 +67,7 @@ pub(crate) fn upgrade(
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let outcome = handshake(ctx, query);
+    let outcome = connect::handshake(ctx, query);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tracker.spawn(async move {
@@ -100,73 +93,6 @@ pub(crate) fn upgrade(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
-}
-
-/// Validates api key, token and the `json` payload.
-fn handshake(ctx: &Ctx, query: &HashMap<String, String>) -> Result<Accepted, ApiError> {
-    let api_key = query.get("api_key").cloned().unwrap_or_default();
-    let secrets = {
-        let store = ctx.emulator.lock();
-        store
-            .apps
-            .get(&api_key)
-            .ok_or_else(ApiError::unknown_api_key)?
-            .secrets
-            .clone()
-    };
-    if query
-        .get("stream-auth-type")
-        .is_some_and(|t| t == "anonymous")
-    {
-        return Err(ApiError::input(
-            "anonymous connections are not supported by the emulator",
-        ));
-    }
-    let token = query.get("authorization").map_or("", String::as_str);
-    let token_user = match auth::verify(token, &secrets)? {
-        Identity::User(id) => id,
-        Identity::Server => {
-            return Err(ApiError::new(
-                43,
-                StatusCode::UNAUTHORIZED,
-                "server tokens cannot open a WebSocket",
-            ))
-        }
-    };
-    let payload: Value = match query.get("json") {
-        Some(j) => serde_json::from_str(j)
-            .map_err(|_| ApiError::input("json parameter is not valid JSON"))?,
-        None => json!({}),
-    };
-    let user_id = payload
-        .get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or(&token_user);
-    if user_id != token_user {
-        // Stream treats a token for someone else as an auth failure.
-        return Err(ApiError::new(
-            43,
-            StatusCode::UNAUTHORIZED,
-            "JWTAuth error: token user_id does not match the connecting user_id",
-        ));
-    }
-    let details = match payload.get("user_details") {
-        None | Some(Value::Null) => Map::new(),
-        Some(d) => {
-            if d.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id != user_id)
-            {
-                return Err(ApiError::input("user_details.id does not match user_id"));
-            }
-            users::validate(d)?
-        }
-    };
-    Ok(Accepted {
-        api_key,
-        user_id: token_user,
-        details,
-    })
 }
 
 fn health(conn_id: &str) -> Utf8Bytes {
@@ -206,7 +132,7 @@ async fn close(ws: &mut Ws, code: CloseCode, reason: &'static str) {
     let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(Some(frame))).await;
 }
 
-async fn session(mut ws: Ws, outcome: Result<Accepted, ApiError>, ctx: &Ctx) {
+async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: &Ctx) {
     let acc = match outcome {
         Ok(acc) => acc,
         Err(e) => {

@@ -9,6 +9,7 @@
 //! watches ourselves because the SDK then also refetches the messages it missed while the upstream
 //! was down, which a silent re-subscribe could not give it.
 
+mod backoff;
 pub mod event;
 mod hub;
 mod upstream_task;
@@ -58,6 +59,7 @@ struct Inner {
     queue: usize,
     shutdown: CancellationToken,
     tasks: Shutdown,
+    backoff: backoff::Backoff,
 }
 
 /// The registry of hubs.
@@ -103,11 +105,12 @@ impl Hubs {
             inner: Arc::new(Inner {
                 hubs: Mutex::default(),
                 sessions: Mutex::default(),
-                upstream,
                 metrics,
                 queue,
                 shutdown: tasks.token.clone(),
                 tasks,
+                backoff: backoff::Backoff::new(upstream.config.backoff_max),
+                upstream,
             }),
         }
     }
@@ -308,6 +311,15 @@ impl Hubs {
 
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.inner.upstream
+    }
+
+    pub(crate) fn backoff(&self) -> &backoff::Backoff {
+        &self.inner.backoff
+    }
+
+    /// Current reconnect delay imposed on `app`'s upstream connects.
+    pub fn backoff_wait(&self, app: &str) -> Duration {
+        self.inner.backoff.wait(app)
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

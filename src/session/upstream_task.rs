@@ -21,7 +21,11 @@ pub(super) async fn run(
 ) {
     let app = hub.app.clone();
     let m = upstream.metrics.clone();
-    let connect = upstream.connect_ws(&app, &hub.user, &details);
+    let wait = hubs.backoff().wait(&app);
+    let connect = async {
+        tokio::time::sleep(wait).await;
+        upstream.connect_ws(&app, &hub.user, &details).await
+    };
     let connected = tokio::select! {
         r = connect => r,
         _ = hub.cancel.cancelled() => return,
@@ -32,12 +36,19 @@ pub(super) async fn run(
             m.upstream_connects
                 .with_label_values(&[&app, "error"])
                 .inc();
-            tracing::warn!(app = %app, error = %e, "upstream connect failed");
+            let delay = hubs.backoff().failed(&app);
+            tracing::warn!(
+                app = %app,
+                error = %e,
+                backoff_ms = delay.as_millis() as u64,
+                "upstream connect failed"
+            );
             hubs.fail(&hub, &e.to_string());
             return;
         }
     };
     m.upstream_connects.with_label_values(&[&app, "ok"]).inc();
+    hubs.backoff().succeeded(&app);
     m.upstream_open.with_label_values(&[&app]).inc();
     tracing::debug!(app = %app, "upstream connected");
     let ping = format!(

@@ -58,8 +58,8 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     pub rest: RestClient,
     tls: Arc<rustls::ClientConfig>,
-    /// Primary (signing) secret per api key.
-    signers: HashMap<String, String>,
+    /// Primary (signing) secret per api key; replaced on config reload.
+    signers: std::sync::RwLock<HashMap<String, String>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -86,10 +86,7 @@ impl Upstream {
             .pool_max_idle_per_host(config.pool_idle_per_host)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build(https);
-        let signers = apps
-            .iter()
-            .filter_map(|a| a.secrets.first().map(|s| (a.api_key.clone(), s.0.clone())))
-            .collect();
+        let signers = std::sync::RwLock::new(signers_of(apps));
         Ok(Upstream {
             base,
             config,
@@ -123,13 +120,27 @@ impl Upstream {
         authority(&self.base)
     }
 
+    /// Replaces the signing secrets (config reload).
+    pub fn set_apps(&self, apps: &[AppConfig]) {
+        let new = signers_of(apps);
+        match self.signers.write() {
+            Ok(mut g) => *g = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+
+    fn signer(&self, api_key: &str) -> Result<String, UpstreamError> {
+        let g = self.signers.read().unwrap_or_else(|p| p.into_inner());
+        g.get(api_key).cloned().ok_or(UpstreamError::UnknownApp)
+    }
+
     /// A user token for the gateway's own upstream connection of `user_id`.
     ///
     /// # Errors
     /// `api_key` is not configured.
     pub fn user_token(&self, api_key: &str, user_id: &str) -> Result<String, UpstreamError> {
-        let secret = self.signers.get(api_key).ok_or(UpstreamError::UnknownApp)?;
-        mint::user_token(secret, user_id, None).map_err(|e| UpstreamError::Protocol(e.to_string()))
+        let secret = self.signer(api_key)?;
+        mint::user_token(&secret, user_id, None).map_err(|e| UpstreamError::Protocol(e.to_string()))
     }
 
     /// A server token for lookups the gateway makes on its own behalf.
@@ -137,9 +148,15 @@ impl Upstream {
     /// # Errors
     /// `api_key` is not configured.
     pub fn server_token(&self, api_key: &str) -> Result<String, UpstreamError> {
-        let secret = self.signers.get(api_key).ok_or(UpstreamError::UnknownApp)?;
-        mint::server_token(secret).map_err(|e| UpstreamError::Protocol(e.to_string()))
+        let secret = self.signer(api_key)?;
+        mint::server_token(&secret).map_err(|e| UpstreamError::Protocol(e.to_string()))
     }
+}
+
+fn signers_of(apps: &[AppConfig]) -> HashMap<String, String> {
+    apps.iter()
+        .filter_map(|a| a.secrets.first().map(|s| (a.api_key.clone(), s.0.clone())))
+        .collect()
 }
 
 fn authority(url: &url::Url) -> String {

@@ -89,3 +89,104 @@ fn token_command_signs_with_the_configured_secret() {
     let out = bin().args(["token", "bad id!"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// The real binary: SIGHUP applies a secret removal at once (cached validations included), SIGTERM
+/// drains with 1001 and the process exits 0 within its deadline.
+#[tokio::test]
+async fn sighup_rotates_secrets_and_sigterm_drains() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = std::env::temp_dir().join(format!("se-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("edge.toml");
+    let write = |secrets: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[apps]]\napi_key = \"k1\"\nsecrets = [{secrets}]\n[auth]\nleeway_seconds = 0\n[shutdown]\ndrain_seconds = 3\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("\"secret-A-value\", \"secret-B-value\"");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let pid = child.id().unwrap().to_string();
+
+    let token_b = crate::support::sign("secret-B-value", "hup", None);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("json", r#"{"user_id":"hup"}"#)
+        .append_pair("api_key", "k1")
+        .append_pair("authorization", &token_b)
+        .finish();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/connect?{q}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::support::next_json(&mut ws).await["type"],
+        "health.check"
+    );
+    let users = format!("http://{addr}/users?api_key=k1");
+    let (status, _) = crate::support::http(
+        hyper::Method::GET,
+        &users,
+        None,
+        &[("authorization", &token_b)],
+    )
+    .await;
+    assert!(
+        status.is_success(),
+        "token B valid before the reload: {status}"
+    );
+
+    write("\"secret-A-value\"");
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    crate::support::eventually("secret B refused after SIGHUP", || async {
+        let (s, body) = crate::support::http(
+            hyper::Method::GET,
+            &users,
+            None,
+            &[("authorization", &token_b)],
+        )
+        .await;
+        s == 401 && body.contains("\"code\":43")
+    })
+    .await;
+
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(crate::support::close_code(&mut ws).await, 1001);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(dir);
+}

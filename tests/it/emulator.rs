@@ -24,17 +24,24 @@ async fn connect_sends_health_check_with_full_me() {
         "id": "alice", "name": "Alice", "color": "teal",
         "privacy_settings": {"typing_indicators": {"enabled": false}},
     });
-    let ws = h.connect_with("alice", &h.token("alice", SECRET_NEW), Some(details)).await;
+    let ws = h
+        .connect_with("alice", &h.token("alice", SECRET_NEW), Some(details))
+        .await;
     let hello = ws.hello.clone();
     assert_eq!(hello["type"], "health.check");
     assert_eq!(hello["cid"], "*");
-    assert!(hello["connection_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(hello["connection_id"]
+        .as_str()
+        .is_some_and(|id| id.len() == 36));
     let me = &hello["me"];
     assert_eq!(me["id"], "alice");
     assert_eq!(me["name"], "Alice");
     assert_eq!(me["color"], "teal");
     assert_eq!(me["online"], true);
-    assert_eq!(me["privacy_settings"]["typing_indicators"]["enabled"], false);
+    assert_eq!(
+        me["privacy_settings"]["typing_indicators"]["enabled"],
+        false
+    );
     assert_eq!(me["privacy_settings"]["read_receipts"]["enabled"], true);
     for key in ["devices", "mutes", "channel_mutes", "blocked_user_ids"] {
         assert!(me[key].is_array(), "me.{key} must be an array");
@@ -54,16 +61,33 @@ async fn connect_errors_come_as_first_frame_then_close_1000() {
     let h = Harness::start().await;
     let now = support::now();
     let cases = [
-        (KEY, "alice", h.token_claims(json!({"user_id": "alice", "exp": now - 60}), SECRET_OLD), 40),
-        (KEY, "alice", h.token_claims(json!({"user_id": "alice"}), "wrong-secret"), 43),
+        (
+            KEY,
+            "alice",
+            h.token_claims(json!({"user_id": "alice", "exp": now - 60}), SECRET_OLD),
+            40,
+        ),
+        (
+            KEY,
+            "alice",
+            h.token_claims(json!({"user_id": "alice"}), "wrong-secret"),
+            43,
+        ),
         (KEY, "alice", "not-a-jwt".to_owned(), 43),
         (KEY, "mallory", h.token("alice", SECRET_OLD), 43),
-        (KEY, "alice", h.token_claims(json!({"user_id": "alice", "iat": now + 600}), SECRET_OLD), 42),
+        (
+            KEY,
+            "alice",
+            h.token_claims(json!({"user_id": "alice", "iat": now + 600}), SECRET_OLD),
+            42,
+        ),
         ("no-such-key", "alice", h.token("alice", SECRET_OLD), 2),
     ];
     for (key, user, token, code) in cases {
         let url = ws_url(h.addr, key, user, &token, None);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade is always accepted");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgrade is always accepted");
         let first = support::next_text(&mut ws).await;
         support::validate("APIError", &first["error"]);
         assert_eq!(first["error"]["code"], code, "case {user}/{code}: {first}");
@@ -106,7 +130,11 @@ async fn channel_events_reach_watchers_only() {
     let b = h.client("bob");
 
     let created = a
-        .watch_channel("general", &alice, json!({"members": ["alice", "bob"], "name": "General"}))
+        .watch_channel(
+            "general",
+            &alice,
+            json!({"members": ["alice", "bob"], "name": "General"}),
+        )
         .await;
     assert_eq!(created["channel"]["cid"], "messaging:general");
     assert_eq!(created["channel"]["name"], "General");
@@ -120,14 +148,22 @@ async fn channel_events_reach_watchers_only() {
     bob.expect("user.watching.start").await;
 
     let sent = a.send_message("general", "hello bob").await;
-    let msg_id = sent["message"]["id"].as_str().unwrap_or_default().to_owned();
+    let msg_id = sent["message"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     for ws in [&mut alice, &mut bob] {
         let ev = ws.expect("message.new").await;
         assert_eq!(ev["message"]["text"], "hello bob");
         assert_eq!(ev["cid"], "messaging:general");
     }
 
-    b.event("general", json!({"type": "typing.start"}), "TypingStartEvent").await;
+    b.event(
+        "general",
+        json!({"type": "typing.start"}),
+        "TypingStartEvent",
+    )
+    .await;
     let typing = alice.expect("typing.start").await;
     assert_eq!(typing["user"]["id"], "bob");
     bob.expect("typing.start").await;
@@ -144,12 +180,21 @@ async fn channel_events_reach_watchers_only() {
 
     // Frames arrive in order: anything alice got before this marker would
     // have been seen by `expect`, so notification.mark_read never reached her.
-    b.event("general", json!({"type": "typing.stop"}), "TypingStopEvent").await;
+    b.event("general", json!({"type": "typing.stop"}), "TypingStopEvent")
+        .await;
     let before = alice.collect_until("typing.stop").await;
-    assert!(before.iter().all(|e| e["type"] != "notification.mark_read"), "{before:?}");
+    assert!(
+        before.iter().all(|e| e["type"] != "notification.mark_read"),
+        "{before:?}"
+    );
 
     // A custom event carries its custom fields.
-    a.event("general", json!({"type": "poke", "strength": 3}), "CustomEvent").await;
+    a.event(
+        "general",
+        json!({"type": "poke", "strength": 3}),
+        "CustomEvent",
+    )
+    .await;
     let poke = bob.expect("poke").await;
     assert_eq!(poke["strength"], 3);
 
@@ -159,7 +204,11 @@ async fn channel_events_reach_watchers_only() {
     assert_eq!(ev["unread_count"], 1);
     let state = b.query_channel("general", json!({"state": true})).await;
     let reads = state["read"].as_array().cloned().unwrap_or_default();
-    let mine = reads.iter().find(|r| r["user"]["id"] == "bob").cloned().unwrap_or_default();
+    let mine = reads
+        .iter()
+        .find(|r| r["user"]["id"] == "bob")
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(mine["unread_messages"], 1);
     alice.close().await;
     bob.close().await;
@@ -172,7 +221,8 @@ async fn stop_watching_stops_delivery() {
     let mut bob = h.connect("bob").await;
     let a = h.client("alice");
     let b = h.client("bob");
-    a.watch_channel("room", &alice, json!({"members": ["alice", "bob"]})).await;
+    a.watch_channel("room", &alice, json!({"members": ["alice", "bob"]}))
+        .await;
     b.watch_channel("room", &bob, json!({})).await;
     alice.expect("user.watching.start").await;
     alice.expect("user.watching.start").await;
@@ -198,9 +248,12 @@ async fn query_channels_filters_sorts_and_watches() {
     let mut alice = h.connect("alice").await;
     let a = h.client("alice");
     let c = h.client("carol");
-    a.query_channel("one", json!({"data": {"members": ["alice", "carol"]}})).await;
-    a.query_channel("two", json!({"data": {"members": ["alice"]}})).await;
-    c.query_channel("three", json!({"data": {"members": ["carol"]}})).await;
+    a.query_channel("one", json!({"data": {"members": ["alice", "carol"]}}))
+        .await;
+    a.query_channel("two", json!({"data": {"members": ["alice"]}}))
+        .await;
+    c.query_channel("three", json!({"data": {"members": ["carol"]}}))
+        .await;
     a.send_message("one", "first").await;
     a.send_message("two", "second").await;
 
@@ -209,10 +262,16 @@ async fn query_channels_filters_sorts_and_watches() {
         "sort": [{"field": "last_message_at", "direction": -1}],
         "state": true, "watch": true, "presence": true, "limit": 30,
     });
-    let res = a.post_conn("/channels", &alice, body, "QueryChannelsResponse").await;
+    let res = a
+        .post_conn("/channels", &alice, body, "QueryChannelsResponse")
+        .await;
     let cids: Vec<&str> = res["channels"]
         .as_array()
-        .map(|l| l.iter().filter_map(|c| c["channel"]["cid"].as_str()).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(|c| c["channel"]["cid"].as_str())
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(cids, ["messaging:two", "messaging:one"]);
 
@@ -240,7 +299,8 @@ async fn users_upsert_patch_and_query() {
     let mut alice = h.connect("alice").await;
     let mut bob = h.connect("bob").await;
     let a = h.client("alice");
-    a.watch_channel("dm", &alice, json!({"members": ["alice", "bob"]})).await;
+    a.watch_channel("dm", &alice, json!({"members": ["alice", "bob"]}))
+        .await;
     h.client("bob").watch_channel("dm", &bob, json!({})).await;
     alice.expect("user.watching.start").await;
     alice.expect("user.watching.start").await;
@@ -255,8 +315,13 @@ async fn users_upsert_patch_and_query() {
     assert_eq!(alice.expect("user.updated").await["user"]["id"], "bob");
 
     let patch = json!({"users": [{"id": "bob", "set": {"privacy_settings": {"read_receipts": {"enabled": false}}}, "unset": ["favorite"]}]});
-    let res = server.send("PATCH", "/users", patch, 200, "UpdateUsersResponse").await;
-    assert_eq!(res["users"]["bob"]["privacy_settings"]["read_receipts"]["enabled"], false);
+    let res = server
+        .send("PATCH", "/users", patch, 200, "UpdateUsersResponse")
+        .await;
+    assert_eq!(
+        res["users"]["bob"]["privacy_settings"]["read_receipts"]["enabled"],
+        false
+    );
     assert!(res["users"]["bob"].get("favorite").is_none());
     bob.expect("user.updated").await;
 
@@ -265,18 +330,35 @@ async fn users_upsert_patch_and_query() {
     let res = server.get(&path, "QueryUsersResponse").await;
     let users = res["users"].as_array().cloned().unwrap_or_default();
     assert_eq!(users.len(), 2);
-    let bob_row = users.iter().find(|u| u["id"] == "bob").cloned().unwrap_or_default();
-    assert_eq!(bob_row["privacy_settings"]["read_receipts"]["enabled"], false);
+    let bob_row = users
+        .iter()
+        .find(|u| u["id"] == "bob")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        bob_row["privacy_settings"]["read_receipts"]["enabled"],
+        false
+    );
     assert_eq!(bob_row["online"], true);
 
     // A user token sees only its own privacy settings.
     let res = a.get(&path, "QueryUsersResponse").await;
     let users = res["users"].as_array().cloned().unwrap_or_default();
     for u in &users {
-        assert_eq!(u.get("privacy_settings").is_some(), u["id"] == "alice", "{u}");
+        assert_eq!(
+            u.get("privacy_settings").is_some(),
+            u["id"] == "alice",
+            "{u}"
+        );
     }
     // …and may not edit other users.
-    let (status, err) = a.raw("POST", "/users", Some(json!({"users": {"bob": {"id": "bob"}}}))).await;
+    let (status, err) = a
+        .raw(
+            "POST",
+            "/users",
+            Some(json!({"users": {"bob": {"id": "bob"}}})),
+        )
+        .await;
     assert_eq!((status, err["code"].clone()), (403, json!(17)));
     let huge = json!({"users": {"alice": {"id": "alice", "bio": "x".repeat(6000)}}});
     let (status, err) = a.raw("POST", "/users", Some(huge)).await;
@@ -291,24 +373,52 @@ async fn rest_errors_are_stream_shaped() {
     let a = h.client("alice");
     let (status, err) = a.raw("GET", "/nope", None).await;
     assert_eq!((status, err["code"].clone()), (404, json!(16)));
-    let (status, err) = a.raw("POST", "/channels/messaging/ghost/message", Some(json!({"message": {"text": "x"}}))).await;
+    let (status, err) = a
+        .raw(
+            "POST",
+            "/channels/messaging/ghost/message",
+            Some(json!({"message": {"text": "x"}})),
+        )
+        .await;
     assert_eq!((status, err["code"].clone()), (404, json!(16)));
-    let expired = h.token_claims(json!({"user_id": "alice", "exp": support::now() - 60}), SECRET_OLD);
-    let (status, err) = Client::new(h.addr, KEY, &expired).raw("POST", "/channels", None).await;
+    let expired = h.token_claims(
+        json!({"user_id": "alice", "exp": support::now() - 60}),
+        SECRET_OLD,
+    );
+    let (status, err) = Client::new(h.addr, KEY, &expired)
+        .raw("POST", "/channels", None)
+        .await;
     assert_eq!((status, err["code"].clone()), (401, json!(40)));
-    let (status, err) = Client::new(h.addr, "bad-key", &h.token("alice", SECRET_OLD)).raw("POST", "/channels", None).await;
+    let (status, err) = Client::new(h.addr, "bad-key", &h.token("alice", SECRET_OLD))
+        .raw("POST", "/channels", None)
+        .await;
     assert_eq!((status, err["code"].clone()), (401, json!(2)));
-    let (status, err) = a.raw_bytes("POST", "/channels", b"{not json".to_vec()).await;
+    let (status, err) = a
+        .raw_bytes("POST", "/channels", b"{not json".to_vec())
+        .await;
     assert_eq!((status, err["code"].clone()), (400, json!(4)));
-    let (status, err) = a.raw_bytes("POST", "/channels", vec![b' '; 2 * 1024 * 1024]).await;
+    let (status, err) = a
+        .raw_bytes("POST", "/channels", vec![b' '; 2 * 1024 * 1024])
+        .await;
     assert_eq!(status, 413);
     assert_eq!(err["code"], 4);
-    let (status, err) = a.raw("POST", "/channels/messaging/general/event", Some(json!({"event": {"type": "message.new"}}))).await;
+    let (status, err) = a
+        .raw(
+            "POST",
+            "/channels/messaging/general/event",
+            Some(json!({"event": {"type": "message.new"}})),
+        )
+        .await;
     assert!(status == 404 || status == 400, "{status} {err}");
 
     let (status, headers) = a.preflight("/channels").await;
     assert_eq!(status, 204);
-    assert_eq!(headers.get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"*"[..]));
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"*"[..])
+    );
 }
 
 #[tokio::test]
@@ -345,30 +455,59 @@ async fn client_close_unregisters_and_shutdown_closes_with_1001() {
         other => panic!("expected close 1001, got {other:?}"),
     }
     let joined = tokio::time::timeout(Duration::from_secs(10), h.task).await;
-    assert!(matches!(joined, Ok(Ok(Ok(())))), "serve must return after shutdown");
+    assert!(
+        matches!(joined, Ok(Ok(Ok(())))),
+        "serve must return after shutdown"
+    );
 }
 
 #[tokio::test]
 async fn secret_rotation_and_server_token_rules() {
     let h = Harness::start().await;
-    let old = h.connect_with("alice", &h.token("alice", SECRET_OLD), None).await;
-    let new = h.connect_with("alice", &h.token("alice", SECRET_NEW), None).await;
+    let old = h
+        .connect_with("alice", &h.token("alice", SECRET_OLD), None)
+        .await;
+    let new = h
+        .connect_with("alice", &h.token("alice", SECRET_NEW), None)
+        .await;
     assert_eq!(h.emu.connections_of(KEY, "alice"), 2);
     old.close().await;
     new.close().await;
-    let url = ws_url(h.addr, KEY, "alice", &h.token_claims(json!({"server": true}), SECRET_OLD), None);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let url = ws_url(
+        h.addr,
+        KEY,
+        "alice",
+        &h.token_claims(json!({"server": true}), SECRET_OLD),
+        None,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
     let first = support::next_text(&mut ws).await;
     assert_eq!(first["error"]["code"], 43);
 
     // A server token acts for the user named in the request.
     let alice = h.connect("alice").await;
     let server = h.server_client();
-    h.client("alice").query_channel("ops", json!({"data": {"members": ["alice"]}})).await;
+    h.client("alice")
+        .query_channel("ops", json!({"data": {"members": ["alice"]}}))
+        .await;
     let body = json!({"message": {"text": "deploy done", "user_id": "alice"}});
-    let res = server.post("/channels/messaging/ops/message", body, "SendMessageResponse").await;
+    let res = server
+        .post(
+            "/channels/messaging/ops/message",
+            body,
+            "SendMessageResponse",
+        )
+        .await;
     assert_eq!(res["message"]["user"]["id"], "alice");
-    let (status, err) = server.raw("POST", "/channels/messaging/ops/read", Some(json!({}))).await;
-    assert_eq!((status, err["code"].clone()), (400, json!(4)), "a server token must name the user");
+    let (status, err) = server
+        .raw("POST", "/channels/messaging/ops/read", Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, err["code"].clone()),
+        (400, json!(4)),
+        "a server token must name the user"
+    );
     alice.close().await;
 }

@@ -166,3 +166,80 @@ async fn slow_consumer_is_closed_without_slowing_others() {
     );
     drop(slow);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_and_leaves_keep_one_upstream() {
+    let gw = TestGateway::start().await;
+    let emu = gw.running().embedded.clone().unwrap();
+    for round in 0..3 {
+        let joins: Vec<_> = (0..25).map(|_| gw.connect("crowd")).collect();
+        let sockets = futures_util::future::join_all(joins).await;
+        assert_eq!(emu.connections_of(DEV_API_KEY, "crowd"), 1, "round {round}");
+        assert_eq!(gw.running().shared.hubs.session_count(), 25);
+        assert_eq!(gw.metric("stream_edge_upstream_sessions", &[]).await, 25.0);
+        drop(sockets);
+        eventually("sessions detached", || async {
+            gw.running().shared.hubs.session_count() == 0
+        })
+        .await;
+    }
+    eventually("upstream retired after linger", || async {
+        emu.connections_of(DEV_API_KEY, "crowd") == 0 && gw.running().shared.hubs.hub_count() == 0
+    })
+    .await;
+    assert_eq!(
+        gw.metric("stream_edge_upstream_connections_open", &[])
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn later_sessions_user_details_are_forwarded_as_an_update() {
+    let gw = TestGateway::start().await;
+    let json1 = r#"{"user_id":"det","user_details":{"id":"det","name":"First"}}"#;
+    let (mut a, first) = gw
+        .ws_raw(&gw.connect_url(json1, DEV_API_KEY, &gw.token("det", None)))
+        .await;
+    assert_eq!(first["me"]["name"], "First");
+    let json2 = r#"{"user_id":"det","user_details":{"id":"det","name":"Second"}}"#;
+    let (_b, _) = gw
+        .ws_raw(&gw.connect_url(json2, DEV_API_KEY, &gw.token("det", None)))
+        .await;
+    // The update reaches upstream, which tells the user's connection (so every session) about it.
+    loop {
+        let ev = next_json(&mut a).await;
+        if ev["type"] == "user.updated" {
+            assert_eq!(ev["user"]["name"], "Second");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_connect_failures_back_off() {
+    let mut cfg = test_config();
+    cfg.upstream.target =
+        stream_edge::config::UpstreamTarget::Url("http://127.0.0.1:9".parse().unwrap());
+    let gw = TestGateway::start_with(cfg).await;
+    let url = gw.connect_url(r#"{"user_id":"bo"}"#, DEV_API_KEY, &gw.token("bo", None));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(
+        close_code(&mut ws).await,
+        stream_edge::error::close::UPSTREAM_LOST
+    );
+    let backoff = gw.running().shared.hubs.backoff_wait(DEV_API_KEY);
+    assert!(
+        backoff > std::time::Duration::ZERO,
+        "a failure imposes a delay on the next connect: {backoff:?} {}",
+        gw.metric("stream_edge_upstream_connects_total", &[]).await
+    );
+    assert_eq!(
+        gw.metric(
+            "stream_edge_upstream_connects_total",
+            &[("outcome", "error")]
+        )
+        .await,
+        1.0
+    );
+}

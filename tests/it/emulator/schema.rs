@@ -85,7 +85,10 @@ fn validator(name: &str) -> Arc<Validator> {
         return v.clone();
     }
     let comps = components();
-    assert!(comps["schemas"].get(name).is_some(), "schema {name} is not in the spec");
+    assert!(
+        comps["schemas"].get(name).is_some(),
+        "schema {name} is not in the spec"
+    );
     let doc = json!({ "$ref": format!("#/components/schemas/{name}"), "components": comps });
     let built = jsonschema::options()
         .with_draft(Draft::Draft202012)
@@ -93,7 +96,10 @@ fn validator(name: &str) -> Arc<Validator> {
         .build(&doc)
         .unwrap_or_else(|e| panic!("compile schema {name}: {e}"));
     let built = Arc::new(built);
-    cache.lock().expect("cache").insert(name.to_owned(), built.clone());
+    cache
+        .lock()
+        .expect("cache")
+        .insert(name.to_owned(), built.clone());
     built
 }
 
@@ -104,7 +110,11 @@ pub fn validate(name: &str, value: &Value) {
         .iter_errors(value)
         .map(|e| format!("{} at {}", e, e.instance_path))
         .collect();
-    assert!(errors.is_empty(), "{name} violations:\n{}\nin {value:#}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{name} violations:\n{}\nin {value:#}",
+        errors.join("\n")
+    );
 }
 
 /// The schema the spec maps an event `type` to (custom types map to `*`).
@@ -128,7 +138,10 @@ pub fn validate_event(event: &Value) {
 fn known_event_types_map_to_their_schemas() {
     assert_eq!(event_schema("health.check"), "HealthCheckEvent");
     assert_eq!(event_schema("message.new"), "MessageNewEvent");
-    assert_eq!(event_schema("notification.mark_read"), "NotificationMarkReadEvent");
+    assert_eq!(
+        event_schema("notification.mark_read"),
+        "NotificationMarkReadEvent"
+    );
     assert_eq!(event_schema("user.watching.stop"), "UserWatchingStopEvent");
     assert_eq!(event_schema("poke"), "CustomEvent");
 }
@@ -142,5 +155,8 @@ fn validation_rejects_a_bad_body() {
     let typing = json!({"event": {"type": "typing.start", "created_at": "2024-01-01T00:00:00Z"}, "duration": "1ms"});
     assert!(!validator("EventResponse").is_valid(&typing));
     let dated = json!({"type": "health.check", "connection_id": "x", "created_at": "yesterday", "custom": {}});
-    assert!(!validator("HealthCheckEvent").is_valid(&dated), "date-time formats are checked");
+    assert!(
+        !validator("HealthCheckEvent").is_valid(&dated),
+        "date-time formats are checked"
+    );
 }

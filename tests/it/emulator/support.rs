@@ -49,7 +49,13 @@ impl Harness {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(listener, emu.clone(), shutdown.clone()));
         let _guard = shutdown.clone().drop_guard();
-        Self { addr, emu, shutdown, task, _guard }
+        Self {
+            addr,
+            emu,
+            shutdown,
+            task,
+            _guard,
+        }
     }
 
     pub fn token(&self, user: &str, secret: &str) -> String {
@@ -63,12 +69,15 @@ impl Harness {
 
     pub async fn connect(&self, user: &str) -> WsConn {
         let details = json!({ "id": user, "name": user.to_uppercase() });
-        self.connect_with(user, &self.token(user, SECRET_OLD), Some(details)).await
+        self.connect_with(user, &self.token(user, SECRET_OLD), Some(details))
+            .await
     }
 
     pub async fn connect_with(&self, user: &str, token: &str, details: Option<Value>) -> WsConn {
         let url = ws_url(self.addr, KEY, user, token, details);
-        let (mut inner, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (mut inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         let hello = next_text(&mut inner).await;
         assert!(hello.get("error").is_none(), "connect failed: {hello}");
         validate_event(&hello);
@@ -81,11 +90,16 @@ impl Harness {
 
     /// A client with a server token (`{"server":true}`).
     pub fn server_client(&self) -> Client {
-        Client::new(self.addr, KEY, &self.token_claims(json!({ "server": true }), SECRET_NEW))
+        Client::new(
+            self.addr,
+            KEY,
+            &self.token_claims(json!({ "server": true }), SECRET_NEW),
+        )
     }
 
     pub async fn introspect(&self) -> Value {
-        let (status, body, _) = request(self.addr, "GET", "/_emulator/connections", None, Vec::new()).await;
+        let (status, body, _) =
+            request(self.addr, "GET", "/_emulator/connections", None, Vec::new()).await;
         assert_eq!(status, 200);
         body
     }
@@ -110,7 +124,13 @@ pub fn enc(s: &str) -> String {
 }
 
 /// The URL the JS SDK builds for `/connect`.
-pub fn ws_url(addr: SocketAddr, key: &str, user: &str, token: &str, details: Option<Value>) -> String {
+pub fn ws_url(
+    addr: SocketAddr,
+    key: &str,
+    user: &str,
+    token: &str,
+    details: Option<Value>,
+) -> String {
     let mut payload = json!({ "user_id": user, "client_request_id": "req-1", "server_determines_connection_id": true });
     if let Some(d) = details {
         payload["user_details"] = d;
@@ -137,7 +157,9 @@ pub async fn next_frame(ws: &mut RawWs) -> Option<Message> {
 pub async fn next_text(ws: &mut RawWs) -> Value {
     loop {
         match next_frame(ws).await {
-            Some(Message::Text(t)) => return serde_json::from_str(t.as_str()).expect("text frames are JSON"),
+            Some(Message::Text(t)) => {
+                return serde_json::from_str(t.as_str()).expect("text frames are JSON")
+            }
             Some(Message::Close(c)) => panic!("closed while waiting for a frame: {c:?}"),
             Some(_) => {}
             None => panic!("stream ended while waiting for a frame"),
@@ -154,7 +176,10 @@ pub struct WsConn {
 
 impl WsConn {
     pub fn conn_id(&self) -> String {
-        self.hello["connection_id"].as_str().unwrap_or_default().to_owned()
+        self.hello["connection_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -162,7 +187,10 @@ impl WsConn {
     }
 
     pub async fn send_binary(&mut self) {
-        self.inner.send(Message::binary(vec![1u8, 2, 3])).await.expect("send");
+        self.inner
+            .send(Message::binary(vec![1u8, 2, 3]))
+            .await
+            .expect("send");
     }
 
     /// The next event, validated against its schema.
@@ -215,9 +243,17 @@ impl WsConn {
 }
 
 /// One HTTP/1.1 request on a fresh connection: (status, JSON body, headers).
-pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value, HeaderMap) {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value, HeaderMap) {
     let stream = TcpStream::connect(addr).await.expect("tcp connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     let mut req = Request::builder()
         .method(method)
@@ -229,11 +265,18 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&
         req = req.header("authorization", t);
     }
     let req = req.body(Full::new(Bytes::from(body))).expect("request");
-    let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.expect("response in time").expect("response");
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("response in time")
+        .expect("response");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON body")
+    };
     (status, json, headers)
 }
 
@@ -246,7 +289,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: SocketAddr, key: &str, token: &str) -> Self {
-        Self { addr, key: key.to_owned(), token: token.to_owned() }
+        Self {
+            addr,
+            key: key.to_owned(),
+            token: token.to_owned(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -261,7 +308,8 @@ impl Client {
     }
 
     pub async fn raw_bytes(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let (status, json, _) = request(self.addr, method, &self.url(path), Some(&self.token), body).await;
+        let (status, json, _) =
+            request(self.addr, method, &self.url(path), Some(&self.token), body).await;
         if status >= 400 {
             validate("APIError", &json);
         }
@@ -269,7 +317,14 @@ impl Client {
     }
 
     /// A request that must succeed with `status`; the body is validated as `schema`.
-    pub async fn send(&self, method: &str, path: &str, body: Value, status: u16, schema: &str) -> Value {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+        status: u16,
+        schema: &str,
+    ) -> Value {
         let (got, json) = self.raw(method, path, Some(body)).await;
         assert_eq!(got, status, "{method} {path}: {json}");
         validate(schema, &json);
@@ -290,27 +345,52 @@ impl Client {
     /// A POST carrying the connection's id, as the SDK sends once connected.
     pub async fn post_conn(&self, path: &str, ws: &WsConn, body: Value, schema: &str) -> Value {
         let sep = if path.contains('?') { '&' } else { '?' };
-        self.post(&format!("{path}{sep}connection_id={}", ws.conn_id()), body, schema).await
+        self.post(
+            &format!("{path}{sep}connection_id={}", ws.conn_id()),
+            body,
+            schema,
+        )
+        .await
     }
 
     pub async fn query_channel(&self, id: &str, body: Value) -> Value {
-        self.post(&format!("/channels/messaging/{id}/query"), body, "ChannelStateResponse").await
+        self.post(
+            &format!("/channels/messaging/{id}/query"),
+            body,
+            "ChannelStateResponse",
+        )
+        .await
     }
 
     pub async fn watch_channel(&self, id: &str, ws: &WsConn, data: Value) -> Value {
         let body = json!({ "data": data, "state": true, "watch": true, "presence": true, "messages": {"limit": 30} });
-        self.post_conn(&format!("/channels/messaging/{id}/query"), ws, body, "ChannelStateResponse").await
+        self.post_conn(
+            &format!("/channels/messaging/{id}/query"),
+            ws,
+            body,
+            "ChannelStateResponse",
+        )
+        .await
     }
 
     pub async fn send_message(&self, id: &str, text: &str) -> Value {
         let body = json!({ "message": { "text": text } });
-        self.post(&format!("/channels/messaging/{id}/message"), body, "SendMessageResponse").await
+        self.post(
+            &format!("/channels/messaging/{id}/message"),
+            body,
+            "SendMessageResponse",
+        )
+        .await
     }
 
     /// Sends an event; the echoed event is validated as `event_schema` too.
     pub async fn event(&self, id: &str, event: Value, event_schema: &str) -> Value {
         let res = self
-            .post(&format!("/channels/messaging/{id}/event"), json!({ "event": event }), "EventResponse")
+            .post(
+                &format!("/channels/messaging/{id}/event"),
+                json!({ "event": event }),
+                "EventResponse",
+            )
             .await;
         validate(event_schema, &res["event"]);
         validate_event(&res["event"]);
@@ -318,11 +398,22 @@ impl Client {
     }
 
     pub async fn mark_read(&self, id: &str) -> Value {
-        self.post(&format!("/channels/messaging/{id}/read"), json!({}), "MarkReadResponse").await
+        self.post(
+            &format!("/channels/messaging/{id}/read"),
+            json!({}),
+            "MarkReadResponse",
+        )
+        .await
     }
 
     pub async fn stop_watching(&self, id: &str, ws: &WsConn) -> Value {
-        self.post_conn(&format!("/channels/messaging/{id}/stop-watching"), ws, json!({}), "Response").await
+        self.post_conn(
+            &format!("/channels/messaging/{id}/stop-watching"),
+            ws,
+            json!({}),
+            "Response",
+        )
+        .await
     }
 
     pub async fn preflight(&self, path: &str) -> (u16, HeaderMap) {

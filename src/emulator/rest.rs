@@ -1,0 +1,178 @@
+//! REST requests: authentication (api key + JWT), the bounded JSON body,
+//! the acting user, and dispatch to the route handlers.
+
+use std::collections::HashMap;
+
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::auth::{self, Identity};
+use super::error::ApiError;
+use super::server::Ctx;
+use super::store::AppData;
+use super::users::check_id;
+use super::{actions, channels, query, users, MAX_BODY_BYTES};
+
+/// The parsed parts of a REST request that handlers need.
+pub(crate) struct Req<'a> {
+    pub ident: &'a Identity,
+    pub query: &'a HashMap<String, String>,
+    pub body: &'a Value,
+}
+
+// === impl Req ===
+
+impl Req<'_> {
+    /// The user acting: the token's user, or for a server token the
+    /// `user_id` query/body parameter or the handler's `hint`.
+    pub(crate) fn acting_user(&self, hint: Option<&str>) -> Result<String, ApiError> {
+        let id = match self.ident {
+            Identity::User(id) => return Ok(id.clone()),
+            Identity::Server => self
+                .query
+                .get("user_id")
+                .map(String::as_str)
+                .or_else(|| self.body.get("user_id").and_then(Value::as_str))
+                .or(hint)
+                .or_else(|| self.body.pointer("/user/id").and_then(Value::as_str)),
+        };
+        let id =
+            id.ok_or_else(|| ApiError::input("server-side requests must name a user (user_id)"))?;
+        check_id(id)?;
+        Ok(id.to_owned())
+    }
+
+    /// A boolean body flag (`watch`, `presence`, `state`).
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        self.body.get(key) == Some(&Value::Bool(true))
+    }
+
+    /// The connection to bind when the body asks to `watch`. The SDK only
+    /// asks with a `connection_id`; one that is unknown or belongs to another
+    /// user is an error, so broken id rewriting in a gateway shows up.
+    pub(crate) fn watch_target(
+        &self,
+        app: &AppData,
+        user: &str,
+    ) -> Result<Option<String>, ApiError> {
+        if !self.flag("watch") {
+            return Ok(None);
+        }
+        let Some(id) = self.query.get("connection_id") else {
+            return Ok(None);
+        };
+        match app.conns.get(id) {
+            Some(conn) if conn.user_id == user => Ok(Some(id.clone())),
+            _ => Err(ApiError::input(format!(
+                "connection_id {id} is not an open connection of user {user}"
+            ))),
+        }
+    }
+}
+
+/// Authenticates a REST request and runs its handler; returns the status and
+/// the body (without `duration`, which the caller adds).
+pub(crate) async fn dispatch(
+    req: Request<Incoming>,
+    segs: &[&str],
+    query: &HashMap<String, String>,
+    ctx: &Ctx,
+) -> Result<(StatusCode, Value), ApiError> {
+    let key = query.get("api_key").ok_or_else(ApiError::unknown_api_key)?;
+    let secrets = {
+        let store = ctx.emulator.lock();
+        store
+            .apps
+            .get(key)
+            .ok_or_else(ApiError::unknown_api_key)?
+            .secrets
+            .clone()
+    };
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The SDK sends the raw JWT; tolerate a Bearer prefix from other clients.
+    let token = token.strip_prefix("Bearer ").unwrap_or(token);
+    let ident = auth::verify(token, &secrets)?;
+    let method = req.method().clone();
+    let body = read_body(req).await?;
+    let r = Req {
+        ident: &ident,
+        query,
+        body: &body,
+    };
+
+    let mut store = ctx.emulator.lock();
+    let app = store
+        .apps
+        .get_mut(key)
+        .ok_or_else(ApiError::unknown_api_key)?;
+    let created = StatusCode::CREATED;
+    let cid = |t: &str, id: &str| -> Result<String, ApiError> {
+        check_id(t)?;
+        check_id(id)?;
+        Ok(format!("{t}:{id}"))
+    };
+    Ok(match (&method, segs) {
+        (&Method::POST, ["channels"]) => (created, query::query_channels(app, &r)?),
+        (&Method::POST, ["channels", t, "query"]) => (created, channels::query(app, &r, t, None)?),
+        (&Method::POST, ["channels", t, id, "query"]) => {
+            (created, channels::query(app, &r, t, Some(id))?)
+        }
+        (&Method::POST, ["channels", t, id, "message"]) => {
+            (created, actions::send_message(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", t, id, "event"]) => {
+            (created, actions::send_event(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", t, id, "read"]) => {
+            (created, actions::mark_read(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", t, id, "stop-watching"]) => {
+            (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::GET, ["users"]) => (
+            StatusCode::OK,
+            users::query(app, &ident, query.get("payload").map(String::as_str))?,
+        ),
+        (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
+        (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "route {method} /{} does not exist",
+                segs.join("/")
+            )))
+        }
+    })
+}
+
+/// Reads a JSON body of at most `MAX_BODY_BYTES`; empty means `{}`.
+async fn read_body(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::too_large(MAX_BODY_BYTES))
+        }
+        Err(_) => return Err(ApiError::input("could not read the request body")),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::input(format!("body is not valid JSON: {e}")))
+}
