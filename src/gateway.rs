@@ -22,6 +22,7 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub auth: Authenticator,
     pub hubs: Hubs,
+    pub longpolls: crate::transport::lp_session::LongPolls,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when draining starts.
@@ -129,18 +130,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     )?);
     let auth = Authenticator::new(&config.apps, config.auth.clone(), metrics.clone());
-    let hubs = Hubs::new(
-        upstream.clone(),
-        metrics.clone(),
-        config.limits.session_queue,
-        life.clone(),
-    );
+    let hubs = Hubs::new(upstream.clone(), metrics.clone(), life.clone());
     let shared = Arc::new(Shared {
         config: config.clone(),
         auth,
         hubs,
+        longpolls: crate::transport::lp_session::LongPolls::new(metrics.clone()),
         upstream,
         metrics: metrics.clone(),
+
         shutdown: life.token.clone(),
         tasks: life.clone(),
     });

@@ -139,6 +139,8 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) ->
         crate::rest::cors::preflight(&req)
     } else if path == "/connect" {
         crate::transport::ws::upgrade(req, shared)
+    } else if path == "/longpoll" {
+        crate::transport::longpoll::handle(req, shared).await
     } else if shared.shutdown.is_cancelled() {
         json_error(&EdgeError::Draining)
     } else {

@@ -32,6 +32,16 @@ pub struct FileWs {
     pub max_write_buffer_bytes: Option<usize>,
     pub health_interval_seconds: Option<u64>,
     pub client_idle_timeout_seconds: Option<u64>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLongPoll {
+    pub hold_seconds: Option<u64>,
+    pub session_timeout_seconds: Option<u64>,
+    pub queue_capacity: Option<usize>,
+    pub max_batch: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,7 +92,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub ws: FileWs,
     #[serde(default)]
+    pub longpoll: FileLongPoll,
+    #[serde(default)]
     pub upstream: FileUpstream,
+
     #[serde(default)]
     pub limits: FileLimits,
     #[serde(default)]

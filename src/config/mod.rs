@@ -52,6 +52,18 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(25);
 /// (`ws.client_idle_timeout_seconds`).
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
+/// How long a long-poll request is held waiting for events (`longpoll.hold_seconds`): below the
+/// SDK's 30 s request timeout.
+pub const DEFAULT_LONGPOLL_HOLD: Duration = Duration::from_secs(20);
+/// A long-poll session not polled for this long expires; its next poll gets code 46
+/// (`longpoll.session_timeout_seconds`).
+pub const DEFAULT_LONGPOLL_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Events buffered for a long-poll session between polls (`longpoll.queue_capacity`); overflow
+/// expires the session.
+pub const DEFAULT_LONGPOLL_QUEUE: usize = 1024;
+/// Events returned by one poll at most (`longpoll.max_batch`).
+pub const DEFAULT_LONGPOLL_BATCH: usize = 256;
+
 /// Keep an upstream connection open this long after its last session leaves, so a reload reuses it
 /// (`upstream.linger_seconds`).
 pub const DEFAULT_UPSTREAM_LINGER: Duration = Duration::from_secs(10);
@@ -147,6 +159,17 @@ pub struct WsConfig {
     pub max_write_buffer_bytes: usize,
     pub health_interval: Duration,
     pub client_idle_timeout: Duration,
+    /// Accept WebSocket upgrades on `/connect`. Off: upgrades are refused with 403, as a proxy that
+    /// blocks WebSockets would, and SDKs with `enableWSFallback` switch to long-poll.
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct LongPollConfig {
+    pub hold: Duration,
+    pub session_timeout: Duration,
+    pub queue_capacity: usize,
+    pub max_batch: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +207,7 @@ pub struct Config {
     pub dev_credentials: bool,
     pub auth: AuthConfig,
     pub ws: WsConfig,
+    pub longpoll: LongPollConfig,
     pub upstream: UpstreamConfig,
     pub limits: Limits,
     pub drain_deadline: Duration,
@@ -242,6 +266,13 @@ impl Config {
                 max_write_buffer_bytes: DEFAULT_WS_MAX_WRITE_BUFFER,
                 health_interval: DEFAULT_HEALTH_INTERVAL,
                 client_idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
+                enabled: true,
+            },
+            longpoll: LongPollConfig {
+                hold: DEFAULT_LONGPOLL_HOLD,
+                session_timeout: DEFAULT_LONGPOLL_SESSION_TIMEOUT,
+                queue_capacity: DEFAULT_LONGPOLL_QUEUE,
+                max_batch: DEFAULT_LONGPOLL_BATCH,
             },
             upstream: UpstreamConfig {
                 target: UpstreamTarget::Embedded,
@@ -344,6 +375,25 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits",
                 "session_queue and max_connections must be positive",
+            ));
+        }
+        let lp = &self.longpoll;
+        if lp.hold.is_zero() || lp.hold >= Duration::from_secs(30) {
+            return Err(ConfigError::invalid(
+                "longpoll.hold_seconds",
+                "must be 1-29 s: the SDK times a poll out after 30 s",
+            ));
+        }
+        if lp.session_timeout <= lp.hold {
+            return Err(ConfigError::invalid(
+                "longpoll.session_timeout_seconds",
+                "must exceed longpoll.hold_seconds",
+            ));
+        }
+        if lp.queue_capacity == 0 || lp.max_batch == 0 {
+            return Err(ConfigError::invalid(
+                "longpoll",
+                "queue_capacity and max_batch must be positive",
             ));
         }
         if self.auth.cache_capacity == 0 {

@@ -155,6 +155,13 @@ impl ConfigArgs {
         set(&mut c.ws.max_write_buffer_bytes, w.max_write_buffer_bytes);
         set_secs(&mut c.ws.health_interval, w.health_interval_seconds);
         set_secs(&mut c.ws.client_idle_timeout, w.client_idle_timeout_seconds);
+        set(&mut c.ws.enabled, w.enabled);
+
+        let lp = file.longpoll;
+        set_secs(&mut c.longpoll.hold, lp.hold_seconds);
+        set_secs(&mut c.longpoll.session_timeout, lp.session_timeout_seconds);
+        set(&mut c.longpoll.queue_capacity, lp.queue_capacity);
+        set(&mut c.longpoll.max_batch, lp.max_batch);
 
         let u = file.upstream;
         c.upstream.ca_file = u.ca_file;

@@ -278,3 +278,54 @@ impl AppData {
 pub(crate) fn frame(event: &Value) -> Utf8Bytes {
     Utf8Bytes::from(event.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(user: &str, capacity: usize) -> (Conn, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let conn = Conn {
+            user_id: user.to_owned(),
+            tx,
+            abort: CancellationToken::new(),
+            overflow: CancellationToken::new(),
+            watching: HashSet::new(),
+        };
+        (conn, rx)
+    }
+
+    #[test]
+    fn full_queue_marks_the_connection_as_slow() {
+        let mut app = AppData::default();
+        let (c, _rx) = conn("alice", 1);
+        let overflow = c.overflow.clone();
+        app.register("c1".into(), c);
+        let f = frame(&serde_json::json!({"type": "x"}));
+        app.push_user("alice", &f);
+        assert!(!overflow.is_cancelled());
+        app.push_user("alice", &f);
+        assert!(
+            overflow.is_cancelled(),
+            "second frame overflows a queue of one"
+        );
+    }
+
+    #[test]
+    fn unregister_keeps_user_index_in_step() {
+        let mut app = AppData::default();
+        let (a, _ra) = conn("alice", 4);
+        let (b, _rb) = conn("alice", 4);
+        app.register("a".into(), a);
+        app.register("b".into(), b);
+        assert_eq!(app.conns_of("alice").len(), 2);
+        assert!(app.unregister("a").is_some());
+        assert!(
+            app.unregister("a").is_none(),
+            "second unregister is a no-op"
+        );
+        assert_eq!(app.conns_of("alice"), vec!["b".to_owned()]);
+        assert!(app.unregister("b").is_some());
+        assert!(!app.user_conns.contains_key("alice"));
+    }
+}

@@ -12,7 +12,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -201,6 +201,8 @@ async fn run(
 ) -> bool {
     let start = tokio::time::Instant::now() + DEFAULT_HEALTH_INTERVAL;
     let mut ticker = tokio::time::interval_at(start, DEFAULT_HEALTH_INTERVAL);
+    // After a stall, one catch-up health check is enough.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;

@@ -56,7 +56,6 @@ struct Inner {
     sessions: Mutex<HashMap<SessionId, Arc<Hub>>>,
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
-    queue: usize,
     shutdown: CancellationToken,
     tasks: Shutdown,
     backoff: backoff::Backoff,
@@ -69,6 +68,13 @@ pub struct Hubs {
 }
 
 /// A session attached to its hub. Dropping it detaches the session.
+impl Attachment {
+    /// The gateway's metrics (for delivery-latency accounting by transports).
+    pub fn hub_metrics(&self) -> &Arc<Metrics> {
+        &self.hub.metrics
+    }
+}
+
 pub struct Attachment {
     pub id: SessionId,
     pub events: mpsc::Receiver<Delivery>,
@@ -95,18 +101,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hubs {
-    pub fn new(
-        upstream: Arc<Upstream>,
-        metrics: Arc<Metrics>,
-        queue: usize,
-        tasks: Shutdown,
-    ) -> Self {
+    pub fn new(upstream: Arc<Upstream>, metrics: Arc<Metrics>, tasks: Shutdown) -> Self {
         Hubs {
             inner: Arc::new(Inner {
                 hubs: Mutex::default(),
                 sessions: Mutex::default(),
                 metrics,
-                queue,
+
                 shutdown: tasks.token.clone(),
                 tasks,
                 backoff: backoff::Backoff::new(upstream.config.backoff_max),
@@ -126,12 +127,14 @@ impl Hubs {
         identity: &Identity,
         details: &RawValue,
         transport: Transport,
+        queue: usize,
     ) -> Result<Attachment, EdgeError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(EdgeError::Draining);
         }
         let id: SessionId = Arc::from(uuid::Uuid::new_v4().to_string());
-        let (tx, events) = mpsc::channel(self.inner.queue);
+        let (tx, events) = mpsc::channel(queue.max(1));
+
         let closer = Arc::new(Closer::default());
         let (hub, details_changed) =
             self.join_hub(app, identity, details, &id, tx, &closer, transport);

@@ -3,5 +3,8 @@
 
 pub mod connect;
 pub mod frames;
+pub mod longpoll;
+pub mod lp_session;
 pub mod ws;
+
 mod ws_session;

@@ -64,7 +64,20 @@ pub fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body
             "/connect expects a WebSocket upgrade (GET, Upgrade: websocket, version 13)".into(),
         ));
     };
+    if !shared.config.ws.enabled {
+        shared
+            .metrics
+            .connect_rejected
+            .with_label_values(&["ws", "ws_disabled"])
+            .inc();
+        let mut resp = json_error(&EdgeError::BadInput(
+            "WebSocket transport is disabled on this gateway; use long-poll".into(),
+        ));
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+        return resp;
+    }
     let prepared = prepare(&req, &shared);
+
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shared = shared.clone();
     shared.tasks.spawn(async move {

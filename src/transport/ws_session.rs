@@ -39,7 +39,9 @@ pub(super) async fn run(
         &prepared.identity,
         &prepared.request.details,
         Transport::Ws,
+        shared.config.limits.session_queue,
     );
+
     let att = tokio::select! {
         r = attach => r,
         _ = shared.shutdown.cancelled() => Err(EdgeError::Draining),

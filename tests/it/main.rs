@@ -1,7 +1,11 @@
 //! The one integration-test binary (links once): the real gateway on ephemeral ports.
 
 mod cli;
+mod emulator;
+
 mod lifecycle;
+mod longpoll;
+
 mod multiplex;
 mod rest;
 mod sdk;

@@ -1,0 +1,233 @@
+//! `GET /longpoll`: the SDK's WebSocket fallback (stream-protocol.md 3). A connect
+//! (`?json=…`, no `connection_id`) authenticates exactly like `/connect` and answers
+//! `{"event": health.check}`; a poll (`?connection_id=…`) is held until events arrive or the hold
+//! time passes and answers `{"events": […]}`; `close=true` ends the session. Sessions attach to the
+//! same hubs as WebSocket sessions, so they share the user's upstream connection and routing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::connect;
+use super::lp_session::{LpSession, PollEnd};
+use crate::auth::{Credentials, Identity};
+use crate::error::EdgeError;
+use crate::gateway::Shared;
+use crate::listener::{json, json_error, Body};
+use crate::session::Transport;
+
+/// Handles one `/longpoll` request.
+pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let mut conn_id = None;
+    let mut close = false;
+    let mut has_json = false;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "connection_id" => conn_id = Some(v.into_owned()),
+            "close" => close = v == "true",
+            "json" => has_json = true,
+            _ => {}
+        }
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let auth_type = req
+        .headers()
+        .get("stream-auth-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let m = &shared.metrics;
+    let result = match conn_id {
+        Some(id) if !id.is_empty() => {
+            let identity = poll_identity(&query, token.as_deref(), auth_type.as_deref(), &shared);
+            match identity {
+                Err(e) => Err(e),
+                Ok(identity) if close => end(&shared, &id, identity.as_ref()),
+                Ok(identity) => poll(&shared, &id, identity.as_ref()).await,
+            }
+        }
+        _ if has_json => connect(&shared, &query, token.as_deref(), auth_type.as_deref()).await,
+        _ => Err(EdgeError::BadInput(
+            "longpoll needs json (connect) or connection_id (poll)".into(),
+        )),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let outcome = e.class().label;
+            m.longpoll_polls.with_label_values(&[outcome]).inc();
+            json_error(&e)
+        }
+    }
+}
+
+async fn connect(
+    shared: &Arc<Shared>,
+    query: &str,
+    token: Option<&str>,
+    auth_type: Option<&str>,
+) -> Result<Response<Body>, EdgeError> {
+    let m = &shared.metrics;
+    let parsed = connect::parse(
+        query,
+        token,
+        auth_type,
+        shared.config.limits.max_user_details_bytes,
+    )
+    .and_then(|request| {
+        let identity = shared.auth.authenticate(Credentials {
+            api_key: &request.api_key,
+            token: request.token.as_deref(),
+            anonymous: request.anonymous,
+            user_id: Some(&request.user_id),
+            client_connection: true,
+        })?;
+        Ok((request, identity))
+    });
+    let (request, identity) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            m.connect_rejected
+                .with_label_values(&["longpoll", e.class().label])
+                .inc();
+            return Err(e);
+        }
+    };
+    let att = shared
+        .hubs
+        .attach(
+            &request.api_key,
+            &identity,
+            &request.details,
+            Transport::LongPoll,
+            shared.config.longpoll.queue_capacity,
+        )
+        .await
+        .inspect_err(|e| {
+            m.connect_rejected
+                .with_label_values(&["longpoll", e.class().label])
+                .inc();
+        })?;
+    let body = format!(
+        "{{\"event\":{}}}",
+        super::frames::connected(&att.id, &att.ready.me)
+    );
+    shared
+        .longpolls
+        .insert(LpSession::new(att, request.anonymous, shared.clone()));
+
+    m.sessions_opened.with_label_values(&["longpoll"]).inc();
+    m.sessions_open.with_label_values(&["longpoll"]).inc();
+    Ok(json(StatusCode::OK, body))
+}
+
+/// Polls and closes carry the REST headers; a token, when present, must belong to the session's
+/// user (checked in [`poll`]).
+fn poll_identity(
+    query: &str,
+    token: Option<&str>,
+    auth_type: Option<&str>,
+    shared: &Shared,
+) -> Result<Option<Identity>, EdgeError> {
+    let api_key = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| EdgeError::BadInput("api_key is missing".into()))?;
+    if auth_type == Some("anonymous") {
+        return Ok(None);
+    }
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or(crate::auth::AuthError::Missing)?;
+    Ok(Some(shared.auth.authenticate(Credentials {
+        api_key: &api_key,
+        token: Some(token),
+        anonymous: false,
+        user_id: None,
+        client_connection: true,
+    })?))
+}
+
+fn owned(
+    shared: &Shared,
+    id: &str,
+    identity: Option<&Identity>,
+) -> Result<Arc<LpSession>, EdgeError> {
+    let session = shared
+        .longpolls
+        .get(id)
+        .ok_or(EdgeError::ConnectionNotFound)?;
+    let ok = match identity {
+        Some(i) => i.user_id == session.hub.user,
+        None => session.anonymous,
+    };
+    if ok {
+        Ok(session)
+    } else {
+        Err(EdgeError::ForeignConnection(id.to_string()))
+    }
+}
+
+async fn poll(
+    shared: &Shared,
+    id: &str,
+    identity: Option<&Identity>,
+) -> Result<Response<Body>, EdgeError> {
+    let session = owned(shared, id, identity)?;
+    let m = &shared.metrics;
+    let started = Instant::now();
+    m.longpoll_held.inc();
+    let end = session
+        .poll(&shared.config.longpoll, &shared.shutdown)
+        .await;
+    m.longpoll_held.dec();
+    m.longpoll_poll_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let (outcome, body) = match end {
+        PollEnd::Events(frames) => {
+            let mut body =
+                String::with_capacity(16 + frames.iter().map(|f| f.len() + 1).sum::<usize>());
+            body.push_str("{\"events\":[");
+            for (i, f) in frames.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(f.as_str());
+            }
+            body.push_str("]}");
+            m.bytes
+                .with_label_values(&["out", "longpoll"])
+                .inc_by(body.len() as u64);
+            let outcome = if frames.is_empty() { "empty" } else { "events" };
+            (outcome, body)
+        }
+        PollEnd::Preempted => ("preempted", "{\"events\":[]}".to_string()),
+        PollEnd::Gone => {
+            shared.longpolls.remove(id, "ended");
+            return Err(EdgeError::ConnectionNotFound);
+        }
+    };
+    m.longpoll_polls.with_label_values(&[outcome]).inc();
+    Ok(json(StatusCode::OK, body))
+}
+
+fn end(
+    shared: &Shared,
+    id: &str,
+    identity: Option<&Identity>,
+) -> Result<Response<Body>, EdgeError> {
+    owned(shared, id, identity)?;
+    shared.longpolls.remove(id, "client_closed");
+    shared
+        .metrics
+        .longpoll_polls
+        .with_label_values(&["closed"])
+        .inc();
+    Ok(json(StatusCode::OK, "{\"duration\":\"0.00ms\"}"))
+}

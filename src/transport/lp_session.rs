@@ -1,0 +1,206 @@
+//! Long-poll sessions between polls: the registry, each session's buffered events (the hub's
+//! bounded queue), at most one held poll per session (a newer poll answers the older one), and the
+//! watchdog that expires sessions nobody polls, whose queue overflowed, or whose upstream was lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LongPollConfig;
+use crate::error::close;
+use crate::gateway::Shared;
+use crate::metrics::Metrics;
+use crate::session::{Attachment, Closer, Hub, SessionId};
+
+/// How a poll ended.
+pub enum PollEnd {
+    /// Events (possibly none: the hold time passed).
+    Events(Vec<Utf8Bytes>),
+    /// A newer poll for the same session took over.
+    Preempted,
+    /// The session is over (expired, overflowed, upstream lost, draining): answer code 46.
+    Gone,
+}
+
+/// One long-poll session.
+pub struct LpSession {
+    pub id: SessionId,
+    pub hub: Arc<Hub>,
+    pub anonymous: bool,
+    closer: Arc<Closer>,
+    attachment: tokio::sync::Mutex<Attachment>,
+    /// Bumped by every poll; a held poll whose number is no longer current yields.
+    generation: AtomicU64,
+    preempt: Notify,
+    last_poll: Mutex<Instant>,
+    polling: AtomicUsize,
+    /// Cancelled when the session leaves the registry.
+    ended: CancellationToken,
+}
+
+struct Polling<'a>(&'a LpSession);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.polling.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl LpSession {
+    /// Wraps an attachment and starts its watchdog.
+    pub fn new(att: Attachment, anonymous: bool, shared: Arc<Shared>) -> Arc<Self> {
+        let s = Arc::new(LpSession {
+            id: att.id.clone(),
+            hub: att.hub.clone(),
+            anonymous,
+            closer: att.closer.clone(),
+            attachment: tokio::sync::Mutex::new(att),
+            generation: AtomicU64::new(0),
+            preempt: Notify::new(),
+            last_poll: Mutex::new(Instant::now()),
+            polling: AtomicUsize::new(0),
+            ended: CancellationToken::new(),
+        });
+        let tasks = shared.tasks.clone();
+        tasks.spawn(s.clone().watchdog(shared));
+        s
+    }
+
+    fn touch(&self) {
+        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn last_poll(&self) -> Instant {
+        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds until events arrive (returning what is queued, up to `max_batch`), the hold time
+    /// passes, a newer poll arrives, or the session ends.
+    pub async fn poll(&self, cfg: &LongPollConfig, shutdown: &CancellationToken) -> PollEnd {
+        let mine = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.preempt.notify_waiters();
+        self.polling.fetch_add(1, Ordering::AcqRel);
+        let _polling = Polling(self);
+        self.touch();
+        let deadline = tokio::time::Instant::now() + cfg.hold;
+        let mut att = tokio::select! {
+            g = self.attachment.lock() => g,
+            _ = self.ended.cancelled() => return PollEnd::Gone,
+            _ = tokio::time::sleep_until(deadline) => return PollEnd::Events(Vec::new()),
+        };
+        let notified = self.preempt.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.generation.load(Ordering::Acquire) != mine {
+            return PollEnd::Preempted;
+        }
+        let att = &mut *att;
+        tokio::select! {
+            biased;
+            _ = self.ended.cancelled() => PollEnd::Gone,
+            _ = self.closer.closed() => PollEnd::Gone,
+            _ = shutdown.cancelled() => PollEnd::Gone,
+            ev = att.events.recv() => match ev {
+                None => PollEnd::Gone,
+                Some(first) => {
+                    let m = att.hub_metrics().clone();
+
+                    let mut out = Vec::with_capacity(8);
+                    m.event_delivery_seconds.observe(first.received.elapsed().as_secs_f64());
+                    out.push(first.frame);
+                    while out.len() < cfg.max_batch {
+                        match att.events.try_recv() {
+                            Ok(d) => {
+                                m.event_delivery_seconds.observe(d.received.elapsed().as_secs_f64());
+                                out.push(d.frame);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    PollEnd::Events(out)
+                }
+            },
+            _ = &mut notified => PollEnd::Preempted,
+            _ = tokio::time::sleep_until(deadline) => PollEnd::Events(Vec::new()),
+        }
+    }
+
+    async fn watchdog(self: Arc<Self>, shared: Arc<Shared>) {
+        let timeout = shared.config.longpoll.session_timeout;
+        let reason = loop {
+            let due = tokio::time::Instant::from_std(self.last_poll() + timeout);
+            tokio::select! {
+                _ = self.ended.cancelled() => return,
+                (code, _) = self.closer.closed() => {
+                    break if code == close::TRY_AGAIN_LATER { "queue_overflow" } else { "upstream_lost" };
+                }
+                _ = shared.shutdown.cancelled() => break "draining",
+                _ = tokio::time::sleep_until(due) => {
+                    if self.polling.load(Ordering::Acquire) == 0 && self.last_poll().elapsed() >= timeout {
+                        break "idle";
+                    }
+                }
+            }
+        };
+        shared.longpolls.remove(&self.id, reason);
+    }
+}
+
+/// All long-poll sessions of a gateway.
+pub struct LongPolls {
+    map: Mutex<HashMap<SessionId, Arc<LpSession>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl LongPolls {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        LongPolls {
+            map: Mutex::default(),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<LpSession>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, s: Arc<LpSession>) {
+        self.lock().insert(s.id.clone(), s);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LpSession>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Ends a session: it leaves the registry, its held poll (if any) answers code 46, and its
+    /// hub attachment is dropped with the last reference.
+    pub fn remove(&self, id: &str, reason: &'static str) {
+        let Some(s) = self.lock().remove(id) else {
+            return;
+        };
+        s.ended.cancel();
+        let m = &self.metrics;
+        m.sessions_open.with_label_values(&["longpoll"]).dec();
+        m.sessions_closed
+            .with_label_values(&["longpoll", reason])
+            .inc();
+        if matches!(reason, "idle" | "queue_overflow" | "upstream_lost") {
+            m.longpoll_expired.with_label_values(&[reason]).inc();
+        }
+        tracing::info!(transport = "longpoll", user = %s.hub.user, reason, "session closed");
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
