@@ -13,6 +13,8 @@ use crate::auth::Authenticator;
 use crate::config::{Config, UpstreamTarget};
 use crate::emulator::{self, Emulator};
 use crate::metrics::Metrics;
+use crate::privacy::Privacy;
+
 use crate::session::Hubs;
 use crate::shutdown::Shutdown;
 use crate::upstream::{Upstream, UpstreamError};
@@ -23,6 +25,7 @@ pub struct Shared {
     pub auth: Authenticator,
     pub hubs: Hubs,
     pub longpolls: crate::transport::lp_session::LongPolls,
+    pub privacy: Arc<Privacy>,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when draining starts.
@@ -130,12 +133,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics.clone(),
     )?);
     let auth = Authenticator::new(&config.apps, config.auth.clone(), metrics.clone());
-    let hubs = Hubs::new(upstream.clone(), metrics.clone(), life.clone());
+    let privacy = Arc::new(Privacy::new(
+        config.privacy.clone(),
+        upstream.clone(),
+        metrics.clone(),
+    ));
+    let hubs = Hubs::new(
+        upstream.clone(),
+        metrics.clone(),
+        privacy.clone(),
+        life.clone(),
+    );
     let shared = Arc::new(Shared {
         config: config.clone(),
         auth,
         hubs,
         longpolls: crate::transport::lp_session::LongPolls::new(metrics.clone()),
+        privacy,
         upstream,
         metrics: metrics.clone(),
 

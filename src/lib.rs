@@ -21,6 +21,8 @@ pub mod error;
 pub mod gateway;
 pub mod listener;
 pub mod metrics;
+pub mod privacy;
+
 pub mod rest;
 pub mod session;
 pub mod shutdown;

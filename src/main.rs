@@ -35,10 +35,9 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Run the embedded Stream-compatible upstream on its own.
+    /// Run the embedded Stream-compatible upstream on its own (`--listen`, default
+    /// 127.0.0.1:3000), with the configured apps or the development app.
     Emulator {
-        #[arg(long, default_value = "127.0.0.1:3000")]
-        listen: std::net::SocketAddr,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -91,7 +90,7 @@ fn main() -> ExitCode {
             expires_in,
             app.as_deref(),
         ),
-        Some(Command::Emulator { listen, config }) => emulator(&merge(&cli.config, config), listen),
+        Some(Command::Emulator { config }) => emulator(&merge(&cli.config, config)),
     };
     match result {
         Ok(code) => code,
@@ -213,11 +212,20 @@ async fn wait_for_stop(args: &ConfigArgs, running: &stream_edge::gateway::Runnin
     stream_edge::shutdown::signal().await
 }
 
-fn emulator(args: &ConfigArgs, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+fn emulator(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let config = match resolve(args) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let listen: std::net::SocketAddr =
+        match args.listen.as_deref().unwrap_or("127.0.0.1:3000").parse() {
+            Ok(a) => a,
+            Err(_) => {
+                eprintln!("stream-edge: invalid configuration: listen: not an IP:port address");
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+        };
+
     init_tracing(config.log_format);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)

@@ -46,6 +46,16 @@ pub struct FileLongPoll {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FilePrivacy {
+    pub cache_capacity: Option<u64>,
+    pub cache_ttl_seconds: Option<u64>,
+    pub lookup_timeout_seconds: Option<u64>,
+    /// `drop` or `deliver`.
+    pub on_lookup_failure: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileUpstream {
     /// `embedded` or an http(s) base URL.
     pub url: Option<String>,
@@ -93,6 +103,9 @@ pub struct FileConfig {
     pub ws: FileWs,
     #[serde(default)]
     pub longpoll: FileLongPoll,
+    #[serde(default)]
+    pub privacy: FilePrivacy,
+
     #[serde(default)]
     pub upstream: FileUpstream,
 

@@ -64,6 +64,14 @@ pub const DEFAULT_LONGPOLL_QUEUE: usize = 1024;
 /// Events returned by one poll at most (`longpoll.max_batch`).
 pub const DEFAULT_LONGPOLL_BATCH: usize = 256;
 
+/// Users whose privacy settings are cached (`privacy.cache_capacity`).
+pub const DEFAULT_PRIVACY_CACHE_CAPACITY: u64 = 100_000;
+/// How long learned privacy settings are trusted before a fresh lookup (`privacy.cache_ttl_seconds`).
+pub const DEFAULT_PRIVACY_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Budget of one privacy lookup upstream (`privacy.lookup_timeout_seconds`). Events of the user
+/// being routed wait for it, so it is short.
+pub const DEFAULT_PRIVACY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Keep an upstream connection open this long after its last session leaves, so a reload reuses it
 /// (`upstream.linger_seconds`).
 pub const DEFAULT_UPSTREAM_LINGER: Duration = Duration::from_secs(10);
@@ -164,6 +172,23 @@ pub struct WsConfig {
     pub enabled: bool,
 }
 
+/// What to do with a typing/read/delivery event whose sender's settings cannot be learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnLookupFailure {
+    /// Privacy-safe default: drop it (and count it).
+    Drop,
+    /// Deliver it as if the sender had every indicator enabled.
+    Deliver,
+}
+
+#[derive(Clone, Debug)]
+pub struct PrivacyConfig {
+    pub cache_capacity: u64,
+    pub cache_ttl: Duration,
+    pub lookup_timeout: Duration,
+    pub on_lookup_failure: OnLookupFailure,
+}
+
 #[derive(Clone, Debug)]
 pub struct LongPollConfig {
     pub hold: Duration,
@@ -208,6 +233,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ws: WsConfig,
     pub longpoll: LongPollConfig,
+    pub privacy: PrivacyConfig,
     pub upstream: UpstreamConfig,
     pub limits: Limits,
     pub drain_deadline: Duration,
@@ -274,6 +300,13 @@ impl Config {
                 queue_capacity: DEFAULT_LONGPOLL_QUEUE,
                 max_batch: DEFAULT_LONGPOLL_BATCH,
             },
+            privacy: PrivacyConfig {
+                cache_capacity: DEFAULT_PRIVACY_CACHE_CAPACITY,
+                cache_ttl: DEFAULT_PRIVACY_CACHE_TTL,
+                lookup_timeout: DEFAULT_PRIVACY_LOOKUP_TIMEOUT,
+                on_lookup_failure: OnLookupFailure::Drop,
+            },
+
             upstream: UpstreamConfig {
                 target: UpstreamTarget::Embedded,
                 ca_file: None,

@@ -163,7 +163,23 @@ impl ConfigArgs {
         set(&mut c.longpoll.queue_capacity, lp.queue_capacity);
         set(&mut c.longpoll.max_batch, lp.max_batch);
 
+        let p = file.privacy;
+        set(&mut c.privacy.cache_capacity, p.cache_capacity);
+        set_secs(&mut c.privacy.cache_ttl, p.cache_ttl_seconds);
+        set_secs(&mut c.privacy.lookup_timeout, p.lookup_timeout_seconds);
+        c.privacy.on_lookup_failure = match p.on_lookup_failure.as_deref() {
+            None | Some("drop") => super::OnLookupFailure::Drop,
+            Some("deliver") => super::OnLookupFailure::Deliver,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "privacy.on_lookup_failure",
+                    format!("`{other}` is not drop or deliver"),
+                ))
+            }
+        };
+
         let u = file.upstream;
+
         c.upstream.ca_file = u.ca_file;
         if let Some(s) = u.linger_seconds {
             if !(0.0..=3600.0).contains(&s) {

@@ -68,6 +68,13 @@ pub struct App {
     pub secrets: Vec<String>,
 }
 
+/// Failures the emulator can be told to produce.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// `GET /users` answers 500.
+    pub fail_user_queries: bool,
+}
+
 /// Handle to the emulator's shared state; cheap to clone.
 #[derive(Clone)]
 pub struct Emulator {
@@ -92,6 +99,12 @@ impl Emulator {
             .apps
             .get(api_key)
             .map_or(0, |app| app.conns_of(user_id).len())
+    }
+
+    /// Injects (or clears) failures: what a gateway in front of a misbehaving upstream must cope
+    /// with. Also reachable as `POST /_emulator/faults?fail_user_queries=true` from loopback.
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
     }
 
     /// All open WebSocket connections.

@@ -107,6 +107,13 @@ pub(crate) async fn dispatch(
     };
 
     let mut store = ctx.emulator.lock();
+    if store.faults.fail_user_queries && method == Method::GET && segs == ["users"] {
+        return Err(ApiError::new(
+            0,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault: user queries fail",
+        ));
+    }
     let app = store
         .apps
         .get_mut(key)

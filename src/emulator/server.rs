@@ -159,6 +159,17 @@ fn introspect(
                 &json!({ "total": ctx.emulator.connections_total(), "users": users }),
             )
         }
+        (&Method::POST, ["_emulator", "faults"]) => {
+            let faults = super::Faults {
+                fail_user_queries: query.get("fail_user_queries").map(String::as_str)
+                    == Some("true"),
+            };
+            ctx.emulator.set_faults(faults);
+            json_response(
+                StatusCode::OK,
+                &json!({ "fail_user_queries": faults.fail_user_queries }),
+            )
+        }
         (&Method::POST, ["_emulator", "drop"]) => {
             let (Some(key), Some(user)) = (query.get("api_key"), query.get("user_id")) else {
                 return json_response(

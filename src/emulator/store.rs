@@ -16,6 +16,8 @@ use super::{events, App};
 /// All apps, keyed by API key.
 pub(crate) struct Store {
     pub apps: HashMap<String, AppData>,
+    /// Injected failures, for exercising a gateway's fault handling.
+    pub faults: super::Faults,
 }
 
 /// One app's world.
@@ -123,7 +125,10 @@ impl Store {
                 .secrets
                 .extend(app.secrets);
         }
-        Self { apps: map }
+        Self {
+            apps: map,
+            faults: super::Faults::default(),
+        }
     }
 }
 

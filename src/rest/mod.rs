@@ -19,9 +19,11 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::auth::{Credentials, Identity, TokenKind};
+use crate::config::OnLookupFailure;
 use crate::error::EdgeError;
 use crate::gateway::Shared;
 use crate::listener::{full, json, json_error, Body};
+use crate::privacy;
 use crate::session::{Hub, SessionId};
 use routes::Kind;
 
@@ -142,18 +144,45 @@ async fn forward(
         }
     }
 
+    // Whose view a response is shaped for: a user sees others' hidden read state removed; a
+    // caller without a user token sees every hidden entry removed; a backend (server token) sees
+    // everything.
+    let requester: Option<String> = match &identity {
+        Some(i) if i.kind == TokenKind::Server => None,
+        Some(i) => Some(i.user_id.to_string()),
+        None => Some(String::new()),
+    };
+    let app = api_key.clone().unwrap_or_default();
     let tracks_watch =
         bound.is_some() && matches!(kind, Kind::QueryChannels | Kind::QueryChannel { .. });
-    let (up_body, watch_requested) = if tracks_watch {
+    let reads_body = tracks_watch || matches!(kind, Kind::SendEvent { .. } | Kind::Users);
+    let (req_bytes, up_body) = if reads_body {
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;
-        let watch = serde_json::from_slice::<WatchFlag>(&bytes)
-            .map(|w| w.watch)
-            .unwrap_or(false);
-        (full(bytes), watch)
+        (Some(bytes.clone()), full(bytes))
     } else {
-        (body.map_err(Into::into).boxed(), false)
+        (None, body.map_err(Into::into).boxed())
     };
+    let watch_requested = tracks_watch
+        && req_bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<WatchFlag>(b).ok())
+            .is_some_and(|w| w.watch);
 
+    if let (
+        Kind::SendEvent {
+            channel_type,
+            channel_id,
+        },
+        Some(bytes),
+        Some(id),
+    ) = (kind, &req_bytes, &identity)
+    {
+        if let Some(ack) = swallow_typing(shared, &app, id, bytes, channel_type, channel_id).await {
+            return Ok(json(StatusCode::CREATED, ack));
+        }
+    }
+
+    let method = parts.method.clone();
     let query = if rewritten {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
         s.extend_pairs(pairs.iter());
@@ -172,7 +201,7 @@ async fn forward(
         up.headers_mut(),
         &shared.upstream.host(),
         peer,
-        tracks_watch,
+        reads_body,
     );
 
     // Register a named channel before upstream can emit its first events for this watch.
@@ -204,25 +233,82 @@ async fn forward(
     };
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
-    match (&bound, watch_requested) {
-        (Some(b), true) => {
-            let bytes = read_limited(rbody, shared.config.limits.rest_max_buffered_response)
-                .await
-                .map_err(|_| {
-                    EdgeError::UpstreamUnavailable("upstream response too large".into())
-                })?;
-            if rparts.status.is_success() {
-                b.hub.watch(&b.id, &channel_cids(&bytes));
-            } else if let Some(cid) = &early {
-                b.hub.unwatch(&b.id, cid);
-            }
-            Ok(Response::from_parts(rparts, full(bytes)))
-        }
-        _ => Ok(Response::from_parts(
+    let rewrite_reads = requester.is_some()
+        && !app.is_empty()
+        && matches!(
+            kind,
+            Kind::QueryChannels | Kind::QueryChannel { .. } | Kind::ReadState
+        );
+    let learn_users = matches!(kind, Kind::Users) && !app.is_empty();
+    if !(watch_requested || rewrite_reads || learn_users) {
+        return Ok(Response::from_parts(
             rparts,
             rbody.map_err(Into::into).boxed(),
-        )),
+        ));
     }
+    let mut bytes = read_limited(rbody, shared.config.limits.rest_max_buffered_response)
+        .await
+        .map_err(|_| EdgeError::UpstreamUnavailable("upstream response too large".into()))?;
+    if !rparts.status.is_success() {
+        if let (Some(cid), Some(b)) = (&early, &bound) {
+            b.hub.unwatch(&b.id, cid);
+        }
+        return Ok(Response::from_parts(rparts, full(bytes)));
+    }
+    if let (true, Some(b)) = (watch_requested, &bound) {
+        b.hub.watch(&b.id, &channel_cids(&bytes));
+    }
+    if learn_users {
+        let body = req_bytes.as_deref().unwrap_or_default();
+        for (user, settings) in privacy::rewrite::user_updates(&method, body) {
+            match settings {
+                Some(s) => shared.privacy.set(&app, &user, s).await,
+                None => shared.privacy.forget(&app, &user).await,
+            }
+        }
+    }
+    if let (true, Some(who)) = (rewrite_reads, &requester) {
+        let before = bytes.len();
+        bytes = privacy::rewrite::filter_reads(bytes, who, &app, &shared.privacy).await;
+        if bytes.len() != before {
+            rparts.headers.remove(header::CONTENT_LENGTH);
+        }
+    }
+    Ok(Response::from_parts(rparts, full(bytes)))
+}
+
+/// A typing event from a user whose typing indicators are off is answered here with upstream's
+/// success shape and never forwarded (stream-protocol.md 5.2).
+async fn swallow_typing(
+    shared: &Shared,
+    app: &str,
+    id: &Identity,
+    body: &[u8],
+    channel_type: &str,
+    channel_id: &str,
+) -> Option<String> {
+    if id.kind == TokenKind::Server {
+        return None;
+    }
+    let kind = privacy::rewrite::typing_kind(body)?;
+    let hidden = match shared.privacy.get(app, &id.user_id).await {
+        Ok(s) => !s.typing,
+        Err(_) => shared.privacy.config().on_lookup_failure == OnLookupFailure::Drop,
+    };
+    if !hidden {
+        return None;
+    }
+    shared
+        .metrics
+        .events_dropped
+        .with_label_values(&["privacy_outbound", crate::metrics::event_label(&kind)])
+        .inc();
+    Some(privacy::rewrite::typing_ack(
+        &kind,
+        channel_type,
+        channel_id,
+        &id.user_id,
+    ))
 }
 
 /// Resolves `connection_id` to its session, refusing ids that are unknown or belong to someone

@@ -16,6 +16,15 @@ pub enum Kind {
     StopWatching {
         cid: String,
     },
+    /// `POST /channels/{type}/{id}/event` (typing privacy, outbound).
+    SendEvent {
+        channel_type: String,
+        channel_id: String,
+    },
+    /// Responses that carry read state: threads and `/sync`.
+    ReadState,
+    /// `POST`/`PATCH /users`: may change privacy settings.
+    Users,
     Other,
 }
 
@@ -105,8 +114,20 @@ const MAX_DEPTH: usize = 6;
 
 pub fn classify(method: &Method, path: &str) -> Route {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let kind = if method == Method::POST {
+    let kind = if method == Method::PATCH && segs.as_slice() == ["users"] {
+        Kind::Users
+    } else if method == Method::GET && segs.first() == Some(&"threads") {
+        Kind::ReadState
+    } else if method == Method::POST {
         match segs.as_slice() {
+            ["users"] => Kind::Users,
+            ["sync"] => Kind::ReadState,
+            ["threads", ..] => Kind::ReadState,
+            ["channels", t, id, "event"] => Kind::SendEvent {
+                channel_type: t.to_string(),
+                channel_id: id.to_string(),
+            },
+
             ["channels"] => Kind::QueryChannels,
             ["channels", _, "query"] => Kind::QueryChannel { cid: None },
             ["channels", t, id, "query"] => Kind::QueryChannel {

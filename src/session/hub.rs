@@ -15,6 +15,8 @@ use super::watch::{SessionId, WatchTable};
 use super::Transport;
 use crate::error::close;
 use crate::metrics::{event_label, Metrics};
+use crate::privacy::filter::{self, Known, Verdict};
+use crate::privacy::Privacy;
 
 /// An event on its way to one session, stamped with when it arrived from upstream.
 pub struct Delivery {
@@ -165,8 +167,9 @@ impl Hub {
         released
     }
 
-    /// Delivers one upstream frame to the sessions that should see it.
-    pub fn route(&self, frame: Utf8Bytes, received: Instant) {
+    /// Delivers one upstream frame to the sessions that should see it, after the privacy filter.
+    /// Sessions of one hub are one user, so the privacy verdict is taken once per event.
+    pub async fn route(&self, frame: Utf8Bytes, received: Instant, privacy: &Privacy) {
         let head = match EventHead::parse(frame.as_str()) {
             Ok(h) => h,
             Err(_) => {
@@ -182,6 +185,26 @@ impl Hub {
             .events_received
             .with_label_values(&[kind])
             .inc();
+        let sender = head.user.as_ref().map(|u| u.id.as_ref());
+        if filter::indicator(&head.kind).is_some() && sender.is_some_and(|s| s != &*self.user) {
+            let known = match sender {
+                Some(s) => match privacy.get(&self.app, s).await {
+                    Ok(settings) => Known::Settings(settings),
+                    Err(_) => Known::Unknown,
+                },
+                None => Known::Unknown,
+            };
+            let policy = privacy.config().on_lookup_failure;
+            if let Verdict::Drop(reason) =
+                filter::verdict(&head.kind, sender, &self.user, || known, policy)
+            {
+                self.metrics
+                    .events_dropped
+                    .with_label_values(&[reason, kind])
+                    .inc();
+                return;
+            }
+        }
         let st = self.lock();
         match head.audience() {
             Audience::Gateway => {}

@@ -29,6 +29,8 @@ pub use watch::SessionId;
 use crate::auth::Identity;
 use crate::error::EdgeError;
 use crate::metrics::Metrics;
+use crate::privacy::Privacy;
+
 use crate::shutdown::Shutdown;
 use crate::upstream::Upstream;
 
@@ -59,6 +61,7 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: Shutdown,
     backoff: backoff::Backoff,
+    privacy: Arc<Privacy>,
 }
 
 /// The registry of hubs.
@@ -101,13 +104,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hubs {
-    pub fn new(upstream: Arc<Upstream>, metrics: Arc<Metrics>, tasks: Shutdown) -> Self {
+    pub fn new(
+        upstream: Arc<Upstream>,
+        metrics: Arc<Metrics>,
+        privacy: Arc<Privacy>,
+        tasks: Shutdown,
+    ) -> Self {
         Hubs {
             inner: Arc::new(Inner {
                 hubs: Mutex::default(),
                 sessions: Mutex::default(),
                 metrics,
-
+                privacy,
                 shutdown: tasks.token.clone(),
                 tasks,
                 backoff: backoff::Backoff::new(upstream.config.backoff_max),
@@ -314,6 +322,10 @@ impl Hubs {
 
     pub fn upstream(&self) -> &Arc<Upstream> {
         &self.inner.upstream
+    }
+
+    pub(crate) fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
     }
 
     pub(crate) fn backoff(&self) -> &backoff::Backoff {

@@ -55,6 +55,9 @@ pub(super) async fn run(
         "[{{\"type\":\"health.check\",\"client_id\":{}}}]",
         serde_json::Value::from(format!("{}--{}", hub.user, handshake.connection_id))
     );
+    hubs.privacy()
+        .learn_from_user(&app, handshake.me.get())
+        .await;
     hub.status.send_replace(Status::Ready(Arc::new(Ready {
         connection_id: handshake.connection_id,
         me: handshake.me,
@@ -74,7 +77,7 @@ pub(super) async fn run(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
-                    hub.route(frame, last_rx);
+                    hub.route(frame, last_rx, hubs.privacy()).await;
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
                 Some(Err(_)) => break "error",

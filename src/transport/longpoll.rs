@@ -99,6 +99,10 @@ async fn connect(
             return Err(e);
         }
     };
+    shared
+        .privacy
+        .learn_from_user(&request.api_key, request.details.get())
+        .await;
     let att = shared
         .hubs
         .attach(

@@ -34,6 +34,11 @@ pub(super) async fn run(
         Ok(p) => p,
         Err(e) => return reject(ws, &e, &shared).await,
     };
+    // The client's own settings take effect for the next event (the connect is an upsert).
+    shared
+        .privacy
+        .learn_from_user(&prepared.request.api_key, prepared.request.details.get())
+        .await;
     let attach = shared.hubs.attach(
         &prepared.request.api_key,
         &prepared.identity,

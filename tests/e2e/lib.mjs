@@ -12,6 +12,7 @@
 
 import { createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import http from 'node:http';
 import { StreamChat } from 'stream-chat';
 
 // ---------------------------------------------------------------------------
@@ -381,4 +382,251 @@ export async function dropUpstream(userId) {
   const res = await fetchOk(`${cfg.emulatorUrl}/_emulator/drop?${q}`, { method: 'POST' });
   const body = await res.json();
   return body.dropped;
+}
+
+// ---------------------------------------------------------------------------
+// A proxy that blocks WebSockets (long-poll fallback)
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+function endToEndHeaders(headers) {
+  const out = {};
+  for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k.toLowerCase())) out[k] = v;
+  return out;
+}
+
+/** Kind of a request as the long-poll protocol sees it (stream-protocol.md §3). */
+function requestKind(method, u) {
+  if (method === 'OPTIONS') return 'preflight';
+  if (u.pathname.replace(/\/+$/, '').endsWith('/longpoll')) {
+    if (u.searchParams.get('close') === 'true') return 'longpoll-close';
+    if (u.searchParams.has('json')) return 'longpoll-connect';
+    if (u.searchParams.has('connection_id')) return 'poll';
+    return 'longpoll-other';
+  }
+  return 'rest';
+}
+
+/**
+ * Start an HTTP/1.1 forward proxy on 127.0.0.1:0 in front of `target`
+ * (default GATEWAY_URL), as a corporate proxy that blocks WebSockets would be:
+ * plain requests (any method, path, query, headers, body; streamed responses;
+ * keep-alive on both sides) are forwarded, every `Upgrade` request is answered
+ * `403 Forbidden` and its socket destroyed.
+ *
+ * Traffic is observable: `log` has one entry per request
+ * ({kind, method, path, query, origin, status, headers, body, startedAt,
+ * forwardedAt, endedAt, aborted}; `aborted`: the client went away first);
+ * `body` (text) is kept for long-poll requests only. `waitForResponse`
+ * resolves when a matching response has been completely relayed, and
+ * `holdPollAfter` holds the client's next poll in the proxy, i.e. keeps the
+ * client "between two polls" for as long as the test needs.
+ */
+export async function startWsBlockingProxy(target = cfg.gatewayUrl) {
+  const t = new URL(target);
+  const agent = new http.Agent({ keepAlive: true });
+  const emitter = new EventEmitter();
+  emitter.setMaxListeners(0);
+  const log = [];
+  const upgrades = [];
+  const holds = []; // {predicate, armed, consumed, heldEntry, resolveHeld, release}
+  const pending = new Set(); // forwards not yet started (held polls)
+
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://proxy.invalid');
+    const entry = {
+      kind: requestKind(req.method, u),
+      method: req.method,
+      path: u.pathname,
+      query: Object.fromEntries(u.searchParams),
+      origin: req.headers.origin,
+      status: undefined,
+      headers: undefined,
+      body: undefined,
+      startedAt: Date.now(),
+      forwardedAt: undefined,
+      endedAt: undefined,
+    };
+    log.push(entry);
+    const capture = entry.kind.startsWith('longpoll') || entry.kind === 'poll';
+
+    const forward = () => {
+      pending.delete(forward);
+      entry.forwardedAt = Date.now();
+      const upReq = http.request(
+        {
+          host: t.hostname,
+          port: t.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...endToEndHeaders(req.headers), host: t.host },
+          agent,
+        },
+        (upRes) => {
+          entry.status = upRes.statusCode;
+          entry.headers = upRes.headers;
+          res.writeHead(upRes.statusCode, upRes.statusMessage, endToEndHeaders(upRes.headers));
+          const chunks = [];
+          upRes.on('data', (c) => {
+            if (capture) chunks.push(c);
+            res.write(c);
+          });
+          upRes.on('end', () => {
+            if (capture) entry.body = Buffer.concat(chunks).toString('utf8');
+            entry.endedAt = Date.now();
+            // Arm holds before the client can possibly send its next poll.
+            if (entry.kind === 'poll') {
+              for (const h of holds) if (!h.armed && safePredicate(h.predicate, entry)) h.armed = true;
+            }
+            res.end();
+            emitter.emit('response', entry);
+          });
+          upRes.on('error', () => res.destroy());
+        },
+      );
+      upReq.on('error', (err) => {
+        entry.error = String(err?.message ?? err);
+        entry.endedAt = Date.now();
+        if (entry.aborted) return; // we destroyed it because the client went away
+        entry.status = 502;
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(`proxy: ${entry.error}`);
+        emitter.emit('response', entry);
+      });
+      // The client gave up (SDK timeout/cancel): drop the forwarded request too.
+      res.on('close', () => {
+        if (res.writableFinished) return;
+        entry.aborted = true;
+        upReq.destroy();
+      });
+      req.pipe(upReq);
+    };
+
+    if (entry.kind === 'poll') {
+      const hold = holds.find((h) => h.armed && !h.consumed);
+      if (hold) {
+        hold.consumed = true;
+        hold.heldEntry = entry;
+        pending.add(forward);
+        hold.release = forward;
+        hold.resolveHeld(entry);
+        return;
+      }
+    }
+    forward();
+  });
+
+  // Refuse every WebSocket upgrade, like a proxy that strips/denies Upgrade.
+  server.on('upgrade', (req, socket) => {
+    upgrades.push({ path: new URL(req.url, 'http://proxy.invalid').pathname, at: Date.now() });
+    socket.on('error', () => {});
+    socket.write('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', () =>
+      socket.destroy(),
+    );
+  });
+  server.keepAliveTimeout = 65_000; // longer than any poll hold
+  server.requestTimeout = 0;
+
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address();
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    log,
+    /** Upgrade attempts refused so far ({path, at}). */
+    upgrades,
+    /** Entries of `kind` (completed or not). */
+    ofKind: (kind) => log.filter((e) => e.kind === kind),
+    /**
+     * Resolve with the first request entry, from now on, whose response has
+     * been completely relayed and satisfies `predicate`.
+     */
+    waitForResponse(predicate, { timeoutMs = 10_000, what = 'proxied response' } = {}) {
+      let timer;
+      let onResponse;
+      const promise = new Promise((resolve, reject) => {
+        onResponse = (entry) => {
+          if (!safePredicate(predicate, entry)) return;
+          clearTimeout(timer);
+          emitter.off('response', onResponse);
+          resolve(entry);
+        };
+        emitter.on('response', onResponse);
+        timer = setTimeout(() => {
+          emitter.off('response', onResponse);
+          reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} at the proxy`));
+        }, timeoutMs);
+      });
+      promise.catch(() => {});
+      return promise;
+    },
+    /**
+     * Once a poll response satisfying `predicate` has been relayed, hold the
+     * NEXT poll request in the proxy (not forwarded) until `release()`.
+     * Returns { held: Promise<entry of the held poll>, release() }.
+     */
+    holdPollAfter(predicate, { timeoutMs = 15_000 } = {}) {
+      const hold = { predicate, armed: false, consumed: false, heldEntry: undefined, release: undefined };
+      let timer;
+      const held = new Promise((resolve, reject) => {
+        hold.resolveHeld = (entry) => {
+          clearTimeout(timer);
+          resolve(entry);
+        };
+        timer = setTimeout(
+          () => reject(new Error(`no poll was held within ${timeoutMs} ms (armed: ${hold.armed})`)),
+          timeoutMs,
+        );
+      });
+      held.catch(() => {});
+      holds.push(hold);
+      return {
+        held,
+        release: () => {
+          const fn = hold.release;
+          hold.release = undefined;
+          fn?.();
+        },
+      };
+    },
+    async close() {
+      for (const h of holds) h.consumed = true;
+      pending.clear(); // held polls are dropped with their sockets
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(() => resolve()));
+      agent.destroy();
+    },
+  };
+}
+
+function safePredicate(predicate, entry) {
+  try {
+    return Boolean(predicate(entry));
+  } catch {
+    return false;
+  }
+}
+
+/** `{events:[…]}` of a relayed poll response (empty when it is not one). */
+export function pollEvents(entry) {
+  try {
+    const parsed = JSON.parse(entry.body ?? '');
+    return Array.isArray(parsed?.events) ? parsed.events : [];
+  } catch {
+    return [];
+  }
 }

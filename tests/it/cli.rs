@@ -190,3 +190,31 @@ async fn sighup_rotates_secrets_and_sigterm_drains() {
     assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn emulator_subcommand_serves_standalone() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = first.split_whitespace().last().unwrap().to_string();
+    let (status, body) = crate::support::http(
+        hyper::Method::GET,
+        &format!("{base}/_emulator/connections"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"total\":0"), "{body}");
+    child.kill().await.unwrap();
+}
