@@ -26,6 +26,7 @@ pub struct Shared {
     pub hubs: Hubs,
     pub longpolls: crate::transport::lp_session::LongPolls,
     pub privacy: Arc<Privacy>,
+    pub connect_limiter: crate::limits::ConnectLimiter,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when draining starts.
@@ -43,7 +44,6 @@ impl Shared {
 }
 
 /// Why the gateway could not start.
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot bind {addr}: {source}")]
@@ -138,10 +138,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         upstream.clone(),
         metrics.clone(),
     ));
+    let connect_limiter = crate::limits::ConnectLimiter::new(&config.limits);
     let hubs = Hubs::new(
         upstream.clone(),
         metrics.clone(),
         privacy.clone(),
+        config.limits.clone(),
         life.clone(),
     );
     let shared = Arc::new(Shared {
@@ -150,6 +152,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         hubs,
         longpolls: crate::transport::lp_session::LongPolls::new(metrics.clone()),
         privacy,
+        connect_limiter,
+
         upstream,
         metrics: metrics.clone(),
 
@@ -164,8 +168,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         last.clone(),
     ));
     let accept = tokio::spawn(crate::listener::serve(listener, shared.clone()));
+    // Readiness follows upstream reachability; the first probe runs before start returns.
+    let up = shared.upstream.probe().await;
+    life.set_upstream_up(up);
+    metrics.upstream_up.set(i64::from(up));
+    if !up {
+        tracing::warn!("upstream is not reachable; not ready until it is");
+    }
+    tokio::spawn(probe_upstream(shared.clone(), last.clone()));
     life.set_ready(true);
-    metrics.ready.set(1);
+    metrics.ready.set(i64::from(life.is_ready()));
 
     let drain = config.drain_deadline;
     let sup_life = life.clone();
@@ -188,6 +200,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shared,
         supervisor,
     })
+}
+
+/// Re-probes upstream every `probe_interval` until the gateway stops.
+async fn probe_upstream(shared: Arc<Shared>, stop: CancellationToken) {
+    let interval = shared.config.upstream.probe_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+        let up = shared.upstream.probe().await;
+        let was = shared.tasks.is_ready();
+        shared.tasks.set_upstream_up(up);
+        shared.metrics.upstream_up.set(i64::from(up));
+        shared.metrics.ready.set(i64::from(shared.tasks.is_ready()));
+        if was != shared.tasks.is_ready() {
+            tracing::warn!(upstream_up = up, "readiness changed");
+        }
+    }
 }
 
 impl Running {

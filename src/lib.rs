@@ -19,7 +19,9 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod limits;
 pub mod listener;
+
 pub mod metrics;
 pub mod privacy;
 

@@ -138,9 +138,9 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) ->
     let mut resp = if req.method() == Method::OPTIONS {
         crate::rest::cors::preflight(&req)
     } else if path == "/connect" {
-        crate::transport::ws::upgrade(req, shared)
+        crate::transport::ws::upgrade(req, peer, shared)
     } else if path == "/longpoll" {
-        crate::transport::longpoll::handle(req, shared).await
+        crate::transport::longpoll::handle(req, peer, shared).await
     } else if shared.shutdown.is_cancelled() {
         json_error(&EdgeError::Draining)
     } else {

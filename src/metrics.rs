@@ -71,6 +71,7 @@ pub struct Metrics {
     pub longpoll_poll_seconds: Histogram,
     pub privacy_lookups: IntCounterVec,
     pub ready: IntGauge,
+    pub upstream_up: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -161,7 +162,18 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("invariant: unique metric name");
                 g
             },
+            upstream_up: {
+                let g = IntGauge::new(
+                    "stream_edge_upstream_up",
+                    "1 while the upstream accepts connections (last probe succeeded).",
+                )
+                .expect("invariant: static metric");
+                r.register(Box::new(g.clone()))
+                    .expect("invariant: unique metric name");
+                g
+            },
             registry: r,
+
         };
         m.precreate();
         m

@@ -20,12 +20,21 @@ pub struct Shutdown {
     pub token: CancellationToken,
     pub tracker: TaskTracker,
     ready: Arc<AtomicBool>,
+    /// Upstream answered the last probe; readiness needs it.
+    upstream_up: Arc<AtomicBool>,
     panics: Arc<Mutex<Vec<String>>>,
 }
 
 impl Shutdown {
+    /// Taking traffic: started, not draining, and upstream reachable.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.token.is_cancelled()
+        self.ready.load(Ordering::Acquire)
+            && self.upstream_up.load(Ordering::Acquire)
+            && !self.token.is_cancelled()
+    }
+
+    pub fn set_upstream_up(&self, up: bool) {
+        self.upstream_up.store(up, Ordering::Release);
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -66,6 +66,8 @@ pub struct FileUpstream {
     pub ping_interval_seconds: Option<u64>,
     pub watchdog_seconds: Option<u64>,
     pub backoff_max_seconds: Option<u64>,
+    pub probe_interval_seconds: Option<u64>,
+
     pub pool_idle_per_host: Option<usize>,
 }
 
@@ -79,6 +81,14 @@ pub struct FileLimits {
     pub session_queue: Option<usize>,
     pub rest_max_buffered_body: Option<usize>,
     pub rest_max_buffered_response: Option<usize>,
+    pub max_sessions: Option<usize>,
+    pub max_sessions_per_user: Option<usize>,
+    pub max_upstream_per_app: Option<usize>,
+    pub connect_rate_per_ip: Option<u32>,
+    pub connect_rate_tracked_ips: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    /// IPs or CIDRs of proxies whose `X-Forwarded-For` is trusted.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -88,6 +88,8 @@ pub const DEFAULT_UPSTREAM_WATCHDOG: Duration = Duration::from_secs(35);
 pub const DEFAULT_UPSTREAM_BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest reconnect delay (`upstream.backoff_max_seconds`).
 pub const DEFAULT_UPSTREAM_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often the upstream is probed (TCP connect) for readiness (`upstream.probe_interval_seconds`).
+pub const DEFAULT_UPSTREAM_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Idle pooled REST connections kept per upstream host (`upstream.pool_idle_per_host`).
 pub const DEFAULT_UPSTREAM_POOL_IDLE: usize = 64;
 
@@ -107,6 +109,20 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest `user_details` object accepted on connect, Stream's documented 5 KB user limit
 /// (`limits.max_user_details_bytes`).
 pub const DEFAULT_MAX_USER_DETAILS: usize = 5 * 1024;
+
+/// Client sessions (WebSocket + long-poll) open at once (`limits.max_sessions`).
+pub const DEFAULT_MAX_SESSIONS: usize = 50_000;
+/// Sessions of one user at once (`limits.max_sessions_per_user`): tabs and devices, not bots.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 50;
+/// Upstream connections (= users) per app (`limits.max_upstream_per_app`).
+pub const DEFAULT_MAX_UPSTREAM_PER_APP: usize = 50_000;
+/// New sessions per second per client IP, sustained (`limits.connect_rate_per_ip`); the bucket
+/// holds twice as many for bursts (a page load opening a socket and a fallback).
+pub const DEFAULT_CONNECT_RATE_PER_IP: u32 = 20;
+/// Client IPs whose connect rate is tracked at once (`limits.connect_rate_tracked_ips`).
+pub const DEFAULT_CONNECT_RATE_TRACKED: u64 = 100_000;
+/// Largest proxied REST request body (`limits.max_body_bytes`); uploads stream through.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// How long shutdown waits for sessions and requests to finish (`shutdown.drain_seconds`). Keep it
 /// below Kubernetes' `terminationGracePeriodSeconds`.
@@ -208,6 +224,7 @@ pub struct UpstreamConfig {
     pub ping_interval: Duration,
     pub watchdog: Duration,
     pub backoff_max: Duration,
+    pub probe_interval: Duration,
     pub pool_idle_per_host: usize,
 }
 
@@ -220,6 +237,72 @@ pub struct Limits {
     pub session_queue: usize,
     pub rest_max_buffered_body: usize,
     pub rest_max_buffered_response: usize,
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
+    pub max_upstream_per_app: usize,
+    /// 0 disables the per-IP connect rate limit.
+    pub connect_rate_per_ip: u32,
+    pub connect_rate_tracked_ips: u64,
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (IPs or CIDRs); everyone else is identified
+    /// by the TCP peer address.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `addr` or `addr/prefix`.
+    ///
+    /// # Errors
+    /// Not an address, or a prefix longer than the address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| format!("`{s}` has a bad prefix"))?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(format!("`{s}` has a prefix over {max}"));
+        }
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.addr, ip) {
+            (V4(n), V4(i)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (V6(n), V6(i)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The whole, validated configuration.
@@ -316,6 +399,8 @@ impl Config {
                 ping_interval: DEFAULT_UPSTREAM_PING_INTERVAL,
                 watchdog: DEFAULT_UPSTREAM_WATCHDOG,
                 backoff_max: DEFAULT_UPSTREAM_BACKOFF_MAX,
+                probe_interval: DEFAULT_UPSTREAM_PROBE_INTERVAL,
+
                 pool_idle_per_host: DEFAULT_UPSTREAM_POOL_IDLE,
             },
             limits: Limits {
@@ -326,7 +411,15 @@ impl Config {
                 session_queue: DEFAULT_SESSION_QUEUE,
                 rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
                 rest_max_buffered_response: DEFAULT_REST_MAX_BUFFERED_RESPONSE,
+                max_sessions: DEFAULT_MAX_SESSIONS,
+                max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+                max_upstream_per_app: DEFAULT_MAX_UPSTREAM_PER_APP,
+                connect_rate_per_ip: DEFAULT_CONNECT_RATE_PER_IP,
+                connect_rate_tracked_ips: DEFAULT_CONNECT_RATE_TRACKED,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                trusted_proxies: Vec::new(),
             },
+
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
             log_format: LogFormat::Human,
         }

@@ -195,6 +195,8 @@ impl ConfigArgs {
         set_secs(&mut c.upstream.ping_interval, u.ping_interval_seconds);
         set_secs(&mut c.upstream.watchdog, u.watchdog_seconds);
         set_secs(&mut c.upstream.backoff_max, u.backoff_max_seconds);
+        set_secs(&mut c.upstream.probe_interval, u.probe_interval_seconds);
+
         set(&mut c.upstream.pool_idle_per_host, u.pool_idle_per_host);
 
         let l = file.limits;
@@ -214,6 +216,22 @@ impl ConfigArgs {
             &mut c.limits.rest_max_buffered_response,
             l.rest_max_buffered_response,
         );
+        set(&mut c.limits.max_sessions, l.max_sessions);
+        set(&mut c.limits.max_sessions_per_user, l.max_sessions_per_user);
+        set(&mut c.limits.max_upstream_per_app, l.max_upstream_per_app);
+        set(&mut c.limits.connect_rate_per_ip, l.connect_rate_per_ip);
+        set(
+            &mut c.limits.connect_rate_tracked_ips,
+            l.connect_rate_tracked_ips,
+        );
+        set(&mut c.limits.max_body_bytes, l.max_body_bytes);
+        if let Some(nets) = l.trusted_proxies {
+            c.limits.trusted_proxies = nets
+                .iter()
+                .map(|n| super::IpNet::parse(n))
+                .collect::<Result<_, _>>()
+                .map_err(|m| ConfigError::invalid("limits.trusted_proxies", m))?;
+        }
 
         set_secs(&mut c.drain_deadline, file.shutdown.drain_seconds);
         Ok(c)

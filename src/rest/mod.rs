@@ -156,12 +156,30 @@ async fn forward(
     let tracks_watch =
         bound.is_some() && matches!(kind, Kind::QueryChannels | Kind::QueryChannel { .. });
     let reads_body = tracks_watch || matches!(kind, Kind::SendEvent { .. } | Kind::Users);
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max_body = shared.config.limits.max_body_bytes;
+    if declared.is_some_and(|n| n > max_body as u64) {
+        shared
+            .metrics
+            .limit_hits
+            .with_label_values(&["max_body_bytes"])
+            .inc();
+        return Err(EdgeError::PayloadTooLarge(format!(
+            "request body over the {max_body} byte limit"
+        )));
+    }
     let (req_bytes, up_body) = if reads_body {
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;
         (Some(bytes.clone()), full(bytes))
     } else {
-        (None, body.map_err(Into::into).boxed())
+        // Streamed bodies without a length are cut off at the limit (the upstream request fails).
+        (None, Limited::new(body, max_body).boxed())
     };
+
     let watch_requested = tracks_watch
         && req_bytes
             .as_deref()

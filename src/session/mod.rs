@@ -60,6 +60,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tasks: Shutdown,
+    limits: crate::config::Limits,
     backoff: backoff::Backoff,
     privacy: Arc<Privacy>,
 }
@@ -108,6 +109,7 @@ impl Hubs {
         upstream: Arc<Upstream>,
         metrics: Arc<Metrics>,
         privacy: Arc<Privacy>,
+        limits: crate::config::Limits,
         tasks: Shutdown,
     ) -> Self {
         Hubs {
@@ -116,6 +118,8 @@ impl Hubs {
                 sessions: Mutex::default(),
                 metrics,
                 privacy,
+                limits,
+
                 shutdown: tasks.token.clone(),
                 tasks,
                 backoff: backoff::Backoff::new(upstream.config.backoff_max),
@@ -145,7 +149,7 @@ impl Hubs {
 
         let closer = Arc::new(Closer::default());
         let (hub, details_changed) =
-            self.join_hub(app, identity, details, &id, tx, &closer, transport);
+            self.join_hub(app, identity, details, &id, tx, &closer, transport)?;
         lock(&self.inner.sessions).insert(id.clone(), hub.clone());
         let guard = Guard {
             hubs: self.clone(),
@@ -197,12 +201,34 @@ impl Hubs {
         tx: mpsc::Sender<Delivery>,
         closer: &Arc<Closer>,
         transport: Transport,
-    ) -> (Arc<Hub>, bool) {
+    ) -> Result<(Arc<Hub>, bool), EdgeError> {
+        let limits = &self.inner.limits;
         let mut hubs = lock(&self.inner.hubs);
+        if lock(&self.inner.sessions).len() >= limits.max_sessions {
+            return Err(self.limit_hit("max_sessions", "too many sessions on this gateway"));
+        }
         let key: HubKey = (Arc::from(app), identity.user_id.clone());
         let (hub, created) = match hubs.get(&key) {
-            Some(h) => (h.clone(), false),
+            Some(h) => {
+                if h.session_count() >= limits.max_sessions_per_user {
+                    return Err(
+                        self.limit_hit("max_sessions_per_user", "too many sessions for this user")
+                    );
+                }
+                (h.clone(), false)
+            }
             None => {
+                // Only when the gateway holds that many hubs in total can one app be at its limit,
+                // so the count is taken only then.
+                if hubs.len() >= limits.max_upstream_per_app
+                    && hubs.keys().filter(|(a, _)| &**a == app).count()
+                        >= limits.max_upstream_per_app
+                {
+                    return Err(self.limit_hit(
+                        "max_upstream_per_app",
+                        "too many upstream connections for this app",
+                    ));
+                }
                 let hub = Arc::new(Hub::new(
                     key.0.clone(),
                     key.1.clone(),
@@ -245,7 +271,16 @@ impl Hubs {
             );
             self.inner.tasks.spawn(task);
         }
-        (hub, changed)
+        Ok((hub, changed))
+    }
+
+    fn limit_hit(&self, limit: &'static str, message: &str) -> EdgeError {
+        self.inner
+            .metrics
+            .limit_hits
+            .with_label_values(&[limit])
+            .inc();
+        EdgeError::RateLimited(message.to_string())
     }
 
     fn detach(&self, hub: &Arc<Hub>, id: &SessionId) {

@@ -19,7 +19,11 @@ use crate::listener::{json, json_error, Body};
 use crate::session::Transport;
 
 /// Handles one `/longpoll` request.
-pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+) -> Response<Body> {
     let query = req.uri().query().unwrap_or("").to_string();
     let mut conn_id = None;
     let mut close = false;
@@ -52,7 +56,16 @@ pub async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Bod
                 Ok(identity) => poll(&shared, &id, identity.as_ref()).await,
             }
         }
-        _ if has_json => connect(&shared, &query, token.as_deref(), auth_type.as_deref()).await,
+        _ if has_json => match super::ws::admit(&req, peer, &shared) {
+            Ok(()) => connect(&shared, &query, token.as_deref(), auth_type.as_deref()).await,
+            Err(e) => {
+                m.connect_rejected
+                    .with_label_values(&["longpoll", e.class().label])
+                    .inc();
+                Err(e)
+            }
+        },
+
         _ => Err(EdgeError::BadInput(
             "longpoll needs json (connect) or connection_id (poll)".into(),
         )),

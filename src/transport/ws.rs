@@ -53,7 +53,11 @@ fn is_upgrade(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// Handles `/connect`.
-pub fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+pub fn upgrade(
+    mut req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+) -> Response<Body> {
     let Some(accept) = is_upgrade(&req) else {
         shared
             .metrics
@@ -76,7 +80,7 @@ pub fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body
         *resp.status_mut() = StatusCode::FORBIDDEN;
         return resp;
     }
-    let prepared = prepare(&req, &shared);
+    let prepared = admit(&req, peer, &shared).and_then(|()| prepare(&req, &shared));
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shared = shared.clone();
@@ -103,6 +107,30 @@ pub fn upgrade(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body
 pub struct Prepared {
     pub request: connect::ConnectRequest,
     pub identity: crate::auth::Identity,
+}
+
+/// The per-client connect rate limit, shared by both transports.
+///
+/// # Errors
+/// `RateLimited` (code 9; on WS a retryable close 1013) when the client is over its rate.
+pub fn admit<B>(
+    req: &Request<B>,
+    peer: std::net::SocketAddr,
+    shared: &Shared,
+) -> Result<(), EdgeError> {
+    let ip = crate::limits::client_ip(peer, req.headers(), &shared.config.limits.trusted_proxies);
+    if shared.connect_limiter.admit(ip) {
+        Ok(())
+    } else {
+        shared
+            .metrics
+            .limit_hits
+            .with_label_values(&["connect_rate_per_ip"])
+            .inc();
+        Err(EdgeError::RateLimited(
+            "too many connection attempts from this client; retry later".into(),
+        ))
+    }
 }
 
 fn prepare(req: &Request<Incoming>, shared: &Shared) -> Result<Prepared, EdgeError> {

@@ -115,6 +115,20 @@ impl Upstream {
             .map_err(|e: http::uri::InvalidUri| UpstreamError::Protocol(e.to_string()))
     }
 
+    /// Whether upstream accepts TCP connections now (readiness probe).
+    pub async fn probe(&self) -> bool {
+        let host = self.base.host_str().unwrap_or("localhost").to_string();
+        let port = self.base.port_or_known_default().unwrap_or(443);
+        matches!(
+            tokio::time::timeout(
+                self.config.connect_timeout,
+                tokio::net::TcpStream::connect((host.as_str(), port))
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
     /// `Host` header value for upstream requests.
     pub fn host(&self) -> String {
         authority(&self.base)

@@ -1,16 +1,16 @@
 //! The one integration-test binary (links once): the real gateway on ephemeral ports.
 
+mod attacks;
 mod cli;
 mod deploy;
 mod emulator;
-
+mod faults;
 mod lifecycle;
+mod limits;
 mod longpoll;
-
 mod multiplex;
-mod privacy;
-
 mod observability;
+mod privacy;
 mod rest;
 mod sdk;
 mod support;
