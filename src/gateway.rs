@@ -53,6 +53,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A started gateway.
@@ -167,7 +169,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         life.clone(),
         last.clone(),
     ));
-    let accept = tokio::spawn(crate::listener::serve(listener, shared.clone()));
+    let tls = match &config.tls {
+        Some(t) => Some(crate::tls::acceptor(t, metrics.clone(), last.clone())?),
+        None => None,
+    };
+    let accept = tokio::spawn(crate::listener::serve(listener, tls, shared.clone()));
     // Readiness follows upstream reachability; the first probe runs before start returns.
     let up = shared.upstream.probe().await;
     life.set_upstream_up(up);

@@ -28,5 +28,6 @@ pub mod privacy;
 pub mod rest;
 pub mod session;
 pub mod shutdown;
+pub mod tls;
 pub mod transport;
 pub mod upstream;

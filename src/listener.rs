@@ -53,8 +53,13 @@ pub fn json_error(err: &EdgeError) -> Response<Body> {
     json(err.class().status, err.api_error().to_string())
 }
 
-/// Accepts until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts until shutdown; with `tls`, each connection's handshake runs in its own task, bounded by
+/// the header timeout.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     let limits = &shared.config.limits;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -86,14 +91,41 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let conn_shared = shared.clone();
+        let tls = tls.clone();
         shared.tasks.spawn(async move {
-            serve_connection(stream, peer, conn_shared).await;
+            match tls {
+                None => serve_connection(stream, peer, conn_shared).await,
+                Some(acceptor) => {
+                    let budget = conn_shared.config.limits.header_timeout;
+                    match tokio::time::timeout(budget, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => serve_connection(s, peer, conn_shared).await,
+                        Ok(Err(e)) => {
+                            conn_shared
+                                .metrics
+                                .bad_input
+                                .with_label_values(&["tls", "handshake_failed"])
+                                .inc();
+                            tracing::debug!(error = %e, "tls handshake failed");
+                        }
+                        Err(_) => {
+                            conn_shared
+                                .metrics
+                                .limit_hits
+                                .with_label_values(&["tls_handshake_timeout"])
+                                .inc();
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn serve_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();

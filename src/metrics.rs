@@ -72,6 +72,7 @@ pub struct Metrics {
     pub privacy_lookups: IntCounterVec,
     pub ready: IntGauge,
     pub upstream_up: IntGauge,
+    pub tls_reloads: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -172,6 +173,12 @@ impl Metrics {
                     .expect("invariant: unique metric name");
                 g
             },
+            tls_reloads: counter(
+                &r,
+                "stream_edge_tls_reloads_total",
+                "Certificate reloads after the files changed, by outcome.",
+                &["outcome"],
+            ),
             registry: r,
 
         };

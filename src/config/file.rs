@@ -93,6 +93,14 @@ pub struct FileLimits {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    pub reload_interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileShutdown {
     pub drain_seconds: Option<u64>,
 }
@@ -123,6 +131,8 @@ pub struct FileConfig {
     pub limits: FileLimits,
     #[serde(default)]
     pub shutdown: FileShutdown,
+    #[serde(default)]
+    pub tls: FileTls,
 }
 
 impl FileConfig {

@@ -124,6 +124,9 @@ pub const DEFAULT_CONNECT_RATE_TRACKED: u64 = 100_000;
 /// Largest proxied REST request body (`limits.max_body_bytes`); uploads stream through.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// How often certificate and key files are checked for changes (`tls.reload_interval_seconds`).
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How long shutdown waits for sessions and requests to finish (`shutdown.drain_seconds`). Keep it
 /// below Kubernetes' `terminationGracePeriodSeconds`.
 pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(20);
@@ -153,6 +156,14 @@ pub enum UpstreamTarget {
     Embedded,
     /// A real Stream API base URL, e.g. `https://chat.stream-io-api.com`.
     Url(url::Url),
+}
+
+/// TLS termination on the client listener, for deployments without a TLS-terminating balancer.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub reload_interval: Duration,
 }
 
 /// Log line format.
@@ -310,6 +321,8 @@ impl IpNet {
 pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Serve the client listener over TLS (rustls) when set.
+    pub tls: Option<TlsConfig>,
     pub apps: Vec<AppConfig>,
     /// True when the development key/secret were filled in because none were configured.
     pub dev_credentials: bool,
@@ -355,6 +368,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
             apps: vec![AppConfig {
                 api_key: DEV_API_KEY.into(),
                 secrets: vec![Secret(DEV_API_SECRET.into())],

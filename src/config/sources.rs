@@ -234,6 +234,23 @@ impl ConfigArgs {
         }
 
         set_secs(&mut c.drain_deadline, file.shutdown.drain_seconds);
+        c.tls = match (file.tls.cert_file, file.tls.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(super::TlsConfig {
+                cert_file,
+                key_file,
+                reload_interval: file
+                    .tls
+                    .reload_interval_seconds
+                    .map_or(super::DEFAULT_TLS_RELOAD_INTERVAL, Duration::from_secs),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "tls",
+                    "cert_file and key_file go together",
+                ))
+            }
+        };
         Ok(c)
     }
 }

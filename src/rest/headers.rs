@@ -42,6 +42,7 @@ pub fn forward_request(
     upstream_host: &str,
     peer: SocketAddr,
     body_replaced: bool,
+    proto: &'static str,
 ) {
     let original_host = from.get(header::HOST).cloned();
     *to = from.clone();
@@ -60,7 +61,7 @@ pub fn forward_request(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         to.insert("x-forwarded-for", v);
     }
-    to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    to.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Some(h) = original_host {
         to.insert("x-forwarded-host", h);
     }
@@ -92,7 +93,9 @@ mod tests {
             "up:1",
             "192.0.2.1:5".parse().unwrap(),
             false,
+            "https",
         );
+        assert_eq!(to["x-forwarded-proto"], "https");
         assert!(to.get("x-secret-hop").is_none());
         assert!(to.get(header::TRANSFER_ENCODING).is_none());
         assert_eq!(to[header::AUTHORIZATION], "jwt");

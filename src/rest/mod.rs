@@ -220,6 +220,11 @@ async fn forward(
         &shared.upstream.host(),
         peer,
         reads_body,
+        if shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     );
 
     // Register a named channel before upstream can emit its first events for this watch.

@@ -442,6 +442,51 @@ describe('privacy', () => {
     assert.ok(readUsers(forBob.read).includes(aliceId), 'read receipts on: Bob sees Alice\'s read entry');
   });
 
+  test('a user the gateway never saw: settings are looked up upstream', TEST_OPTS, async () => {
+    // Carol (hidden) and Dave (defaults) exist only upstream: created there by
+    // a server-side client, never connected nor updated through the gateway.
+    const server = upstreamServerClient();
+    const carolId = uid('carol');
+    const daveId = uid('dave');
+    await server.upsertUsers([{ id: carolId, privacy_settings: HIDDEN }, { id: daveId }]);
+
+    const bobId = uid('bob');
+    const channelId = uid('priv-lookup');
+    const { client: bob } = await connect(bobId);
+    const bobChan = bob.channel('messaging', channelId, { members: [bobId] });
+    await bobChan.watch();
+    const cid = bobChan.cid;
+    const lookupsOk = await metric('stream_edge_privacy_lookups_total', { outcome: 'ok' });
+    const droppedTyping = await dropped({ reason: 'privacy', type: 'typing.start' });
+    const droppedRead = await dropped({ reason: 'privacy', type: 'message.read' });
+
+    const upstreamChan = server.channel('messaging', channelId);
+    const bobEvents = recorder(bob, [...TYPING, 'message.read']);
+    await injectTyping(channelId, carolId, 'typing.start');
+    const carolRead = await upstreamChan.markRead({ user_id: carolId });
+    assert.equal(carolRead?.event?.type, 'message.read', `control: upstream announced Carol's read: ${JSON.stringify(carolRead)}`);
+    // Control: a never-seen user with the default settings is delivered.
+    const bobSeesDave = waitForEvent(bob, 'typing.start', (e) => e.cid === cid && e.user?.id === daveId);
+    const bobSeesDaveRead = waitForEvent(bob, 'message.read', (e) => e.cid === cid && e.user?.id === daveId);
+    await injectTyping(channelId, daveId, 'typing.start');
+    await upstreamChan.markRead({ user_id: daveId });
+    await bobSeesDave;
+    await bobSeesDaveRead;
+    await sentinel(bobChan, [bob]);
+    bobEvents.stop();
+    assert.deepEqual(
+      bobEvents.events.filter((e) => e.user?.id === carolId).map((e) => e.type),
+      [],
+      'Bob must get no typing nor read event of Carol (hidden upstream)',
+    );
+    await droppedAtLeast({ reason: 'privacy', type: 'typing.start' }, droppedTyping + 1);
+    await droppedAtLeast({ reason: 'privacy', type: 'message.read' }, droppedRead + 1);
+    assert.ok(
+      (await metric('stream_edge_privacy_lookups_total', { outcome: 'ok' })) > lookupsOk,
+      'the settings were learned by an upstream lookup',
+    );
+  });
+
   test('long-poll receiver: no typing nor read from Alice, sentinel and Bob\'s typing arrive', TEST_OPTS, async () => {
     const daveId = uid('dave-lp');
     const dave = await connectLongPoll(daveId);

@@ -1,6 +1,7 @@
 //! The one integration-test binary (links once): the real gateway on ephemeral ports.
 
 mod attacks;
+mod churn;
 mod cli;
 mod deploy;
 mod emulator;
@@ -14,4 +15,5 @@ mod privacy;
 mod rest;
 mod sdk;
 mod support;
+mod tls;
 mod ws;

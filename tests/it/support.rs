@@ -101,6 +101,11 @@ impl TestGateway {
         (ws, id)
     }
 
+    /// Like [`TestGateway::connect`] for an owned user id.
+    pub async fn connect_named(&self, user: String) -> (Ws, String) {
+        self.connect(&user).await
+    }
+
     /// Current value of a metric series (sum over series matching all `labels`), 0 if absent.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let (_, text) = http(
