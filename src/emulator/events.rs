@@ -135,23 +135,29 @@ pub(crate) fn read(
 /// `user.updated` to the user's own connections and to every connection
 /// watching a channel the user is a member of.
 pub(crate) fn user_updated(app: &AppData, user_id: &str, now: OffsetDateTime) {
-    let ev = json!({
+    let mut ev = json!({
         "type": "user.updated",
         "created_at": ts(now),
         "custom": {},
         "user": render::user_with_privacy(app, user_id),
     });
-    let mut targets: HashSet<&String> = HashSet::new();
-    if let Some(own) = app.user_conns.get(user_id) {
-        targets.extend(own);
+    let own: HashSet<&String> = app.user_conns.get(user_id).into_iter().flatten().collect();
+    for conn_id in &own {
+        app.push(conn_id, &frame(&ev));
     }
+    // Other users never learn someone's privacy settings (stream-protocol.md 5.1).
+    if let Some(u) = ev.get_mut("user").and_then(Value::as_object_mut) {
+        u.remove("privacy_settings");
+        u.remove("invisible");
+    }
+    let mut others: HashSet<&String> = HashSet::new();
     for ch in app.channels.values() {
         if ch.reads.contains_key(user_id) {
-            targets.extend(&ch.watchers);
+            others.extend(ch.watchers.iter().filter(|c| !own.contains(c)));
         }
     }
     let bytes = frame(&ev);
-    for conn_id in targets {
+    for conn_id in others {
         app.push(conn_id, &bytes);
     }
 }

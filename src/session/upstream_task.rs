@@ -101,7 +101,8 @@ pub(super) async fn run(
     }
 }
 
-/// Sends changed `user_details` of a later session upstream as a user upsert, with a server token.
+/// Sends changed `user_details` of a later session upstream as a partial update, with a server
+/// token.
 pub(super) fn forward_details(
     upstream: &Arc<Upstream>,
     tasks: &crate::shutdown::Shutdown,
@@ -112,7 +113,7 @@ pub(super) fn forward_details(
     let app = app.to_string();
     let details = details.get().to_string();
     tasks.spawn(async move {
-        if let Err(e) = crate::upstream::calls::upsert_user(&upstream, &app, &details).await {
+        if let Err(e) = crate::upstream::calls::update_user(&upstream, &app, &details).await {
             tracing::debug!(app = %app, error = %e, "forwarding user_details failed");
         }
     });

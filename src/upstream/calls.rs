@@ -59,27 +59,33 @@ pub async fn call(
     Ok((status, body))
 }
 
-/// `POST /users` upserting one user from a connect payload's `user_details`.
+/// Forwards a connect payload's `user_details` as a partial update (`PATCH /users` with `set`):
+/// merge semantics, like the connect itself. A full upsert would reset every field the later
+/// session did not send, privacy settings included.
 ///
 /// # Errors
 /// As [`call`], or `details` lacks an `id`, or upstream refused it.
-pub async fn upsert_user(
+pub async fn update_user(
     upstream: &Upstream,
     app: &str,
     details: &str,
 ) -> Result<(), UpstreamError> {
-    let value: serde_json::Value =
+    let mut value: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(details).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-    let id = value
-        .get("id")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| UpstreamError::Protocol("user_details without id".into()))?
-        .to_string();
-    let body = serde_json::json!({ "users": { id: value } }).to_string();
-    let (status, _) = call(upstream, app, Method::POST, "/users", "", Some(body)).await?;
+    let id = match value.remove("id") {
+        Some(serde_json::Value::String(id)) => id,
+        _ => return Err(UpstreamError::Protocol("user_details without id".into())),
+    };
+    if value.is_empty() {
+        return Ok(());
+    }
+    let body = serde_json::json!({ "users": [{ "id": id, "set": value }] }).to_string();
+    let (status, _) = call(upstream, app, Method::PATCH, "/users", "", Some(body)).await?;
     if status.is_success() {
         Ok(())
     } else {
-        Err(UpstreamError::Protocol(format!("upsert answered {status}")))
+        Err(UpstreamError::Protocol(format!(
+            "user update answered {status}"
+        )))
     }
 }

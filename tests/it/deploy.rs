@@ -415,7 +415,7 @@ async fn probes_answer_on_the_admin_listener_of_the_mounted_config() {
     let gw = TestGateway::start().await;
     for (file, d) in &m.deployments {
         let spec = pod_spec(d);
-        let (c, _) = gateway_container(spec);
+        let (c, is_init) = gateway_container(spec);
         let (_, text) = mounted_config(&m, spec, c);
         let config = toml_table(text);
         let admin = effective_admin_port(c, &config);
@@ -446,12 +446,15 @@ async fn probes_answer_on_the_admin_listener_of_the_mounted_config() {
         );
         let found = probes(c);
         let names: Vec<_> = found.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            names,
-            ["startupProbe", "readinessProbe", "livenessProbe"],
-            "{}",
-            file.display()
-        );
+        let want: &[&str] = if is_init {
+            // A sidecar's readiness is the whole pod's: optional (see the manifest).
+            &["startupProbe", "livenessProbe"]
+        } else {
+            &["startupProbe", "readinessProbe", "livenessProbe"]
+        };
+        for n in want {
+            assert!(names.contains(n), "{}: {n}", file.display());
+        }
         for (name, probe) in found {
             let get = probe
                 .http_get
@@ -471,22 +474,16 @@ async fn probes_answer_on_the_admin_listener_of_the_mounted_config() {
                 "{}: {name} {path} on a ready gateway: {body}",
                 file.display()
             );
+            // Readiness is the endpoint that turns 503 while draining or while upstream is
+            // unreachable; startup and liveness must not depend on upstream, or an outage would
+            // make the kubelet restart every replica.
+            let expected = if name == "readinessProbe" {
+                "/readyz"
+            } else {
+                "/healthz"
+            };
+            assert_eq!(path, expected, "{}: {name}", file.display());
         }
-        // Readiness must be the endpoint that goes 503 while draining, liveness must not.
-        assert_eq!(
-            c.readiness_probe
-                .as_ref()
-                .and_then(|p| p.http_get.as_ref())
-                .and_then(|g| g.path.as_deref()),
-            Some("/readyz")
-        );
-        assert_eq!(
-            c.liveness_probe
-                .as_ref()
-                .and_then(|p| p.http_get.as_ref())
-                .and_then(|g| g.path.as_deref()),
-            Some("/healthz")
-        );
     }
     // The readiness path really flips while draining: a stopped gateway's /readyz is not 200.
     let running = gw.running();
@@ -504,6 +501,25 @@ async fn probes_answer_on_the_admin_listener_of_the_mounted_config() {
         }
     })
     .await;
+}
+
+/// Why startup and liveness probe `/healthz`: with upstream unreachable the gateway is alive but not
+/// ready, and only readiness may say so.
+#[tokio::test]
+async fn unreachable_upstream_fails_readiness_but_not_liveness() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port();
+    let mut cfg = test_config();
+    cfg.upstream.target = stream_edge::config::UpstreamTarget::Url(
+        url::Url::parse(&format!("http://127.0.0.1:{closed}")).expect("url"),
+    );
+    let gw = TestGateway::start_with(cfg).await;
+    let (health, _) = http(Method::GET, &format!("{}/healthz", gw.admin), None, &[]).await;
+    assert_eq!(health, hyper::StatusCode::OK);
+    let (ready, _) = http(Method::GET, &format!("{}/readyz", gw.admin), None, &[]).await;
+    assert_eq!(ready, hyper::StatusCode::SERVICE_UNAVAILABLE);
 }
 
 /// GET that tolerates a closed listener (`None`).

@@ -243,3 +243,53 @@ async fn upstream_connect_failures_back_off() {
         1.0
     );
 }
+
+/// Regression: a later session with fewer details must not reset the user's other fields upstream
+/// (privacy settings above all), and other users never see someone's settings.
+#[tokio::test]
+async fn later_details_merge_and_keep_privacy_settings() {
+    let gw = TestGateway::start().await;
+    let off = r#"{"typing_indicators":{"enabled":false},"read_receipts":{"enabled":false}}"#;
+    let json1 = format!(
+        r#"{{"user_id":"mg","user_details":{{"id":"mg","color":"red","privacy_settings":{off}}}}}"#
+    );
+    let (_t1, _) = gw
+        .ws_raw(&gw.connect_url(&json1, DEV_API_KEY, &gw.token("mg", None)))
+        .await;
+    let (mut other, oc) = gw.connect("mg-other").await;
+    watch(&gw, "mg-other", &oc, "mg-ch", &["mg", "mg-other"]).await;
+    let json2 = r#"{"user_id":"mg","user_details":{"id":"mg","name":"Tab Two"}}"#;
+    let (_t2, _) = gw
+        .ws_raw(&gw.connect_url(json2, DEV_API_KEY, &gw.token("mg", None)))
+        .await;
+    // The other user sees the update, without the settings.
+    loop {
+        let ev = next_json(&mut other).await;
+        if ev["type"] == "user.updated" && ev["user"]["id"] == "mg" {
+            assert_eq!(ev["user"]["name"], "Tab Two");
+            assert!(ev["user"].get("privacy_settings").is_none(), "{ev}");
+            break;
+        }
+    }
+    let server =
+        stream_edge::auth::mint::server_token(stream_edge::config::DEV_API_SECRET).unwrap();
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("payload", r#"{"filter_conditions":{"id":{"$in":["mg"]}}}"#)
+        .finish();
+    let (_, body) = http(
+        Method::GET,
+        &format!("{}/users?{q}", gw.embedded_url()),
+        None,
+        &[("authorization", &server)],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let user = &v["users"][0];
+    assert_eq!(
+        user["privacy_settings"]["read_receipts"]["enabled"], false,
+        "{user}"
+    );
+    assert_eq!(user["color"], "red", "{user}");
+    assert_eq!(user["name"], "Tab Two");
+}
