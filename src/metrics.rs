@@ -32,6 +32,18 @@ const EVENT_TYPES: &[&str] = &[
     "channel.updated",
 ];
 
+/// Every bound that counts its hits in `stream_edge_limit_hits_total`.
+pub const LIMITS: &[&str] = &[
+    "max_connections",
+    "max_sessions",
+    "max_sessions_per_user",
+    "max_upstream_per_app",
+    "connect_rate_per_ip",
+    "max_body_bytes",
+    "session_queue",
+    "tls_handshake_timeout",
+];
+
 /// Maps an event type to a bounded label value.
 pub fn event_label(kind: &str) -> &'static str {
     EVENT_TYPES
@@ -199,6 +211,12 @@ impl Metrics {
             self.jwt_cache.with_label_values(&[r]);
         }
         self.jwt_validations.with_label_values(&["ok", "0"]);
+        for limit in LIMITS {
+            self.limit_hits.with_label_values(&[limit]);
+        }
+        for outcome in ["ok", "error"] {
+            self.tls_reloads.with_label_values(&[outcome]);
+        }
     }
 
     /// Text exposition of everything registered.
