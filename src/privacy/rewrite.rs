@@ -94,7 +94,7 @@ pub async fn filter_reads(body: Bytes, requester: &str, app: &str, privacy: &Pri
 }
 
 /// Calls `f(user_id)` for each read-state entry; removes the entry when `f` returns true.
-fn visit_reads(v: &mut Value, f: &mut dyn FnMut(&str) -> bool) {
+pub fn visit_reads(v: &mut Value, f: &mut dyn FnMut(&str) -> bool) {
     let Some(obj) = v.as_object_mut() else {
         return;
     };

@@ -18,6 +18,32 @@ use crate::gateway::Shared;
 use crate::listener::{json, json_error, Body};
 use crate::session::Transport;
 
+/// What a `/longpoll` query asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LpRequest {
+    /// Set for polls and closes; absent (or empty) for connects.
+    pub connection_id: Option<String>,
+    pub close: bool,
+    /// A connect payload is present.
+    pub has_json: bool,
+}
+
+impl LpRequest {
+    /// Parses a query string; never fails (unknown keys are ignored, repeated keys: last wins).
+    pub fn parse(query: &str) -> Self {
+        let mut r = LpRequest::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "connection_id" => r.connection_id = Some(v.into_owned()),
+                "close" => r.close = v == "true",
+                "json" => r.has_json = true,
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
 /// Handles one `/longpoll` request.
 pub async fn handle(
     req: Request<Incoming>,
@@ -25,17 +51,11 @@ pub async fn handle(
     shared: Arc<Shared>,
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or("").to_string();
-    let mut conn_id = None;
-    let mut close = false;
-    let mut has_json = false;
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*k {
-            "connection_id" => conn_id = Some(v.into_owned()),
-            "close" => close = v == "true",
-            "json" => has_json = true,
-            _ => {}
-        }
-    }
+    let LpRequest {
+        connection_id: conn_id,
+        close,
+        has_json,
+    } = LpRequest::parse(&query);
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -218,3 +218,95 @@ async fn emulator_subcommand_serves_standalone() {
     assert!(body.contains("\"total\":0"), "{body}");
     child.kill().await.unwrap();
 }
+
+/// Tokens and secrets never reach the logs, even at trace level.
+#[tokio::test]
+async fn logs_never_contain_tokens_or_secrets() {
+    use tokio::io::AsyncBufReadExt;
+    let secret = "log-test-secret-value-42";
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "lk",
+            "--api-secret",
+            secret,
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Drain the logs while the gateway runs, or a full pipe would block its writes.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all).await;
+        all
+    });
+    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let good = crate::support::sign(secret, "logged", None);
+    let expired = crate::support::sign(secret, "logged", Some(-5));
+    let forged = crate::support::sign("not-the-secret", "logged", None);
+    for token in [&good, &expired, &forged] {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("json", r#"{"user_id":"logged"}"#)
+            .append_pair("api_key", "lk")
+            .append_pair("authorization", token)
+            .finish();
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/connect?{q}"))
+            .await
+            .unwrap();
+        let _ = crate::support::next_json(&mut ws).await;
+        let _ = crate::support::http(
+            hyper::Method::GET,
+            &format!("http://{addr}/users?api_key=lk"),
+            None,
+            &[("authorization", token)],
+        )
+        .await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let logs = logs.await.unwrap();
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(logs.len() > 1000, "trace logging produced output");
+    for needle in [secret, good.as_str(), expired.as_str(), forged.as_str()] {
+        // The signature part alone must not appear either.
+        let sig = needle.rsplit('.').next().unwrap();
+        assert!(
+            !logs.contains(sig),
+            "a token or secret leaked into the logs"
+        );
+    }
+}

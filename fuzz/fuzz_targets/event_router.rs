@@ -1,0 +1,30 @@
+//! The event router and privacy filter: the light parse of upstream frames, the routing decision,
+//! the privacy verdict (own events are never dropped) and the REST read-state rewriter.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stream_edge::config::OnLookupFailure;
+use stream_edge::privacy::filter::{verdict, Known, Verdict};
+use stream_edge::privacy::{rewrite, Settings};
+use stream_edge::session::event::{Audience, EventHead};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(head) = EventHead::parse(text) {
+        if let Audience::Watchers(cid) = head.audience() {
+            assert!(!cid.is_empty() && cid != "*");
+        }
+        let sender = head.user.as_ref().map(|u| u.id.as_ref());
+        if let Some(s) = sender {
+            let hidden = Known::Settings(Settings { typing: false, read: false, delivery: false });
+            let v = verdict(&head.kind, Some(s), s, || hidden, OnLookupFailure::Drop);
+            assert_eq!(v, Verdict::Deliver, "own events are never dropped");
+        }
+    }
+    let _ = stream_edge::transport::frames::is_ping(text);
+    let _ = rewrite::typing_kind(data);
+    let _ = rewrite::user_updates(&http::Method::PATCH, data);
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(data) {
+        rewrite::visit_reads(&mut v, &mut |u| u.len() % 2 == 0);
+    }
+});
