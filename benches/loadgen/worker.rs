@@ -205,25 +205,23 @@ async fn connect_all(
         .filter(|(_, s)| s.task.is_none() && s.lp.is_none())
         .map(|(i, s)| (i, s.user.clone(), s.token.clone(), s.src))
         .collect();
-    let jobs = todo
-        .into_iter()
-        .map(|(i, user, token, src)| {
-            let spec = spec.clone();
-            async move {
-                let t = SessionTarget {
-                    src,
-                    dst: spec.front,
-                    api_key: &spec.api_key,
-                    user: &user,
-                    token: &token,
-                };
-                let r = match spec.transport {
-                    Transport::Ws => client::ws_connect(&t).await.map(Opened::Ws),
-                    Transport::Longpoll => client::lp_connect(&t).await.map(Opened::Lp),
-                };
-                (i, r)
-            }
-        });
+    let jobs = todo.into_iter().map(|(i, user, token, src)| {
+        let spec = spec.clone();
+        async move {
+            let t = SessionTarget {
+                src,
+                dst: spec.front,
+                api_key: &spec.api_key,
+                user: &user,
+                token: &token,
+            };
+            let r = match spec.transport {
+                Transport::Ws => client::ws_connect(&t).await.map(Opened::Ws),
+                Transport::Longpoll => client::lp_connect(&t).await.map(Opened::Lp),
+            };
+            (i, r)
+        }
+    });
     let mut results = futures_util::stream::iter(jobs).buffer_unordered(spec.concurrency.max(1));
     let (mut ok, mut failed, mut first_err) = (0, 0, None);
     while let Some((i, r)) = results.next().await {
