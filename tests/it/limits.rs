@@ -121,6 +121,18 @@ async fn connect_rate_per_ip_with_trusted_forwarded_for() {
         .await
             >= 2.0
     );
+    // Once the flood stops, the bucket refills and the same client is admitted again.
+    let started = std::time::Instant::now();
+    eventually("admitted again after the flood", || async {
+        connect("203.0.113.5").await == 200
+    })
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "refills at the configured rate"
+    );
+    // Drain the refilled bucket again for the WebSocket check below.
+    while connect("203.0.113.5").await == 200 {}
     // The WebSocket path answers a retryable close instead of an error frame.
     let url = gw.connect_url(
         r#"{"user_id":"rate"}"#,

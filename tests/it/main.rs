@@ -1,6 +1,8 @@
 //! The one integration-test binary (links once): the real gateway on ephemeral ports.
 
 mod attacks;
+#[cfg(feature = "bench")]
+mod bench_quick;
 mod churn;
 mod cli;
 mod deploy;

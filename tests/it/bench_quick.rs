@@ -1,0 +1,66 @@
+//! The benchmark suite's quick mode (`stream-edge-bench --quick --strict`) against the real
+//! binaries, with sanity assertions only: every expected event arrived, no connect, watch or
+//! publish failed, no session ended early. Never a timing threshold: CI machines vary.
+//!
+//! Compiled only with `--features bench` (the load generator's dependencies are optional), which
+//! is how tests/run runs the test suite. Peers whose programs are missing (nginx, pushpin) are
+//! skipped by the suite and listed in its results.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn quick_suite_sees_every_event_and_no_error() {
+    let out: PathBuf =
+        std::env::temp_dir().join(format!("stream-edge-bench-quick-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stream-edge-bench"))
+        .args(["--quick", "--strict", "--out"])
+        .arg(&out)
+        .arg("--gateway-bin")
+        .arg(env!("CARGO_BIN_EXE_stream-edge"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start stream-edge-bench");
+    // Bounded: the suite stops by itself, this only guards against a hang.
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            // SIGKILL would leave its peers behind; SIGTERM makes the suite stop them.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+            panic!("quick suite still running after 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("results.json")).expect("results.json written"),
+    )
+    .expect("results.json parses");
+    assert!(
+        status.success() && results["sanity"]["ok"] == serde_json::json!(true),
+        "quick suite failed ({status}): {}",
+        results["sanity"]
+    );
+    let scenarios = results["scenarios"].as_object().expect("scenarios");
+    for name in ["idle", "fanout", "storm", "longpoll"] {
+        let peers = scenarios[name].as_object().expect("scenario ran");
+        assert!(peers.contains_key("stream-edge"), "{name}: stream-edge ran");
+        for (peer, figures) in peers {
+            assert!(figures.get("error").is_none(), "{name}/{peer}: {figures}");
+        }
+    }
+    // Multiplexing: one upstream connection per user, whatever the sessions.
+    let idle = &scenarios["idle"]["stream-edge"];
+    assert_eq!(idle["upstream_connections"], idle["users"], "{idle}");
+    assert!(out.join("report.md").is_file(), "report.md written");
+    // The chart needs a TrueType font (Debian's fonts-dejavu-core, which benches/run.sh installs).
+    if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").is_file() {
+        assert!(out.join("chart.png").is_file(), "chart.png written");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
