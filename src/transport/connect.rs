@@ -39,6 +39,38 @@ struct DetailsId<'a> {
     id: Option<Cow<'a, str>>,
 }
 
+/// A connect request that passed parsing and authentication.
+pub struct Prepared {
+    pub request: ConnectRequest,
+    pub identity: crate::auth::Identity,
+}
+
+/// Parses and authenticates a connect request, the same for both transports.
+///
+/// # Errors
+/// Bad input (code 4/413) or the credential's Stream auth code.
+pub fn prepare(
+    query: &str,
+    header_token: Option<&str>,
+    header_auth_type: Option<&str>,
+    shared: &crate::gateway::Shared,
+) -> Result<Prepared, EdgeError> {
+    let request = parse(
+        query,
+        header_token,
+        header_auth_type,
+        shared.config.limits.max_user_details_bytes,
+    )?;
+    let identity = shared.auth.authenticate(crate::auth::Credentials {
+        api_key: &request.api_key,
+        token: request.token.as_deref(),
+        anonymous: request.anonymous,
+        user_id: Some(&request.user_id),
+        client_connection: true,
+    })?;
+    Ok(Prepared { request, identity })
+}
+
 /// True for ids in Stream's alphabet: letters, digits, `@`, `_`, `-`.
 pub fn valid_user_id(id: &str) -> bool {
     !id.is_empty()

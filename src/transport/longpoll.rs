@@ -107,22 +107,7 @@ async fn connect(
     auth_type: Option<&str>,
 ) -> Result<Response<Body>, EdgeError> {
     let m = &shared.metrics;
-    let parsed = connect::parse(
-        query,
-        token,
-        auth_type,
-        shared.config.limits.max_user_details_bytes,
-    )
-    .and_then(|request| {
-        let identity = shared.auth.authenticate(Credentials {
-            api_key: &request.api_key,
-            token: request.token.as_deref(),
-            anonymous: request.anonymous,
-            user_id: Some(&request.user_id),
-            client_connection: true,
-        })?;
-        Ok((request, identity))
-    });
+    let parsed = connect::prepare(query, token, auth_type, shared).map(|p| (p.request, p.identity));
     let (request, identity) = match parsed {
         Ok(p) => p,
         Err(e) => {

@@ -12,8 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use super::connect;
-use crate::auth::Credentials;
+use super::connect::{self, Prepared};
 use crate::error::EdgeError;
 use crate::gateway::Shared;
 use crate::listener::{json_error, Body};
@@ -103,12 +102,6 @@ pub fn upgrade(
         .unwrap_or_else(|_| json_error(&EdgeError::NotFound))
 }
 
-/// A connect request that passed parsing and authentication.
-pub struct Prepared {
-    pub request: connect::ConnectRequest,
-    pub identity: crate::auth::Identity,
-}
-
 /// The per-client connect rate limit, shared by both transports.
 ///
 /// # Errors
@@ -137,19 +130,5 @@ fn prepare(req: &Request<Incoming>, shared: &Shared) -> Result<Prepared, EdgeErr
     if shared.shutdown.is_cancelled() {
         return Err(EdgeError::Draining);
     }
-    let query = req.uri().query().unwrap_or("");
-    let request = connect::parse(
-        query,
-        None,
-        None,
-        shared.config.limits.max_user_details_bytes,
-    )?;
-    let identity = shared.auth.authenticate(Credentials {
-        api_key: &request.api_key,
-        token: request.token.as_deref(),
-        anonymous: request.anonymous,
-        user_id: Some(&request.user_id),
-        client_connection: true,
-    })?;
-    Ok(Prepared { request, identity })
+    connect::prepare(req.uri().query().unwrap_or(""), None, None, shared)
 }

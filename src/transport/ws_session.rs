@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::connect::Prepared;
 use super::frames;
-use super::ws::Prepared;
 use crate::error::{close, EdgeError};
 use crate::gateway::Shared;
 use crate::session::{Attachment, Transport};

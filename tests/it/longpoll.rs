@@ -52,29 +52,6 @@ async fn lp_poll(gw: &TestGateway, user: &str, conn: &str) -> (u16, Value) {
     (status.as_u16(), serde_json::from_str(&body).unwrap())
 }
 
-async fn watch(gw: &TestGateway, user: &str, conn: &str, channel: &str, members: &[&str]) {
-    let tok = gw.token(user, None);
-    let url = format!(
-        "{}/channels/messaging/{channel}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
-        gw.base
-    );
-    let body =
-        serde_json::json!({"data":{"members":members},"state":true,"watch":true}).to_string();
-    let (status, text) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
-    assert!(status.is_success(), "{status} {text}");
-}
-
-async fn send(gw: &TestGateway, user: &str, channel: &str, text: &str) {
-    let tok = gw.token(user, None);
-    let url = format!(
-        "{}/channels/messaging/{channel}/message?user_id={user}&api_key={DEV_API_KEY}",
-        gw.base
-    );
-    let body = serde_json::json!({"message":{"text":text}}).to_string();
-    let (status, t) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
-    assert!(status.is_success(), "{status} {t}");
-}
-
 fn texts(v: &Value) -> Vec<String> {
     v["events"]
         .as_array()
@@ -92,10 +69,10 @@ async fn connect_poll_and_buffer_between_polls() {
     assert_eq!(first["event"]["type"], "health.check");
     assert_eq!(first["event"]["me"]["id"], "lp-a");
     assert!(first["event"]["me"]["channel_mutes"].is_array());
-    watch(&gw, "lp-a", &id, "lp-ch", &["lp-a", "lp-b"]).await;
+    gw.watch("lp-a", &id, "lp-ch", &["lp-a", "lp-b"]).await;
     // Sent while no poll is held: buffered, and answered at once by the next poll.
-    send(&gw, "lp-b", "lp-ch", "between polls").await;
-    send(&gw, "lp-b", "lp-ch", "second").await;
+    gw.send("lp-b", "lp-ch", "between polls").await;
+    gw.send("lp-b", "lp-ch", "second").await;
     let mut got = Vec::new();
     while got.len() < 2 {
         let (status, v) = lp_poll(&gw, "lp-a", &id).await;
@@ -120,7 +97,7 @@ async fn held_poll_answers_promptly_when_an_event_arrives() {
     cfg.longpoll.hold = Duration::from_secs(20);
     let gw = TestGateway::start_with(cfg).await;
     let (id, _) = lp_connect(&gw, "lp-h").await;
-    watch(&gw, "lp-h", &id, "lp-hch", &["lp-h", "lp-o"]).await;
+    gw.watch("lp-h", &id, "lp-hch", &["lp-h", "lp-o"]).await;
     // Drain what the watch itself produced.
     let poll = tokio::spawn({
         let base = gw.base.clone();
@@ -142,7 +119,7 @@ async fn held_poll_answers_promptly_when_an_event_arrives() {
         gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
     })
     .await;
-    send(&gw, "lp-o", "lp-hch", "wake").await;
+    gw.send("lp-o", "lp-hch", "wake").await;
     let waited = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert!(
         waited < Duration::from_secs(15),
@@ -245,9 +222,9 @@ async fn overflow_expires_the_session() {
     cfg.longpoll.queue_capacity = 2;
     let gw = TestGateway::start_with(cfg).await;
     let (id, _) = lp_connect(&gw, "lp-of").await;
-    watch(&gw, "lp-of", &id, "lp-ofch", &["lp-of", "lp-o2"]).await;
+    gw.watch("lp-of", &id, "lp-ofch", &["lp-of", "lp-o2"]).await;
     for i in 0..5 {
-        send(&gw, "lp-o2", "lp-ofch", &format!("m{i}")).await;
+        gw.send("lp-o2", "lp-ofch", &format!("m{i}")).await;
     }
     eventually("overflow expiry", || async {
         gw.metric(
@@ -269,9 +246,11 @@ async fn longpoll_and_ws_sessions_share_one_upstream() {
     let (mut ws, ws_id) = gw.connect("lp-mix").await;
     let (lp_id, _) = lp_connect(&gw, "lp-mix").await;
     assert_eq!(emu.connections_of(DEV_API_KEY, "lp-mix"), 1);
-    watch(&gw, "lp-mix", &ws_id, "lp-mixch", &["lp-mix", "lp-mo"]).await;
-    watch(&gw, "lp-mix", &lp_id, "lp-mixch", &["lp-mix", "lp-mo"]).await;
-    send(&gw, "lp-mo", "lp-mixch", "both").await;
+    gw.watch("lp-mix", &ws_id, "lp-mixch", &["lp-mix", "lp-mo"])
+        .await;
+    gw.watch("lp-mix", &lp_id, "lp-mixch", &["lp-mix", "lp-mo"])
+        .await;
+    gw.send("lp-mo", "lp-mixch", "both").await;
     loop {
         let v = next_json(&mut ws).await;
         if v["type"] == "message.new" {

@@ -6,39 +6,6 @@ use stream_edge::config::DEV_API_KEY;
 
 use crate::support::*;
 
-async fn watch(gw: &TestGateway, user: &str, conn: &str, channel: &str, members: &[&str]) {
-    let tok = gw.token(user, None);
-    let url = format!(
-        "{}/channels/messaging/{channel}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
-        gw.base
-    );
-    let body =
-        serde_json::json!({"data":{"members":members},"state":true,"watch":true}).to_string();
-    let (status, text) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
-    assert!(status.is_success(), "{status} {text}");
-}
-
-async fn send(gw: &TestGateway, user: &str, channel: &str, text: &str) {
-    let tok = gw.token(user, None);
-    let url = format!(
-        "{}/channels/messaging/{channel}/message?user_id={user}&api_key={DEV_API_KEY}",
-        gw.base
-    );
-    let body = serde_json::json!({"message":{"text":text}}).to_string();
-    let (status, t) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
-    assert!(status.is_success(), "{status} {t}");
-}
-
-/// Next `message.new`, skipping other events.
-async fn next_message(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let v = next_json(ws).await;
-        if v["type"] == "message.new" {
-            return v;
-        }
-    }
-}
-
 #[tokio::test]
 async fn sessions_share_one_upstream_and_get_only_watched_channels() {
     let gw = TestGateway::start().await;
@@ -52,27 +19,27 @@ async fn sessions_share_one_upstream_and_get_only_watched_channels() {
             .await,
         1.0
     );
-    watch(&gw, "mx-u", &ca, "mx-1", &["mx-u", "mx-o"]).await;
-    watch(&gw, "mx-u", &cb, "mx-2", &["mx-u", "mx-o"]).await;
-    send(&gw, "mx-o", "mx-1", "to one").await;
-    send(&gw, "mx-o", "mx-2", "to two").await;
+    gw.watch("mx-u", &ca, "mx-1", &["mx-u", "mx-o"]).await;
+    gw.watch("mx-u", &cb, "mx-2", &["mx-u", "mx-o"]).await;
+    gw.send("mx-o", "mx-1", "to one").await;
+    gw.send("mx-o", "mx-2", "to two").await;
     // Per-connection order is preserved, so each socket's first message tells what it was routed.
     assert_eq!(next_message(&mut a).await["message"]["text"], "to one");
     assert_eq!(next_message(&mut b).await["message"]["text"], "to two");
-    send(&gw, "mx-o", "mx-1", "again one").await;
+    gw.send("mx-o", "mx-1", "again one").await;
     assert_eq!(next_message(&mut a).await["message"]["text"], "again one");
 
     // b also watches mx-1; a stops watching: b keeps receiving, a does not.
-    watch(&gw, "mx-u", &cb, "mx-1", &["mx-u", "mx-o"]).await;
+    gw.watch("mx-u", &cb, "mx-1", &["mx-u", "mx-o"]).await;
     let tok = gw.token("mx-u", None);
     let url = format!("{}/channels/messaging/mx-1/stop-watching?user_id=mx-u&api_key={DEV_API_KEY}&connection_id={ca}", gw.base);
     let (status, _) = http(Method::POST, &url, Some("{}"), &[("authorization", &tok)]).await;
     assert!(status.is_success());
-    send(&gw, "mx-o", "mx-1", "after stop").await;
-    send(&gw, "mx-o", "mx-2", "sentinel").await;
+    gw.send("mx-o", "mx-1", "after stop").await;
+    gw.send("mx-o", "mx-2", "sentinel").await;
     assert_eq!(next_message(&mut b).await["message"]["text"], "after stop");
-    watch(&gw, "mx-u", &ca, "mx-2", &["mx-u", "mx-o"]).await;
-    send(&gw, "mx-o", "mx-2", "a barrier").await;
+    gw.watch("mx-u", &ca, "mx-2", &["mx-u", "mx-o"]).await;
+    gw.send("mx-o", "mx-2", "a barrier").await;
     // a's next message is the barrier: "after stop" was not routed to it.
     assert_eq!(next_message(&mut a).await["message"]["text"], "a barrier");
     assert!(
@@ -133,8 +100,10 @@ async fn slow_consumer_is_closed_without_slowing_others() {
         .unwrap()
         .to_string();
     let (mut fast, cf) = gw.connect("slow-u").await;
-    watch(&gw, "slow-u", &cs, "slow-ch", &["slow-u", "slow-o"]).await;
-    watch(&gw, "slow-u", &cf, "slow-ch", &["slow-u", "slow-o"]).await;
+    gw.watch("slow-u", &cs, "slow-ch", &["slow-u", "slow-o"])
+        .await;
+    gw.watch("slow-u", &cf, "slow-ch", &["slow-u", "slow-o"])
+        .await;
     // The slow socket is never read; the gateway's socket buffers fill, then its queue overflows.
     let big = "y".repeat(4_000);
     let mut n = 0;
@@ -146,7 +115,7 @@ async fn slow_consumer_is_closed_without_slowing_others() {
         .await
         == 0.0
     {
-        send(&gw, "slow-o", "slow-ch", &big).await;
+        gw.send("slow-o", "slow-ch", &big).await;
         assert_eq!(
             next_message(&mut fast).await["message"]["text"]
                 .as_str()
@@ -257,7 +226,8 @@ async fn later_details_merge_and_keep_privacy_settings() {
         .ws_raw(&gw.connect_url(&json1, DEV_API_KEY, &gw.token("mg", None)))
         .await;
     let (mut other, oc) = gw.connect("mg-other").await;
-    watch(&gw, "mg-other", &oc, "mg-ch", &["mg", "mg-other"]).await;
+    gw.watch("mg-other", &oc, "mg-ch", &["mg", "mg-other"])
+        .await;
     let json2 = r#"{"user_id":"mg","user_details":{"id":"mg","name":"Tab Two"}}"#;
     let (_t2, _) = gw
         .ws_raw(&gw.connect_url(json2, DEV_API_KEY, &gw.token("mg", None)))

@@ -34,34 +34,12 @@ async fn post(gw: &TestGateway, path_q: &str, token: &str, body: Value) -> (u16,
     )
 }
 
-async fn watch(gw: &TestGateway, user: &str, conn: &str, ch: &str, members: &[&str]) -> Value {
-    let tok = gw.token(user, None);
-    let q = format!(
-        "/channels/messaging/{ch}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}"
-    );
-    let (status, v) = post(
-        gw,
-        &q,
-        &tok,
-        json!({"data":{"members":members},"state":true,"watch":true}),
-    )
-    .await;
-    assert!(status < 300, "{status} {v}");
-    v
-}
-
 /// Acts as `user` with a server token, as a backend would: the gateway's outbound guard does not
 /// apply, so the event reaches upstream and comes back to every watcher.
 async fn as_server(gw: &TestGateway, ch: &str, action: &str, user: &str, body: Value) -> u16 {
     let server = stream_edge::auth::mint::server_token(DEV_API_SECRET).unwrap();
     let q = format!("/channels/messaging/{ch}/{action}?user_id={user}&api_key={DEV_API_KEY}");
     post(gw, &q, &server, body).await.0
-}
-
-async fn say(gw: &TestGateway, user: &str, ch: &str, text: &str) {
-    let tok = gw.token(user, None);
-    let q = format!("/channels/messaging/{ch}/message?user_id={user}&api_key={DEV_API_KEY}");
-    assert!(post(gw, &q, &tok, json!({"message":{"text":text}})).await.0 < 300);
 }
 
 /// Collects event types (with their user) until `message.new` with `text` arrives.
@@ -88,9 +66,9 @@ async fn hidden_typing_and_reads_never_reach_others_but_own_tabs_keep_them() {
     let (mut alice2, a2) = connect_with(&gw, "pv-alice", HIDDEN).await;
     let (mut bob, b) = gw.connect("pv-bob").await;
     let members = ["pv-alice", "pv-bob"];
-    watch(&gw, "pv-alice", &a1, "pv-ch", &members).await;
-    watch(&gw, "pv-alice", &a2, "pv-ch", &members).await;
-    watch(&gw, "pv-bob", &b, "pv-ch", &members).await;
+    gw.watch("pv-alice", &a1, "pv-ch", &members).await;
+    gw.watch("pv-alice", &a2, "pv-ch", &members).await;
+    gw.watch("pv-bob", &b, "pv-ch", &members).await;
 
     // Outbound: Alice's own client sending typing is answered by the gateway, never forwarded.
     let tok_a = gw.token("pv-alice", None);
@@ -132,7 +110,7 @@ async fn hidden_typing_and_reads_never_reach_others_but_own_tabs_keep_them() {
         as_server(&gw, "pv-ch", "read", "pv-bob", json!({})).await,
         201
     );
-    say(&gw, "pv-bob", "pv-ch", "barrier").await;
+    gw.send("pv-bob", "pv-ch", "barrier").await;
 
     let bob_saw = until_message(&mut bob, "barrier").await;
     assert!(!has(&bob_saw, "typing.start", "pv-alice"), "{bob_saw:?}");
@@ -153,7 +131,7 @@ async fn hidden_typing_and_reads_never_reach_others_but_own_tabs_keep_them() {
     );
 
     // Read state in query responses: Bob sees no entry for Alice; Alice sees her own.
-    let bob_view = watch(&gw, "pv-bob", &b, "pv-ch", &members).await;
+    let bob_view = gw.watch("pv-bob", &b, "pv-ch", &members).await;
     let readers = |v: &Value| -> Vec<String> {
         v["read"]
             .as_array()
@@ -168,7 +146,7 @@ async fn hidden_typing_and_reads_never_reach_others_but_own_tabs_keep_them() {
         bob_view["read"]
     );
     assert!(readers(&bob_view).contains(&"pv-bob".to_string()));
-    let alice_view = watch(&gw, "pv-alice", &a1, "pv-ch", &members).await;
+    let alice_view = gw.watch("pv-alice", &a1, "pv-ch", &members).await;
     assert!(readers(&alice_view).contains(&"pv-alice".to_string()));
     assert!(
         gw.metric("stream_edge_events_dropped_total", &[("reason", "privacy")])
@@ -191,8 +169,8 @@ async fn settings_change_live_through_user_updates() {
     let (_alice, a) = connect_with(&gw, "pv-live-a", HIDDEN).await;
     let (mut bob, b) = gw.connect("pv-live-b").await;
     let members = ["pv-live-a", "pv-live-b"];
-    watch(&gw, "pv-live-a", &a, "pv-live", &members).await;
-    watch(&gw, "pv-live-b", &b, "pv-live", &members).await;
+    gw.watch("pv-live-a", &a, "pv-live", &members).await;
+    gw.watch("pv-live-b", &b, "pv-live", &members).await;
     // Alice turns typing on with upsertUser through the gateway.
     let tok = gw.token("pv-live-a", None);
     let body = json!({"users":{"pv-live-a":{"id":"pv-live-a","privacy_settings":{"typing_indicators":{"enabled":true},"read_receipts":{"enabled":false}}}}});
@@ -201,7 +179,7 @@ async fn settings_change_live_through_user_updates() {
     let q = format!("/channels/messaging/pv-live/event?user_id=pv-live-a&api_key={DEV_API_KEY}&connection_id={a}");
     let (status, ack) = post(&gw, &q, &tok, json!({"event":{"type":"typing.start"}})).await;
     assert_eq!(status, 201, "{ack}");
-    say(&gw, "pv-live-b", "pv-live", "after").await;
+    gw.send("pv-live-b", "pv-live", "after").await;
     let seen = until_message(&mut bob, "after").await;
     assert!(
         has(&seen, "typing.start", "pv-live-a"),
@@ -225,8 +203,7 @@ async fn unknown_users_are_looked_up_upstream_and_failures_follow_policy() {
     .await;
     assert!(status.is_success());
     let (mut bob, b) = gw.connect("pv-look-b").await;
-    watch(
-        &gw,
+    gw.watch(
         "pv-look-b",
         &b,
         "pv-look",
@@ -256,7 +233,7 @@ async fn unknown_users_are_looked_up_upstream_and_failures_follow_policy() {
         .await,
         201
     );
-    say(&gw, "pv-look-b", "pv-look", "done").await;
+    gw.send("pv-look-b", "pv-look", "done").await;
     let seen = until_message(&mut bob, "done").await;
     assert!(!has(&seen, "typing.start", "pv-carol"), "{seen:?}");
     assert!(has(&seen, "typing.start", "pv-dave"), "{seen:?}");
@@ -278,7 +255,7 @@ async fn lookup_failure_drops_by_default() {
     });
 
     let (mut bob, b) = gw.connect("pv-f-b").await;
-    watch(&gw, "pv-f-b", &b, "pv-f", &["pv-f-b", "pv-f-x"]).await;
+    gw.watch("pv-f-b", &b, "pv-f", &["pv-f-b", "pv-f-x"]).await;
     assert_eq!(
         as_server(
             &gw,
@@ -290,7 +267,7 @@ async fn lookup_failure_drops_by_default() {
         .await,
         201
     );
-    say(&gw, "pv-f-b", "pv-f", "end").await;
+    gw.send("pv-f-b", "pv-f", "end").await;
     let seen = until_message(&mut bob, "end").await;
     assert!(!has(&seen, "typing.start", "pv-f-x"), "{seen:?}");
     assert!(
@@ -323,8 +300,8 @@ async fn longpoll_receivers_are_filtered_too() {
     let b: Value = serde_json::from_str(&body).unwrap();
     let b = b["event"]["connection_id"].as_str().unwrap().to_string();
     let members = ["pv-lp-a", "pv-lp-b"];
-    watch(&gw, "pv-lp-a", &a, "pv-lp", &members).await;
-    watch(&gw, "pv-lp-b", &b, "pv-lp", &members).await;
+    gw.watch("pv-lp-a", &a, "pv-lp", &members).await;
+    gw.watch("pv-lp-b", &b, "pv-lp", &members).await;
     assert_eq!(
         as_server(
             &gw,
@@ -340,7 +317,7 @@ async fn longpoll_receivers_are_filtered_too() {
         as_server(&gw, "pv-lp", "read", "pv-lp-a", json!({})).await,
         201
     );
-    say(&gw, "pv-lp-a", "pv-lp", "lp-barrier").await;
+    gw.send("pv-lp-a", "pv-lp", "lp-barrier").await;
     let mut seen: Vec<Value> = Vec::new();
     while !seen.iter().any(|e| e["message"]["text"] == "lp-barrier") {
         let url = format!(

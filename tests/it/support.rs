@@ -101,6 +101,51 @@ impl TestGateway {
         (ws, id)
     }
 
+    /// Watches `messaging:{channel}` (creating it with `members`) for session `conn` of `user`;
+    /// returns the query response.
+    pub async fn watch(
+        &self,
+        user: &str,
+        conn: &str,
+        channel: &str,
+        members: &[&str],
+    ) -> serde_json::Value {
+        let tok = self.token(user, None);
+        let url = format!(
+            "{}/channels/messaging/{channel}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
+            self.base
+        );
+        let body =
+            serde_json::json!({"data":{"members":members},"state":true,"watch":true}).to_string();
+        let (status, text) = http(
+            hyper::Method::POST,
+            &url,
+            Some(&body),
+            &[("authorization", &tok)],
+        )
+        .await;
+        assert!(status.is_success(), "{status} {text}");
+        serde_json::from_str(&text).expect("JSON response")
+    }
+
+    /// Sends a message to `messaging:{channel}` as `user`.
+    pub async fn send(&self, user: &str, channel: &str, text: &str) {
+        let tok = self.token(user, None);
+        let url = format!(
+            "{}/channels/messaging/{channel}/message?user_id={user}&api_key={DEV_API_KEY}",
+            self.base
+        );
+        let body = serde_json::json!({"message":{"text":text}}).to_string();
+        let (status, t) = http(
+            hyper::Method::POST,
+            &url,
+            Some(&body),
+            &[("authorization", &tok)],
+        )
+        .await;
+        assert!(status.is_success(), "{status} {t}");
+    }
+
     /// Like [`TestGateway::connect`] for an owned user id.
     pub async fn connect_named(&self, user: String) -> (Ws, String) {
         self.connect(&user).await
@@ -181,6 +226,16 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
             Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
             Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return 1006,
             Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Next `message.new`, skipping other events.
+pub async fn next_message(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == "message.new" {
+            return v;
         }
     }
 }
