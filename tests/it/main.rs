@@ -1,7 +1,6 @@
 //! The one integration-test binary (links once): the real gateway on ephemeral ports.
 
 mod attacks;
-#[cfg(feature = "bench")]
 mod bench_quick;
 mod churn;
 mod cli;
@@ -16,6 +15,7 @@ mod observability;
 mod privacy;
 mod rest;
 mod sdk;
+mod soak;
 mod support;
 mod tls;
 mod ws;
