@@ -66,7 +66,61 @@ pub struct Proc {
     name: &'static str,
 }
 
+/// Every child process the suite started and has not stopped yet: on SIGINT/SIGTERM the suite
+/// stops them all before it exits, so nothing outlives an interrupted run.
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Set once the suite is interrupted: a child started after that is killed at once.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn track(pid: u32) {
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = kill(
+            Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX)),
+            Signal::SIGKILL,
+        );
+    }
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(pid);
+}
+
+pub fn untrack(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|p| *p != pid);
+}
+
+/// SIGTERM to every tracked child, then SIGKILL to those still there after 3 s.
+pub fn stop_all() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pids = CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let as_pid = |p: u32| Pid::from_raw(i32::try_from(p).unwrap_or(i32::MAX));
+    for p in &pids {
+        let _ = kill(as_pid(*p), Signal::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    // Including any started while we waited.
+    let pids = CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for p in &pids {
+        let _ = kill(as_pid(*p), Signal::SIGKILL);
+    }
+}
+
 impl Proc {
+    fn new(child: Child, name: &'static str) -> Self {
+        track(child.id());
+        Proc { child, name }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -96,6 +150,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
+        untrack(self.child.id());
     }
 }
 
@@ -155,13 +210,7 @@ pub fn start_emulator(bin: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
         .with_context(|| format!("starting {}", bin.display()))?;
     let line = first_line(&mut child, Duration::from_secs(10))?;
     let addr = addr_after(&line, "http://")?;
-    Ok((
-        Proc {
-            child,
-            name: "emulator",
-        },
-        addr,
-    ))
+    Ok((Proc::new(child, "emulator"), addr))
 }
 
 /// A running system under test: its front address, the processes that make it up (measured),
@@ -170,12 +219,17 @@ pub struct Running {
     pub front: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub main: Proc,
-    pub name: &'static str,
+    /// Helper processes that belong to the peer (Pushpin's zurl).
+    pub extra: Vec<Proc>,
 }
 
 impl Running {
     pub fn pids(&self) -> Vec<u32> {
-        crate::proc_stats::tree(self.main.pid())
+        let mut pids = crate::proc_stats::tree(self.main.pid());
+        for p in &self.extra {
+            pids.extend(crate::proc_stats::tree(p.pid()));
+        }
+        pids
     }
 }
 
@@ -210,6 +264,8 @@ url = "http://{emu}"
 
 [limits]
 max_connections = 19000
+# All load comes from 8 loopback addresses standing for ~15,000 clients: no per-IP connect rate.
+connect_rate_per_ip = 0
 
 [shutdown]
 drain_seconds = 1
@@ -230,11 +286,8 @@ drain_seconds = 1
     Ok(Running {
         front,
         admin,
-        main: Proc {
-            child,
-            name: "stream-edge",
-        },
-        name: "stream-edge",
+        main: Proc::new(child, "stream-edge"),
+        extra: Vec::new(),
     })
 }
 
@@ -292,11 +345,8 @@ http {{
     let running = Running {
         front,
         admin: None,
-        main: Proc {
-            child,
-            name: "nginx",
-        },
-        name: "nginx",
+        main: Proc::new(child, "nginx"),
+        extra: Vec::new(),
     };
     wait_port(front, Duration::from_secs(10))?;
     Ok(running)
@@ -309,34 +359,64 @@ fn start_pushpin(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&run)?;
     std::fs::create_dir_all(&log)?;
     let port = free_port()?;
+    // Pushpin 1.36's proxy reaches backends through a zurl daemon (a system service in Debian,
+    // not started by the runner): run our own, with Debian's zurl.conf values except the socket
+    // paths, no deny list (the backend is on loopback) and room for every proxied connection.
+    let zurl_conf = base.join("zurl.conf");
+    let ipc = |name: &str| format!("ipc://{}/zurl-{name}", run.display());
+    std::fs::write(
+        &zurl_conf,
+        format!(
+            "[General]\nin_spec={}\nin_stream_spec={}\nout_spec={}\ndefpolicy=allow\nmax_open_requests=20000\n\
+             buffer_size=200000\ntimeout=600\nin_hwm=1000\nout_hwm=1000\n",
+            ipc("in"),
+            ipc("in-stream"),
+            ipc("out")
+        ),
+    )?;
+    let zurl = Command::new("zurl")
+        .arg(format!("--config={}", zurl_conf.display()))
+        .arg("--loglevel=1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting zurl")?;
+    let zurl = Proc::new(zurl, "zurl");
     let packaged = std::fs::read_to_string("/etc/pushpin/pushpin.conf")
         .context("reading /etc/pushpin/pushpin.conf")?;
-    // The packaged config with our run/log dirs, port and connection bound; everything else stays
-    // at Debian's defaults (client_buffer_size 8192).
-    let conf: String = packaged
-        .lines()
-        .map(|l| {
-            let key = l.split('=').next().unwrap_or("").trim();
-            match key {
-                "rundir" => format!("rundir={}", run.display()),
-                "logdir" => format!("logdir={}", log.display()),
-                "http_port" => format!("http_port=127.0.0.1:{port}"),
-                "client_maxconn" => "client_maxconn=19000".to_string(),
-                "routesfile" => format!("routesfile={}", base.join("routes").display()),
-                _ => l.to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(
-        base.join("routes"),
-        format!("* {}:{}\n", emu.ip(), emu.port()),
-    )?;
+    // The packaged config with our run/log dirs, port, connection bound, warnings-only logging
+    // (nginx runs with access_log off) and our zurl; everything else at Debian's defaults
+    // (client_buffer_size 8192).
+    let mut conf = String::new();
+    for l in packaged.lines() {
+        let key = l.split('=').next().unwrap_or("").trim();
+        let line = match key {
+            "rundir" => format!("rundir={}", run.display()),
+            "logdir" => format!("logdir={}", log.display()),
+            "http_port" => format!("http_port=127.0.0.1:{port}"),
+            "client_maxconn" => "client_maxconn=19000".to_string(),
+            "log_level" => "log_level=1".to_string(),
+            _ => l.to_string(),
+        };
+        conf.push_str(&line);
+        conf.push('\n');
+        if l.trim() == "[proxy]" {
+            conf.push_str(&format!(
+                "zurl_out_specs={}\nzurl_out_stream_specs={}\nzurl_in_specs={}\n",
+                ipc("in"),
+                ipc("in-stream"),
+                ipc("out")
+            ));
+        }
+    }
     let conf_path = base.join("pushpin.conf");
     std::fs::write(&conf_path, conf)?;
     let child = Command::new("pushpin")
         .arg("--config")
         .arg(&conf_path)
+        .arg("--route")
+        .arg(format!("* {}:{}", emu.ip(), emu.port()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -346,14 +426,90 @@ fn start_pushpin(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
     let running = Running {
         front,
         admin: None,
-        main: Proc {
-            child,
-            name: "pushpin",
-        },
-        name: "pushpin",
+        main: Proc::new(child, "pushpin"),
+        extra: vec![zurl],
     };
     wait_port(front, Duration::from_secs(15))?;
-    // The proxy and handler join over ZeroMQ a moment after condure listens.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The proxy, handler and zurl join over ZeroMQ a while after condure listens: wait until a
+    // request really reaches the emulator through them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proxied_ok(front) {
+        if Instant::now() > deadline {
+            bail!("pushpin did not proxy a request to the emulator within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(running)
+}
+
+/// `GET /_emulator/connections` through `front` answers 200.
+fn proxied_ok(front: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = TcpStream::connect_timeout(&front, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!(
+        "GET /_emulator/connections HTTP/1.1\r\nHost: {front}\r\nConnection: close\r\n\r\n"
+    );
+    if c.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    c.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+}
+
+/// `perf record -g` attached to `pid`, writing `out` (stopped with SIGTERM, which perf handles).
+pub fn start_perf(pid: u32, out: &Path) -> anyhow::Result<Proc> {
+    let child = Command::new("perf")
+        .args(["record", "-F", "499", "-g", "-q", "-o"])
+        .arg(out)
+        .args(["-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting perf record (install linux-perf)")?;
+    Ok(Proc::new(child, "perf"))
+}
+
+/// The symbols with the most self time in a perf data file: ([(percent, symbol)], full text).
+pub fn perf_top(data: &Path) -> anyhow::Result<(Vec<(f64, String)>, String)> {
+    let out = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "dso,symbol",
+            "-g",
+            "none",
+            "--percent-limit",
+            "0.7",
+            "-i",
+        ])
+        .arg(data)
+        .output()
+        .context("perf report")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let top: Vec<(f64, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('%'))
+        .filter_map(|l| {
+            let t = l.trim();
+            let pct: f64 = t.split('%').next()?.trim().parse().ok()?;
+            let rest = t
+                .split_once('%')?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some((pct, rest))
+        })
+        .take(25)
+        .collect();
+    if top.is_empty() {
+        bail!("perf report found no samples in {}", data.display());
+    }
+    Ok((top, text))
 }

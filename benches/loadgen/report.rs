@@ -222,7 +222,8 @@ pub fn markdown(r: &Value) -> String {
             "## Idle: {} users × {} WebSocket sessions held {} × {} s\n\nRSS is of the process(es) holding the client connections \
              (the emulator itself for direct; nginx master+workers; all Pushpin processes; the stream-edge process), slope over the \
              baseline before any session. Kernel slab is machine-wide (client, proxy and upstream sockets together), noted separately. \
-             Clients ping every 25 s like the JS SDK.\n",
+             Clients ping every 25 s like the JS SDK. \
+             CPU per session per second is the mean over the whole hold (it spans one ping cycle); memory is one measurement per peer (the hold is not repeated: the 10-minute budget).\n",
             z["idle_users"], z["idle_sessions"], z["idle_windows"], z["idle_window_secs"]
         );
         table(
@@ -231,6 +232,7 @@ pub fn markdown(r: &Value) -> String {
             "idle",
             &[
                 ("sessions held", "sessions"),
+                ("sessions not attempted (connect budget)", "not_attempted"),
                 ("RSS per session (KiB)", "rss_per_session_kib"),
                 (
                     "kernel slab per session, all sockets (KiB)",
@@ -354,6 +356,36 @@ pub fn markdown(r: &Value) -> String {
                 ("event-to-delivery p99.9 (µs)", "p999_us"),
             ],
         );
+    }
+    if let Some(prof) = r.get("profile").and_then(Value::as_object) {
+        let _ = writeln!(
+            o,
+            "## Where stream-edge's CPU goes (perf)\n\nA separate pass after the measurements: idle and fan-out again with \
+             `perf record -g -F 499` attached to the gateway. Self time per symbol (dso, symbol), top entries; \
+             full reports in `profile-*.txt`.\n"
+        );
+        for (name, top) in prof {
+            let _ = writeln!(o, "### {name}\n\n| self % | where |\n|---|---|");
+            for e in top.as_array().into_iter().flatten().take(15) {
+                let _ = writeln!(
+                    o,
+                    "| {} | `{}` |",
+                    fmt(e[0].as_f64()),
+                    e[1].as_str().unwrap_or("")
+                );
+            }
+            if let Some(err) = top.get("error") {
+                let _ = writeln!(o, "| – | not profiled: {err} |");
+            }
+            let _ = writeln!(o);
+        }
+    }
+    if let Some(issues) = r["peer_issues"].as_array().filter(|a| !a.is_empty()) {
+        let _ = writeln!(o, "## What the peers did under load\n");
+        for i in issues {
+            let _ = writeln!(o, "- {}", i.as_str().unwrap_or(""));
+        }
+        let _ = writeln!(o);
     }
     let _ = writeln!(o, "## Sanity\n");
     if r["sanity"]["ok"].as_bool() == Some(true) {

@@ -48,6 +48,10 @@ pub struct WorkerSpec {
     pub ping_seconds: u64,
     /// Hard stop of the process.
     pub max_seconds: u64,
+    /// Sessions not started this many seconds after `connect` are skipped (not failures): a
+    /// slow peer cannot stretch the suite past its time budget. 0 = no deadline.
+    #[serde(default)]
+    pub connect_deadline_secs: f64,
 }
 
 struct Sess {
@@ -60,6 +64,9 @@ struct Sess {
     lp: Option<client::LpSession>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// The error text of a session not started because the connect deadline passed.
+const SKIPPED: &str = "skipped: connect deadline passed";
 
 fn emit(v: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -96,10 +103,10 @@ async fn drive(spec: WorkerSpec) -> anyhow::Result<()> {
         match line.trim() {
             "connect" => {
                 let t0 = Instant::now();
-                let (ok, failed, err) = connect_all(&spec, &mut sessions, &stats).await;
+                let (ok, failed, skipped, err) = connect_all(&spec, &mut sessions, &stats).await;
                 let secs = t0.elapsed().as_secs_f64();
                 emit(
-                    &json!({"ev": "connected", "ok": ok, "failed": failed, "secs": secs, "err": err}),
+                    &json!({"ev": "connected", "ok": ok, "failed": failed, "skipped": skipped, "secs": secs, "err": err}),
                 );
             }
             "watch" => {
@@ -190,7 +197,7 @@ fn build_sessions(spec: &WorkerSpec) -> Vec<Sess> {
 }
 
 enum Opened {
-    Ws(client::WsSession),
+    Ws(Box<client::WsSession>),
     Lp(client::LpSession),
 }
 
@@ -198,16 +205,22 @@ async fn connect_all(
     spec: &Arc<WorkerSpec>,
     sessions: &mut [Sess],
     stats: &Arc<Stats>,
-) -> (usize, usize, Option<String>) {
+) -> (usize, usize, usize, Option<String>) {
     let todo: Vec<(usize, String, Arc<String>, Option<Ipv4Addr>)> = sessions
         .iter()
         .enumerate()
         .filter(|(_, s)| s.task.is_none() && s.lp.is_none())
         .map(|(i, s)| (i, s.user.clone(), s.token.clone(), s.src))
         .collect();
+    let started = std::time::Instant::now();
+    let deadline = (spec.connect_deadline_secs > 0.0)
+        .then(|| Duration::from_secs_f64(spec.connect_deadline_secs));
     let jobs = todo.into_iter().map(|(i, user, token, src)| {
         let spec = spec.clone();
         async move {
+            if deadline.is_some_and(|d| started.elapsed() > d) {
+                return (i, Err(anyhow::anyhow!(SKIPPED)));
+            }
             let t = SessionTarget {
                 src,
                 dst: spec.front,
@@ -216,7 +229,9 @@ async fn connect_all(
                 token: &token,
             };
             let r = match spec.transport {
-                Transport::Ws => client::ws_connect(&t).await.map(Opened::Ws),
+                Transport::Ws => client::ws_connect(&t)
+                    .await
+                    .map(|w| Opened::Ws(Box::new(w))),
                 Transport::Longpoll => client::lp_connect(&t).await.map(Opened::Lp),
             };
             (i, r)
@@ -224,8 +239,10 @@ async fn connect_all(
     });
     let mut results = futures_util::stream::iter(jobs).buffer_unordered(spec.concurrency.max(1));
     let (mut ok, mut failed, mut first_err) = (0, 0, None);
+    let mut skipped = 0;
     while let Some((i, r)) = results.next().await {
         match r {
+            Err(e) if e.to_string() == SKIPPED => skipped += 1,
             Ok(opened) => {
                 ok += 1;
                 let s = &mut sessions[i];
@@ -235,7 +252,7 @@ async fn connect_all(
                         s.connection_id = Some(ws.connection_id.clone());
                         let ping =
                             (spec.ping_seconds > 0).then(|| Duration::from_secs(spec.ping_seconds));
-                        s.task = Some(tokio::spawn(ws.run(
+                        s.task = Some(tokio::spawn((*ws).run(
                             s.user.clone(),
                             ping,
                             s.cancel.clone(),
@@ -256,7 +273,7 @@ async fn connect_all(
             }
         }
     }
-    (ok, failed, first_err)
+    (ok, failed, skipped, first_err)
 }
 
 async fn watch_all(

@@ -15,6 +15,9 @@ fn quick_suite_sees_every_event_and_no_error() {
     let out: PathBuf =
         std::env::temp_dir().join(format!("stream-edge-bench-quick-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("output dir");
+    // The suite's progress log goes to a file, shown when the test fails.
+    let log = std::fs::File::create(out.join("suite.err")).expect("log file");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stream-edge-bench"))
         .args(["--quick", "--strict", "--out"])
@@ -22,6 +25,7 @@ fn quick_suite_sees_every_event_and_no_error() {
         .arg("--gateway-bin")
         .arg(env!("CARGO_BIN_EXE_stream-edge"))
         .stdout(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start stream-edge-bench");
     // Bounded: the suite stops by itself, this only guards against a hang.
@@ -37,13 +41,15 @@ fn quick_suite_sees_every_event_and_no_error() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    let progress = std::fs::read_to_string(out.join("suite.err")).unwrap_or_default();
     let results: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("results.json")).expect("results.json written"),
+        &std::fs::read_to_string(out.join("results.json"))
+            .unwrap_or_else(|e| panic!("results.json not written ({e}):\n{progress}")),
     )
     .expect("results.json parses");
     assert!(
         status.success() && results["sanity"]["ok"] == serde_json::json!(true),
-        "quick suite failed ({status}): {}",
+        "quick suite failed ({status}): {}\n{progress}",
         results["sanity"]
     );
     let scenarios = results["scenarios"].as_object().expect("scenarios");
