@@ -172,11 +172,13 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) ->
     } else if path == "/connect" {
         crate::transport::ws::upgrade(req, peer, shared)
     } else if path == "/longpoll" {
-        crate::transport::longpoll::handle(req, peer, shared).await
+        // Both branches are boxed: inline, every request's future (a held poll included) would be
+        // as large as the largest branch.
+        Box::pin(crate::transport::longpoll::handle(req, peer, shared)).await
     } else if shared.shutdown.is_cancelled() {
         json_error(&EdgeError::Draining)
     } else {
-        crate::rest::proxy(req, &path, peer, shared).await
+        Box::pin(crate::rest::proxy(req, &path, peer, shared)).await
     };
     crate::rest::cors::decorate(&mut resp);
     resp
