@@ -53,7 +53,11 @@ fn main() {
     });
     let receiver = "carol";
     // `cargo test --all-targets` also runs this (unoptimised) as a smoke test: keep that short.
-    let n = if cfg!(debug_assertions) { 10_000u32 } else { 1_000_000 };
+    let n = if cfg!(debug_assertions) {
+        10_000u32
+    } else {
+        1_000_000
+    };
     for (name, frame, expect_drop) in [
         ("message.new (passes)", MESSAGE, false),
         ("typing.start from a hidden user (dropped)", TYPING, true),
