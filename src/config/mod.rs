@@ -39,7 +39,7 @@ pub const DEFAULT_WS_MAX_MESSAGE: usize = 64 * 1024;
 pub const DEFAULT_WS_MAX_FRAME: usize = 64 * 1024;
 /// Per-socket read buffer (`ws.read_buffer_bytes`); tungstenite's 128 KiB default would dominate
 /// per-session memory.
-pub const DEFAULT_WS_READ_BUFFER: usize = 4096;
+pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// Bytes queued in a socket's write buffer before writes wait (`ws.max_write_buffer_bytes`).
 pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// Events queued for one session before it counts as a slow consumer and is closed
