@@ -87,18 +87,25 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("invariant: static metric");
+/// Registers a metric built from static names, labels and buckets.
+fn register<C>(r: &Registry, built: prometheus::Result<C>) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    // invariant: names, labels and buckets are compile-time constants and every name is distinct,
+    // so building and registering cannot fail (the metric tests would fail first).
+    let c = built.expect("invariant: static, unique metric"); // invariant: as above
     r.register(Box::new(c.clone()))
-        .expect("invariant: unique metric name");
+        .expect("invariant: static, unique metric"); // invariant: as above
     c
 }
 
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(r, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("invariant: static metric");
-    r.register(Box::new(g.clone()))
-        .expect("invariant: unique metric name");
-    g
+    register(r, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn histogram(
@@ -108,11 +115,10 @@ fn histogram(
     labels: &[&str],
     buckets: Vec<f64>,
 ) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .expect("invariant: static metric");
-    r.register(Box::new(h.clone()))
-        .expect("invariant: unique metric name");
-    h
+    register(
+        r,
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels),
+    )
 }
 
 /// Latency buckets from 50 µs to 10 s.
@@ -147,11 +153,7 @@ impl Metrics {
             upstream_sessions: gauge(&r, "stream_edge_upstream_sessions", "Client sessions attached to upstream connections (divide by stream_edge_upstream_connections_open for the multiplexing ratio).", &["app"]),
             jwt_validations: counter(&r, "stream_edge_jwt_validations_total", "Token validations, by outcome and Stream error code.", &["outcome", "code"]),
             jwt_cache: counter(&r, "stream_edge_jwt_cache_requests_total", "Token validation cache lookups, by result.", &["result"]),
-            jwt_cache_evictions: {
-                let c = IntCounter::new("stream_edge_jwt_cache_evictions_total", "Token validations evicted from the cache (size, expiry, secret removed).").expect("invariant: static metric");
-                r.register(Box::new(c.clone())).expect("invariant: unique metric name");
-                c
-            },
+            jwt_cache_evictions: register(&r, IntCounter::new("stream_edge_jwt_cache_evictions_total", "Token validations evicted from the cache (size, expiry, secret removed).")),
             events_received: counter(&r, "stream_edge_events_received_total", "Events received from upstream, by type.", &["type"]),
             events_delivered: counter(&r, "stream_edge_events_delivered_total", "Events queued to client sessions, by transport and type.", &["transport", "type"]),
             events_dropped: counter(&r, "stream_edge_events_dropped_total", "Events deliberately not delivered, by reason and type.", &["reason", "type"]),
@@ -161,30 +163,16 @@ impl Metrics {
             rest_seconds: histogram(&r, "stream_edge_rest_request_duration_seconds", "Proxied REST request latency, by route template.", &["route"], latency_buckets()),
             bytes: counter(&r, "stream_edge_bytes_total", "Payload bytes to and from clients, by direction and transport.", &["direction", "transport"]),
             limit_hits: counter(&r, "stream_edge_limit_hits_total", "Times a configured bound was hit, by limit.", &["limit"]),
-            longpoll_held: {
-                let g = IntGauge::new("stream_edge_longpoll_held_requests", "Long-poll requests held open now.").expect("invariant: static metric");
-                r.register(Box::new(g.clone())).expect("invariant: unique metric name");
-                g
-            },
+            longpoll_held: register(&r, IntGauge::new("stream_edge_longpoll_held_requests", "Long-poll requests held open now.")),
             longpoll_polls: counter(&r, "stream_edge_longpoll_polls_total", "Long-poll requests answered, by outcome.", &["outcome"]),
             longpoll_expired: counter(&r, "stream_edge_longpoll_expired_total", "Long-poll sessions expired, by reason.", &["reason"]),
             longpoll_poll_seconds: histogram(&r, "stream_edge_longpoll_poll_duration_seconds", "How long long-poll requests were held.", &[], vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 25.0, 30.0]).with_label_values(&[] as &[&str]),
             privacy_lookups: counter(&r, "stream_edge_privacy_lookups_total", "Privacy settings lookups against upstream, by outcome.", &["outcome"]),
-            ready: {
-                let g = IntGauge::new("stream_edge_ready", "1 while the gateway takes traffic, 0 before start and while draining.").expect("invariant: static metric");
-                r.register(Box::new(g.clone())).expect("invariant: unique metric name");
-                g
-            },
-            upstream_up: {
-                let g = IntGauge::new(
+            ready: register(&r, IntGauge::new("stream_edge_ready", "1 while the gateway takes traffic, 0 before start and while draining.")),
+            upstream_up: register(&r, IntGauge::new(
                     "stream_edge_upstream_up",
                     "1 while the upstream accepts connections (last probe succeeded).",
-                )
-                .expect("invariant: static metric");
-                r.register(Box::new(g.clone()))
-                    .expect("invariant: unique metric name");
-                g
-            },
+                )),
             tls_reloads: counter(
                 &r,
                 "stream_edge_tls_reloads_total",

@@ -121,6 +121,9 @@ async fn serve(
     let expiry = tokio::time::sleep(until_exp(exp, shared.config.auth.leeway));
     tokio::pin!(health, idle, expiry);
     let delivery = &m.event_delivery_seconds;
+    // Label lookups hash and lock; take the per-delivery counter handles once per session.
+    let bytes_out = m.bytes.with_label_values(&["out", "ws"]);
+    let bytes_in = m.bytes.with_label_values(&["in", "ws"]);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return (close::GOING_AWAY, "draining"),
@@ -132,7 +135,7 @@ async fn serve(
                 let mut batch = Some(first);
                 let mut n = 0;
                 while let Some(d) = batch.take() {
-                    m.bytes.with_label_values(&["out", "ws"]).inc_by(d.frame.len() as u64);
+                    bytes_out.inc_by(d.frame.len() as u64);
                     if ws.feed(Message::Text(d.frame)).await.is_err() {
                         return (0, "write_error");
                     }
@@ -167,7 +170,7 @@ async fn serve(
                     }
                     Some(Err(_)) => return (0, "read_error"),
                     Some(Ok(Message::Text(t))) => {
-                        m.bytes.with_label_values(&["in", "ws"]).inc_by(t.len() as u64);
+                        bytes_in.inc_by(t.len() as u64);
                         let reply = match frames::is_ping(t.as_str()) {
                             Ok(true) => frames::health_check(&att.id),
                             Ok(false) => {

@@ -94,8 +94,6 @@ fn token_command_signs_with_the_configured_secret() {
 /// drains with 1001 and the process exits 0 within its deadline.
 #[tokio::test]
 async fn sighup_rotates_secrets_and_sigterm_drains() {
-    use tokio::io::AsyncBufReadExt;
-
     let dir = std::env::temp_dir().join(format!("se-hup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("edge.toml");
@@ -117,20 +115,7 @@ async fn sighup_rotates_secrets_and_sigterm_drains() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = announced_addr(&mut child).await;
     let pid = child.id().unwrap().to_string();
 
     let token_b = crate::support::sign("secret-B-value", "hup", None);
@@ -193,20 +178,13 @@ async fn sighup_rotates_secrets_and_sigterm_drains() {
 
 #[tokio::test]
 async fn emulator_subcommand_serves_standalone() {
-    use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
         .args(["emulator", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = first.split_whitespace().last().unwrap().to_string();
+    let base = format!("http://{}", announced_addr(&mut child).await);
     let (status, body) = crate::support::http(
         hyper::Method::GET,
         &format!("{base}/_emulator/connections"),
@@ -222,7 +200,6 @@ async fn emulator_subcommand_serves_standalone() {
 /// Tokens and secrets never reach the logs, even at trace level.
 #[tokio::test]
 async fn logs_never_contain_tokens_or_secrets() {
-    use tokio::io::AsyncBufReadExt;
     let secret = "log-test-secret-value-42";
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
         .args([
@@ -244,7 +221,6 @@ async fn logs_never_contain_tokens_or_secrets() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     // Drain the logs while the gateway runs, or a full pipe would block its writes.
     let mut stderr = child.stderr.take().unwrap();
     let logs = tokio::spawn(async move {
@@ -253,19 +229,7 @@ async fn logs_never_contain_tokens_or_secrets() {
         let _ = stderr.read_to_end(&mut all).await;
         all
     });
-    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = announced_addr(&mut child).await;
     let good = crate::support::sign(secret, "logged", None);
     let expired = crate::support::sign(secret, "logged", Some(-5));
     let forged = crate::support::sign("not-the-secret", "logged", None);
@@ -309,4 +273,25 @@ async fn logs_never_contain_tokens_or_secrets() {
             "a token or secret leaked into the logs"
         );
     }
+}
+
+/// Reads the first stdout line of a spawned `stream-edge` (`… listening on http://ADDR …`) and
+/// returns ADDR; the rest of stdout keeps being drained so the child never blocks on it.
+async fn announced_addr(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(crate::support::WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
 }

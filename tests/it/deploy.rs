@@ -423,7 +423,7 @@ async fn probes_answer_on_the_admin_listener_of_the_mounted_config() {
             config
                 .get("listen")
                 .and_then(|v| v.as_str())
-                .unwrap_or("127.0.0.1:8080"),
+                .unwrap_or(stream_edge::config::DEFAULT_LISTEN),
         );
         for (addr, what) in [("admin_listen", admin), ("listen", listen)] {
             let ip = config
