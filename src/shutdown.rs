@@ -47,19 +47,23 @@ impl Shutdown {
         F: Future<Output = ()> + Send + 'static,
     {
         let panics = self.panics.clone();
-        self.tracker.spawn(async move {
-            if let Err(p) = AssertUnwindSafe(fut).catch_unwind().await {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into());
-                tracing::error!(panic = %msg, "task panicked");
-                if let Ok(mut v) = panics.lock() {
-                    v.push(msg);
+        // A combinator, not an `async move` block: the block would store `fut` twice (as its
+        // captured variable and inside the awaited `CatchUnwind`), doubling every task's memory;
+        // heaptrack showed 27.6 KiB per upstream task for a 13.8 KiB future.
+        self.tracker
+            .spawn(AssertUnwindSafe(fut).catch_unwind().map(move |r| {
+                if let Err(p) = r {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    tracing::error!(panic = %msg, "task panicked");
+                    if let Ok(mut v) = panics.lock() {
+                        v.push(msg);
+                    }
                 }
-            }
-        });
+            }));
     }
 
     /// Panics recorded so far.

@@ -2,13 +2,15 @@
 //! upstream connection they share. Routing an upstream event to the right sessions happens here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
+
+use super::mailbox::{Delivery, Mailbox, Pushed};
 
 use super::event::{Audience, EventHead};
 use super::watch::{SessionId, WatchTable};
@@ -17,40 +19,6 @@ use crate::error::close;
 use crate::metrics::{event_label, Metrics};
 use crate::privacy::filter::{self, Known, Verdict};
 use crate::privacy::Privacy;
-
-/// An event on its way to one session, stamped with when it arrived from upstream.
-pub struct Delivery {
-    pub frame: Utf8Bytes,
-    pub received: Instant,
-}
-
-/// Ends a session from outside its task (slow consumer, upstream loss) with a close code.
-#[derive(Default)]
-pub struct Closer {
-    token: CancellationToken,
-    reason: OnceLock<(u16, &'static str)>,
-}
-
-impl Closer {
-    /// Asks the session to close; the first reason wins.
-    pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.reason.set((code, reason));
-        self.token.cancel();
-    }
-
-    /// Resolves once [`Closer::close`] was called.
-    pub async fn closed(&self) -> (u16, &'static str) {
-        self.token.cancelled().await;
-        self.reason
-            .get()
-            .copied()
-            .unwrap_or((close::UPSTREAM_LOST, "closed"))
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.token.is_cancelled()
-    }
-}
 
 /// The upstream connection's handshake result.
 pub struct Ready {
@@ -67,8 +35,7 @@ pub enum Status {
 }
 
 pub(super) struct Entry {
-    pub(super) tx: mpsc::Sender<Delivery>,
-    pub(super) closer: Arc<Closer>,
+    pub(super) mailbox: Arc<Mailbox>,
     pub(super) transport: Transport,
 }
 
@@ -188,7 +155,9 @@ impl Hub {
         let sender = head.user.as_ref().map(|u| u.id.as_ref());
         if filter::indicator(&head.kind).is_some() && sender.is_some_and(|s| s != &*self.user) {
             let known = match sender {
-                Some(s) => match privacy.get(&self.app, s).await {
+                // Boxed: the lookup's future is large and only typing/read events from other
+                // users need it; inline, it would sit in every hub's upstream task.
+                Some(s) => match Box::pin(privacy.get(&self.app, s)).await {
                     Ok(settings) => Known::Settings(settings),
                     Err(_) => Known::Unknown,
                 },
@@ -231,19 +200,16 @@ impl Hub {
     }
 
     fn deliver(&self, entry: &Entry, frame: &Utf8Bytes, received: Instant, kind: &'static str) {
-        if entry.closer.is_closed() {
-            return;
-        }
-        match entry.tx.try_send(Delivery {
+        match entry.mailbox.push(Delivery {
             frame: frame.clone(),
             received,
         }) {
-            Ok(()) => self
+            Pushed::Queued => self
                 .metrics
                 .events_delivered
                 .with_label_values(&[entry.transport.label(), kind])
                 .inc(),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Pushed::Full => {
                 // Policy: a session that cannot keep up is closed with a reconnect code (its SDK
                 // then recovers state), never allowed to slow the user's other sessions.
                 self.metrics
@@ -254,16 +220,16 @@ impl Hub {
                     .limit_hits
                     .with_label_values(&["session_queue"])
                     .inc();
-                entry.closer.close(close::TRY_AGAIN_LATER, "slow consumer");
+                entry.mailbox.close(close::TRY_AGAIN_LATER, "slow consumer");
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Pushed::Closed => {}
         }
     }
 
     /// Closes every session (upstream lost or gateway retiring the hub).
     pub(super) fn close_all(&self, code: u16, reason: &'static str) {
         for entry in self.lock().sessions.values() {
-            entry.closer.close(code, reason);
+            entry.mailbox.close(code, reason);
         }
     }
 }

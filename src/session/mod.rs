@@ -12,6 +12,7 @@
 mod backoff;
 pub mod event;
 mod hub;
+pub mod mailbox;
 mod upstream_task;
 pub mod watch;
 
@@ -20,10 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use hub::{Closer, Delivery, Hub, Ready, Status};
+pub use hub::{Hub, Ready, Status};
+pub use mailbox::{Delivery, Mailbox, Next};
 pub use watch::SessionId;
 
 use crate::auth::Identity;
@@ -81,8 +82,8 @@ impl Attachment {
 
 pub struct Attachment {
     pub id: SessionId,
-    pub events: mpsc::Receiver<Delivery>,
-    pub closer: Arc<Closer>,
+    /// Events routed to this session, and why it must close.
+    pub mailbox: Arc<Mailbox>,
     pub ready: Arc<Ready>,
     pub hub: Arc<Hub>,
     _guard: Guard,
@@ -145,11 +146,9 @@ impl Hubs {
             return Err(EdgeError::Draining);
         }
         let id: SessionId = Arc::from(uuid::Uuid::new_v4().to_string());
-        let (tx, events) = mpsc::channel(queue.max(1));
-
-        let closer = Arc::new(Closer::default());
+        let mailbox = Arc::new(Mailbox::new(queue));
         let (hub, details_changed) =
-            self.join_hub(app, identity, details, &id, tx, &closer, transport)?;
+            self.join_hub(app, identity, details, &id, &mailbox, transport)?;
         lock(&self.inner.sessions).insert(id.clone(), hub.clone());
         let guard = Guard {
             hubs: self.clone(),
@@ -183,8 +182,7 @@ impl Hubs {
         }
         Ok(Attachment {
             id,
-            events,
-            closer,
+            mailbox,
             ready,
             hub,
             _guard: guard,
@@ -198,8 +196,7 @@ impl Hubs {
         identity: &Identity,
         details: &RawValue,
         id: &SessionId,
-        tx: mpsc::Sender<Delivery>,
-        closer: &Arc<Closer>,
+        mailbox: &Arc<Mailbox>,
         transport: Transport,
     ) -> Result<(Arc<Hub>, bool), EdgeError> {
         let limits = &self.inner.limits;
@@ -246,8 +243,7 @@ impl Hubs {
             st.sessions.insert(
                 id.clone(),
                 hub::Entry {
-                    tx,
-                    closer: closer.clone(),
+                    mailbox: mailbox.clone(),
                     transport,
                 },
             );

@@ -13,24 +13,42 @@ use super::hub::{Ready, Status};
 use super::{Hub, Hubs};
 use crate::upstream::Upstream;
 
+/// The hub's upstream task. It lives as long as the hub, one per user, so the one-off connect
+/// (TLS and WebSocket handshakes) runs in its own boxed future: inline, its state would stay part
+/// of every hub's memory.
 pub(super) async fn run(
     hub: Arc<Hub>,
     hubs: Hubs,
     upstream: Arc<Upstream>,
     details: Box<RawValue>,
 ) {
+    let Some((ws, ping)) = Box::pin(open(&hub, &hubs, &upstream, details)).await else {
+        return;
+    };
+    serve(ws, ping, &hub, &hubs, &upstream).await;
+}
+
+type UpstreamWs = crate::upstream::ws::UpstreamSocket;
+
+async fn open(
+    hub: &Arc<Hub>,
+    hubs: &Hubs,
+    upstream: &Arc<Upstream>,
+    details: Box<RawValue>,
+) -> Option<(UpstreamWs, String)> {
     let app = hub.app.clone();
     let m = upstream.metrics.clone();
     let wait = hubs.backoff().wait(&app);
+
     let connect = async {
         tokio::time::sleep(wait).await;
         upstream.connect_ws(&app, &hub.user, &details).await
     };
     let connected = tokio::select! {
         r = connect => r,
-        _ = hub.cancel.cancelled() => return,
+        _ = hub.cancel.cancelled() => return None,
     };
-    let (mut ws, handshake) = match connected {
+    let (ws, handshake) = match connected {
         Ok(ok) => ok,
         Err(e) => {
             m.upstream_connects
@@ -43,8 +61,8 @@ pub(super) async fn run(
                 backoff_ms = delay.as_millis() as u64,
                 "upstream connect failed"
             );
-            hubs.fail(&hub, &e.to_string());
-            return;
+            hubs.fail(hub, &e.to_string());
+            return None;
         }
     };
     m.upstream_connects.with_label_values(&[&app, "ok"]).inc();
@@ -62,7 +80,13 @@ pub(super) async fn run(
         connection_id: handshake.connection_id,
         me: handshake.me,
     })));
+    Some((ws, ping))
+}
 
+/// Relays upstream frames into the hub until the connection ends or the hub retires.
+async fn serve(mut ws: UpstreamWs, ping: String, hub: &Arc<Hub>, hubs: &Hubs, upstream: &Upstream) {
+    let app = &hub.app;
+    let m = &upstream.metrics;
     let cfg = &upstream.config;
     let mut ticker = tokio::time::interval(cfg.ping_interval);
     ticker.tick().await;
@@ -71,13 +95,15 @@ pub(super) async fn run(
         let deadline = tokio::time::Instant::from_std(last_rx + cfg.watchdog);
         tokio::select! {
             _ = hub.cancel.cancelled() => {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+                let closing = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None));
+                let _ = Box::pin(closing).await;
                 break "retired";
             }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
                     hub.route(frame, last_rx, hubs.privacy()).await;
+
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
                 Some(Err(_)) => break "error",
@@ -91,13 +117,13 @@ pub(super) async fn run(
             _ = tokio::time::sleep_until(deadline) => break "watchdog",
         }
     };
-    m.upstream_open.with_label_values(&[&app]).dec();
+    m.upstream_open.with_label_values(&[app]).dec();
     m.upstream_disconnects
-        .with_label_values(&[&app, reason])
+        .with_label_values(&[app, reason])
         .inc();
     if reason != "retired" {
         tracing::info!(app = %app, reason, "upstream connection lost; closing its sessions");
-        hubs.fail(&hub, reason);
+        hubs.fail(hub, reason);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::config::LongPollConfig;
 use crate::error::close;
 use crate::gateway::Shared;
 use crate::metrics::Metrics;
-use crate::session::{Attachment, Closer, Hub, SessionId};
+use crate::session::{Attachment, Hub, Mailbox, Next, SessionId};
 
 /// How a poll ended.
 pub enum PollEnd {
@@ -32,7 +32,7 @@ pub struct LpSession {
     pub id: SessionId,
     pub hub: Arc<Hub>,
     pub anonymous: bool,
-    closer: Arc<Closer>,
+    mailbox: Arc<Mailbox>,
     attachment: tokio::sync::Mutex<Attachment>,
     /// Bumped by every poll; a held poll whose number is no longer current yields.
     generation: AtomicU64,
@@ -59,7 +59,7 @@ impl LpSession {
             id: att.id.clone(),
             hub: att.hub.clone(),
             anonymous,
-            closer: att.closer.clone(),
+            mailbox: att.mailbox.clone(),
             attachment: tokio::sync::Mutex::new(att),
             generation: AtomicU64::new(0),
             preempt: Notify::new(),
@@ -104,23 +104,22 @@ impl LpSession {
         tokio::select! {
             biased;
             _ = self.ended.cancelled() => PollEnd::Gone,
-            _ = self.closer.closed() => PollEnd::Gone,
             _ = shutdown.cancelled() => PollEnd::Gone,
-            ev = att.events.recv() => match ev {
-                None => PollEnd::Gone,
-                Some(first) => {
+            next = att.mailbox.next() => match next {
+                Next::Closed(..) => PollEnd::Gone,
+                Next::Event(first) => {
                     let m = att.hub_metrics().clone();
 
                     let mut out = Vec::with_capacity(8);
                     m.event_delivery_seconds.observe(first.received.elapsed().as_secs_f64());
                     out.push(first.frame);
                     while out.len() < cfg.max_batch {
-                        match att.events.try_recv() {
-                            Ok(d) => {
+                        match att.mailbox.try_next() {
+                            Some(d) => {
                                 m.event_delivery_seconds.observe(d.received.elapsed().as_secs_f64());
                                 out.push(d.frame);
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                     PollEnd::Events(out)
@@ -137,7 +136,7 @@ impl LpSession {
             let due = tokio::time::Instant::from_std(self.last_poll() + timeout);
             tokio::select! {
                 _ = self.ended.cancelled() => return,
-                (code, _) = self.closer.closed() => {
+                (code, _) = self.mailbox.closed() => {
                     break if code == close::TRY_AGAIN_LATER { "queue_overflow" } else { "upstream_lost" };
                 }
                 _ = shared.shutdown.cancelled() => break "draining",

@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connect::{self, Prepared};
 use crate::error::EdgeError;
@@ -81,18 +79,14 @@ pub fn upgrade(
     }
     let prepared = admit(&req, peer, &shared).and_then(|()| prepare(&req, &shared));
 
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_shared = shared.clone();
-    shared.tasks.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let config = socket_config(&task_shared);
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
-        super::ws_session::run(ws, prepared, task_shared).await;
+    let pending = Box::new(super::ws_session::Pending {
+        upgrade: hyper::upgrade::on(&mut req),
+        prepared,
     });
+    shared
+        .tasks
+        .spawn(super::ws_session::run(pending, shared.clone()));
+
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
@@ -112,6 +106,14 @@ pub fn admit<B>(
     shared: &Shared,
 ) -> Result<(), EdgeError> {
     let ip = crate::limits::client_ip(peer, req.headers(), &shared.config.limits.trusted_proxies);
+    admit_ip(ip, shared)
+}
+
+/// [`admit`] for a client address already resolved.
+///
+/// # Errors
+/// As [`admit`].
+pub fn admit_ip(ip: std::net::IpAddr, shared: &Shared) -> Result<(), EdgeError> {
     if shared.connect_limiter.admit(ip) {
         Ok(())
     } else {

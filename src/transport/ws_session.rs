@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -17,23 +17,70 @@ use super::connect::Prepared;
 use super::frames;
 use crate::error::{close, EdgeError};
 use crate::gateway::Shared;
-use crate::session::{Attachment, Transport};
+use crate::session::{Attachment, Next, Transport};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Events written per flush, so a burst is batched into few syscalls without starving reads.
 const WRITE_BATCH: usize = 64;
 
-pub(super) async fn run(
-    mut ws: Socket,
-    prepared: Result<Prepared, EdgeError>,
-    shared: Arc<Shared>,
-) {
+/// What a session task starts from: the upgrade to wait for and the authenticated connect.
+pub(super) struct Pending {
+    pub(super) upgrade: hyper::upgrade::OnUpgrade,
+    pub(super) prepared: Result<Prepared, EdgeError>,
+}
+
+/// Who a live session belongs to, for its closing log line.
+struct Owner {
+    app: String,
+    user: Arc<str>,
+    exp: Option<u64>,
+}
+
+/// The session task. Memory matters here (15,000 of these are the idle benchmark): the one-off
+/// setup runs in its own boxed future, so only the live loop's state stays allocated for the
+/// session's lifetime.
+pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
+    let Some((mut ws, att, owner)) = Box::pin(open(pending, &shared)).await else {
+        return;
+    };
     let m = &shared.metrics;
+    m.sessions_opened.with_label_values(&["ws"]).inc();
+    m.sessions_open.with_label_values(&["ws"]).inc();
+    let started = Instant::now();
+    let (code, reason) = serve(&mut ws, att, owner.exp, &shared).await;
+    m.sessions_open.with_label_values(&["ws"]).dec();
+    m.sessions_closed.with_label_values(&["ws", reason]).inc();
+    tracing::info!(
+        app = %owner.app,
+        user = %owner.user,
+        transport = "ws",
+        duration_ms = started.elapsed().as_millis() as u64,
+        close_code = code,
+        reason,
+        "session closed"
+    );
+    if code != 0 {
+        Box::pin(close_socket(&mut ws, code, reason)).await;
+    }
+}
+
+/// Completes the upgrade, attaches the session to its hub and sends the `health.check` that
+/// opens it; refusals are answered here.
+async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, Attachment, Owner)> {
+    let Pending { upgrade, prepared } = *pending;
+    let upgraded = upgrade.await.ok()?;
+    let config = super::ws::socket_config(shared);
+    let mut ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     let prepared = match prepared {
         Ok(p) => p,
-        Err(e) => return reject(ws, &e, &shared).await,
+        Err(e) => {
+            reject(ws, &e, shared).await;
+            return None;
+        }
     };
+
     // The client's own settings take effect for the next event (the connect is an upsert).
     shared
         .privacy
@@ -53,30 +100,21 @@ pub(super) async fn run(
     };
     let att = match att {
         Ok(a) => a,
-        Err(e) => return reject(ws, &e, &shared).await,
+        Err(e) => {
+            reject(ws, &e, shared).await;
+            return None;
+        }
     };
     let first = frames::connected(&att.id, &att.ready.me);
     if ws.send(Message::text(first)).await.is_err() {
-        return;
+        return None;
     }
-    m.sessions_opened.with_label_values(&["ws"]).inc();
-    m.sessions_open.with_label_values(&["ws"]).inc();
-    let started = Instant::now();
-    let (code, reason) = serve(&mut ws, att, prepared.identity.exp, &shared).await;
-    m.sessions_open.with_label_values(&["ws"]).dec();
-    m.sessions_closed.with_label_values(&["ws", reason]).inc();
-    tracing::info!(
-        app = %prepared.request.api_key,
-        user = %prepared.identity.user_id,
-        transport = "ws",
-        duration_ms = started.elapsed().as_millis() as u64,
-        close_code = code,
-        reason,
-        "session closed"
-    );
-    if code != 0 {
-        close_socket(&mut ws, code, reason).await;
-    }
+    let owner = Owner {
+        app: prepared.request.api_key,
+        user: prepared.identity.user_id,
+        exp: prepared.identity.exp,
+    };
+    Some((ws, att, owner))
 }
 
 /// Refuses a connect: retryable failures close with a reconnect code and no error frame (the SDK
@@ -110,7 +148,7 @@ async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
 /// metric reason.
 async fn serve(
     ws: &mut Socket,
-    mut att: Attachment,
+    att: Attachment,
     exp: Option<u64>,
     shared: &Shared,
 ) -> (u16, &'static str) {
@@ -127,11 +165,13 @@ async fn serve(
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return (close::GOING_AWAY, "draining"),
-            (code, reason) = att.closer.closed() => return (code, reason),
             _ = &mut expiry, if exp.is_some() => return (close::TOKEN_EXPIRED, "token_expired"),
             _ = &mut idle => return (close::IDLE, "client_idle"),
-            ev = att.events.recv() => {
-                let Some(first) = ev else { return (close::UPSTREAM_LOST, "upstream_lost") };
+            next = att.mailbox.next() => {
+                let first = match next {
+                    Next::Event(d) => d,
+                    Next::Closed(code, reason) => return (code, reason),
+                };
                 let mut batch = Some(first);
                 let mut n = 0;
                 while let Some(d) = batch.take() {
@@ -142,7 +182,7 @@ async fn serve(
                     delivery.observe(d.received.elapsed().as_secs_f64());
                     n += 1;
                     if n < WRITE_BATCH {
-                        batch = att.events.try_recv().ok();
+                        batch = att.mailbox.try_next();
                     }
                 }
                 if ws.flush().await.is_err() {

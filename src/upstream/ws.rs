@@ -15,6 +15,11 @@ use super::{Upstream, UpstreamError};
 /// An open upstream socket.
 pub type UpstreamSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Read buffer of each upstream WebSocket (one per user). Several events fit in one read; the
+/// buffer lives as long as the user has a session, so it is kept small (it grows for a larger
+/// frame when one arrives).
+const UPSTREAM_READ_BUFFER: usize = 4 * 1024;
+
 /// What upstream's handshake frame told us.
 #[derive(Debug)]
 pub struct Handshake {
@@ -74,7 +79,7 @@ impl Upstream {
             .append_pair("X-Stream-Client", CLIENT_ID);
 
         let config = WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
+            .read_buffer_size(UPSTREAM_READ_BUFFER)
             .max_message_size(Some(16 << 20))
             .max_frame_size(Some(16 << 20));
         let budget = self.config.connect_timeout;
