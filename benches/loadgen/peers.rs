@@ -292,8 +292,11 @@ drain_seconds = 1
 }
 
 fn start_nginx(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
-    let prefix = dir.join("nginx");
+    // Absolute: nginx resolves `-c` and the temp paths against `-p`, so a relative `--out`
+    // (as `benches/run.sh` passes) would be applied twice.
+    let prefix = std::path::absolute(dir.join("nginx"))?;
     std::fs::create_dir_all(prefix.join("logs"))?;
+
     let port = free_port()?;
     // Two workers (one per core), each may hold 2 fds per proxied connection: 19,900 is this
     // sandbox's hard limit. reuseport spreads the accepts over both workers.

@@ -77,7 +77,18 @@ pub async fn handle(
             }
         }
         _ if has_json => match super::ws::admit(&req, peer, &shared) {
-            Ok(()) => connect(&shared, &query, token.as_deref(), auth_type.as_deref()).await,
+            // Boxed: the connect's one-off futures (auth, privacy, hub attach) would otherwise
+            // size every held poll's future.
+            Ok(()) => {
+                Box::pin(connect(
+                    &shared,
+                    &query,
+                    token.as_deref(),
+                    auth_type.as_deref(),
+                ))
+                .await
+            }
+
             Err(e) => {
                 m.connect_rejected
                     .with_label_values(&["longpoll", e.class().label])
