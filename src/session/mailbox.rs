@@ -4,7 +4,7 @@
 //!
 //! Why not a tokio mpsc channel plus a cancellation token: that pair cost about 2.3 KiB per session
 //! even when idle (the channel's first 32-slot block and its cache-padded state, plus a token tree
-//! node), measured with heaptrack on 15,000 idle sessions. This is one allocation of about 100
+//! node), measured with heaptrack on 15,000 idle sessions. This is one allocation of about 150
 //! bytes; its queue allocates only while events wait and is given back once drained.
 
 use std::collections::VecDeque;
@@ -49,9 +49,13 @@ struct State {
 /// One session's inbox.
 pub struct Mailbox {
     state: Mutex<State>,
-    /// Woken (all waiters) on every push into an empty queue and on close. Waiters enable their
-    /// `Notified` before checking the state, so no wake-up is lost between check and wait.
+    /// Woken on every push into an empty queue and on close: the transport's [`Mailbox::next`].
+    /// Waiters enable their `Notified` before checking the state, so no wake-up is lost between
+    /// check and wait.
     notify: Notify,
+    /// Woken only on close: [`Mailbox::closed`] (the long-poll watchdog), which must not be woken
+    /// by every event.
+    closing: Notify,
     capacity: usize,
 }
 
@@ -64,6 +68,7 @@ impl Mailbox {
                 closed: None,
             }),
             notify: Notify::new(),
+            closing: Notify::new(),
             capacity: capacity.max(1),
         }
     }
@@ -99,10 +104,7 @@ impl Mailbox {
         }
         drop(st);
         self.notify.notify_waiters();
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed.is_some()
+        self.closing.notify_waiters();
     }
 
     /// Waits for the next event, or for the close reason (which wins over queued events).
@@ -136,7 +138,8 @@ impl Mailbox {
     /// Resolves once [`Mailbox::close`] was called.
     pub async fn closed(&self) -> (u16, &'static str) {
         loop {
-            let notified = self.notify.notified();
+            let notified = self.closing.notified();
+
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(r) = self.lock().closed {

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::hub::{Ready, Status};
 use super::{Hub, Hubs};
+use crate::upstream::ws::UpstreamSocket;
 use crate::upstream::Upstream;
 
 /// The hub's upstream task. It lives as long as the hub, one per user, so the one-off connect
@@ -28,18 +29,15 @@ pub(super) async fn run(
     serve(ws, ping, &hub, &hubs, &upstream).await;
 }
 
-type UpstreamWs = crate::upstream::ws::UpstreamSocket;
-
 async fn open(
     hub: &Arc<Hub>,
     hubs: &Hubs,
     upstream: &Arc<Upstream>,
     details: Box<RawValue>,
-) -> Option<(UpstreamWs, String)> {
+) -> Option<(UpstreamSocket, String)> {
     let app = hub.app.clone();
     let m = upstream.metrics.clone();
     let wait = hubs.backoff().wait(&app);
-
     let connect = async {
         tokio::time::sleep(wait).await;
         upstream.connect_ws(&app, &hub.user, &details).await
@@ -84,7 +82,13 @@ async fn open(
 }
 
 /// Relays upstream frames into the hub until the connection ends or the hub retires.
-async fn serve(mut ws: UpstreamWs, ping: String, hub: &Arc<Hub>, hubs: &Hubs, upstream: &Upstream) {
+async fn serve(
+    mut ws: UpstreamSocket,
+    ping: String,
+    hub: &Arc<Hub>,
+    hubs: &Hubs,
+    upstream: &Upstream,
+) {
     let app = &hub.app;
     let m = &upstream.metrics;
     let cfg = &upstream.config;
@@ -103,7 +107,6 @@ async fn serve(mut ws: UpstreamWs, ping: String, hub: &Arc<Hub>, hubs: &Hubs, up
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
                     hub.route(frame, last_rx, hubs.privacy()).await;
-
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
                 Some(Err(_)) => break "error",

@@ -88,7 +88,6 @@ pub async fn handle(
                 ))
                 .await
             }
-
             Err(e) => {
                 m.connect_rejected
                     .with_label_values(&["longpoll", e.class().label])

@@ -86,7 +86,6 @@ pub fn upgrade(
     shared
         .tasks
         .spawn(super::ws_session::run(pending, shared.clone()));
-
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
@@ -106,14 +105,6 @@ pub fn admit<B>(
     shared: &Shared,
 ) -> Result<(), EdgeError> {
     let ip = crate::limits::client_ip(peer, req.headers(), &shared.config.limits.trusted_proxies);
-    admit_ip(ip, shared)
-}
-
-/// [`admit`] for a client address already resolved.
-///
-/// # Errors
-/// As [`admit`].
-pub fn admit_ip(ip: std::net::IpAddr, shared: &Shared) -> Result<(), EdgeError> {
     if shared.connect_limiter.admit(ip) {
         Ok(())
     } else {
