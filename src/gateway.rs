@@ -174,6 +174,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let accept = tokio::spawn(crate::listener::serve(listener, tls, shared.clone()));
+    life.spawn(crate::transport::lp_session::sweep(shared.clone()));
+
     // Readiness follows upstream reachability; the first probe runs before start returns.
     let up = shared.upstream.probe().await;
     life.set_upstream_up(up);

@@ -6,18 +6,20 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::error::EdgeError;
 use crate::gateway::Shared;
+use crate::transport::io::{BoxIo, Io, Prefixed, Switch};
 use crate::upstream::BoxError;
 
 /// Response body used everywhere: full, empty, or streamed from upstream.
@@ -91,45 +93,82 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let conn_shared = shared.clone();
-        let tls = tls.clone();
-        shared.tasks.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, conn_shared).await,
-                Some(acceptor) => {
-                    let budget = conn_shared.config.limits.header_timeout;
-                    match tokio::time::timeout(budget, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => serve_connection(s, peer, conn_shared).await,
-                        Ok(Err(e)) => {
-                            conn_shared
-                                .metrics
-                                .bad_input
-                                .with_label_values(&["tls", "handshake_failed"])
-                                .inc();
-                            tracing::debug!(error = %e, "tls handshake failed");
-                        }
-                        Err(_) => {
-                            conn_shared
-                                .metrics
-                                .limit_hits
-                                .with_label_values(&["tls_handshake_timeout"])
-                                .inc();
-                        }
+        // Two task types, each sized to its own state: one task for both would make every plain
+        // connection (a held poll included) as large as a TLS one, whose handshake and stream
+        // state are about 10 KiB.
+        match &tls {
+            None => shared.tasks.spawn(async move {
+                serve_connection(stream, peer, conn_shared).await;
+                drop(permit);
+            }),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                shared.tasks.spawn(async move {
+                    if let Some(s) = Box::pin(handshake(acceptor, stream, &conn_shared)).await {
+                        serve_connection(s, peer, conn_shared).await;
                     }
-                }
+                    drop(permit);
+                })
             }
-            drop(permit);
-        });
+        };
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+/// The TLS handshake, bounded by the header timeout; failures are counted.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    shared: &Shared,
+) -> Option<Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+    let budget = shared.config.limits.header_timeout;
+    match tokio::time::timeout(budget, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            shared
+                .metrics
+                .bad_input
+                .with_label_values(&["tls", "handshake_failed"])
+                .inc();
+            tracing::debug!(error = %e, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            shared
+                .metrics
+                .limit_hits
+                .with_label_values(&["tls_handshake_timeout"])
+                .inc();
+            None
+        }
+    }
+}
+
+/// Every connection starts on the lean long-poll front, which passes other requests to hyper.
+async fn serve_connection<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
+    crate::transport::lp_http::serve(stream, peer, shared).await;
+}
+
+/// A WebSocket upgrade accepted by the router, waiting for hyper to hand over the connection.
+pub(crate) type UpgradeSlot = Arc<std::sync::Mutex<Option<crate::transport::ws::Accepted>>>;
+
+/// Serves a connection with hyper (HTTP/1.1 keep-alive, header limits), starting with `read`, the
+/// bytes the lean front already took. Returns the stream and the next request's head when the
+/// client's next request is a long-poll (the lean front answers it); `None` when the connection
+/// is over or became a WebSocket session.
+pub(crate) async fn serve_hyper<S: Io>(
+    stream: S,
+    read: Bytes,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Option<(S, Vec<u8>)> {
+    let slot = UpgradeSlot::default();
     let svc_shared = shared.clone();
+    let svc_slot = slot.clone();
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, shared).await) }
+        let slot = svc_slot.clone();
+        // Boxed: `poll_without_shutdown` needs an `Unpin` connection.
+        Box::pin(async move { Ok::<_, Infallible>(route(req, peer, shared, &slot).await) })
     });
     let limits = &shared.config.limits;
     let mut builder = http1::Builder::new();
@@ -138,25 +177,55 @@ where
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "client connection error");
-            }
-        }
+    let io = Switch::new(stream, read, limits.max_header_bytes);
+    // `poll_without_shutdown` rather than `with_upgrades`: both a WebSocket upgrade and a switch
+    // back to the lean front need the stream back from hyper (`into_parts`).
+    let mut conn = builder.serve_connection(TokioIo::new(io), svc);
+    let done = tokio::select! {
+        r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
         _ = shared.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
+            std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+        }
+    };
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "client connection error");
+        return None;
+    }
+    let parts = conn.into_parts();
+    let (mut stream, captured, pending) = parts.io.into_inner().into_parts();
+    tracing::trace!(
+        read_buf = parts.read_buf.len(),
+        captured = captured.is_some(),
+        "hyper finished with the connection"
+    );
+
+    let accepted = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(accepted) = accepted {
+        // Copied, not kept: hyper's read buffer is 8 KiB however little of it is unread.
+        let mut read = BytesMut::with_capacity(parts.read_buf.len() + pending.len());
+        read.extend_from_slice(&parts.read_buf);
+        read.extend_from_slice(&pending);
+        let read = if read.is_empty() {
+            Bytes::new()
+        } else {
+            read.freeze()
+        };
+        let io: BoxIo = Box::new(Prefixed::new(read, stream));
+        accepted.start(io, shared);
+        return None;
+    }
+    match captured {
+        Some(head) if parts.read_buf.is_empty() => Some((stream, head)),
+        _ => {
+            let _ = stream.shutdown().await;
+            None
         }
     }
 }
 
 /// Collapses the leading `//` a trailing-slash `baseURL` produces (stream-protocol.md 1.2).
-fn normalize(path: &str) -> &str {
+pub(crate) fn normalize(path: &str) -> &str {
     let trimmed = path.trim_start_matches('/');
     if trimmed.len() + 1 < path.len() {
         &path[path.len() - trimmed.len() - 1..]
@@ -165,16 +234,21 @@ fn normalize(path: &str) -> &str {
     }
 }
 
-async fn route(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -> Response<Body> {
+async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    upgrade: &UpgradeSlot,
+) -> Response<Body> {
     let path = normalize(req.uri().path()).to_string();
     let mut resp = if req.method() == Method::OPTIONS {
         crate::rest::cors::preflight(&req)
     } else if path == "/connect" {
-        crate::transport::ws::upgrade(req, peer, shared)
+        crate::transport::ws::upgrade(req, peer, shared, upgrade)
     } else if path == "/longpoll" {
         // Both branches are boxed: inline, every request's future (a held poll included) would be
         // as large as the largest branch.
-        Box::pin(crate::transport::longpoll::handle(req, peer, shared)).await
+        return Box::pin(crate::transport::longpoll::handle(req, peer, shared)).await;
     } else if shared.shutdown.is_cancelled() {
         json_error(&EdgeError::Draining)
     } else {

@@ -58,6 +58,10 @@ pub const DEFAULT_LONGPOLL_HOLD: Duration = Duration::from_secs(20);
 /// A long-poll session not polled for this long expires; its next poll gets code 46
 /// (`longpoll.session_timeout_seconds`).
 pub const DEFAULT_LONGPOLL_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest pause between two scans for expired long-poll sessions (no key: a quarter of
+/// `longpoll.session_timeout_seconds`, at most this).
+pub const DEFAULT_LONGPOLL_SWEEP: Duration = Duration::from_secs(1);
+
 /// Events buffered for a long-poll session between polls (`longpoll.queue_capacity`); overflow
 /// expires the session.
 pub const DEFAULT_LONGPOLL_QUEUE: usize = 1024;

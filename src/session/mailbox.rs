@@ -53,9 +53,6 @@ pub struct Mailbox {
     /// Waiters enable their `Notified` before checking the state, so no wake-up is lost between
     /// check and wait.
     notify: Notify,
-    /// Woken only on close: [`Mailbox::closed`] (the long-poll watchdog), which must not be woken
-    /// by every event.
-    closing: Notify,
     capacity: usize,
 }
 
@@ -68,7 +65,6 @@ impl Mailbox {
                 closed: None,
             }),
             notify: Notify::new(),
-            closing: Notify::new(),
             capacity: capacity.max(1),
         }
     }
@@ -104,7 +100,11 @@ impl Mailbox {
         }
         drop(st);
         self.notify.notify_waiters();
-        self.closing.notify_waiters();
+    }
+
+    /// The close reason, once [`Mailbox::close`] was called.
+    pub fn close_reason(&self) -> Option<(u16, &'static str)> {
+        self.lock().closed
     }
 
     /// Waits for the next event, or for the close reason (which wins over queued events).
@@ -133,20 +133,6 @@ impl Mailbox {
             return None;
         }
         pop(&mut st)
-    }
-
-    /// Resolves once [`Mailbox::close`] was called.
-    pub async fn closed(&self) -> (u16, &'static str) {
-        loop {
-            let notified = self.closing.notified();
-
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(r) = self.lock().closed {
-                return r;
-            }
-            notified.await;
-        }
     }
 }
 
@@ -187,7 +173,7 @@ mod tests {
         ));
         assert!(m.try_next().is_none());
         assert_eq!(m.push(d("d")), Pushed::Closed);
-        assert_eq!(m.closed().await, (1013, "slow consumer"));
+        assert_eq!(m.close_reason(), Some((1013, "slow consumer")));
     }
 
     #[tokio::test]

@@ -44,28 +44,57 @@ impl LpRequest {
     }
 }
 
-/// Handles one `/longpoll` request.
+/// What a `/longpoll` request carries, reduced to what the handler needs (so nothing else of the
+/// request is kept while a poll is held).
+pub struct LpHead {
+    /// The raw query string.
+    pub query: String,
+    pub token: Option<String>,
+    pub auth_type: Option<String>,
+    /// The client's address, for the connect rate limit.
+    pub client_ip: std::net::IpAddr,
+}
+
+/// Handles one `/longpoll` request that reached hyper (the connection served other requests
+/// first; see `lp_http` for the usual path).
 pub async fn handle(
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
     shared: Arc<Shared>,
 ) -> Response<Body> {
-    let query = req.uri().query().unwrap_or("").to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let head = LpHead {
+        query: req.uri().query().unwrap_or("").to_string(),
+        token: header(header::AUTHORIZATION.as_str()),
+        auth_type: header("stream-auth-type"),
+        client_ip: crate::limits::client_ip(
+            peer,
+            req.headers(),
+            &shared.config.limits.trusted_proxies,
+        ),
+    };
+    drop(req);
+    handle_head(head, shared).await
+}
+
+/// Handles one `/longpoll` request from its head.
+pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
+    let LpHead {
+        query,
+        token,
+        auth_type,
+        client_ip,
+    } = head;
     let LpRequest {
         connection_id: conn_id,
         close,
         has_json,
     } = LpRequest::parse(&query);
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let auth_type = req
-        .headers()
-        .get("stream-auth-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let m = &shared.metrics;
     let result = match conn_id {
         Some(id) if !id.is_empty() => {
@@ -76,7 +105,7 @@ pub async fn handle(
                 Ok(identity) => poll(&shared, &id, identity.as_ref()).await,
             }
         }
-        _ if has_json => match super::ws::admit(&req, peer, &shared) {
+        _ if has_json => match super::ws::admit_ip(client_ip, &shared) {
             // Boxed: the connect's one-off futures (auth, privacy, hub attach) would otherwise
             // size every held poll's future.
             Ok(()) => {
@@ -88,6 +117,7 @@ pub async fn handle(
                 ))
                 .await
             }
+
             Err(e) => {
                 m.connect_rejected
                     .with_label_values(&["longpoll", e.class().label])
@@ -100,14 +130,16 @@ pub async fn handle(
             "longpoll needs json (connect) or connection_id (poll)".into(),
         )),
     };
-    match result {
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
             let outcome = e.class().label;
             m.longpoll_polls.with_label_values(&[outcome]).inc();
             json_error(&e)
         }
-    }
+    };
+    crate::rest::cors::decorate(&mut resp);
+    resp
 }
 
 async fn connect(
@@ -152,7 +184,7 @@ async fn connect(
     );
     shared
         .longpolls
-        .insert(LpSession::new(att, request.anonymous, shared.clone()));
+        .insert(LpSession::new(att, request.anonymous));
 
     m.sessions_opened.with_label_values(&["longpoll"]).inc();
     m.sessions_open.with_label_values(&["longpoll"]).inc();
@@ -241,7 +273,8 @@ async fn poll(
         }
         PollEnd::Preempted => ("preempted", "{\"events\":[]}".to_string()),
         PollEnd::Gone => {
-            shared.longpolls.remove(id, "ended");
+            let reason = shared.longpolls.get(id).map_or("ended", |s| s.end_reason());
+            shared.longpolls.remove(id, reason);
             return Err(EdgeError::ConnectionNotFound);
         }
     };

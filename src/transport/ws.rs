@@ -11,9 +11,10 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connect::{self, Prepared};
+use super::io::BoxIo;
 use crate::error::EdgeError;
 use crate::gateway::Shared;
-use crate::listener::{json_error, Body};
+use crate::listener::{json_error, Body, UpgradeSlot};
 
 /// Socket limits from config: small read buffer, bounded message, frame and write buffer.
 pub fn socket_config(shared: &Shared) -> WebSocketConfig {
@@ -49,11 +50,30 @@ fn is_upgrade(req: &Request<Incoming>) -> Option<String> {
     Some(derive_accept_key(key.as_bytes()))
 }
 
-/// Handles `/connect`.
+/// An accepted upgrade: the connect's outcome, to be served once hyper hands over the stream.
+pub struct Accepted {
+    prepared: Result<Prepared, EdgeError>,
+}
+
+impl Accepted {
+    /// Starts the session task on the upgraded stream.
+    pub fn start(self, io: BoxIo, shared: Arc<Shared>) {
+        let pending = Box::new(super::ws_session::Pending {
+            io,
+            prepared: self.prepared,
+        });
+        shared
+            .tasks
+            .spawn(super::ws_session::run(pending, shared.clone()));
+    }
+}
+
+/// Handles `/connect`: answers 101 and leaves the session in `slot` for the connection task.
 pub fn upgrade(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     peer: std::net::SocketAddr,
     shared: Arc<Shared>,
+    slot: &UpgradeSlot,
 ) -> Response<Body> {
     let Some(accept) = is_upgrade(&req) else {
         shared
@@ -79,13 +99,8 @@ pub fn upgrade(
     }
     let prepared = admit(&req, peer, &shared).and_then(|()| prepare(&req, &shared));
 
-    let pending = Box::new(super::ws_session::Pending {
-        upgrade: hyper::upgrade::on(&mut req),
-        prepared,
-    });
-    shared
-        .tasks
-        .spawn(super::ws_session::run(pending, shared.clone()));
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Accepted { prepared });
+
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
@@ -105,6 +120,14 @@ pub fn admit<B>(
     shared: &Shared,
 ) -> Result<(), EdgeError> {
     let ip = crate::limits::client_ip(peer, req.headers(), &shared.config.limits.trusted_proxies);
+    admit_ip(ip, shared)
+}
+
+/// [`admit`] for a client address already resolved (the lean long-poll front).
+///
+/// # Errors
+/// As [`admit`].
+pub fn admit_ip(ip: std::net::IpAddr, shared: &Shared) -> Result<(), EdgeError> {
     if shared.connect_limiter.admit(ip) {
         Ok(())
     } else {

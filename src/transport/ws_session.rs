@@ -6,27 +6,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::connect::Prepared;
+use super::io::BoxIo;
+
 use super::frames;
 use crate::error::{close, EdgeError};
 use crate::gateway::Shared;
 use crate::session::{Attachment, Next, Transport};
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<BoxIo>;
 
 /// Events written per flush, so a burst is batched into few syscalls without starving reads.
 const WRITE_BATCH: usize = 64;
 
-/// What a session task starts from: the upgrade to wait for and the authenticated connect.
+/// What a session task starts from: the upgraded stream and the authenticated connect.
 pub(super) struct Pending {
-    pub(super) upgrade: hyper::upgrade::OnUpgrade,
+    pub(super) io: BoxIo,
     pub(super) prepared: Result<Prepared, EdgeError>,
 }
 
@@ -68,11 +68,9 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
 /// Completes the upgrade, attaches the session to its hub and sends the `health.check` that
 /// opens it; refusals are answered here.
 async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, Attachment, Owner)> {
-    let Pending { upgrade, prepared } = *pending;
-    let upgraded = upgrade.await.ok()?;
+    let Pending { io, prepared } = *pending;
     let config = super::ws::socket_config(shared);
-    let mut ws =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let prepared = match prepared {
         Ok(p) => p,
         Err(e) => {

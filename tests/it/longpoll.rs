@@ -15,17 +15,23 @@ fn lp_config() -> stream_edge::config::Config {
     c
 }
 
-async fn lp_connect(gw: &TestGateway, user: &str) -> (String, Value) {
+/// The path and query of a long-poll connect, as the SDK sends it.
+pub fn connect_path(user: &str) -> String {
     let json = format!(r#"{{"user_id":"{user}","user_details":{{"id":"{user}"}}}}"#);
     let q = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("user_id", user)
         .append_pair("api_key", DEV_API_KEY)
         .append_pair("json", &json)
         .finish();
+    format!("/longpoll?{q}")
+}
+
+async fn lp_connect(gw: &TestGateway, user: &str) -> (String, Value) {
     let tok = gw.token(user, None);
     let (status, body) = http(
         Method::GET,
-        &format!("{}/longpoll?{q}", gw.base),
+        &format!("{}{}", gw.base, connect_path(user)),
+
         None,
         &[("authorization", &tok), ("stream-auth-type", "jwt")],
     )

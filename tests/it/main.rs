@@ -10,6 +10,7 @@ mod faults;
 mod lifecycle;
 mod limits;
 mod longpoll;
+mod lp_front;
 mod multiplex;
 mod observability;
 mod privacy;

@@ -1,0 +1,275 @@
+//! Client connection I/O shared by the lean long-poll front and hyper: a type-erased stream
+//! ([`Io`]), a stream that first replays bytes already read ([`Prefixed`]), and the [`Switch`]
+//! that lets a connection move from hyper back to the lean front.
+//!
+//! How the switch works: hyper serves a request (REST, say); when hyper then reads again after
+//! having written, it is between requests (the SDK does not pipeline). `Switch` looks at what
+//! arrives: if it is the head of `GET /longpoll`, it keeps the head and reports end-of-stream, so
+//! hyper, idle, finishes cleanly; the caller takes the stream and the head back
+//! (`poll_without_shutdown` + `into_parts`) and answers on the lean front. Anything else is handed
+//! to hyper unchanged.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Any client stream (plain TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A boxed client stream, as WebSocket sessions hold it.
+pub type BoxIo = Box<dyn Io>;
+
+/// A stream that first yields `prefix`.
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    io: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Bytes, io: S) -> Self {
+        Prefixed { prefix, io }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(out.remaining());
+            let chunk = self.prefix.split_to(n);
+            out.put_slice(&chunk);
+            if self.prefix.is_empty() {
+                // An empty `Bytes` split from a buffer still holds that buffer.
+                self.prefix = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, out)
+    }
+}
+
+/// The request-line start that makes [`Switch`] take a connection back.
+const LONGPOLL_PREFIXES: [&[u8]; 2] = [b"GET /longpoll", b"GET //longpoll"];
+
+/// The stream hyper serves; see the module docs.
+pub struct Switch<S> {
+    io: S,
+    /// Bytes read (before hyper or by sniffing) that hyper has not consumed yet.
+    pending: Bytes,
+    /// Set when hyper wrote since it last got data: its next read starts a new request.
+    wrote: bool,
+    /// Bytes looked at while deciding whether a new request is a long-poll.
+    sniff: Vec<u8>,
+    /// A complete long-poll head, kept for the lean front; hyper sees end-of-stream.
+    captured: Option<Vec<u8>>,
+    /// Bound on `sniff`: a head larger than this is left to hyper (which refuses it).
+    max_head: usize,
+}
+
+impl<S> Switch<S> {
+    pub fn new(io: S, pending: Bytes, max_head: usize) -> Self {
+        Switch {
+            io,
+            pending,
+            wrote: false,
+            sniff: Vec::new(),
+            captured: None,
+            max_head,
+        }
+    }
+
+    /// The stream and, when the switch captured one, the long-poll head to answer next.
+    pub fn into_parts(self) -> (S, Option<Vec<u8>>, Bytes) {
+        (self.io, self.captured, self.pending)
+    }
+}
+
+/// Whether `b` may still become, or already is, a long-poll request line.
+fn longpoll_start(b: &[u8]) -> Option<bool> {
+    let mut undecided = false;
+    for p in LONGPOLL_PREFIXES {
+        let n = b.len().min(p.len());
+        if b[..n] == p[..n] {
+            if b.len() >= p.len() {
+                return Some(true);
+            }
+            undecided = true;
+        }
+    }
+    if undecided {
+        None
+    } else {
+        Some(false)
+    }
+}
+
+impl<S: AsyncRead + Unpin> Switch<S> {
+    /// Hands buffered bytes to hyper.
+    fn give(&mut self, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let n = self.pending.len().min(out.remaining());
+        let chunk = self.pending.split_to(n);
+        out.put_slice(&chunk);
+        if self.pending.is_empty() {
+            self.pending = Bytes::new();
+        }
+        self.wrote = false;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Switch<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.captured.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if !this.pending.is_empty() {
+            return this.give(out);
+        }
+        if !this.wrote {
+            return Pin::new(&mut this.io).poll_read(cx, out);
+        }
+        loop {
+            this.sniff.reserve(1024);
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.sniff)
+            {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(n)) => n,
+            };
+            if n == 0 {
+                // End of stream: whatever was sniffed goes to hyper, then the EOF.
+                this.pending = Bytes::from(std::mem::take(&mut this.sniff));
+                if this.pending.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                return this.give(out);
+            }
+            let complete = this.sniff.windows(4).any(|w| w == b"\r\n\r\n");
+            match longpoll_start(&this.sniff) {
+                Some(true) if complete => {
+                    this.captured = Some(std::mem::take(&mut this.sniff));
+                    return Poll::Ready(Ok(()));
+                }
+                Some(false) => {}
+                _ if this.sniff.len() <= this.max_head => continue,
+                _ => {}
+            }
+            this.pending = Bytes::from(std::mem::take(&mut this.sniff));
+            return this.give(out);
+        }
+    }
+}
+
+macro_rules! delegate_write {
+    ($t:ident, $on_write:expr) => {
+        impl<S: AsyncWrite + Unpin> AsyncWrite for $t<S> {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<std::io::Result<usize>> {
+                $on_write(&mut *self);
+                Pin::new(&mut self.io).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> Poll<std::io::Result<usize>> {
+                $on_write(&mut *self);
+                Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.io.is_write_vectored()
+            }
+
+            fn poll_flush(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Pin::new(&mut self.io).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Pin::new(&mut self.io).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+delegate_write!(Prefixed, |_: &mut Prefixed<S>| {});
+delegate_write!(Switch, |s: &mut Switch<S>| s.wrote = true);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn longpoll_start_decides_as_soon_as_it_can() {
+        assert_eq!(longpoll_start(b"GE"), None);
+        assert_eq!(longpoll_start(b"GET //long"), None);
+        assert_eq!(longpoll_start(b"GET /longpoll?x"), Some(true));
+        assert_eq!(longpoll_start(b"GET //longpoll?x"), Some(true));
+        assert_eq!(longpoll_start(b"POST /channels"), Some(false));
+        assert_eq!(longpoll_start(b"GET /channels"), Some(false));
+    }
+
+    #[tokio::test]
+    async fn after_a_response_a_longpoll_head_is_captured_and_hyper_sees_eof() {
+        let (client, server) = tokio::io::duplex(4096);
+        let mut sw = Switch::new(server, Bytes::from_static(b"GET /a HTTP/1.1\r\n\r\n"), 8192);
+        let mut first = [0u8; 64];
+        let n = sw.read(&mut first).await.expect("prefix");
+        assert_eq!(&first[..n], b"GET /a HTTP/1.1\r\n\r\n");
+        sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        let (mut c_read, mut c_write) = tokio::io::split(client);
+        c_write
+            .write_all(b"GET /longpoll?connection_id=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("client");
+        let mut rest = [0u8; 64];
+        assert_eq!(sw.read(&mut rest).await.expect("eof"), 0);
+        let (_, captured, pending) = sw.into_parts();
+        assert!(pending.is_empty());
+        let head = captured.expect("captured");
+        assert!(head.starts_with(b"GET /longpoll?connection_id=1"));
+        let mut resp = [0u8; 19];
+        c_read.read_exact(&mut resp).await.expect("response");
+    }
+
+    #[tokio::test]
+    async fn other_requests_pass_through_unchanged() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut sw = Switch::new(server, Bytes::new(), 8192);
+        sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        client
+            .write_all(b"POST /channels HTTP/1.1\r\n\r\n")
+            .await
+            .expect("client");
+        let mut got = [0u8; 64];
+        let n = sw.read(&mut got).await.expect("read");
+        assert_eq!(&got[..n], b"POST /channels HTTP/1.1\r\n\r\n");
+        assert!(sw.into_parts().1.is_none());
+    }
+}

@@ -1,0 +1,245 @@
+//! The lean HTTP/1.1 front for `/longpoll`, over raw TCP: one keep-alive connection moves
+//! between it and hyper (connect, REST watch, held poll, REST again), and requests it does not
+//! take (pipelined, oversized) still get hyper's answers.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stream_edge::config::DEV_API_KEY;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::longpoll::connect_path;
+use crate::support::*;
+
+
+const IO_BUDGET: Duration = Duration::from_secs(10);
+
+/// A response read off the socket: status, lower-cased headers, body (chunked decoded).
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// A client connection that keeps unread bytes between responses.
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(gw: &TestGateway) -> Conn {
+        let addr = gw.base.trim_start_matches("http://");
+        Conn {
+            s: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, raw: &str) {
+        self.s.write_all(raw.as_bytes()).await.unwrap();
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(IO_BUDGET, self.s.read(&mut chunk))
+            .await
+            .expect("response within the budget")
+            .unwrap();
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "closed mid-body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8(self.buf[..i].to_vec()).unwrap();
+                self.buf.drain(..i + 2);
+                return l;
+            }
+            assert!(self.fill().await, "closed mid-head");
+        }
+    }
+
+    async fn response(&mut self) -> Resp {
+        let status_line = self.line().await;
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let l = self.line().await;
+            if l.is_empty() {
+                break;
+            }
+            let (n, v) = l.split_once(':').unwrap();
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let mut r = Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(len) = r.header("content-length") {
+            let len = len.parse().unwrap();
+            r.body = self.take(len).await;
+        } else if r.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = usize::from_str_radix(self.line().await.trim(), 16).unwrap();
+                let chunk = self.take(size).await;
+                self.line().await;
+                if size == 0 {
+                    break;
+                }
+                r.body.extend_from_slice(&chunk);
+            }
+        }
+        r
+    }
+
+    /// True when the server closed the connection (EOF) with nothing more to read.
+    async fn closed(&mut self) -> bool {
+        self.buf.is_empty() && !self.fill().await
+    }
+}
+
+fn get(path: &str, token: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nhost: edge\r\nauthorization: {token}\r\nstream-auth-type: jwt\r\n{extra}\r\n"
+    )
+}
+
+
+fn poll_path(user: &str, id: &str) -> String {
+    format!("/longpoll?user_id={user}&connection_id={id}&api_key={DEV_API_KEY}")
+}
+
+#[tokio::test]
+async fn one_connection_moves_between_the_front_and_hyper() {
+    let gw = TestGateway::start().await;
+    let user = "front-a";
+    let tok = gw.token(user, None);
+    let mut c = Conn::open(&gw).await;
+
+    c.send(&get(&connect_path(user), &tok, "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let id = r.json()["event"]["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The watch is REST: hyper serves it on the same connection.
+    let body = serde_json::json!({"data":{"members":[user,"front-b"]},"state":true,"watch":true})
+        .to_string();
+    c.send(&format!(
+        "POST /channels/messaging/front-ch/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={id} HTTP/1.1\r\nhost: edge\r\nauthorization: {tok}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    let r = c.response().await;
+    assert!(r.status == 200 || r.status == 201, "watch: {}", r.status);
+
+    // Back on the front: a message sent while nobody polls waits, and the next poll takes it.
+    gw.send("front-b", "front-ch", "between polls").await;
+    c.send(&get(&poll_path(user, &id), &tok, "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    let events = r.json()["events"].as_array().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "message.new" && e["message"]["text"] == "between polls"),
+        "{events:?}"
+    );
+
+    // And REST again after a poll, then a poll that asks to close the connection.
+    let payload = r#"{"filter_conditions":{"id":{"$in":["front-b"]}}}"#;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("user_id", user)
+        .append_pair("payload", payload)
+        .finish();
+    c.send(&get(&format!("/users?{q}"), &tok, "")).await;
+
+    assert_eq!(c.response().await.status, 200);
+    c.send(&get(
+        &format!("{}&close=true", poll_path(user, &id)),
+        &tok,
+        "connection: close\r\n",
+    ))
+    .await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        c.closed().await,
+        "the front closes after `connection: close`"
+    );
+}
+
+#[tokio::test]
+async fn requests_the_front_does_not_take_get_hyper_answers() {
+    let gw = TestGateway::start().await;
+    let user = "front-p";
+    let tok = gw.token(user, None);
+
+    // Two connects pipelined in one write: both answered, in order.
+    let mut c = Conn::open(&gw).await;
+    let one = get(&connect_path(user), &tok, "");
+    c.send(&format!("{one}{one}")).await;
+    for _ in 0..2 {
+        let r = c.response().await;
+        assert_eq!(r.status, 200);
+        assert!(r.json()["event"]["connection_id"].is_string());
+    }
+
+    // A head over the configured limit: 431 in Stream's error form, counted, connection closed.
+    let mut c = Conn::open(&gw).await;
+    let big = format!(
+        "x-filler: {}\r\n",
+        "a".repeat(gw.running().shared.config.limits.max_header_bytes)
+    );
+    c.send(&get(&connect_path(user), &tok, &big)).await;
+    let r = c.response().await;
+    assert_eq!((r.status, r.json()["code"].as_i64()), (431, Some(4)));
+    assert!(c.closed().await);
+    assert_eq!(
+        gw.metric(
+            "stream_edge_bad_input_total",
+            &[("reason", "head_too_large")]
+        )
+        .await,
+        1.0
+    );
+
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let mut c = Conn::open(&gw).await;
+    c.send(&format!(
+        "GET /longpoll?connection_id=nope&api_key={DEV_API_KEY} HTTP/1.0\r\nauthorization: {tok}\r\n\r\n"
+    ))
+    .await;
+    let r = c.response().await;
+    assert_eq!((r.status, r.json()["code"].as_i64()), (400, Some(46)));
+    assert!(c.closed().await);
+}
