@@ -152,11 +152,38 @@ pub fn targets(r: &Value) -> Vec<(String, String, Option<bool>)> {
     }
     let max = get(r, "fanout", e, "max.deliveries_per_s");
     let cores = get(r, "fanout", e, "max.cpu_cores");
+    // The lowest rate that failed the p99 rule: what the gateway did when the box saturated.
+    let first_failed = r
+        .pointer(&format!("/scenarios/fanout/{e}/max/ramp"))
+        .and_then(Value::as_array)
+        .and_then(|steps| {
+            steps
+                .iter()
+                .filter(|s| s["sustained"] == Value::Bool(false))
+                .min_by(|a, b| {
+                    let k = |v: &Value| v["msgs_per_s"].as_f64().unwrap_or(f64::MAX);
+                    k(a).total_cmp(&k(b))
+                })
+        });
+    let failed_note = first_failed.map_or(String::new(), |s| {
+        format!(
+            "; the first step over it: {} of {} deliveries/s arrived, gateway at {} cores, p99 {} µs",
+            fmt(s["deliveries_per_s"].as_f64()),
+            fmt(s["target_deliveries_per_s"].as_f64()),
+            fmt(s["cpu_cores"].as_f64()),
+            fmt(s["p99_us"].as_f64())
+        )
+    });
     t.push((
         "≥ 100,000 deliveries/s with the gateway on ≤ 1 core".into(),
-        format!("{} deliveries/s at {} cores", fmt(max), fmt(cores)),
+        format!(
+            "sustained (p99 ≤ 50 ms): {} deliveries/s at {} cores{failed_note}",
+            fmt(max),
+            fmt(cores)
+        ),
         max.zip(cores).map(|(m, c)| m >= 100_000.0 && c <= 1.0),
     ));
+
     let cold = get(r, "storm", e, "cold_sessions_per_s");
     t.push((
         "≥ 5,000 new sessions/s, cold token cache".into(),

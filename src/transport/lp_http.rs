@@ -54,9 +54,19 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
             };
             match read {
                 Ok(Ok(true)) => {}
-                // Closed by the client, a read error, or idle past the header timeout (a
-                // slowloris included): close, as hyper does.
-                _ => return,
+                Ok(_) => return,
+                // Idle past the header timeout: a keep-alive connection nobody reuses closes
+                // quietly; a head begun and not finished (slowloris) is counted.
+                Err(_) => {
+                    if !buf.is_empty() {
+                        shared
+                            .metrics
+                            .limit_hits
+                            .with_label_values(&["header_timeout"])
+                            .inc();
+                    }
+                    return;
+                }
             }
         }
         if buf.len() > limits.max_header_bytes {
@@ -104,9 +114,10 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
 async fn refuse_large_head<S: Io>(mut io: S, shared: &Shared) {
     shared
         .metrics
-        .bad_input
-        .with_label_values(&["http", "head_too_large"])
+        .limit_hits
+        .with_label_values(&["max_header_bytes"])
         .inc();
+
     let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
     let message = format!(
         "request head over {} bytes (limits.max_header_bytes)",

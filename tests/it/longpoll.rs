@@ -31,7 +31,6 @@ async fn lp_connect(gw: &TestGateway, user: &str) -> (String, Value) {
     let (status, body) = http(
         Method::GET,
         &format!("{}{}", gw.base, connect_path(user)),
-
         None,
         &[("authorization", &tok), ("stream-auth-type", "jwt")],
     )

@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 use crate::longpoll::connect_path;
 use crate::support::*;
 
-
 const IO_BUDGET: Duration = Duration::from_secs(10);
 
 /// A response read off the socket: status, lower-cased headers, body (chunked decoded).
@@ -128,7 +127,6 @@ fn get(path: &str, token: &str, extra: &str) -> String {
     )
 }
 
-
 fn poll_path(user: &str, id: &str) -> String {
     format!("/longpoll?user_id={user}&connection_id={id}&api_key={DEV_API_KEY}")
 }
@@ -226,8 +224,8 @@ async fn requests_the_front_does_not_take_get_hyper_answers() {
     assert!(c.closed().await);
     assert_eq!(
         gw.metric(
-            "stream_edge_bad_input_total",
-            &[("reason", "head_too_large")]
+            "stream_edge_limit_hits_total",
+            &[("limit", "max_header_bytes")]
         )
         .await,
         1.0
