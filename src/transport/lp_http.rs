@@ -41,6 +41,18 @@ enum Head {
     Other,
 }
 
+/// A `GET /longpoll` head reduced to what long-poll needs; see [`parse_head`].
+#[derive(Debug)]
+pub struct RawHead {
+    /// The raw query string.
+    pub query: String,
+    pub token: Option<String>,
+    pub auth_type: Option<String>,
+    /// `X-Forwarded-For` values, trusted only from `limits.trusted_proxies`.
+    pub forwarded: HeaderMap,
+    pub keep_alive: bool,
+}
+
 /// Serves a client connection: long-poll requests here, everything else through hyper, until the
 /// client closes, the connection idles past the header timeout, or it is upgraded.
 pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
@@ -157,21 +169,37 @@ async fn read_head<S: AsyncRead + Unpin>(
 }
 
 fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let Some(raw) = parse_head(buf) else {
+        return Head::Other;
+    };
+    let client_ip =
+        crate::limits::client_ip(peer, &raw.forwarded, &shared.config.limits.trusted_proxies);
+    Head::LongPoll {
+        head: LpHead {
+            query: raw.query,
+            token: raw.token,
+            auth_type: raw.auth_type,
+            client_ip,
+        },
+        keep_alive: raw.keep_alive,
+    }
+}
 
+/// Parses one complete request head. `Some` only for a bodiless `GET /longpoll` that is the whole
+/// of `buf` and that this front can answer; `None` sends the request to hyper.
+pub fn parse_head(buf: &[u8]) -> Option<RawHead> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let Ok(httparse::Status::Complete(len)) = req.parse(buf) else {
-        return Head::Other;
+        return None;
     };
     // Pipelined bytes after the head belong to hyper's more general handling.
     if len != buf.len() || req.method != Some("GET") {
-        return Head::Other;
+        return None;
     }
-    let Some((path, query)) = req.path.map(|p| p.split_once('?').unwrap_or((p, ""))) else {
-        return Head::Other;
-    };
+    let (path, query) = req.path.map(|p| p.split_once('?').unwrap_or((p, "")))?;
     if crate::listener::normalize(path) != "/longpoll" {
-        return Head::Other;
+        return None;
     }
     let mut token = None;
     let mut auth_type = None;
@@ -200,20 +228,16 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
             || name.eq_ignore_ascii_case("expect")
             || (name.eq_ignore_ascii_case("content-length") && h.value != b"0")
         {
-            return Head::Other;
+            return None;
         }
     }
-    let client_ip =
-        crate::limits::client_ip(peer, &forwarded, &shared.config.limits.trusted_proxies);
-    Head::LongPoll {
-        head: LpHead {
-            query: query.to_string(),
-            token,
-            auth_type,
-            client_ip,
-        },
+    Some(RawHead {
+        query: query.to_string(),
+        token,
+        auth_type,
+        forwarded,
         keep_alive,
-    }
+    })
 }
 
 async fn write_response<S: AsyncWrite + Unpin>(
@@ -247,4 +271,46 @@ async fn write_response<S: AsyncWrite + Unpin>(
     out.extend_from_slice(body);
     io.write_all(&out).await?;
     io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_head;
+
+    #[test]
+    fn takes_only_a_bodiless_get_of_longpoll() {
+        let ok = parse_head(
+            b"GET //longpoll?connection_id=a HTTP/1.1\r\nAuthorization: t\r\nStream-Auth-Type: jwt\r\n\r\n",
+        )
+        .expect("a poll");
+        assert_eq!(ok.query, "connection_id=a");
+        assert_eq!(ok.token.as_deref(), Some("t"));
+        assert_eq!(ok.auth_type.as_deref(), Some("jwt"));
+        assert!(ok.keep_alive);
+
+        for other in [
+            &b"POST /longpoll HTTP/1.1\r\n\r\n"[..],
+            b"GET /channels HTTP/1.1\r\n\r\n",
+            b"GET /longpoll HTTP/1.1\r\ncontent-length: 3\r\n\r\n",
+            b"GET /longpoll HTTP/1.1\r\nupgrade: websocket\r\n\r\n",
+            b"GET /longpoll HTTP/1.1\r\n\r\nGET /longpoll HTTP/1.1\r\n\r\n",
+            b"GET /longpoll HTTP/1.1\r\nhost: x\r\n",
+        ] {
+            assert!(
+                parse_head(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        let h = |raw: &[u8]| parse_head(raw).expect("a poll").keep_alive;
+        assert!(!h(b"GET /longpoll HTTP/1.0\r\n\r\n"));
+        assert!(h(
+            b"GET /longpoll HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!h(b"GET /longpoll HTTP/1.1\r\nconnection: Close\r\n\r\n"));
+    }
 }

@@ -1,0 +1,14 @@
+//! The lean long-poll front's request-head parser: any bytes, never a panic; what it accepts is a
+//! bodiless `GET` of `/longpoll` whose head is all of the input.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stream_edge::transport::lp_http::parse_head;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(head) = parse_head(data) {
+        assert!(data.starts_with(b"GET "));
+        assert!(data.ends_with(b"\n"));
+        assert!(!head.query.contains(' '));
+    }
+});
