@@ -117,10 +117,17 @@ pub fn targets(r: &Value) -> Vec<(String, String, Option<bool>)> {
     ));
     let d50 = get(r, "fanout", "direct", "fixed.p50_us");
     let d99 = get(r, "fanout", "direct", "fixed.p99_us");
-    let added =
-        |peer: &str, k: &str, d: Option<f64>| get(r, "fanout", peer, k).zip(d).map(|(a, b)| a - b);
+    // Paired rounds when the run has them (see the fan-out section), else unpaired medians.
+    let added = |peer: &str, k: &str, d: Option<f64>| {
+        let pk = format!(
+            "fixed.paired_direct.added_{}",
+            k.trim_start_matches("fixed.")
+        );
+        get(r, "fanout", peer, &pk).or_else(|| get(r, "fanout", peer, k).zip(d).map(|(a, b)| a - b))
+    };
     let a50 = added(e, "fixed.p50_us", d50);
     let a99 = added(e, "fixed.p99_us", d99);
+
     t.push((
         "Added latency over direct at the fixed rate: p50 ≤ 100 µs".into(),
         format!("{} µs", fmt(a50)),
@@ -301,7 +308,11 @@ pub fn markdown(r: &Value) -> String {
         );
         let _ = writeln!(
             o,
-            "Added latency over direct (µs):\n\n| peer | p50 | p99 | p99.9 |\n|---|---|---|---|"
+            "Added latency over direct (µs). Paired: a direct baseline ran beside the peer and their \
+             rounds alternated; the median of the per-pair differences (the target rows use it). \
+             Unpaired: the peer's medians minus direct's own run, minutes apart.\n\n\
+             | peer | paired p50 | paired p99 | paired p99.9 | unpaired p50 | unpaired p99 | unpaired p99.9 |\n\
+             |---|---|---|---|---|---|---|"
         );
         for p in ["nginx", "pushpin", "stream-edge"] {
             let add = |k: &str| {
@@ -309,10 +320,14 @@ pub fn markdown(r: &Value) -> String {
                     .zip(get(r, "fanout", "direct", k))
                     .map(|(a, b)| a - b)
             };
+            let paired = |k: &str| get(r, "fanout", p, &format!("fixed.paired_direct.{k}"));
             if get(r, "fanout", p, "fixed.p50_us").is_some() {
                 let _ = writeln!(
                     o,
-                    "| {p} | {} | {} | {} |",
+                    "| {p} | {} | {} | {} | {} | {} | {} |",
+                    fmt(paired("added_p50_us")),
+                    fmt(paired("added_p99_us")),
+                    fmt(paired("added_p999_us")),
                     fmt(add("fixed.p50_us")),
                     fmt(add("fixed.p99_us")),
                     fmt(add("fixed.p999_us"))

@@ -852,75 +852,162 @@ fn publish_round(
     Ok((published, rep, expected, cores, emu_cores))
 }
 
-/// Fan-out: a fixed delivery rate (repeated), then a ramp to the highest sustained rate.
-fn fanout(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
-    let s = ctx.sizes.clone();
-    let setup = Setup::start(ctx, peer)?;
-    let pubr = Publisher::new(setup.emu_addr);
-    ctx.rt.block_on(pubr.ensure_user())?;
-    let (users, members) = fan_users(s.fan_users, s.fan_channels, "fan");
-    let mut channels: Vec<String> = members.keys().cloned().collect();
-    channels.sort();
-    let per_msg = (s.fan_users / s.fan_channels * s.fan_sessions) as u64;
-    let n = (s.fan_users * s.fan_sessions) as u64;
-    let specs = specs(
-        ctx,
-        setup.front(),
-        Transport::Ws,
-        &users,
-        s.fan_sessions,
-        &members,
-        None,
-        0,
-    );
-    let mut workers = connect_and_watch(ctx, &format!("fanout/{}", peer.name()), specs, n)?;
-    let name = peer.name();
-    // Warm-up (connections, allocators), not measured.
-    let fixed_rate = s.fan_fixed_deliveries / per_msg as f64;
-    let _ = publish_round(
-        ctx,
-        &setup,
-        &mut workers,
-        &pubr,
-        &channels,
-        per_msg,
-        fixed_rate,
-        0.5,
-        Duration::from_secs(3),
-    )?;
-    let mut fixed = Vec::new();
-    for _ in 0..s.repeats {
-        let (p, rep, expected, cores, emu_cores) = publish_round(
+/// One peer's fan-out setup: its processes, 2,000 connected and watching sessions, a publisher.
+struct FanRig {
+    setup: Setup,
+    pubr: Publisher,
+    channels: Vec<String>,
+    per_msg: u64,
+    workers: Workers,
+    name: String,
+}
+
+impl FanRig {
+    /// Starts `peer` with its own emulator, connects and watches every session, and warms up.
+    fn start(ctx: &mut Ctx, peer: Peer, label: &str) -> anyhow::Result<Self> {
+        let s = ctx.sizes.clone();
+        let setup = Setup::start(ctx, peer)?;
+        let pubr = Publisher::new(setup.emu_addr);
+        ctx.rt.block_on(pubr.ensure_user())?;
+        let (users, members) = fan_users(s.fan_users, s.fan_channels, "fan");
+        let mut channels: Vec<String> = members.keys().cloned().collect();
+        channels.sort();
+        let per_msg = (s.fan_users / s.fan_channels * s.fan_sessions) as u64;
+        let n = (s.fan_users * s.fan_sessions) as u64;
+        let specs = specs(
             ctx,
-            &setup,
-            &mut workers,
-            &pubr,
-            &channels,
+            setup.front(),
+            Transport::Ws,
+            &users,
+            s.fan_sessions,
+            &members,
+            None,
+            0,
+        );
+        let name = format!("fanout/{label}");
+        let workers = connect_and_watch(ctx, &name, specs, n)?;
+        let mut rig = FanRig {
+            setup,
+            pubr,
+            channels,
             per_msg,
-            fixed_rate,
-            s.fan_secs,
-            Duration::from_secs(5),
-        )?;
+            workers,
+            name,
+        };
+        // Warm-up (connections, allocators), not measured.
+        let rate = rig.fixed_rate(&s);
+        let _ = rig.round(ctx, rate, 0.5, Duration::from_secs(3))?;
+        Ok(rig)
+    }
+
+    fn fixed_rate(&self, s: &Sizes) -> f64 {
+        s.fan_fixed_deliveries / self.per_msg as f64
+    }
+
+    fn round(
+        &mut self,
+        ctx: &Ctx,
+        rate: f64,
+        secs: f64,
+        drain: Duration,
+    ) -> anyhow::Result<(crate::publisher::Published, Report, u64, f64, f64)> {
+        publish_round(
+            ctx,
+            &self.setup,
+            &mut self.workers,
+            &self.pubr,
+            &self.channels,
+            self.per_msg,
+            rate,
+            secs,
+            drain,
+        )
+    }
+
+    /// One fixed-rate round; problems are noted.
+    fn fixed_round(&mut self, ctx: &mut Ctx, s: &Sizes) -> anyhow::Result<Value> {
+        let rate = self.fixed_rate(s);
+        let (p, rep, expected, cores, emu_cores) =
+            self.round(ctx, rate, s.fan_secs, Duration::from_secs(5))?;
+        let name = &self.name;
         if p.failed > 0 {
             ctx.problem(format!(
-                "fanout/{name}: {} publishes failed: {}",
+                "{name}: {} publishes failed: {}",
                 p.failed,
                 p.first_error.clone().unwrap_or_default()
             ));
         }
         if rep.received != expected || rep.errors > 0 {
             ctx.problem(format!(
-                "fanout/{name}: fixed rate: {} of {expected} deliveries, {} errors",
+                "{name}: fixed rate: {} of {expected} deliveries, {} errors",
                 rep.received, rep.errors
             ));
         }
-        fixed.push(json!({
+        Ok(json!({
             "deliveries_per_s": rep.received as f64 / p.secs,
             "expected": expected, "received": rep.received,
             "p50_us": rep.p50_us, "p99_us": rep.p99_us, "p999_us": rep.p999_us, "max_us": rep.max_us,
             "cpu_cores": cores, "upstream_cpu_cores": emu_cores,
-        }));
+        }))
     }
+}
+
+/// Fan-out: a fixed delivery rate (repeated), then a ramp to the highest sustained rate.
+///
+/// For nginx and stream-edge a direct baseline (its own emulator and sessions) stays up beside the
+/// peer, and their fixed-rate rounds alternate. The added latency is then the median of the
+/// differences of rounds measured seconds apart; this box's drift between runs minutes apart is
+/// larger than the 100 µs being measured. Pushpin is not paired: its added latency is ~1 s.
+fn fanout(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
+    let s = ctx.sizes.clone();
+    let mut baseline = match peer {
+        Peer::Nginx | Peer::StreamEdge if ctx.perf_out.is_none() => Some(FanRig::start(
+            ctx,
+            Peer::Direct,
+            &format!("direct beside {}", peer.name()),
+        )?),
+        _ => None,
+    };
+    let mut rig = FanRig::start(ctx, peer, peer.name())?;
+    let name = peer.name();
+    let mut fixed = Vec::new();
+    let mut paired = Vec::new();
+    for _ in 0..s.repeats {
+        if let Some(b) = baseline.as_mut() {
+            paired.push(b.fixed_round(ctx, &s)?);
+        }
+        fixed.push(rig.fixed_round(ctx, &s)?);
+    }
+    // The baseline is stopped before the ramp, which needs the whole box.
+    if let Some(b) = baseline {
+        b.workers.close();
+    }
+
+    let n = (s.fan_users * s.fan_sessions) as u64;
+
+    let added = |k: &str| {
+        median(
+            &fixed
+                .iter()
+                .zip(&paired)
+                .filter_map(|(p, d)| Some(p[k].as_f64()? - d[k].as_f64()?))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let paired_json = (!paired.is_empty()).then(|| {
+        json!({
+            "added_p50_us": added("p50_us"), "added_p99_us": added("p99_us"), "added_p999_us": added("p999_us"),
+            "direct_runs": paired,
+        })
+    });
+    let FanRig {
+        setup,
+        pubr,
+        channels,
+        per_msg,
+        mut workers,
+        ..
+    } = rig;
     // Ramp: double the message rate while every delivery arrives with p99 ≤ 50 ms, then bisect
     // between the last sustained and the first failed rate.
     let mut ramp = Vec::new();
@@ -1024,6 +1111,8 @@ fn fanout(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
             "p50_us": med(&fixed, "p50_us"), "p99_us": med(&fixed, "p99_us"), "p999_us": med(&fixed, "p999_us"),
             "cpu_cores": med(&fixed, "cpu_cores"), "upstream_cpu_cores": med(&fixed, "upstream_cpu_cores"),
             "runs": fixed,
+            "paired_direct": paired_json,
+
         },
         "max": {
             "limited_by_ramp_end": best.is_some() && failed.is_none(),
