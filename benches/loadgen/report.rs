@@ -287,10 +287,11 @@ pub fn markdown(r: &Value) -> String {
             o,
             "## Fan-out: {} users × {} sessions, {} channels ({} watching sessions per channel)\n\n\
              The publisher posts messages straight to the upstream with `sent_ns` (CLOCK_MONOTONIC); every client records \
-             receive − sent. Fixed rate: {} deliveries/s for {} s. Max: message rate doubled from {}/s while every delivery \
-             arrived with p99 ≤ 50 ms; CPU is the measured process(es), in cores.\n",
+             receive − sent. Fixed rate: {} deliveries/s for {} s. Max: message rate doubled from {}/s, then bisected {} times \
+             between the last rate that passed and the first that failed; a rate passes when every delivery arrived with \
+             p99 ≤ 50 ms. CPU is the measured process(es), in cores.\n",
             z["fan_users"], z["fan_sessions"], z["fan_channels"],
-            r["scenarios"]["fanout"]["direct"]["watchers_per_channel"], z["fan_fixed_deliveries"], z["fan_secs"], z["ramp_start_msgs"]
+            r["scenarios"]["fanout"]["direct"]["watchers_per_channel"], z["fan_fixed_deliveries"], z["fan_secs"], z["ramp_start_msgs"], z["ramp_refine"]
         );
         let _ = writeln!(o, "### Fixed rate\n");
         table(
