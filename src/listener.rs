@@ -19,7 +19,8 @@ use tokio::sync::Semaphore;
 
 use crate::error::EdgeError;
 use crate::gateway::Shared;
-use crate::transport::io::{BoxIo, Io, Prefixed, Switch};
+use crate::transport::io::{BoxIo, Gate, Io, Prefixed, ReqBody, RespBody, Switch};
+
 use crate::upstream::BoxError;
 
 /// Response body used everywhere: full, empty, or streamed from upstream.
@@ -162,13 +163,21 @@ pub(crate) async fn serve_hyper<S: Io>(
     shared: Arc<Shared>,
 ) -> Option<(S, Vec<u8>)> {
     let slot = UpgradeSlot::default();
+    let gate = Arc::new(Gate::default());
     let svc_shared = shared.clone();
     let svc_slot = slot.clone();
-    let svc = service_fn(move |req| {
+    let svc_gate = gate.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let slot = svc_slot.clone();
+        let gate = svc_gate.clone();
+        gate.start(hyper::body::Body::is_end_stream(req.body()));
+        let req = req.map(|b| ReqBody::new(b, gate.clone()));
         // Boxed: `poll_without_shutdown` needs an `Unpin` connection.
-        Box::pin(async move { Ok::<_, Infallible>(route(req, peer, shared, &slot).await) })
+        Box::pin(async move {
+            let resp = route(req, peer, shared, &slot).await;
+            Ok::<_, Infallible>(resp.map(|b| RespBody::new(b, gate)))
+        })
     });
     let limits = &shared.config.limits;
     let mut builder = http1::Builder::new();
@@ -177,7 +186,7 @@ pub(crate) async fn serve_hyper<S: Io>(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
-    let io = Switch::new(stream, read, limits.max_header_bytes);
+    let io = Switch::new(stream, read, limits.max_header_bytes, gate);
     // `poll_without_shutdown` rather than `with_upgrades`: both a WebSocket upgrade and a switch
     // back to the lean front need the stream back from hyper (`into_parts`).
     let mut conn = builder.serve_connection(TokioIo::new(io), svc);
@@ -189,6 +198,17 @@ pub(crate) async fn serve_hyper<S: Io>(
         }
     };
     if let Err(e) = done {
+        // hyper's own bounds, hit on a request after the first (the front checks the first).
+        let limit = if e.is_timeout() {
+            Some("header_timeout")
+        } else if e.is_parse_too_large() {
+            Some("max_header_bytes")
+        } else {
+            None
+        };
+        if let Some(limit) = limit {
+            shared.metrics.limit_hits.with_label_values(&[limit]).inc();
+        }
         tracing::debug!(error = %e, "client connection error");
         return None;
     }
@@ -235,7 +255,7 @@ pub(crate) fn normalize(path: &str) -> &str {
 }
 
 async fn route(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     upgrade: &UpgradeSlot,

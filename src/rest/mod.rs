@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::transport::io::ReqBody;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::auth::{Credentials, Identity, TokenKind};
@@ -29,7 +29,7 @@ use routes::Kind;
 
 /// Proxies one request, counting it by route template.
 pub async fn proxy(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     path: &str,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -72,7 +72,7 @@ struct Bound {
 }
 
 async fn forward(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     path: &str,
     kind: &Kind,
     peer: SocketAddr,

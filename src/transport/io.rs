@@ -2,18 +2,122 @@
 //! ([`Io`]), a stream that first replays bytes already read ([`Prefixed`]), and the [`Switch`]
 //! that lets a connection move from hyper back to the lean front.
 //!
-//! How the switch works: hyper serves a request (REST, say); when hyper then reads again after
-//! having written, it is between requests (the SDK does not pipeline). `Switch` looks at what
-//! arrives: if it is the head of `GET /longpoll`, it keeps the head and reports end-of-stream, so
-//! hyper, idle, finishes cleanly; the caller takes the stream and the head back
+//! How the switch works: hyper serves a request (REST, say). Once that request's body was read to
+//! its end and its response body produced to its end (the [`Gate`], told by [`ReqBody`] and
+//! [`RespBody`]), the next read hyper makes after writing is the start of the next request; hyper
+//! also reads in the middle of a request (a body after `100 Continue`, draining an unread body,
+//! watching for a close while a response streams), and those reads always pass through. `Switch`
+//! looks at what arrives: if it is the head of `GET /longpoll`, it keeps the head and reports
+//! end-of-stream, so hyper, idle, finishes cleanly; the caller takes the stream and the head back
 //! (`poll_without_shutdown` + `into_parts`) and answers on the lean front. Anything else is handed
 //! to hyper unchanged.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::upstream::BoxError;
+
+/// Whether the request hyper is serving is over: its body read to the end and its response body
+/// produced to the end. Reset when hyper hands the service a new request.
+#[derive(Default)]
+pub struct Gate {
+    request_done: AtomicBool,
+    response_done: AtomicBool,
+}
+
+impl Gate {
+    /// A new request: `body_done` when it has no body.
+    pub fn start(&self, body_done: bool) {
+        self.response_done.store(false, Ordering::Release);
+        self.request_done.store(body_done, Ordering::Release);
+    }
+
+    fn ready(&self) -> bool {
+        self.request_done.load(Ordering::Acquire) && self.response_done.load(Ordering::Acquire)
+    }
+}
+
+/// A request body that tells the [`Gate`] when it was read to its end.
+pub struct ReqBody {
+    inner: Incoming,
+    gate: Arc<Gate>,
+}
+
+impl ReqBody {
+    pub fn new(inner: Incoming, gate: Arc<Gate>) -> Self {
+        ReqBody { inner, gate }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.gate.request_done.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that tells the [`Gate`] when it was produced to its end.
+pub struct RespBody {
+    inner: BoxBody<Bytes, BoxError>,
+    gate: Arc<Gate>,
+}
+
+impl RespBody {
+    pub fn new(inner: BoxBody<Bytes, BoxError>, gate: Arc<Gate>) -> Self {
+        if inner.is_end_stream() {
+            gate.response_done.store(true, Ordering::Release);
+        }
+        RespBody { inner, gate }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.gate.response_done.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Any client stream (plain TCP or TLS).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -70,10 +174,12 @@ pub struct Switch<S> {
     captured: Option<Vec<u8>>,
     /// Bound on `sniff`: a head larger than this is left to hyper (which refuses it).
     max_head: usize,
+    /// Whether hyper is between requests; see the module docs.
+    gate: Arc<Gate>,
 }
 
 impl<S> Switch<S> {
-    pub fn new(io: S, pending: Bytes, max_head: usize) -> Self {
+    pub fn new(io: S, pending: Bytes, max_head: usize, gate: Arc<Gate>) -> Self {
         Switch {
             io,
             pending,
@@ -81,12 +187,22 @@ impl<S> Switch<S> {
             sniff: Vec::new(),
             captured: None,
             max_head,
+            gate,
         }
     }
 
-    /// The stream and, when the switch captured one, the long-poll head to answer next.
+    /// The stream, the long-poll head to answer next when the switch captured one, and bytes
+    /// read that hyper did not take.
     pub fn into_parts(self) -> (S, Option<Vec<u8>>, Bytes) {
-        (self.io, self.captured, self.pending)
+        let pending = if self.sniff.is_empty() {
+            self.pending
+        } else {
+            let mut all = Vec::with_capacity(self.pending.len() + self.sniff.len());
+            all.extend_from_slice(&self.pending);
+            all.extend_from_slice(&self.sniff);
+            Bytes::from(all)
+        };
+        (self.io, self.captured, pending)
     }
 }
 
@@ -136,7 +252,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Switch<S> {
         if !this.pending.is_empty() {
             return this.give(out);
         }
-        if !this.wrote {
+        if !this.wrote || !this.gate.ready() {
             return Pin::new(&mut this.io).poll_read(cx, out);
         }
         loop {
@@ -155,7 +271,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Switch<S> {
                 }
                 return this.give(out);
             }
-            let complete = this.sniff.windows(4).any(|w| w == b"\r\n\r\n");
+            let complete = super::lp_http::head_end(&this.sniff).is_some();
             match longpoll_start(&this.sniff) {
                 Some(true) if complete => {
                     this.captured = Some(std::mem::take(&mut this.sniff));
@@ -234,10 +350,18 @@ mod tests {
     #[tokio::test]
     async fn after_a_response_a_longpoll_head_is_captured_and_hyper_sees_eof() {
         let (client, server) = tokio::io::duplex(4096);
-        let mut sw = Switch::new(server, Bytes::from_static(b"GET /a HTTP/1.1\r\n\r\n"), 8192);
+        let gate = Arc::new(Gate::default());
+        let mut sw = Switch::new(
+            server,
+            Bytes::from_static(b"GET /a HTTP/1.1\r\n\r\n"),
+            8192,
+            gate.clone(),
+        );
         let mut first = [0u8; 64];
         let n = sw.read(&mut first).await.expect("prefix");
         assert_eq!(&first[..n], b"GET /a HTTP/1.1\r\n\r\n");
+        gate.start(true);
+        gate.response_done.store(true, Ordering::Release);
         sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
             .await
             .expect("write");
@@ -259,7 +383,10 @@ mod tests {
     #[tokio::test]
     async fn other_requests_pass_through_unchanged() {
         let (mut client, server) = tokio::io::duplex(4096);
-        let mut sw = Switch::new(server, Bytes::new(), 8192);
+        let gate = Arc::new(Gate::default());
+        gate.start(true);
+        gate.response_done.store(true, Ordering::Release);
+        let mut sw = Switch::new(server, Bytes::new(), 8192, gate);
         sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
             .await
             .expect("write");
@@ -270,6 +397,25 @@ mod tests {
         let mut got = [0u8; 64];
         let n = sw.read(&mut got).await.expect("read");
         assert_eq!(&got[..n], b"POST /channels HTTP/1.1\r\n\r\n");
+        assert!(sw.into_parts().1.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_longpoll_head_inside_an_unfinished_request_passes_through() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let gate = Arc::new(Gate::default());
+        // A request with a body the handler has not read to its end (say, refused early).
+        gate.start(false);
+        gate.response_done.store(true, Ordering::Release);
+        let mut sw = Switch::new(server, Bytes::new(), 8192, gate);
+        sw.write_all(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
+            .await
+            .expect("write");
+        let smuggled = b"GET /longpoll?connection_id=1 HTTP/1.1\r\n\r\n";
+        client.write_all(smuggled).await.expect("client");
+        let mut got = [0u8; 64];
+        let n = sw.read(&mut got).await.expect("read");
+        assert_eq!(&got[..n], smuggled);
         assert!(sw.into_parts().1.is_none());
     }
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::transport::io::ReqBody;
 use http::{header, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::connect;
 use super::lp_session::{LpSession, PollEnd};
@@ -58,7 +58,7 @@ pub struct LpHead {
 /// Handles one `/longpoll` request that reached hyper (the connection served other requests
 /// first; see `lp_http` for the usual path).
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     peer: std::net::SocketAddr,
     shared: Arc<Shared>,
 ) -> Response<Body> {
@@ -182,12 +182,19 @@ async fn connect(
         "{{\"event\":{}}}",
         super::frames::connected(&att.id, &att.ready.me)
     );
+    let id = att.id.clone();
     shared
         .longpolls
         .insert(LpSession::new(att, request.anonymous));
 
     m.sessions_opened.with_label_values(&["longpoll"]).inc();
     m.sessions_open.with_label_values(&["longpoll"]).inc();
+    // The sweeper ends every session once when draining starts; one that registered after that
+    // scan is ended here.
+    if shared.shutdown.is_cancelled() {
+        shared.longpolls.remove(&id, "draining");
+        return Err(EdgeError::Draining);
+    }
     Ok(json(StatusCode::OK, body))
 }
 
@@ -246,11 +253,13 @@ async fn poll(
     let session = owned(shared, id, identity)?;
     let m = &shared.metrics;
     let started = Instant::now();
-    m.longpoll_held.inc();
+    // A guard: the poll future is dropped mid-hold when its client goes away.
+    let held = Held::new(&m.longpoll_held);
     let end = session
         .poll(&shared.config.longpoll, &shared.shutdown)
         .await;
-    m.longpoll_held.dec();
+    drop(held);
+
     m.longpoll_poll_seconds
         .observe(started.elapsed().as_secs_f64());
     let (outcome, body) = match end {
@@ -295,4 +304,20 @@ fn end(
         .with_label_values(&["closed"])
         .inc();
     Ok(json(StatusCode::OK, "{\"duration\":\"0.00ms\"}"))
+}
+
+/// Counts a held poll in `stream_edge_longpoll_held_requests` for as long as it lives.
+struct Held<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Held<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> Self {
+        g.inc();
+        Held(g)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -36,7 +36,11 @@ const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwa
 /// What the head of a request asks for.
 enum Head {
     /// A long-poll request this module answers.
-    LongPoll { head: LpHead, keep_alive: bool },
+    LongPoll {
+        head: LpHead,
+        keep_alive: bool,
+        http10: bool,
+    },
     /// Anything else: hyper takes the connection.
     Other,
 }
@@ -51,6 +55,8 @@ pub struct RawHead {
     /// `X-Forwarded-For` values, trusted only from `limits.trusted_proxies`.
     pub forwarded: HeaderMap,
     pub keep_alive: bool,
+    /// An HTTP/1.0 request: keep-alive must be said in the response.
+    pub http10: bool,
 }
 
 /// Serves a client connection: long-poll requests here, everything else through hyper, until the
@@ -59,7 +65,7 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
     let limits = &shared.config.limits;
     let mut buf = Vec::new();
     loop {
-        if !has_head(&buf) {
+        if head_end(&buf).is_none() {
             let read = tokio::select! {
                 r = tokio::time::timeout(limits.header_timeout, read_head(&mut io, &mut buf, limits.max_header_bytes)) => r,
                 _ = shared.shutdown.cancelled() => return,
@@ -81,12 +87,16 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
                 }
             }
         }
-        if buf.len() > limits.max_header_bytes {
+        if head_end(&buf).unwrap_or(buf.len()) > limits.max_header_bytes {
             // Refused here: handed to hyper whole, a head over the limit would parse.
             return refuse_large_head(io, &shared).await;
         }
-        let (head, keep_alive) = match parse(&buf, peer, &shared) {
-            Head::LongPoll { head, keep_alive } => (head, keep_alive),
+        let (head, keep_alive, http10) = match parse(&buf, peer, &shared) {
+            Head::LongPoll {
+                head,
+                keep_alive,
+                http10,
+            } => (head, keep_alive, http10),
             Head::Other => {
                 let read = Bytes::from(std::mem::take(&mut buf));
                 let back = Box::pin(crate::listener::serve_hyper(io, read, peer, shared.clone()));
@@ -103,7 +113,22 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
         // The poll may be held for 20 s: none of the request's bytes are kept while it is.
         buf = Vec::new();
         // Boxed: the connection task stays small between polls and while one is held.
-        let resp = Box::pin(longpoll::handle_head(head, shared.clone())).await;
+        let mut answer = Box::pin(longpoll::handle_head(head, shared.clone()));
+        // While it is held, the socket is watched: a client that goes away ends the poll (its
+        // events stay queued for the next one), and bytes it sends early are kept for the next
+        // head, up to the head limit.
+        let mut peek = [0u8; 16];
+        let resp = loop {
+            let room = buf.len() < limits.max_header_bytes;
+            tokio::select! {
+                r = &mut answer => break r,
+                n = io.read(&mut peek), if room => match n {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&peek[..n]),
+                    _ => return,
+                },
+            }
+        };
+        drop(answer);
 
         let keep_alive = keep_alive && !shared.shutdown.is_cancelled();
         let (parts, body) = resp.into_parts();
@@ -111,7 +136,12 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
         };
-        if write_response(&mut io, parts.status, &parts.headers, &body, keep_alive)
+        let conn = match (keep_alive, http10) {
+            (false, _) => Some("close"),
+            (true, true) => Some("keep-alive"),
+            (true, false) => None,
+        };
+        if write_response(&mut io, parts.status, &parts.headers, &body, conn)
             .await
             .is_err()
             || !keep_alive
@@ -121,6 +151,12 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
         }
     }
 }
+
+/// How long a refused connection's unread bytes are drained after the answer, so closing it does
+/// not reset the connection before the client read the answer.
+const REFUSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// Bytes drained at most after a refusal.
+const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 
 /// 431 with a Stream error body, counted, and the connection closed.
 async fn refuse_large_head<S: Io>(mut io: S, shared: &Shared) {
@@ -141,15 +177,42 @@ async fn refuse_large_head<S: Io>(mut io: S, shared: &Shared) {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let _ = write_response(&mut io, status, &headers, body.as_bytes(), false).await;
+    if write_response(&mut io, status, &headers, body.as_bytes(), Some("close"))
+        .await
+        .is_err()
+    {
+        return;
+    }
     let _ = io.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(REFUSE_DRAIN, async {
+        while drained < REFUSE_DRAIN_BYTES {
+            match io.read(&mut sink).await {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
-fn has_head(buf: &[u8]) -> bool {
-    buf.windows(4).any(|w| w == b"\r\n\r\n")
+/// The length of the head at the start of `buf` (through its empty line), once it is complete.
+/// Lines may end in CRLF or in a bare LF, as httparse and hyper accept.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(off) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
+        let nl = i + off;
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
 }
 
-/// Reads until a complete head (`\r\n\r\n`) is buffered. `Ok(false)` on EOF; a head over `max`
+/// Reads until a complete head (see [`head_end`]) is buffered. `Ok(false)` on EOF; a head over `max`
 /// bytes returns `Ok(true)` so the caller hands it to hyper, which refuses it.
 async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
@@ -158,11 +221,12 @@ async fn read_head<S: AsyncRead + Unpin>(
 ) -> std::io::Result<bool> {
     loop {
         buf.reserve(READ_CHUNK);
-        let scan_from = buf.len().saturating_sub(3);
+        // A terminator is at most 3 bytes (`\n\r\n`): look from 2 bytes before the new ones.
+        let scan_from = buf.len().saturating_sub(2);
         if io.read_buf(buf).await? == 0 {
             return Ok(false);
         }
-        if buf[scan_from..].windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > max {
+        if head_end(&buf[scan_from..]).is_some() || buf.len() > max {
             return Ok(true);
         }
     }
@@ -182,6 +246,7 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
             client_ip,
         },
         keep_alive: raw.keep_alive,
+        http10: raw.http10,
     }
 }
 
@@ -208,10 +273,15 @@ pub fn parse_head(buf: &[u8]) -> Option<RawHead> {
     for h in req.headers.iter() {
         let name = h.name;
         let value = || std::str::from_utf8(h.value).ok().map(str::to_string);
+        // The first of repeated headers, as hyper's `HeaderMap::get` on the REST path.
         if name.eq_ignore_ascii_case("authorization") {
-            token = value();
+            if token.is_none() {
+                token = value();
+            }
         } else if name.eq_ignore_ascii_case("stream-auth-type") {
-            auth_type = value();
+            if auth_type.is_none() {
+                auth_type = value();
+            }
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             if let Ok(v) = HeaderValue::from_bytes(h.value) {
                 forwarded.append(X_FORWARDED_FOR, v);
@@ -237,6 +307,7 @@ pub fn parse_head(buf: &[u8]) -> Option<RawHead> {
         auth_type,
         forwarded,
         keep_alive,
+        http10: req.version == Some(0),
     })
 }
 
@@ -245,7 +316,7 @@ async fn write_response<S: AsyncWrite + Unpin>(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
-    keep_alive: bool,
+    connection: Option<&str>,
 ) -> std::io::Result<()> {
     use std::fmt::Write as _;
     let mut head = String::with_capacity(256);
@@ -262,9 +333,10 @@ async fn write_response<S: AsyncWrite + Unpin>(
             let _ = write!(head, "{name}: {v}\r\n");
         }
     }
-    if !keep_alive {
-        head.push_str("connection: close\r\n");
+    if let Some(c) = connection {
+        let _ = write!(head, "connection: {c}\r\n");
     }
+
     head.push_str("\r\n");
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
@@ -302,6 +374,17 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    #[test]
+    fn heads_end_at_an_empty_line_with_crlf_or_bare_lf() {
+        use super::head_end;
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nhost: x\n\n"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\n\r\n"), Some(26));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nhost: x\r\n"), None);
+        assert_eq!(head_end(b""), None);
+        assert!(parse_head(b"GET /longpoll HTTP/1.1\nhost: x\n\n").is_some());
     }
 
     #[test]

@@ -175,14 +175,12 @@ pub async fn sweep(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             () = shared.shutdown.cancelled() => break,
         }
-        let due: Vec<(SessionId, &'static str)> = shared
-            .longpolls
-            .lock()
-            .values()
-            .filter_map(|s| s.expiry(cfg.session_timeout).map(|r| (s.id.clone(), r)))
-            .collect();
-        for (id, reason) in due {
-            shared.longpolls.remove(&id, reason);
+        // Checked outside the registry lock, so a scan never blocks connects and polls.
+        let all: Vec<Arc<LpSession>> = shared.longpolls.lock().values().cloned().collect();
+        for s in all {
+            if let Some(reason) = s.expiry(cfg.session_timeout) {
+                shared.longpolls.remove(&s.id, reason);
+            }
         }
     }
     let all: Vec<SessionId> = shared.longpolls.lock().keys().cloned().collect();

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::transport::io::ReqBody;
 use http::{header, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -27,7 +27,7 @@ pub fn socket_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(ws.max_frame_bytes))
 }
 
-fn is_upgrade(req: &Request<Incoming>) -> Option<String> {
+fn is_upgrade(req: &Request<ReqBody>) -> Option<String> {
     let has = |name: header::HeaderName, want: &str| {
         req.headers()
             .get_all(name)
@@ -70,7 +70,7 @@ impl Accepted {
 
 /// Handles `/connect`: answers 101 and leaves the session in `slot` for the connection task.
 pub fn upgrade(
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     peer: std::net::SocketAddr,
     shared: Arc<Shared>,
     slot: &UpgradeSlot,
@@ -142,7 +142,7 @@ pub fn admit_ip(ip: std::net::IpAddr, shared: &Shared) -> Result<(), EdgeError> 
     }
 }
 
-fn prepare(req: &Request<Incoming>, shared: &Shared) -> Result<Prepared, EdgeError> {
+fn prepare(req: &Request<ReqBody>, shared: &Shared) -> Result<Prepared, EdgeError> {
     if shared.shutdown.is_cancelled() {
         return Err(EdgeError::Draining);
     }

@@ -241,3 +241,57 @@ async fn requests_the_front_does_not_take_get_hyper_answers() {
     assert_eq!((r.status, r.json()["code"].as_i64()), (400, Some(46)));
     assert!(c.closed().await);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_poll_ends_it_and_loses_nothing() {
+    let gw = TestGateway::start().await;
+    let user = "front-gone";
+    let tok = gw.token(user, None);
+    let mut c = Conn::open(&gw).await;
+    c.send(&get(&connect_path(user), &tok, "")).await;
+    let id = c.response().await.json()["event"]["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    gw.watch(user, &id, "front-gone-ch", &[user, "front-other"])
+        .await;
+    // Take what the watch queued, so the next poll is held (for the default 20 s).
+    gw.send("front-other", "front-gone-ch", "before").await;
+    loop {
+        c.send(&get(&poll_path(user, &id), &tok, "")).await;
+        let r = c.response().await;
+        assert_eq!(r.status, 200);
+        let got = r.json()["events"].as_array().cloned().unwrap_or_default();
+        if got.iter().any(|e| e["message"]["text"] == "before") {
+            break;
+        }
+    }
+
+    // A poll is held, then its client goes away.
+
+    c.send(&get(&poll_path(user, &id), &tok, "")).await;
+    eventually("the poll is held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
+    })
+    .await;
+    drop(c);
+    eventually("the abandoned poll ends", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 0.0
+    })
+    .await;
+
+    // What arrives now waits for the next poll instead of going to the dead socket.
+    gw.send("front-other", "front-gone-ch", "after the client left")
+        .await;
+    let mut c = Conn::open(&gw).await;
+    c.send(&get(&poll_path(user, &id), &tok, "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    let events = r.json()["events"].as_array().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"]["text"] == "after the client left"),
+        "{events:?}"
+    );
+}
