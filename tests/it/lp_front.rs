@@ -131,12 +131,18 @@ fn poll_path(user: &str, id: &str) -> String {
     format!("/longpoll?user_id={user}&connection_id={id}&api_key={DEV_API_KEY}")
 }
 
+/// A gateway, a user's token and a raw connection to the gateway.
+async fn start(user: &str) -> (TestGateway, String, Conn) {
+    let gw = TestGateway::start().await;
+    let tok = gw.token(user, None);
+    let c = Conn::open(&gw).await;
+    (gw, tok, c)
+}
+
 #[tokio::test]
 async fn one_connection_moves_between_the_front_and_hyper() {
-    let gw = TestGateway::start().await;
     let user = "front-a";
-    let tok = gw.token(user, None);
-    let mut c = Conn::open(&gw).await;
+    let (gw, tok, mut c) = start(user).await;
 
     c.send(&get(&connect_path(user), &tok, "")).await;
     let r = c.response().await;
@@ -198,12 +204,11 @@ async fn one_connection_moves_between_the_front_and_hyper() {
 
 #[tokio::test]
 async fn requests_the_front_does_not_take_get_hyper_answers() {
-    let gw = TestGateway::start().await;
     let user = "front-p";
-    let tok = gw.token(user, None);
+    let (gw, tok, mut c) = start(user).await;
 
     // Two connects pipelined in one write: both answered, in order.
-    let mut c = Conn::open(&gw).await;
+
     let one = get(&connect_path(user), &tok, "");
     c.send(&format!("{one}{one}")).await;
     for _ in 0..2 {
@@ -244,11 +249,10 @@ async fn requests_the_front_does_not_take_get_hyper_answers() {
 
 #[tokio::test]
 async fn a_client_that_leaves_mid_poll_ends_it_and_loses_nothing() {
-    let gw = TestGateway::start().await;
     let user = "front-gone";
-    let tok = gw.token(user, None);
-    let mut c = Conn::open(&gw).await;
+    let (gw, tok, mut c) = start(user).await;
     c.send(&get(&connect_path(user), &tok, "")).await;
+
     let id = c.response().await.json()["event"]["connection_id"]
         .as_str()
         .unwrap()
