@@ -13,15 +13,19 @@
 //! pooled connection that carried a REST call does not keep hyper's buffers through its next
 //! held poll.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::io::Io;
+
 use super::longpoll::{self, LpHead};
 use crate::gateway::Shared;
 
@@ -89,7 +93,8 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
         }
         if head_end(&buf).unwrap_or(buf.len()) > limits.max_header_bytes {
             // Refused here: handed to hyper whole, a head over the limit would parse.
-            return refuse_large_head(io, &shared).await;
+            // Boxed: its drain buffer would otherwise size every connection's task.
+            return Box::pin(refuse_large_head(io, &shared)).await;
         }
         let (head, keep_alive, http10) = match parse(&buf, peer, &shared) {
             Head::LongPoll {
@@ -117,39 +122,60 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
         // While it is held, the socket is watched: a client that goes away ends the poll (its
         // events stay queued for the next one), and bytes it sends early are kept for the next
         // head, up to the head limit.
-        let mut peek = [0u8; 16];
-        let resp = loop {
-            let room = buf.len() < limits.max_header_bytes;
-            tokio::select! {
-                r = &mut answer => break r,
-                n = io.read(&mut peek), if room => match n {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&peek[..n]),
-                    _ => return,
-                },
+        // A hand-written poll rather than `select!`: its state is a few references, and the read
+        // buffer lives on the stack only while it is polled.
+
+        let max = limits.max_header_bytes;
+        let resp = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = answer.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
             }
-        };
+            let mut peek = [0u8; 256];
+            while buf.len() < max {
+                let mut rb = ReadBuf::new(&mut peek);
+                match Pin::new(&mut io).poll_read(cx, &mut rb) {
+                    Poll::Pending => break,
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                        buf.extend_from_slice(rb.filled());
+                    }
+                    Poll::Ready(_) => return Poll::Ready(None),
+                }
+            }
+            Poll::Pending
+        })
+        .await;
         drop(answer);
+        let Some(resp) = resp else {
+            return;
+        };
 
         let keep_alive = keep_alive && !shared.shutdown.is_cancelled();
-        let (parts, body) = resp.into_parts();
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => Bytes::new(),
-        };
         let conn = match (keep_alive, http10) {
             (false, _) => Some("close"),
             (true, true) => Some("keep-alive"),
             (true, false) => None,
         };
-        if write_response(&mut io, parts.status, &parts.headers, &body, conn)
-            .await
-            .is_err()
-            || !keep_alive
-        {
+        // Boxed: the response's parts and its collection would otherwise size every
+        // connection's task, a held poll's included.
+        if Box::pin(respond(&mut io, resp, conn)).await.is_err() || !keep_alive {
             let _ = io.shutdown().await;
             return;
         }
     }
+}
+
+/// Writes a long-poll answer.
+async fn respond<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    resp: http::Response<crate::listener::Body>,
+    connection: Option<&str>,
+) -> std::io::Result<()> {
+    let (parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    write_response(io, parts.status, &parts.headers, &body, connection).await
 }
 
 /// How long a refused connection's unread bytes are drained after the answer, so closing it does
