@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::EdgeError;
 use crate::gateway::Shared;
-use crate::transport::io::{BoxIo, Gate, Io, Prefixed, ReqBody, RespBody, Switch};
+use crate::transport::io::{BoxIo, Gate, Gated, Io, Prefixed, ReqBody, Switch};
 
 use crate::upstream::BoxError;
 
@@ -172,11 +172,11 @@ pub(crate) async fn serve_hyper<S: Io>(
         let slot = svc_slot.clone();
         let gate = svc_gate.clone();
         gate.start(hyper::body::Body::is_end_stream(req.body()));
-        let req = req.map(|b| ReqBody::new(b, gate.clone()));
+        let req = req.map(|b| Gated::request(b, gate.clone()));
         // Boxed: `poll_without_shutdown` needs an `Unpin` connection.
         Box::pin(async move {
             let resp = route(req, peer, shared, &slot).await;
-            Ok::<_, Infallible>(resp.map(|b| RespBody::new(b, gate)))
+            Ok::<_, Infallible>(resp.map(|b| Gated::response(b, gate)))
         })
     });
     let limits = &shared.config.limits;

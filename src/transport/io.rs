@@ -3,9 +3,10 @@
 //! that lets a connection move from hyper back to the lean front.
 //!
 //! How the switch works: hyper serves a request (REST, say). Once that request's body was read to
-//! its end and its response body produced to its end (the [`Gate`], told by [`ReqBody`] and
-//! [`RespBody`]), the next read hyper makes after writing is the start of the next request; hyper
-//! also reads in the middle of a request (a body after `100 Continue`, draining an unread body,
+//! its end and its response body produced to its end (the [`Gate`], told by [`Gated`] bodies),
+//! the next read hyper makes after writing is the start of the next request. hyper also reads in
+//! the middle of a request (a body after `100 Continue`, draining an unread body,
+
 //! watching for a close while a response streams), and those reads always pass through. `Switch`
 //! looks at what arrives: if it is the head of `GET /longpoll`, it keeps the head and reports
 //! end-of-stream, so hyper, idle, finishes cleanly; the caller takes the stream and the head back
@@ -18,11 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use crate::upstream::BoxError;
 
 /// Whether the request hyper is serving is over: its body read to the end and its response body
 /// produced to the end. Reset when hyper hands the service a new request.
@@ -44,68 +42,61 @@ impl Gate {
     }
 }
 
-/// A request body that tells the [`Gate`] when it was read to its end.
-pub struct ReqBody {
-    inner: Incoming,
+/// A body that tells the [`Gate`] when it reached its end: a request body read to its end by a
+/// handler, or a response body produced to its end for hyper.
+pub struct Gated<B> {
+    inner: B,
     gate: Arc<Gate>,
+    response: bool,
 }
 
-impl ReqBody {
-    pub fn new(inner: Incoming, gate: Arc<Gate>) -> Self {
-        ReqBody { inner, gate }
+/// A request body as handlers see it.
+pub type ReqBody = Gated<Incoming>;
+
+impl<B: Body + Unpin> Gated<B> {
+    pub fn request(inner: B, gate: Arc<Gate>) -> Self {
+        Gated {
+            inner,
+            gate,
+            response: false,
+        }
+    }
+
+    pub fn response(inner: B, gate: Arc<Gate>) -> Self {
+        let g = Gated {
+            inner,
+            gate,
+            response: true,
+        };
+        // An empty body may never be polled.
+        if g.inner.is_end_stream() {
+            g.mark_done();
+        }
+        g
+    }
+
+    fn mark_done(&self) {
+        let flag = if self.response {
+            &self.gate.response_done
+        } else {
+            &self.gate.request_done
+        };
+        flag.store(true, Ordering::Release);
     }
 }
 
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
+impl<B: Body + Unpin> Body for Gated<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
+        // Readers may stop at `is_end_stream` without polling for the final `None`.
         if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.gate.request_done.store(true, Ordering::Release);
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that tells the [`Gate`] when it was produced to its end.
-pub struct RespBody {
-    inner: BoxBody<Bytes, BoxError>,
-    gate: Arc<Gate>,
-}
-
-impl RespBody {
-    pub fn new(inner: BoxBody<Bytes, BoxError>, gate: Arc<Gate>) -> Self {
-        if inner.is_end_stream() {
-            gate.response_done.store(true, Ordering::Release);
-        }
-        RespBody { inner, gate }
-    }
-}
-
-impl Body for RespBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.gate.response_done.store(true, Ordering::Release);
+            self.mark_done();
         }
         r
     }

@@ -131,6 +131,14 @@ fn poll_path(user: &str, id: &str) -> String {
     format!("/longpoll?user_id={user}&connection_id={id}&api_key={DEV_API_KEY}")
 }
 
+/// One poll on `c`: it must answer 200; its events.
+async fn poll_events(c: &mut Conn, user: &str, id: &str, tok: &str) -> Vec<Value> {
+    c.send(&get(&poll_path(user, id), tok, "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    r.json()["events"].as_array().cloned().unwrap_or_default()
+}
+
 /// A gateway, a user's token and a raw connection to the gateway.
 async fn start(user: &str) -> (TestGateway, String, Conn) {
     let gw = TestGateway::start().await;
@@ -166,10 +174,7 @@ async fn one_connection_moves_between_the_front_and_hyper() {
 
     // Back on the front: a message sent while nobody polls waits, and the next poll takes it.
     gw.send("front-b", "front-ch", "between polls").await;
-    c.send(&get(&poll_path(user, &id), &tok, "")).await;
-    let r = c.response().await;
-    assert_eq!(r.status, 200);
-    let events = r.json()["events"].as_array().unwrap().clone();
+    let events = poll_events(&mut c, user, &id, &tok).await;
     assert!(
         events
             .iter()
@@ -261,15 +266,11 @@ async fn a_client_that_leaves_mid_poll_ends_it_and_loses_nothing() {
         .await;
     // Take what the watch queued, so the next poll is held (for the default 20 s).
     gw.send("front-other", "front-gone-ch", "before").await;
-    loop {
-        c.send(&get(&poll_path(user, &id), &tok, "")).await;
-        let r = c.response().await;
-        assert_eq!(r.status, 200);
-        let got = r.json()["events"].as_array().cloned().unwrap_or_default();
-        if got.iter().any(|e| e["message"]["text"] == "before") {
-            break;
-        }
-    }
+    while !poll_events(&mut c, user, &id, &tok)
+        .await
+        .iter()
+        .any(|e| e["message"]["text"] == "before")
+    {}
 
     // A poll is held, then its client goes away.
 
@@ -288,10 +289,7 @@ async fn a_client_that_leaves_mid_poll_ends_it_and_loses_nothing() {
     gw.send("front-other", "front-gone-ch", "after the client left")
         .await;
     let mut c = Conn::open(&gw).await;
-    c.send(&get(&poll_path(user, &id), &tok, "")).await;
-    let r = c.response().await;
-    assert_eq!(r.status, 200);
-    let events = r.json()["events"].as_array().unwrap().clone();
+    let events = poll_events(&mut c, user, &id, &tok).await;
     assert!(
         events
             .iter()
