@@ -50,6 +50,10 @@ pub enum EdgeError {
     Draining,
     #[error("route not found")]
     NotFound,
+    /// A response the gateway must filter (other users' read, delivery or typing state) that it
+    /// cannot read: compressed, oversized or malformed. Refused, never passed on.
+    #[error("upstream response cannot be filtered: {0}")]
+    Unfilterable(String),
 }
 
 /// How one error shows up on each surface.
@@ -138,6 +142,13 @@ impl EdgeError {
                 Level::DEBUG,
             ),
             EdgeError::NotFound => (S::NOT_FOUND, 16, close::REJECTED, "not_found", Level::DEBUG),
+            EdgeError::Unfilterable(_) => (
+                S::BAD_GATEWAY,
+                -1,
+                close::UPSTREAM_LOST,
+                "unfilterable_response",
+                Level::WARN,
+            ),
         };
         Class {
             status,

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub longpoll_expired: IntCounterVec,
     pub longpoll_poll_seconds: Histogram,
     pub privacy_lookups: IntCounterVec,
+    /// Responses the privacy filter had to read and could not (refused with 502), by reason.
+    pub unfilterable: IntCounterVec,
     pub ready: IntGauge,
     pub upstream_up: IntGauge,
     pub tls_reloads: IntCounterVec,
@@ -168,6 +170,7 @@ impl Metrics {
             longpoll_expired: counter(&r, "stream_edge_longpoll_expired_total", "Long-poll sessions expired, by reason.", &["reason"]),
             longpoll_poll_seconds: histogram(&r, "stream_edge_longpoll_poll_duration_seconds", "How long long-poll requests were held.", &[], vec![0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 20.0, 25.0, 30.0]).with_label_values(&[] as &[&str]),
             privacy_lookups: counter(&r, "stream_edge_privacy_lookups_total", "Privacy settings lookups against upstream, by outcome.", &["outcome"]),
+            unfilterable: counter(&r, "stream_edge_privacy_unfilterable_total", "Responses carrying other users' state that could not be filtered and were refused with 502, by reason.", &["reason"]),
             ready: register(&r, IntGauge::new("stream_edge_ready", "1 while the gateway takes traffic, 0 before start and while draining.")),
             upstream_up: register(&r, IntGauge::new(
                     "stream_edge_upstream_up",
@@ -204,6 +207,9 @@ impl Metrics {
         }
         for outcome in ["ok", "error"] {
             self.tls_reloads.with_label_values(&[outcome]);
+        }
+        for reason in ["encoding", "parse", "too_large"] {
+            self.unfilterable.with_label_values(&[reason]);
         }
     }
 

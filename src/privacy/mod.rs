@@ -141,6 +141,34 @@ impl Privacy {
         self.cache.invalidate(&Self::key(app, user)).await;
     }
 
+    /// Forgets every user's settings (a user update the gateway could not read went upstream).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Lowers known settings by what a client says of itself (`user_details.privacy_settings` of
+    /// its own user): a flag it turns off is off from the next event; a flag it turns on waits for
+    /// upstream to confirm (`me`, or the answer to the forwarded update). Unknown users are left
+    /// to the lookup.
+    pub async fn learn_restrictive(&self, app: &str, user_json: &str) {
+        let Ok(u) = serde_json::from_str::<UserPrivacy>(user_json) else {
+            return;
+        };
+        let Some(w) = &u.privacy_settings else {
+            return;
+        };
+        let key = Self::key(app, &u.id);
+        if let Some(known) = self.cache.get(&key).await {
+            let claimed = w.over(known);
+            let lowered = Settings {
+                typing: known.typing && claimed.typing,
+                read: known.read && claimed.read,
+                delivery: known.delivery && claimed.delivery,
+            };
+            self.cache.insert(key, lowered).await;
+        }
+    }
+
     /// Settings if already known, without I/O.
     pub async fn cached(&self, app: &str, user: &str) -> Option<Settings> {
         self.cache.get(&Self::key(app, user)).await
@@ -223,8 +251,17 @@ impl Privacy {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("payload", &payload.to_string())
             .finish();
-        let call =
-            crate::upstream::calls::call(&self.upstream, app, Method::GET, "/users", &query, None);
+        // Server authority: the filter names only user ids found in upstream's own responses and
+        // events, and the answer is used for the filter alone, never returned to a client.
+        let call = crate::upstream::calls::call(
+            &self.upstream,
+            app,
+            crate::upstream::calls::Authority::Server,
+            Method::GET,
+            "/users",
+            &query,
+            None,
+        );
         let (status, body) = tokio::time::timeout(self.config.lookup_timeout, call)
             .await
             .map_err(|_| LookupError("timed out".into()))?

@@ -3,7 +3,8 @@
 //!   by `/sync`) lose the entries of users with read receipts off, except the requester's own;
 //! - `POST /channels/{type}/{id}/event` with a typing event from a user whose typing indicators are
 //!   off is answered by the gateway and never forwarded;
-//! - `POST`/`PATCH /users` teach the registry the new settings.
+//! - `POST`/`PATCH /users`: every user the request names is forgotten before it goes upstream, and
+//!   the registry learns only from the users upstream's answer confirms.
 
 use std::collections::{HashMap, HashSet};
 
@@ -46,12 +47,23 @@ pub fn typing_ack(kind: &str, channel_type: &str, channel_id: &str, user: &str) 
     .to_string()
 }
 
+/// A response the filter could not read: it is answered with a 502, never passed on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unfilterable(String);
+
 /// Removes read state of users who hide it from a response for `requester`. Returns the original
 /// bytes untouched when nothing is removed (no re-serialisation).
-pub async fn filter_reads(body: Bytes, requester: &str, app: &str, privacy: &Privacy) -> Bytes {
-    let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
-        return body;
-    };
+///
+/// # Errors
+/// The body is not JSON the filter can read (fail closed: the caller refuses the response).
+pub async fn filter_reads(
+    body: Bytes,
+    requester: &str,
+    app: &str,
+    privacy: &Privacy,
+) -> Result<Bytes, Unfilterable> {
+    let mut v = serde_json::from_slice::<Value>(&body).map_err(|e| Unfilterable(e.to_string()))?;
     let mut users = HashSet::new();
     visit_reads(&mut v, &mut |entry_user| {
         if entry_user != requester {
@@ -60,7 +72,7 @@ pub async fn filter_reads(body: Bytes, requester: &str, app: &str, privacy: &Pri
         false
     });
     if users.is_empty() {
-        return body;
+        return Ok(body);
     }
     let ids: Vec<&str> = users.iter().map(String::as_str).collect();
     let known = privacy.get_many(app, &ids).await;
@@ -83,14 +95,16 @@ pub async fn filter_reads(body: Bytes, requester: &str, app: &str, privacy: &Pri
         h
     });
     if removed == 0 {
-        return body;
+        return Ok(body);
     }
     privacy
         .metrics
         .events_dropped
         .with_label_values(&["privacy_read_state", "read_state"])
         .inc_by(removed);
-    serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body)
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| Unfilterable(e.to_string()))
 }
 
 /// Calls `f(user_id)` for each read-state entry; removes the entry when `f` returns true.
@@ -132,55 +146,54 @@ fn retain_read(read: Option<&mut Value>, f: &mut dyn FnMut(&str) -> bool) {
     }
 }
 
-/// Settings changes carried by a `POST /users` (upsert) or `PATCH /users` (partial) body: user id
-/// → new settings, or `None` when the change cannot be computed locally (forget and look up).
-pub fn user_updates(method: &http::Method, body: &[u8]) -> HashMap<String, Option<Settings>> {
-    let mut out = HashMap::new();
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return out;
-    };
-    let settings = |p: &Value| -> Option<Settings> {
-        let w: Wire = serde_json::from_value(p.clone()).ok()?;
-        Some(w.over(Settings::default()))
-    };
-    if method == http::Method::POST {
-        if let Some(users) = v.get("users").and_then(Value::as_object) {
-            for (id, u) in users {
-                let s = u.get("privacy_settings").and_then(settings);
-                // An upsert without privacy_settings resets them to the defaults.
-                out.insert(id.clone(), Some(s.unwrap_or_default()));
-            }
+/// Every user a `POST /users` (upsert, keyed map) or `PATCH /users` (partial, list) body names,
+/// by map key and by `id`: their cached settings are forgotten before the call goes upstream, so
+/// nothing a client claims is ever taken as settings (issue: a map key differing from the `id`).
+/// `None` when the body cannot be read: the caller then forgets every cached setting.
+pub fn named_users(body: &[u8]) -> Option<HashSet<String>> {
+    let mut out = HashSet::new();
+    let v = serde_json::from_slice::<Value>(body).ok()?;
+    let mut id_of = |u: &Value| {
+        if let Some(id) = u.get("id").and_then(Value::as_str) {
+            out.insert(id.to_string());
         }
-    } else if let Some(users) = v.get("users").and_then(Value::as_array) {
-        for u in users {
-            let Some(id) = u.get("id").and_then(Value::as_str) else {
-                continue;
-            };
-            let set = u.pointer("/set/privacy_settings").and_then(settings);
-            let unset = u.get("unset").and_then(Value::as_array).is_some_and(|a| {
-                a.iter().any(|k| {
-                    k.as_str()
-                        .is_some_and(|k| k.starts_with("privacy_settings"))
-                })
-            });
-            let touched = set.is_some()
-                || unset
-                || u.get("set")
-                    .and_then(Value::as_object)
-                    .is_some_and(|s| s.keys().any(|k| k.starts_with("privacy_settings")));
-            if touched {
-                out.insert(
-                    id.to_string(),
-                    if unset {
-                        Some(Settings::default())
-                    } else {
-                        set
-                    },
-                );
+    };
+    match v.get("users") {
+        Some(Value::Object(users)) => {
+            for u in users.values() {
+                id_of(u);
             }
+            out.extend(users.keys().cloned());
+        }
+        Some(Value::Array(users)) => users.iter().for_each(&mut id_of),
+        _ => {}
+    }
+    Some(out)
+}
+
+/// Learns settings from the users an `UpdateUsersResponse` confirms (`users` keyed by id; each
+/// value's own `id` is what counts). A user without `privacy_settings` in the answer is forgotten
+/// and looked up again when needed.
+pub async fn learn_from_response(body: &[u8], app: &str, privacy: &Privacy) {
+    #[derive(Deserialize)]
+    struct Confirmed {
+        id: String,
+        #[serde(default)]
+        privacy_settings: Option<Wire>,
+    }
+    #[derive(Deserialize)]
+    struct Resp {
+        users: HashMap<String, Confirmed>,
+    }
+    let Ok(resp) = serde_json::from_slice::<Resp>(body) else {
+        return;
+    };
+    for u in resp.users.into_values() {
+        match u.privacy_settings {
+            Some(w) => privacy.set(app, &u.id, w.over(Settings::default())).await,
+            None => privacy.forget(app, &u.id).await,
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -218,14 +231,12 @@ mod tests {
     }
 
     #[test]
-    fn user_update_bodies() {
-        let post = br#"{"users":{"a":{"id":"a","privacy_settings":{"typing_indicators":{"enabled":false}}},"b":{"id":"b"}}}"#;
-        let u = user_updates(&http::Method::POST, post);
-        assert!(!u["a"].unwrap().typing);
-        assert_eq!(u["b"], Some(Settings::default()));
-        let patch = br#"{"users":[{"id":"a","set":{"privacy_settings":{"read_receipts":{"enabled":false}}}},{"id":"c","set":{"name":"x"}}]}"#;
-        let u = user_updates(&http::Method::PATCH, patch);
-        assert!(!u["a"].unwrap().read);
-        assert!(!u.contains_key("c"));
+    fn named_users_by_key_and_id() {
+        let post = br#"{"users":{"alice":{"id":"mallory"},"b":{"id":"b"}}}"#;
+        let u = named_users(post).unwrap();
+        assert!(u.contains("alice") && u.contains("mallory") && u.contains("b"));
+        let patch = br#"{"users":[{"id":"a","set":{}},{"set":{}}]}"#;
+        assert_eq!(named_users(patch).unwrap().len(), 1);
+        assert!(named_users(b"[").is_none());
     }
 }

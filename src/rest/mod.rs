@@ -71,6 +71,37 @@ struct Bound {
     hub: Arc<Hub>,
 }
 
+/// What the inbound checks established about a request.
+struct Inbound {
+    /// The `api_key` query parameter, when given (and known).
+    app: String,
+    identity: Option<Identity>,
+    bound: Option<Bound>,
+    /// The query to send upstream (every `connection_id` rewritten to the hub's).
+    query: String,
+}
+
+/// What the proxy will do with a request beyond forwarding it.
+struct Plan {
+    /// The request body is read whole (it is inspected).
+    reads_body: bool,
+    /// A watching query whose returned cids join the session's routing table.
+    tracks_watch: bool,
+    /// The response carries other users' read, delivery or typing state and is filtered for this
+    /// requester: `Some("")` for callers without a user token (every hidden entry goes), `None`
+    /// for a backend (server token), which sees everything.
+    requester: Option<String>,
+    /// The response teaches the privacy registry (`POST`/`PATCH /users`).
+    learn_users: bool,
+}
+
+impl Plan {
+    /// True when the gateway must read the response: it is never passed on unread.
+    fn reads_response(&self, watch_requested: bool) -> bool {
+        watch_requested || self.requester.is_some() || self.learn_users
+    }
+}
+
 async fn forward(
     req: Request<ReqBody>,
     path: &str,
@@ -79,8 +110,151 @@ async fn forward(
     shared: &Shared,
 ) -> Result<Response<Body>, EdgeError> {
     let (parts, body) = req.into_parts();
-    let query = parts.uri.query().unwrap_or("");
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+    let inbound = inbound(&parts, shared)?;
+
+    if let (Kind::StopWatching { cid }, Some(b)) = (kind, &inbound.bound) {
+        if !b.hub.unwatch(&b.id, cid) {
+            // Another session of this user still watches: keep the upstream subscription.
+            return Ok(json(StatusCode::CREATED, r#"{"duration":"0.00ms"}"#));
+        }
+    }
+
+    let plan = plan(kind, &inbound);
+    let (req_bytes, up_body) = request_body(&parts, body, plan.reads_body, shared).await?;
+    let watch_requested = plan.tracks_watch
+        && req_bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<WatchFlag>(b).ok())
+            .is_some_and(|w| w.watch);
+
+    if let (
+        Kind::SendEvent {
+            channel_type,
+            channel_id,
+        },
+        Some(bytes),
+        Some(id),
+    ) = (kind, &req_bytes, &inbound.identity)
+    {
+        if let Some(ack) =
+            swallow_typing(shared, &inbound.app, id, bytes, channel_type, channel_id).await
+        {
+            return Ok(json(StatusCode::CREATED, ack));
+        }
+    }
+
+    if plan.learn_users {
+        // Nothing a client claims about settings is kept: every user it names is forgotten now,
+        // and only upstream's answer teaches the registry.
+        match privacy::rewrite::named_users(req_bytes.as_deref().unwrap_or_default()) {
+            Some(users) => {
+                for u in users {
+                    shared.privacy.forget(&inbound.app, &u).await;
+                }
+            }
+            None => shared.privacy.forget_all(),
+        }
+    }
+
+    let reads_response = plan.reads_response(watch_requested);
+    let mut up = Request::builder()
+        .method(parts.method.clone())
+        .uri(shared.upstream.rest_uri(path, Some(&inbound.query))?)
+        .body(up_body)
+        .map_err(|e| EdgeError::BadInput(e.to_string()))?;
+    headers::forward_request(
+        &parts.headers,
+        up.headers_mut(),
+        &shared.upstream.host(),
+        peer,
+        plan.reads_body,
+        if shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+    );
+    if reads_response {
+        // The gateway parses this response: ask for it uncompressed (a compressed answer is
+        // refused below, never passed on unfiltered).
+        up.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
+
+    // Register a named channel before upstream can emit its first events for this watch.
+    let early = match (kind, &inbound.bound, watch_requested) {
+        (Kind::QueryChannel { cid: Some(cid) }, Some(b), true) => {
+            b.hub.watch(&b.id, std::slice::from_ref(cid));
+            Some(cid.clone())
+        }
+        _ => None,
+    };
+    let undo_early = || {
+        if let (Some(cid), Some(b)) = (&early, &inbound.bound) {
+            b.hub.unwatch(&b.id, cid);
+        }
+    };
+    let sent = tokio::time::timeout(
+        shared.config.upstream.request_timeout,
+        shared.upstream.rest.request(up),
+    )
+    .await;
+    let resp = match sent {
+        Err(_) => Err(EdgeError::UpstreamTimeout),
+        Ok(Err(e)) => Err(EdgeError::UpstreamUnavailable(e.to_string())),
+        Ok(Ok(r)) => Ok(r),
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            undo_early();
+            return Err(e);
+        }
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut rparts.headers);
+    if !reads_response {
+        return Ok(Response::from_parts(
+            rparts,
+            rbody.map_err(Into::into).boxed(),
+        ));
+    }
+    let bytes = match read_response(&rparts, rbody, shared).await {
+        Ok(b) => b,
+        Err(e) => {
+            undo_early();
+            return Err(e);
+        }
+    };
+    if !rparts.status.is_success() {
+        undo_early();
+        return Ok(Response::from_parts(rparts, full(bytes)));
+    }
+    if let (true, Some(b)) = (watch_requested, &inbound.bound) {
+        b.hub.watch(&b.id, &channel_cids(&bytes));
+    }
+    if plan.learn_users {
+        privacy::rewrite::learn_from_response(&bytes, &inbound.app, &shared.privacy).await;
+    }
+    let bytes = match &plan.requester {
+        Some(who) => {
+            let filtered =
+                privacy::rewrite::filter_reads(bytes, who, &inbound.app, &shared.privacy).await;
+            filtered.map_err(|e| unfilterable(shared, "parse", e.to_string()))?
+        }
+        None => bytes,
+    };
+    rparts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(rparts, full(bytes)))
+}
+
+/// Inbound checks: the api key is known, the credential is valid, and every `connection_id` names
+/// a session of the caller's own user and app (rewritten to its hub's upstream connection).
+fn inbound(parts: &http::request::Parts, shared: &Shared) -> Result<Inbound, EdgeError> {
+    let raw = parts.uri.query().unwrap_or("");
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
         .into_owned()
         .collect();
     let param = |name: &str| {
@@ -90,6 +264,7 @@ async fn forward(
             .map(|(_, v)| v.clone())
     };
     let api_key = param("api_key");
+    let user_param = param("user_id");
     let token = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -118,44 +293,80 @@ async fn forward(
         _ => None,
     };
 
+    // Every occurrence counts: an upstream that reads the last of repeated parameters must never
+    // see a client's unchecked id.
+    let ids: Vec<usize> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (k, _))| k == "connection_id")
+        .map(|(i, _)| i)
+        .collect();
     let mut bound = None;
-    let mut rewritten = false;
-    if let Some(idx) = pairs.iter().position(|(k, _)| k == "connection_id") {
-        let sid = pairs[idx].1.clone();
+    let query = if let Some(&first) = ids.first() {
+        let sid = pairs[first].1.clone();
+        if ids.iter().any(|&i| pairs[i].1 != sid) {
+            return Err(EdgeError::BadInput(
+                "connection_id is given more than once with different values".into(),
+            ));
+        }
         let b = bind(
             shared,
             &sid,
             api_key.as_deref(),
             identity.as_ref(),
-            param("user_id"),
+            user_param,
             anonymous,
         )?;
-        pairs[idx].1 = b.hub.upstream_connection_id().ok_or_else(|| {
+        let upstream_id = b.hub.upstream_connection_id().ok_or_else(|| {
             EdgeError::UpstreamUnavailable("upstream connection not ready".into())
         })?;
-        rewritten = true;
-        bound = Some(b);
-    }
-
-    if let (Kind::StopWatching { cid }, Some(b)) = (kind, &bound) {
-        if !b.hub.unwatch(&b.id, cid) {
-            // Another session of this user still watches: keep the upstream subscription.
-            return Ok(json(StatusCode::CREATED, r#"{"duration":"0.00ms"}"#));
+        for &i in &ids {
+            pairs[i].1 = upstream_id.clone();
         }
-    }
+        bound = Some(b);
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        s.extend_pairs(pairs.iter());
+        s.finish()
+    } else {
+        raw.to_string()
+    };
+    Ok(Inbound {
+        app: api_key.unwrap_or_default(),
+        identity,
+        bound,
+        query,
+    })
+}
 
-    // Whose view a response is shaped for: a user sees others' hidden read state removed; a
-    // caller without a user token sees every hidden entry removed; a backend (server token) sees
+/// Decides what the proxy inspects for this request.
+fn plan(kind: &Kind, inbound: &Inbound) -> Plan {
+    // Whose view a response is shaped for: a user sees others' hidden state removed; a caller
+    // without a user token sees every hidden entry removed; a backend (server token) sees
     // everything.
-    let requester: Option<String> = match &identity {
+    let requester = match &inbound.identity {
         Some(i) if i.kind == TokenKind::Server => None,
         Some(i) => Some(i.user_id.to_string()),
         None => Some(String::new()),
     };
-    let app = api_key.clone().unwrap_or_default();
+    let carries_state = kind.carries_others_state();
     let tracks_watch =
-        bound.is_some() && matches!(kind, Kind::QueryChannels | Kind::QueryChannel { .. });
-    let reads_body = tracks_watch || matches!(kind, Kind::SendEvent { .. } | Kind::Users);
+        inbound.bound.is_some() && matches!(kind, Kind::QueryChannels | Kind::QueryChannel { .. });
+    Plan {
+        reads_body: tracks_watch || matches!(kind, Kind::SendEvent { .. } | Kind::Users),
+        tracks_watch,
+        requester: requester.filter(|_| carries_state && !inbound.app.is_empty()),
+        learn_users: matches!(kind, Kind::Users) && !inbound.app.is_empty(),
+    }
+}
+
+/// The body sent upstream: buffered when the proxy inspects it, streamed otherwise (cut off at
+/// `limits.max_body_bytes`).
+async fn request_body(
+    parts: &http::request::Parts,
+    body: ReqBody,
+    buffered: bool,
+    shared: &Shared,
+) -> Result<(Option<Bytes>, crate::upstream::UpBody), EdgeError> {
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -172,132 +383,46 @@ async fn forward(
             "request body over the {max_body} byte limit"
         )));
     }
-    let (req_bytes, up_body) = if reads_body {
+    if buffered {
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;
-        (Some(bytes.clone()), full(bytes))
+        Ok((Some(bytes.clone()), full(bytes)))
     } else {
-        // Streamed bodies without a length are cut off at the limit (the upstream request fails).
-        (None, Limited::new(body, max_body).boxed())
-    };
-
-    let watch_requested = tracks_watch
-        && req_bytes
-            .as_deref()
-            .and_then(|b| serde_json::from_slice::<WatchFlag>(b).ok())
-            .is_some_and(|w| w.watch);
-
-    if let (
-        Kind::SendEvent {
-            channel_type,
-            channel_id,
-        },
-        Some(bytes),
-        Some(id),
-    ) = (kind, &req_bytes, &identity)
-    {
-        if let Some(ack) = swallow_typing(shared, &app, id, bytes, channel_type, channel_id).await {
-            return Ok(json(StatusCode::CREATED, ack));
-        }
+        Ok((None, Limited::new(body, max_body).boxed()))
     }
+}
 
-    let method = parts.method.clone();
-    let query = if rewritten {
-        let mut s = url::form_urlencoded::Serializer::new(String::new());
-        s.extend_pairs(pairs.iter());
-        s.finish()
-    } else {
-        query.to_string()
-    };
-    let uri = shared.upstream.rest_uri(path, Some(&query))?;
-    let mut up = Request::builder()
-        .method(parts.method)
-        .uri(uri)
-        .body(up_body)
-        .map_err(|e| EdgeError::BadInput(e.to_string()))?;
-    headers::forward_request(
-        &parts.headers,
-        up.headers_mut(),
-        &shared.upstream.host(),
-        peer,
-        reads_body,
-        if shared.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
-    );
-
-    // Register a named channel before upstream can emit its first events for this watch.
-    let early = match (kind, &bound, watch_requested) {
-        (Kind::QueryChannel { cid: Some(cid) }, Some(b), true) => {
-            b.hub.watch(&b.id, std::slice::from_ref(cid));
-            Some(cid.clone())
-        }
-        _ => None,
-    };
-    let sent = tokio::time::timeout(
-        shared.config.upstream.request_timeout,
-        shared.upstream.rest.request(up),
-    )
-    .await;
-    let resp = match sent {
-        Err(_) => Err(EdgeError::UpstreamTimeout),
-        Ok(Err(e)) => Err(EdgeError::UpstreamUnavailable(e.to_string())),
-        Ok(Ok(r)) => Ok(r),
-    };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            if let (Some(cid), Some(b)) = (&early, &bound) {
-                b.hub.unwatch(&b.id, cid);
-            }
-            return Err(e);
-        }
-    };
-    let (mut rparts, rbody) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut rparts.headers);
-    let rewrite_reads = requester.is_some()
-        && !app.is_empty()
-        && matches!(
-            kind,
-            Kind::QueryChannels | Kind::QueryChannel { .. } | Kind::ReadState
-        );
-    let learn_users = matches!(kind, Kind::Users) && !app.is_empty();
-    if !(watch_requested || rewrite_reads || learn_users) {
-        return Ok(Response::from_parts(
-            rparts,
-            rbody.map_err(Into::into).boxed(),
+/// Reads a response the proxy inspects. A compressed or oversized one cannot be filtered, so it
+/// is refused (502, counted), never passed on.
+async fn read_response(
+    rparts: &http::response::Parts,
+    rbody: hyper::body::Incoming,
+    shared: &Shared,
+) -> Result<Bytes, EdgeError> {
+    let encoded = rparts
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(unfilterable(
+            shared,
+            "encoding",
+            "upstream answered a compressed body the gateway must filter".into(),
         ));
     }
-    let mut bytes = read_limited(rbody, shared.config.limits.rest_max_buffered_response)
+    read_limited(rbody, shared.config.limits.rest_max_buffered_response)
         .await
-        .map_err(|_| EdgeError::UpstreamUnavailable("upstream response too large".into()))?;
-    if !rparts.status.is_success() {
-        if let (Some(cid), Some(b)) = (&early, &bound) {
-            b.hub.unwatch(&b.id, cid);
-        }
-        return Ok(Response::from_parts(rparts, full(bytes)));
-    }
-    if let (true, Some(b)) = (watch_requested, &bound) {
-        b.hub.watch(&b.id, &channel_cids(&bytes));
-    }
-    if learn_users {
-        let body = req_bytes.as_deref().unwrap_or_default();
-        for (user, settings) in privacy::rewrite::user_updates(&method, body) {
-            match settings {
-                Some(s) => shared.privacy.set(&app, &user, s).await,
-                None => shared.privacy.forget(&app, &user).await,
-            }
-        }
-    }
-    if let (true, Some(who)) = (rewrite_reads, &requester) {
-        let before = bytes.len();
-        bytes = privacy::rewrite::filter_reads(bytes, who, &app, &shared.privacy).await;
-        if bytes.len() != before {
-            rparts.headers.remove(header::CONTENT_LENGTH);
-        }
-    }
-    Ok(Response::from_parts(rparts, full(bytes)))
+        .map_err(|_| unfilterable(shared, "too_large", "upstream response too large".into()))
+}
+
+/// Counts a response the gateway had to filter and could not, and the error that replaces it.
+fn unfilterable(shared: &Shared, reason: &'static str, message: String) -> EdgeError {
+    shared
+        .metrics
+        .unfilterable
+        .with_label_values(&[reason])
+        .inc();
+    EdgeError::Unfilterable(message)
 }
 
 /// A typing event from a user whose typing indicators are off is answered here with upstream's

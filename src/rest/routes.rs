@@ -28,6 +28,17 @@ pub enum Kind {
     Other,
 }
 
+impl Kind {
+    /// Responses of this route can carry other users' read, delivery or typing state (README,
+    /// "Privacy filtering"): they are read and filtered, never streamed through.
+    pub fn carries_others_state(&self) -> bool {
+        matches!(
+            self,
+            Kind::QueryChannels | Kind::QueryChannel { .. } | Kind::ReadState
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct Route {
     /// Bounded metric label, e.g. `/channels/{type}/{id}/message`.

@@ -178,7 +178,14 @@ impl Hubs {
         if details_changed {
             // A later session brought different user details: forward them as an update rather
             // than dropping them (stream-protocol.md 8).
-            upstream_task::forward_details(&self.inner.upstream, &self.inner.tasks, app, details);
+            upstream_task::forward_details(
+                &self.inner.upstream,
+                &self.inner.privacy,
+                &self.inner.tasks,
+                app,
+                &hub.user,
+                details,
+            );
         }
         Ok(Attachment {
             id,

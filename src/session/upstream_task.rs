@@ -130,20 +130,31 @@ async fn serve(
     }
 }
 
-/// Sends changed `user_details` of a later session upstream as a partial update, with a server
-/// token.
+/// Sends changed `user_details` of a later session upstream as a partial update of `user`, with
+/// that user's own authority and only the fields a user may set on itself
+/// ([`crate::upstream::calls::update_user`]).
 pub(super) fn forward_details(
     upstream: &Arc<Upstream>,
+    privacy: &Arc<crate::privacy::Privacy>,
     tasks: &crate::shutdown::Shutdown,
     app: &str,
+    user: &str,
     details: &RawValue,
 ) {
     let upstream = upstream.clone();
     let app = app.to_string();
+    let user = user.to_string();
     let details = details.get().to_string();
+    let privacy = privacy.clone();
     tasks.spawn(async move {
-        if let Err(e) = crate::upstream::calls::update_user(&upstream, &app, &details).await {
-            tracing::debug!(app = %app, error = %e, "forwarding user_details failed");
+        match crate::upstream::calls::update_user(&upstream, &app, &user, &details).await {
+            Ok(Some(answer)) => {
+                crate::privacy::rewrite::learn_from_response(&answer, &app, &privacy).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(app = %app, error = %e, "forwarding user_details failed");
+            }
         }
     });
 }

@@ -161,7 +161,7 @@ async fn connect(
     };
     shared
         .privacy
-        .learn_from_user(&request.api_key, request.details.get())
+        .learn_restrictive(&request.api_key, request.details.get())
         .await;
     let att = shared
         .hubs

@@ -79,10 +79,11 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, At
         }
     };
 
-    // The client's own settings take effect for the next event (the connect is an upsert).
+    // What the client turns off for itself takes effect for the next event; what it turns on
+    // waits for upstream to confirm.
     shared
         .privacy
-        .learn_from_user(&prepared.request.api_key, prepared.request.details.get())
+        .learn_restrictive(&prepared.request.api_key, prepared.request.details.get())
         .await;
     let attach = shared.hubs.attach(
         &prepared.request.api_key,

@@ -1,28 +1,45 @@
-//! Requests the gateway makes to upstream on its own behalf (not proxied for a client), signed with
-//! a server token: forwarding later sessions' `user_details`, and privacy-settings lookups.
+//! Requests the gateway makes to upstream on its own behalf (not proxied for a client). Each names
+//! the authority it is sent with ([`Authority`]): a server token only for lookups whose inputs a
+//! client cannot steer (README, "Security model"); a user token of that very user for anything a
+//! client asked for, so a client's wish never reaches upstream with more authority than the client
+//! has.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{Map, Value};
 
 use super::{Upstream, UpstreamError};
 
 /// Largest response body the gateway reads for its own calls.
 const MAX_OWN_RESPONSE: usize = 4 << 20;
 
-/// Sends one request with a server token; returns status and body.
+/// Whose authority a call is made with.
+#[derive(Clone, Copy, Debug)]
+pub enum Authority<'a> {
+    /// A server token: only for the gateway's own lookups (privacy settings, revocation).
+    Server,
+    /// A user token for this user: for anything done on a client's behalf.
+    User(&'a str),
+}
+
+/// Sends one request with the given authority; returns status and body.
 ///
 /// # Errors
 /// Transport failure, timeout or an oversized body.
 pub async fn call(
     upstream: &Upstream,
     app: &str,
+    authority: Authority<'_>,
     method: Method,
     path: &str,
     query: &str,
     body: Option<String>,
 ) -> Result<(StatusCode, Bytes), UpstreamError> {
-    let token = upstream.server_token(app)?;
+    let token = match authority {
+        Authority::Server => upstream.server_token(app)?,
+        Authority::User(user) => upstream.user_token(app, user)?,
+    };
     let mut query_all = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("api_key", app)
         .finish();
@@ -40,6 +57,8 @@ pub async fn call(
         .header("stream-auth-type", "jwt")
         .header("X-Stream-Client", super::ws::CLIENT_ID)
         .header(http::header::CONTENT_TYPE, "application/json")
+        // Our own parsers read these bodies: never a compressed one.
+        .header(http::header::ACCEPT_ENCODING, "identity")
         .body(Full::new(body).map_err(|never| match never {}).boxed())
         .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
     let send = upstream.rest.request(req);
@@ -59,33 +78,129 @@ pub async fn call(
     Ok((status, body))
 }
 
-/// Forwards a connect payload's `user_details` as a partial update (`PATCH /users` with `set`):
-/// merge semantics, like the connect itself. A full upsert would reset every field the later
-/// session did not send, privacy settings included.
+/// User fields only Stream's server side (or an admin) may set. A client never sets them on
+/// itself through the gateway, whatever it puts in `user_details`; they are removed at the top
+/// level and inside `custom` (Stream flattens custom data into the user object).
+pub const SERVER_MANAGED: &[&str] = &[
+    "id",
+    "role",
+    "teams",
+    "teams_role",
+    "banned",
+    "shadow_banned",
+    "ban_expires",
+    "revoke_tokens_issued_before",
+    "deactivated_at",
+    "deleted_at",
+    "created_at",
+    "updated_at",
+    "last_active",
+    "last_engaged_at",
+    "online",
+    "anon",
+    "devices",
+    "mutes",
+    "channel_mutes",
+    "blocked_user_ids",
+    "push_notifications",
+    "push_preferences",
+    "unread_count",
+    "total_unread_count",
+    "unread_channels",
+    "unread_threads",
+    "total_unread_count_by_team",
+    "latest_hidden_channels",
+    "avg_response_time",
+];
+
+/// The part of a client's `user_details` it may set on its own user: everything but
+/// [`SERVER_MANAGED`] keys (custom fields are the user's own to set, so this is a deny list over
+/// the spec's `UserRequest`, whose typed fields are `name`, `image`, `language`, `invisible`,
+/// `privacy_settings` and `custom`).
+pub fn self_editable(details: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in details {
+        if SERVER_MANAGED.contains(&k.as_str()) {
+            continue;
+        }
+        if k == "custom" {
+            if let Value::Object(custom) = v {
+                let kept: Map<String, Value> = custom
+                    .iter()
+                    .filter(|(ck, _)| !SERVER_MANAGED.contains(&ck.as_str()))
+                    .map(|(ck, cv)| (ck.clone(), cv.clone()))
+                    .collect();
+                out.insert(k.clone(), Value::Object(kept));
+            }
+            continue;
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// Forwards a later session's `user_details` as a partial update of that user (`PATCH /users`
+/// with `set`: merge semantics, like the connect itself; a full upsert would reset every field the
+/// later session did not send, privacy settings included). It is sent with a user token of
+/// `user` itself and carries only [`self_editable`] fields, so upstream applies its own permission
+/// checks for a user editing itself.
+///
+/// Returns upstream's `UpdateUsersResponse` body (`None` when nothing was sent), from which the
+/// caller learns the user's confirmed settings.
 ///
 /// # Errors
-/// As [`call`], or `details` lacks an `id`, or upstream refused it.
+/// As [`call`], or `details` is not an object, or upstream refused it.
 pub async fn update_user(
     upstream: &Upstream,
     app: &str,
+    user: &str,
     details: &str,
-) -> Result<(), UpstreamError> {
-    let mut value: serde_json::Map<String, serde_json::Value> =
+) -> Result<Option<Bytes>, UpstreamError> {
+    let value: Map<String, Value> =
         serde_json::from_str(details).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-    let id = match value.remove("id") {
-        Some(serde_json::Value::String(id)) => id,
-        _ => return Err(UpstreamError::Protocol("user_details without id".into())),
-    };
-    if value.is_empty() {
-        return Ok(());
+    let set = self_editable(&value);
+    if set.is_empty() {
+        return Ok(None);
     }
-    let body = serde_json::json!({ "users": [{ "id": id, "set": value }] }).to_string();
-    let (status, _) = call(upstream, app, Method::PATCH, "/users", "", Some(body)).await?;
+    let body = serde_json::json!({ "users": [{ "id": user, "set": set }] }).to_string();
+    let (status, answer) = call(
+        upstream,
+        app,
+        Authority::User(user),
+        Method::PATCH,
+        "/users",
+        "",
+        Some(body),
+    )
+    .await?;
     if status.is_success() {
-        Ok(())
+        Ok(Some(answer))
     } else {
         Err(UpstreamError::Protocol(format!(
             "user update answered {status}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_managed_fields_never_forwarded() {
+        let details: Map<String, Value> = serde_json::from_str(
+            r#"{"id":"a","name":"A","role":"admin","teams":["t"],"teams_role":{"t":"admin"},
+                "banned":false,"revoke_tokens_issued_before":null,"deactivated_at":null,
+                "invisible":true,"privacy_settings":{"read_receipts":{"enabled":false}},
+                "color":"red","custom":{"role":"admin","hobby":"x"}}"#,
+        )
+        .unwrap();
+        let out = self_editable(&details);
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["color", "custom", "invisible", "name", "privacy_settings"]
+        );
+        assert_eq!(out["custom"], serde_json::json!({"hobby":"x"}));
     }
 }
