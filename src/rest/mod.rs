@@ -384,6 +384,18 @@ async fn request_body(
         )));
     }
     if buffered {
+        // The gateway reads this body (watch flag, typing privacy, user updates): one it cannot
+        // read would slip past those checks, so it is refused rather than forwarded.
+        let encoded = parts
+            .headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Err(EdgeError::BadInput(
+                "a compressed request body is not accepted on this route".into(),
+            ));
+        }
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;
         Ok((Some(bytes.clone()), full(bytes)))
     } else {

@@ -21,7 +21,7 @@ pub enum Kind {
         channel_type: String,
         channel_id: String,
     },
-    /// Responses that carry read state: threads and `/sync`.
+    /// Other responses that can carry other users' state ([`carrier_route`]).
     ReadState,
     /// `POST`/`PATCH /users`: may change privacy settings.
     Users,
@@ -34,7 +34,10 @@ impl Kind {
     pub fn carries_others_state(&self) -> bool {
         matches!(
             self,
-            Kind::QueryChannels | Kind::QueryChannel { .. } | Kind::ReadState
+            Kind::QueryChannels
+                | Kind::QueryChannel { .. }
+                | Kind::ReadState
+                | Kind::SendEvent { .. }
         )
     }
 }
@@ -44,6 +47,23 @@ pub struct Route {
     /// Bounded metric label, e.g. `/channels/{type}/{id}/message`.
     pub template: String,
     pub kind: Kind,
+}
+
+/// Routes whose responses can carry other users' read, delivery or typing state, beyond the
+/// watching queries (from the client-side OpenAPI spec; the carrier table is in
+/// `privacy::stream` and the README): channel state (`GET /channels/{type}/{id}`), grouped
+/// queries, threads (`/threads`, `/threads/{id}` and below), `/sync`, and mark-read answers
+/// (`/channels/read`, `/channels/{type}/{id}/read`), which embed the event with its thread.
+fn carrier_route(segs: &[&str]) -> bool {
+    matches!(
+        segs,
+        ["channels", _, _]
+            | ["channels", "grouped"]
+            | ["channels", "read"]
+            | ["channels", _, _, "read"]
+            | ["threads", ..]
+            | ["sync"]
+    )
 }
 
 /// Top-level resources of the client-side API; anything else is labelled `other`.
@@ -127,18 +147,13 @@ pub fn classify(method: &Method, path: &str) -> Route {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let kind = if method == Method::PATCH && segs.as_slice() == ["users"] {
         Kind::Users
-    } else if method == Method::GET && segs.first() == Some(&"threads") {
-        Kind::ReadState
     } else if method == Method::POST {
         match segs.as_slice() {
             ["users"] => Kind::Users,
-            ["sync"] => Kind::ReadState,
-            ["threads", ..] => Kind::ReadState,
             ["channels", t, id, "event"] => Kind::SendEvent {
                 channel_type: t.to_string(),
                 channel_id: id.to_string(),
             },
-
             ["channels"] => Kind::QueryChannels,
             ["channels", _, "query"] => Kind::QueryChannel { cid: None },
             ["channels", t, id, "query"] => Kind::QueryChannel {
@@ -147,8 +162,11 @@ pub fn classify(method: &Method, path: &str) -> Route {
             ["channels", t, id, "stop-watching"] => Kind::StopWatching {
                 cid: format!("{t}:{id}"),
             },
+            segs if carrier_route(segs) => Kind::ReadState,
             _ => Kind::Other,
         }
+    } else if matches!(*method, Method::GET | Method::PATCH) && carrier_route(&segs) {
+        Kind::ReadState
     } else {
         Kind::Other
     };
@@ -218,5 +236,34 @@ mod tests {
             }
         );
         assert_eq!(classify(&Method::GET, "/channels").kind, Kind::Other);
+    }
+
+    #[test]
+    fn every_carrier_route_is_filtered() {
+        for (m, path) in [
+            (Method::GET, "/channels/messaging/g"),
+            (Method::POST, "/channels/grouped"),
+            (Method::POST, "/channels/read"),
+            (Method::POST, "/channels/messaging/g/read"),
+            (Method::POST, "/threads"),
+            (Method::GET, "/threads/m1"),
+            (Method::PATCH, "/threads/m1"),
+            (Method::POST, "/sync"),
+            (Method::POST, "/channels"),
+            (Method::POST, "/channels/messaging/g/query"),
+            (Method::POST, "/channels/messaging/g/event"),
+        ] {
+            assert!(classify(&m, path).kind.carries_others_state(), "{m} {path}");
+        }
+        for (m, path) in [
+            (Method::POST, "/channels/messaging/g/message"),
+            (Method::GET, "/users"),
+            (Method::DELETE, "/channels/messaging/g"),
+        ] {
+            assert!(
+                !classify(&m, path).kind.carries_others_state(),
+                "{m} {path}"
+            );
+        }
     }
 }

@@ -232,6 +232,15 @@ async fn more_than_one_connection_id_is_refused_unless_all_are_the_callers() {
     )
     .await;
     assert_eq!(status, 400);
+    // A body the gateway must read (the watch flag) cannot hide behind an encoding.
+    let (status, text) = http(
+        Method::POST,
+        &url(&[&a]),
+        Some(&body),
+        &[("authorization", &tok), ("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
     let (status, text) = http(
         Method::POST,
         &url(&[&a, &a]),
