@@ -42,6 +42,10 @@ pub const LIMITS: &[&str] = &[
     "max_body_bytes",
     "session_queue",
     "tls_handshake_timeout",
+    "header_timeout",
+    "max_header_bytes",
+    "body_timeout",
+    "max_connections_per_ip",
 ];
 
 /// Maps an event type to a bounded label value.
@@ -85,6 +89,7 @@ pub struct Metrics {
     pub ready: IntGauge,
     pub upstream_up: IntGauge,
     pub tls_reloads: IntCounterVec,
+    pub config_warnings: IntCounterVec,
 }
 
 /// Registers a metric built from static names, labels and buckets.
@@ -179,6 +184,12 @@ impl Metrics {
                 "Certificate reloads after the files changed, by outcome.",
                 &["outcome"],
             ),
+            config_warnings: counter(
+                &r,
+                "stream_edge_config_warnings_total",
+                "Configuration problems noticed at run time (each warned once), by warning.",
+                &["warning"],
+            ),
             registry: r,
 
         };
@@ -205,6 +216,8 @@ impl Metrics {
         for outcome in ["ok", "error"] {
             self.tls_reloads.with_label_values(&[outcome]);
         }
+        self.config_warnings
+            .with_label_values(&["untrusted_forwarded_for"]);
     }
 
     /// Text exposition of everything registered.

@@ -264,8 +264,9 @@ url = "http://{emu}"
 
 [limits]
 max_connections = 19000
-# All load comes from 8 loopback addresses standing for ~15,000 clients: no per-IP connect rate.
+# All load comes from 8 loopback addresses standing for ~15,000 clients: no per-IP limits.
 connect_rate_per_ip = 0
+max_connections_per_ip = 0
 
 [shutdown]
 drain_seconds = 1

@@ -75,8 +75,10 @@ pub struct FileUpstream {
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
     pub max_user_details_bytes: Option<usize>,
     pub session_queue: Option<usize>,
     pub rest_max_buffered_body: Option<usize>,

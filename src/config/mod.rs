@@ -110,6 +110,16 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Time to receive a complete request head (`limits.header_timeout_seconds`): slowloris bound.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to receive a complete request body, from its head to its last byte
+/// (`limits.body_timeout_seconds`): the same bound for bodies (a client that declares
+/// `Content-Length: 100` and sends one byte). A total, not an idle, bound, so a body dripped one
+/// byte at a time cannot outlive it; 60 s lets a 32 MiB upload through at about 0.5 MiB/s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open connections per client address (`limits.max_connections_per_ip`; 0 disables), so one
+/// client cannot take every `limits.max_connections` slot. Counted per TCP peer at accept: peers
+/// in `limits.trusted_proxies` are exempt (their connections carry many clients). 256 leaves room
+/// for a large office behind one NAT address (a browser tab holds 1-3 connections).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Largest `user_details` object accepted on connect, Stream's documented 5 KB user limit
 /// (`limits.max_user_details_bytes`).
 pub const DEFAULT_MAX_USER_DETAILS: usize = 5 * 1024;
@@ -246,8 +256,11 @@ pub struct UpstreamConfig {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_connections: usize,
+    /// 0 disables the per-address connection cap.
+    pub max_connections_per_ip: usize,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub max_user_details_bytes: usize,
     pub session_queue: usize,
     pub rest_max_buffered_body: usize,
@@ -423,8 +436,10 @@ impl Config {
             },
             limits: Limits {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
                 max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
                 header_timeout: DEFAULT_HEADER_TIMEOUT,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
                 max_user_details_bytes: DEFAULT_MAX_USER_DETAILS,
                 session_queue: DEFAULT_SESSION_QUEUE,
                 rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
@@ -519,6 +534,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits",
                 "session_queue and max_connections must be positive",
+            ));
+        }
+        if self.limits.body_timeout.is_zero() || self.limits.header_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "limits.body_timeout_seconds",
+                "body_timeout_seconds and header_timeout_seconds must be positive",
             ));
         }
         let lp = &self.longpoll;

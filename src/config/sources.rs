@@ -204,6 +204,11 @@ impl ConfigArgs {
         set(&mut c.limits.max_header_bytes, l.max_header_bytes);
         set_secs(&mut c.limits.header_timeout, l.header_timeout_seconds);
         set(
+            &mut c.limits.max_connections_per_ip,
+            l.max_connections_per_ip,
+        );
+        set_secs(&mut c.limits.body_timeout, l.body_timeout_seconds);
+        set(
             &mut c.limits.max_user_details_bytes,
             l.max_user_details_bytes,
         );

@@ -242,7 +242,12 @@ async fn forward(
     .await;
     let resp = match sent {
         Err(_) => Err(EdgeError::UpstreamTimeout),
-        Ok(Err(e)) => Err(EdgeError::UpstreamUnavailable(e.to_string())),
+        // A request body that failed to read (malformed, truncated, too slow, too large) fails
+        // the send too: that is the client's error, not the upstream's.
+        Ok(Err(e)) => Err(crate::transport::io::ClientBodyError::find(&e).map_or_else(
+            || EdgeError::UpstreamUnavailable(e.to_string()),
+            EdgeError::from,
+        )),
         Ok(Ok(r)) => Ok(r),
     };
     let resp = match resp {
@@ -381,7 +386,10 @@ where
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|_| EdgeError::PayloadTooLarge(format!("body over the {limit} byte limit")))
+        .map_err(|e| match crate::transport::io::ClientBodyError::find(&*e) {
+            Some(client) => client.into(),
+            None => EdgeError::PayloadTooLarge(format!("body over the {limit} byte limit")),
+        })
 }
 
 /// Cids in a `POST /channels` (`channels[].channel.cid`) or query (`channel.cid`) response.

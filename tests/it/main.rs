@@ -6,6 +6,7 @@ mod churn;
 mod cli;
 mod deploy;
 mod emulator;
+mod exhaustion;
 mod faults;
 mod lifecycle;
 mod limits;

@@ -31,8 +31,9 @@ pub fn test_config() -> Config {
     c.auth.leeway = Duration::ZERO;
     c.upstream.linger = Duration::from_millis(500);
     c.drain_deadline = Duration::from_secs(5);
-    // Every test client shares 127.0.0.1; the rate limit has tests of its own.
+    // Every test client shares 127.0.0.1; the per-address limits have tests of their own.
     c.limits.connect_rate_per_ip = 0;
+    c.limits.max_connections_per_ip = 0;
     c
 }
 
@@ -59,6 +60,17 @@ impl TestGateway {
             "http://{}",
             self.running().embedded_addr.expect("embedded upstream")
         )
+    }
+
+    /// The embedded upstream's URL with its `/_emulator/*` control routes turned on: the tests
+    /// that list or drop upstream connections opt in here (they are off by default).
+    pub fn emulator_control_url(&self) -> String {
+        self.running()
+            .embedded
+            .as_ref()
+            .expect("embedded upstream")
+            .set_control(true);
+        self.embedded_url()
     }
 
     /// Signs a user token with the dev secret; `exp` relative to now in seconds.
