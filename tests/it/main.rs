@@ -8,6 +8,7 @@ mod deploy;
 mod emulator;
 mod exhaustion;
 mod faults;
+mod holes;
 mod lifecycle;
 mod limits;
 mod longpoll;
