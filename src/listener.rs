@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::EdgeError;
 use crate::gateway::Shared;
-use crate::transport::io::{BoxIo, Gate, Gated, Io, Prefixed, ReqBody, Switch};
+use crate::transport::io::{BoxIo, Gate, Gated, Io, Prefixed, ReqBody, Switch, WriteBound};
 
 use crate::upstream::BoxError;
 
@@ -116,6 +116,7 @@ pub async fn serve(
             }
             continue;
         };
+        let stream = WriteBound::new(stream, limits.send_timeout, shared.metrics.clone());
         let conn_shared = shared.clone();
         // Two task types, each sized to its own state: one task for both would make every plain
         // connection (a held poll included) as large as a TLS one, whose handshake and stream
@@ -141,9 +142,9 @@ pub async fn serve(
 /// The TLS handshake, bounded by the header timeout; failures are counted.
 async fn handshake(
     acceptor: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
+    stream: WriteBound<tokio::net::TcpStream>,
     shared: &Shared,
-) -> Option<Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+) -> Option<Box<tokio_rustls::server::TlsStream<WriteBound<tokio::net::TcpStream>>>> {
     let budget = shared.config.limits.header_timeout;
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(s)) => Some(Box::new(s)),

@@ -46,6 +46,7 @@ pub const LIMITS: &[&str] = &[
     "max_header_bytes",
     "body_timeout",
     "max_connections_per_ip",
+    "send_timeout",
 ];
 
 /// Maps an event type to a bounded label value.

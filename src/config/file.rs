@@ -79,6 +79,7 @@ pub struct FileLimits {
     pub max_header_bytes: Option<usize>,
     pub header_timeout_seconds: Option<u64>,
     pub body_timeout_seconds: Option<u64>,
+    pub send_timeout_seconds: Option<u64>,
     pub max_user_details_bytes: Option<usize>,
     pub session_queue: Option<usize>,
     pub rest_max_buffered_body: Option<usize>,

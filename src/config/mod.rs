@@ -115,6 +115,11 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Content-Length: 100` and sends one byte). A total, not an idle, bound, so a body dripped one
 /// byte at a time cannot outlive it; 60 s lets a 32 MiB upload through at about 0.5 MiB/s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a write to a client may wait for the client to take bytes (`limits.send_timeout_seconds`):
+/// a client that stops reading (a REST response, a long-poll answer, WebSocket events) is
+/// disconnected instead of holding its connection, its buffers and, for a streamed response, an
+/// upstream connection forever.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open connections per client address (`limits.max_connections_per_ip`; 0 disables), so one
 /// client cannot take every `limits.max_connections` slot. Counted per TCP peer at accept: peers
 /// in `limits.trusted_proxies` are exempt (their connections carry many clients). 256 leaves room
@@ -261,6 +266,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub send_timeout: Duration,
     pub max_user_details_bytes: usize,
     pub session_queue: usize,
     pub rest_max_buffered_body: usize,
@@ -440,6 +446,7 @@ impl Config {
                 max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
                 header_timeout: DEFAULT_HEADER_TIMEOUT,
                 body_timeout: DEFAULT_BODY_TIMEOUT,
+                send_timeout: DEFAULT_SEND_TIMEOUT,
                 max_user_details_bytes: DEFAULT_MAX_USER_DETAILS,
                 session_queue: DEFAULT_SESSION_QUEUE,
                 rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
@@ -536,10 +543,13 @@ impl Config {
                 "session_queue and max_connections must be positive",
             ));
         }
-        if self.limits.body_timeout.is_zero() || self.limits.header_timeout.is_zero() {
+        if self.limits.body_timeout.is_zero()
+            || self.limits.header_timeout.is_zero()
+            || self.limits.send_timeout.is_zero()
+        {
             return Err(ConfigError::invalid(
-                "limits.body_timeout_seconds",
-                "body_timeout_seconds and header_timeout_seconds must be positive",
+                "limits",
+                "header_timeout_seconds, body_timeout_seconds and send_timeout_seconds must be positive",
             ));
         }
         let lp = &self.longpoll;

@@ -208,6 +208,7 @@ impl ConfigArgs {
             l.max_connections_per_ip,
         );
         set_secs(&mut c.limits.body_timeout, l.body_timeout_seconds);
+        set_secs(&mut c.limits.send_timeout, l.send_timeout_seconds);
         set(
             &mut c.limits.max_user_details_bytes,
             l.max_user_details_bytes,

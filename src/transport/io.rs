@@ -14,7 +14,8 @@
 //! to hyper unchanged.
 //!
 //! Also the request body handlers read ([`ReqBody`]): bounded in time and size, with failures
-//! typed as the client's ([`ClientBodyError`]).
+//! typed as the client's ([`ClientBodyError`]); and [`WriteBound`], which bounds how long any
+//! write waits for a client that stopped reading.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -247,6 +248,101 @@ impl<B: Body + Unpin> Body for Gated<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A client stream whose writes wait at most `limits.send_timeout_seconds` for the client to take
+/// bytes. Every client connection is one (under TLS, the TCP stream is), so the bound holds for
+/// every writer: hyper's responses, the lean front's answers, TLS handshakes and WebSocket
+/// sessions. A hit is counted in `limit_hits{limit="send_timeout"}` and fails the write, which
+/// ends the connection.
+pub struct WriteBound<S> {
+    io: S,
+    budget: Duration,
+    /// Running while a write waits; created when one starts waiting, dropped when it progresses.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> WriteBound<S> {
+    pub fn new(io: S, budget: Duration, metrics: Arc<Metrics>) -> Self {
+        WriteBound {
+            io,
+            budget,
+            stalled: None,
+            metrics,
+        }
+    }
+
+    fn bound<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let budget = self.budget;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(budget)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.stalled = None;
+        self.metrics
+            .limit_hits
+            .with_label_values(&["send_timeout"])
+            .inc();
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client took no bytes within limits.send_timeout_seconds",
+        )))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteBound<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBound<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.bound(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.bound(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.bound(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.bound(cx, r)
     }
 }
 

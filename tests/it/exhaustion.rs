@@ -215,3 +215,73 @@ async fn oversized_chunked_body_is_a_413() {
     assert_eq!(body["code"], 4, "{body}");
     assert_eq!(limit_hits(&gw, "max_body_bytes").await, 1.0);
 }
+
+/// A client that asks for a large response and never reads it is disconnected after
+/// `limits.send_timeout_seconds`, instead of holding its connection (and the response) forever.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let mut cfg = test_config();
+    cfg.limits.send_timeout = Duration::from_millis(300);
+    let gw = TestGateway::start_with(cfg).await;
+    // A channel whose state is about 6 MB: more than the kernel buffers of both ends take.
+    let tok = gw.token("reader", None);
+    let auth = [("authorization", tok.as_str()), ("stream-auth-type", "jwt")];
+    let channel = format!("{}/channels/messaging/big-state", gw.embedded_url());
+    let create = format!("{channel}/query?api_key={DEV_API_KEY}&user_id=reader");
+    let (status, text) = http(
+        hyper::Method::POST,
+        &create,
+        Some(r#"{"data":{"members":["reader"]}}"#),
+        &auth,
+    )
+    .await;
+    assert!(status.is_success(), "{status} {text}");
+    let filler = "f".repeat(19 * 1024);
+    let url = format!("{channel}/message?api_key={DEV_API_KEY}&user_id=reader");
+    for _ in 0..300 {
+        let body =
+            serde_json::json!({"message": {"attachments": [{"type": "file", "title": filler}]}})
+                .to_string();
+        let (status, text) = http(hyper::Method::POST, &url, Some(&body), &auth).await;
+        assert!(status.is_success(), "{status} {text}");
+    }
+    // A client with a small receive buffer that sends its request and reads nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(gw.running().addr).await.unwrap();
+    let body = r#"{"state":true,"messages":{"limit":300}}"#;
+    let req = format!(
+        "POST /channels/messaging/big-state/query?api_key={DEV_API_KEY}&user_id=reader HTTP/1.1\r\n\
+         host: x\r\nauthorization: {tok}\r\nstream-auth-type: jwt\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    eventually("the stalled write is cut off", || async {
+        limit_hits(&gw, "send_timeout").await == 1.0
+    })
+    .await;
+    // What reaches the client now is a truncated response and the end of the connection.
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 65536];
+        while let Ok(n) = s.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the connection ends");
+    assert!(
+        got.starts_with(b"HTTP/1.1 201"),
+        "{}",
+        String::from_utf8_lossy(&got[..got.len().min(64)])
+    );
+    assert!(
+        got.len() < 6 * 1024 * 1024,
+        "truncated: {} bytes",
+        got.len()
+    );
+}
