@@ -29,6 +29,7 @@ pub struct Shared {
     pub connect_limiter: crate::limits::ConnectLimiter,
     pub conns_per_ip: crate::limits::PerIpConnections,
     pub proxy_warning: crate::limits::UntrustedProxyWarning,
+    pub buffer_budget: crate::limits::BufferBudget,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when draining starts.
@@ -159,6 +160,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         connect_limiter,
         conns_per_ip: crate::limits::PerIpConnections::new(&config.limits),
         proxy_warning: crate::limits::UntrustedProxyWarning::default(),
+        buffer_budget: crate::limits::BufferBudget::new(&config.limits),
         upstream,
         metrics: metrics.clone(),
 

@@ -155,6 +155,43 @@ impl PerIpConnections {
     }
 }
 
+/// The request bytes buffered at once by the REST proxy, all requests together
+/// (`limits.rest_buffered_total_bytes`), counted in KiB permits.
+pub struct BufferBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+    per_request: usize,
+}
+
+/// Bytes reserved for one buffered request body; returned when dropped.
+pub struct BufferReservation(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl BufferBudget {
+    pub fn new(limits: &Limits) -> Self {
+        let kib = (limits.rest_buffered_total / 1024).min(tokio::sync::Semaphore::MAX_PERMITS);
+        BufferBudget {
+            permits: Arc::new(tokio::sync::Semaphore::new(kib)),
+            per_request: limits.rest_max_buffered_body,
+        }
+    }
+
+    /// Reserves room for a body that declared `declared` bytes (at most the per-request limit,
+    /// which also stands in for an undeclared length); `None` when the budget is spent. Never
+    /// waits: a request over budget is refused at once.
+    pub fn reserve(&self, declared: Option<u64>) -> Option<BufferReservation> {
+        let bytes = declared.map_or(self.per_request, |n| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(self.per_request)
+        });
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.permits
+            .clone()
+            .try_acquire_many_owned(kib)
+            .ok()
+            .map(BufferReservation)
+    }
+}
+
 /// The one-time warning for a deployment behind a proxy that is not trusted: a per-IP limit is
 /// on, no proxy is trusted, and a request carries `X-Forwarded-For`. Then every client behind
 /// that proxy shares the proxy's per-IP budget, and one client's junk gets everyone refused.
@@ -255,6 +292,24 @@ mod tests {
             1,
             "only addresses with open connections are kept"
         );
+    }
+
+    #[test]
+    fn buffer_budget_reserves_declared_lengths_and_frees_them() {
+        let mut limits = crate::config::Config::local_dev().limits;
+        limits.rest_buffered_total = 4096;
+        limits.rest_max_buffered_body = 2048;
+        let b = BufferBudget::new(&limits);
+        let undeclared = b.reserve(None).expect("2 KiB of 4");
+        let small = b.reserve(Some(100)).expect("1 KiB");
+        assert!(
+            b.reserve(Some(5000)).is_none(),
+            "capped at 2 KiB, 1 KiB left"
+        );
+        let last = b.reserve(Some(1024)).expect("the last KiB");
+        assert!(b.reserve(Some(1)).is_none(), "spent");
+        drop((undeclared, small, last));
+        assert!(b.reserve(None).is_some(), "freed when dropped");
     }
 
     #[test]

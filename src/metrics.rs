@@ -47,6 +47,7 @@ pub const LIMITS: &[&str] = &[
     "body_timeout",
     "max_connections_per_ip",
     "send_timeout",
+    "rest_buffered_total_bytes",
 ];
 
 /// Maps an event type to a bounded label value.

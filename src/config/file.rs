@@ -83,6 +83,7 @@ pub struct FileLimits {
     pub max_user_details_bytes: Option<usize>,
     pub session_queue: Option<usize>,
     pub rest_max_buffered_body: Option<usize>,
+    pub rest_buffered_total_bytes: Option<usize>,
     pub rest_max_buffered_response: Option<usize>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_user: Option<usize>,

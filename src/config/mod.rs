@@ -99,6 +99,11 @@ pub const DEFAULT_UPSTREAM_POOL_IDLE: usize = 64;
 
 /// Request bodies buffered for rewriting (watch tracking), in bytes (`rest.max_buffered_body_bytes`).
 pub const DEFAULT_REST_MAX_BUFFERED_BODY: usize = 1024 * 1024;
+/// Request bodies buffered at once, all requests together, in bytes
+/// (`limits.rest_buffered_total_bytes`). Each buffered request reserves its declared length (or
+/// `limits.rest_max_buffered_body` when it declares none) before it is read, so clients that send
+/// large bodies and stall cannot hold more than this between them; beyond it, 429 with code 9.
+pub const DEFAULT_REST_BUFFERED_TOTAL: usize = 64 * 1024 * 1024;
 /// Response bodies buffered for rewriting (watch tracking, privacy), in bytes
 /// (`rest.max_buffered_response_bytes`).
 pub const DEFAULT_REST_MAX_BUFFERED_RESPONSE: usize = 16 * 1024 * 1024;
@@ -270,6 +275,7 @@ pub struct Limits {
     pub max_user_details_bytes: usize,
     pub session_queue: usize,
     pub rest_max_buffered_body: usize,
+    pub rest_buffered_total: usize,
     pub rest_max_buffered_response: usize,
     pub max_sessions: usize,
     pub max_sessions_per_user: usize,
@@ -450,6 +456,7 @@ impl Config {
                 max_user_details_bytes: DEFAULT_MAX_USER_DETAILS,
                 session_queue: DEFAULT_SESSION_QUEUE,
                 rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
+                rest_buffered_total: DEFAULT_REST_BUFFERED_TOTAL,
                 rest_max_buffered_response: DEFAULT_REST_MAX_BUFFERED_RESPONSE,
                 max_sessions: DEFAULT_MAX_SESSIONS,
                 max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
@@ -550,6 +557,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits",
                 "header_timeout_seconds, body_timeout_seconds and send_timeout_seconds must be positive",
+            ));
+        }
+        if self.limits.rest_buffered_total < self.limits.rest_max_buffered_body {
+            return Err(ConfigError::invalid(
+                "limits.rest_buffered_total_bytes",
+                "must be at least limits.rest_max_buffered_body",
             ));
         }
         let lp = &self.longpoll;

@@ -172,6 +172,17 @@ async fn forward(
             "request body over the {max_body} byte limit"
         )));
     }
+    // Buffered bodies share one budget (limits.rest_buffered_total_bytes), so clients that send
+    // large bodies and stall cannot make the gateway hold unbounded memory. Held until the
+    // request is done.
+    let _buffered = match reads_body {
+        true => Some(shared.buffer_budget.reserve(declared).ok_or_else(|| {
+            let m = &shared.metrics.limit_hits;
+            m.with_label_values(&["rest_buffered_total_bytes"]).inc();
+            EdgeError::RateLimited("the gateway is buffering too many request bodies".into())
+        })?),
+        false => None,
+    };
     let (req_bytes, up_body) = if reads_body {
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;
         (Some(bytes.clone()), full(bytes))

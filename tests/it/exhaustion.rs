@@ -285,3 +285,32 @@ async fn a_client_that_stops_reading_is_disconnected() {
         got.len()
     );
 }
+
+/// Buffered request bodies share one budget: a client that declares a large body and stalls
+/// holds it only until its body times out, and meanwhile others get 429 with code 9, not an
+/// ever-growing gateway.
+#[tokio::test]
+async fn buffered_request_bodies_share_one_budget() {
+    let mut cfg = test_config();
+    cfg.limits.rest_max_buffered_body = 64 * 1024;
+    cfg.limits.rest_buffered_total = 64 * 1024;
+    cfg.limits.body_timeout = Duration::from_millis(500);
+    let gw = TestGateway::start_with(cfg).await;
+    let addr = gw.running().addr;
+    let users = format!("{}/users?api_key={DEV_API_KEY}", gw.base);
+    let stalled = format!(
+        "POST /users?api_key={DEV_API_KEY} HTTP/1.1\r\nhost: x\r\ncontent-length: 65536\r\n\r\n{{"
+    );
+    let mut hog = send(addr, stalled.as_bytes()).await;
+    eventually("the stalled body holds the whole budget", || async {
+        let (status, body) = http(hyper::Method::POST, &users, Some("{}"), &[]).await;
+        status == 429 && body.contains("\"code\":9")
+    })
+    .await;
+    assert!(limit_hits(&gw, "rest_buffered_total_bytes").await >= 1.0);
+    let (status, body) = read_response(&mut hog).await;
+    assert_eq!(status, 408, "{body}");
+    // Its reservation is returned with the request: others are buffered again.
+    let (status, body) = http(hyper::Method::POST, &users, Some("{}"), &[]).await;
+    assert_ne!(status, 429, "{body}");
+}
