@@ -91,6 +91,9 @@ impl ConnectLimiter {
     }
 }
 
+/// Open connections per address; an address leaves the map with its last connection.
+type OpenPerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
 /// Open connections per TCP peer address (`limits.max_connections_per_ip`).
 ///
 /// Counted at accept, where only the socket peer is known: a request's `X-Forwarded-For` names
@@ -99,14 +102,14 @@ impl ConnectLimiter {
 /// the global `limits.max_connections` and the per-request timeouts still hold. The map holds
 /// only addresses with an open connection, so it is bounded by `limits.max_connections`.
 pub struct PerIpConnections {
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: OpenPerIp,
     max: usize,
     trusted: Vec<IpNet>,
 }
 
 /// One admitted connection; its slot is freed when dropped.
 pub struct ConnSlot {
-    open: Option<(Arc<Mutex<HashMap<IpAddr, usize>>>, IpAddr)>,
+    open: Option<(OpenPerIp, IpAddr)>,
 }
 
 impl Drop for ConnSlot {

@@ -314,3 +314,26 @@ async fn buffered_request_bodies_share_one_budget() {
     let (status, body) = http(hyper::Method::POST, &users, Some("{}"), &[]).await;
     assert_ne!(status, 429, "{body}");
 }
+
+/// A keep-alive connection that served a request through hyper and then idles is closed after the
+/// header timeout: an idle connection holds no slot forever.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let mut cfg = test_config();
+    cfg.limits.header_timeout = Duration::from_millis(300);
+    let gw = TestGateway::start_with(cfg).await;
+    let mut s = send(
+        gw.running().addr,
+        format!("GET /app?api_key={DEV_API_KEY} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let (status, _) = read_response(&mut s).await;
+    assert_ne!(status, 0);
+    let started = std::time::Instant::now();
+    closed(&mut s).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
