@@ -46,6 +46,9 @@ pub enum EdgeError {
     UpstreamTimeout,
     #[error("{0}")]
     RateLimited(String),
+    /// The client did not send its request body within `limits.body_timeout_seconds`.
+    #[error("request body not received within {0} s (limits.body_timeout_seconds)")]
+    BodyTimeout(u64),
     #[error("gateway is shutting down")]
     Draining,
     #[error("route not found")]
@@ -132,6 +135,13 @@ impl EdgeError {
                 9,
                 close::TRY_AGAIN_LATER,
                 "rate_limited",
+                Level::DEBUG,
+            ),
+            EdgeError::BodyTimeout(_) => (
+                S::REQUEST_TIMEOUT,
+                23,
+                close::REJECTED,
+                "body_timeout",
                 Level::DEBUG,
             ),
             EdgeError::Draining => (

@@ -27,6 +27,9 @@ pub struct Shared {
     pub longpolls: crate::transport::lp_session::LongPolls,
     pub privacy: Arc<Privacy>,
     pub connect_limiter: crate::limits::ConnectLimiter,
+    pub conns_per_ip: crate::limits::PerIpConnections,
+    pub proxy_warning: crate::limits::UntrustedProxyWarning,
+    pub buffer_budget: crate::limits::BufferBudget,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when draining starts.
@@ -155,7 +158,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         longpolls: crate::transport::lp_session::LongPolls::new(metrics.clone()),
         privacy,
         connect_limiter,
-
+        conns_per_ip: crate::limits::PerIpConnections::new(&config.limits),
+        proxy_warning: crate::limits::UntrustedProxyWarning::default(),
+        buffer_budget: crate::limits::BufferBudget::new(&config.limits),
         upstream,
         metrics: metrics.clone(),
 

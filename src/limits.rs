@@ -1,8 +1,11 @@
 //! Per-client admission: who the client is (the TCP peer, or the `X-Forwarded-For` hop a trusted
-//! proxy vouches for) and how fast it may open sessions (a token bucket per IP, in a bounded moka
-//! cache so a flood of distinct addresses cannot grow memory).
+//! proxy vouches for), how fast it may open sessions (a token bucket per IP, in a bounded moka
+//! cache so a flood of distinct addresses cannot grow memory), and how many connections one
+//! address may hold open ([`PerIpConnections`]).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +91,144 @@ impl ConnectLimiter {
     }
 }
 
+/// Open connections per address; an address leaves the map with its last connection.
+type OpenPerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Open connections per TCP peer address (`limits.max_connections_per_ip`).
+///
+/// Counted at accept, where only the socket peer is known: a request's `X-Forwarded-For` names
+/// the client of one request, not of the connection (a proxy pools connections across clients).
+/// So peers in `limits.trusted_proxies` are not capped here; the proxy bounds its own clients, and
+/// the global `limits.max_connections` and the per-request timeouts still hold. The map holds
+/// only addresses with an open connection, so it is bounded by `limits.max_connections`.
+pub struct PerIpConnections {
+    open: OpenPerIp,
+    max: usize,
+    trusted: Vec<IpNet>,
+}
+
+/// One admitted connection; its slot is freed when dropped.
+pub struct ConnSlot {
+    open: Option<(OpenPerIp, IpAddr)>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Some((open, ip)) = self.open.take() {
+            let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl PerIpConnections {
+    pub fn new(limits: &Limits) -> Self {
+        PerIpConnections {
+            open: Arc::default(),
+            max: limits.max_connections_per_ip,
+            trusted: limits.trusted_proxies.clone(),
+        }
+    }
+
+    /// A slot for a new connection from `peer`; `None` when that address already holds the
+    /// maximum.
+    pub fn admit(&self, peer: IpAddr) -> Option<ConnSlot> {
+        if self.max == 0 || self.trusted.iter().any(|n| n.contains(peer)) {
+            return Some(ConnSlot { open: None });
+        }
+        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(peer).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot {
+            open: Some((self.open.clone(), peer)),
+        })
+    }
+
+    /// Addresses with an open connection now.
+    pub fn tracked(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// The request bytes buffered at once by the REST proxy, all requests together
+/// (`limits.rest_buffered_total_bytes`), counted in KiB permits.
+pub struct BufferBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+    per_request: usize,
+}
+
+/// Bytes reserved for one buffered request body; returned when dropped.
+pub struct BufferReservation(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl BufferBudget {
+    pub fn new(limits: &Limits) -> Self {
+        let kib = (limits.rest_buffered_total / 1024).min(tokio::sync::Semaphore::MAX_PERMITS);
+        BufferBudget {
+            permits: Arc::new(tokio::sync::Semaphore::new(kib)),
+            per_request: limits.rest_max_buffered_body,
+        }
+    }
+
+    /// Reserves room for a body that declared `declared` bytes (at most the per-request limit,
+    /// which also stands in for an undeclared length); `None` when the budget is spent. Never
+    /// waits: a request over budget is refused at once.
+    pub fn reserve(&self, declared: Option<u64>) -> Option<BufferReservation> {
+        let bytes = declared.map_or(self.per_request, |n| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(self.per_request)
+        });
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.permits
+            .clone()
+            .try_acquire_many_owned(kib)
+            .ok()
+            .map(BufferReservation)
+    }
+}
+
+/// The one-time warning for a deployment behind a proxy that is not trusted: a per-IP limit is
+/// on, no proxy is trusted, and a request carries `X-Forwarded-For`. Then every client behind
+/// that proxy shares the proxy's per-IP budget, and one client's junk gets everyone refused.
+#[derive(Default)]
+pub struct UntrustedProxyWarning {
+    warned: AtomicBool,
+}
+
+impl UntrustedProxyWarning {
+    /// Checks one request's headers; warns, and counts it in
+    /// `stream_edge_config_warnings_total{warning="untrusted_forwarded_for"}`, at most once per
+    /// gateway.
+    pub fn check(&self, headers: &HeaderMap, limits: &Limits, metrics: &crate::metrics::Metrics) {
+        if self.warned.load(Ordering::Relaxed)
+            || !limits.trusted_proxies.is_empty()
+            || (limits.connect_rate_per_ip == 0 && limits.max_connections_per_ip == 0)
+            || !headers.contains_key("x-forwarded-for")
+        {
+            return;
+        }
+        if !self.warned.swap(true, Ordering::AcqRel) {
+            metrics
+                .config_warnings
+                .with_label_values(&["untrusted_forwarded_for"])
+                .inc();
+            tracing::warn!(
+                "a request carries X-Forwarded-For but limits.trusted_proxies is empty: per-IP \
+                 limits count the proxy's address, so every client behind it shares one budget; \
+                 list the proxy's addresses in limits.trusted_proxies"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +268,51 @@ mod tests {
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));
         assert!(IpNet::parse("1.2.3.4/33").is_err());
+    }
+
+    #[test]
+    fn connections_per_ip_are_capped_and_freed() {
+        let mut limits = crate::config::Config::local_dev().limits;
+        limits.max_connections_per_ip = 2;
+        limits.trusted_proxies = vec![IpNet::parse("10.0.0.0/8").unwrap()];
+        let c = PerIpConnections::new(&limits);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = c.admit(ip).expect("first");
+        let _b = c.admit(ip).expect("second");
+        assert!(c.admit(ip).is_none(), "third refused");
+        assert!(c.admit("192.0.2.2".parse().unwrap()).is_some(), "per IP");
+        drop(a);
+        assert!(c.admit(ip).is_some(), "a closed connection frees its slot");
+        let proxy: IpAddr = "10.1.1.1".parse().unwrap();
+        let held: Vec<_> = (0..5).map(|_| c.admit(proxy)).collect();
+        assert!(
+            held.iter().all(Option::is_some),
+            "trusted proxies are not capped"
+        );
+        drop(held);
+        assert_eq!(
+            c.tracked(),
+            1,
+            "only addresses with open connections are kept"
+        );
+    }
+
+    #[test]
+    fn buffer_budget_reserves_declared_lengths_and_frees_them() {
+        let mut limits = crate::config::Config::local_dev().limits;
+        limits.rest_buffered_total = 4096;
+        limits.rest_max_buffered_body = 2048;
+        let b = BufferBudget::new(&limits);
+        let undeclared = b.reserve(None).expect("2 KiB of 4");
+        let small = b.reserve(Some(100)).expect("1 KiB");
+        assert!(
+            b.reserve(Some(5000)).is_none(),
+            "capped at 2 KiB, 1 KiB left"
+        );
+        let last = b.reserve(Some(1024)).expect("the last KiB");
+        assert!(b.reserve(Some(1)).is_none(), "spent");
+        drop((undeclared, small, last));
+        assert!(b.reserve(None).is_some(), "freed when dropped");
     }
 
     #[test]

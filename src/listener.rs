@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::EdgeError;
 use crate::gateway::Shared;
-use crate::transport::io::{BoxIo, Gate, Gated, Io, Prefixed, ReqBody, Switch};
+use crate::transport::io::{BoxIo, Gate, Gated, Io, Prefixed, ReqBody, Switch, WriteBound};
 
 use crate::upstream::BoxError;
 
@@ -93,6 +93,30 @@ pub async fn serve(
             _ = shared.shutdown.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
+        let Some(slot) = shared.conns_per_ip.admit(peer.ip()) else {
+            shared
+                .metrics
+                .limit_hits
+                .with_label_values(&["max_connections_per_ip"])
+                .inc();
+            // Plain HTTP gets a 429 in Stream's shape; a TLS client (no handshake yet) is closed.
+            // The refusal holds its connection permit until it is done (about a second at most).
+            if tls.is_none() {
+                shared.tasks.spawn(async move {
+                    crate::transport::lp_http::refuse(
+                        stream,
+                        http::StatusCode::TOO_MANY_REQUESTS,
+                        9,
+                        "too many open connections from this address \
+                         (limits.max_connections_per_ip)",
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+            continue;
+        };
+        let stream = WriteBound::new(stream, limits.send_timeout, shared.metrics.clone());
         let conn_shared = shared.clone();
         // Two task types, each sized to its own state: one task for both would make every plain
         // connection (a held poll included) as large as a TLS one, whose handshake and stream
@@ -100,7 +124,7 @@ pub async fn serve(
         match &tls {
             None => shared.tasks.spawn(async move {
                 serve_connection(stream, peer, conn_shared).await;
-                drop(permit);
+                drop((slot, permit));
             }),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -108,7 +132,7 @@ pub async fn serve(
                     if let Some(s) = Box::pin(handshake(acceptor, stream, &conn_shared)).await {
                         serve_connection(s, peer, conn_shared).await;
                     }
-                    drop(permit);
+                    drop((slot, permit));
                 })
             }
         };
@@ -118,9 +142,9 @@ pub async fn serve(
 /// The TLS handshake, bounded by the header timeout; failures are counted.
 async fn handshake(
     acceptor: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
+    stream: WriteBound<tokio::net::TcpStream>,
     shared: &Shared,
-) -> Option<Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+) -> Option<Box<tokio_rustls::server::TlsStream<WriteBound<tokio::net::TcpStream>>>> {
     let budget = shared.config.limits.header_timeout;
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(s)) => Some(Box::new(s)),
@@ -172,7 +196,13 @@ pub(crate) async fn serve_hyper<S: Io>(
         let slot = svc_slot.clone();
         let gate = svc_gate.clone();
         gate.start(hyper::body::Body::is_end_stream(req.body()));
-        let req = req.map(|b| Gated::request(b, gate.clone()));
+        let req = req.map(|b| {
+            ReqBody::new(
+                Gated::request(b, gate.clone()),
+                &shared.config.limits,
+                shared.metrics.clone(),
+            )
+        });
         // Boxed: `poll_without_shutdown` needs an `Unpin` connection.
         Box::pin(async move {
             let resp = route(req, peer, shared, &slot).await;
@@ -254,6 +284,11 @@ pub(crate) fn normalize(path: &str) -> &str {
     }
 }
 
+/// `/_emulator/*`, matched as the embedded upstream routes it (its first non-empty segment).
+fn is_emulator_control(path: &str) -> bool {
+    path.split('/').find(|s| !s.is_empty()) == Some("_emulator")
+}
+
 async fn route(
     req: Request<ReqBody>,
     peer: SocketAddr,
@@ -261,6 +296,9 @@ async fn route(
     upgrade: &UpgradeSlot,
 ) -> Response<Body> {
     let path = normalize(req.uri().path()).to_string();
+    shared
+        .proxy_warning
+        .check(req.headers(), &shared.config.limits, &shared.metrics);
     let mut resp = if req.method() == Method::OPTIONS {
         crate::rest::cors::preflight(&req)
     } else if path == "/connect" {
@@ -269,6 +307,10 @@ async fn route(
         // Both branches are boxed: inline, every request's future (a held poll included) would be
         // as large as the largest branch.
         return Box::pin(crate::transport::longpoll::handle(req, peer, shared)).await;
+    } else if is_emulator_control(&path) {
+        // The embedded upstream's control routes are never reachable through the client port,
+        // whatever the upstream: answered like any unknown route.
+        json_error(&EdgeError::NotFound)
     } else if shared.shutdown.is_cancelled() {
         json_error(&EdgeError::Draining)
     } else {
@@ -285,5 +327,15 @@ mod tests {
         assert_eq!(super::normalize("//connect"), "/connect");
         assert_eq!(super::normalize("/channels"), "/channels");
         assert_eq!(super::normalize("///a/b"), "/a/b");
+    }
+
+    #[test]
+    fn emulator_control_paths_are_recognised_as_upstream_routes_them() {
+        for p in ["/_emulator", "/_emulator/connections", "//_emulator//drop"] {
+            assert!(super::is_emulator_control(p), "{p}");
+        }
+        for p in ["/channels", "/users/_emulator", "/_emulatorx"] {
+            assert!(!super::is_emulator_control(p), "{p}");
+        }
     }
 }

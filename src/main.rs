@@ -46,6 +46,10 @@ enum Command {
     /// Run the embedded Stream-compatible upstream on its own (`--listen`, default
     /// 127.0.0.1:3000), with the configured apps or the development app.
     Emulator {
+        /// Serve the test-control routes (`/_emulator/connections`, `/_emulator/drop`,
+        /// `/_emulator/faults`): anyone who reaches the port may then list and drop sessions.
+        #[arg(long)]
+        control: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -101,7 +105,9 @@ fn main() -> ExitCode {
             expires_in,
             app.as_deref(),
         ),
-        Some(Command::Emulator { config }) => emulator(&merge(&cli.config, config)),
+        Some(Command::Emulator { control, config }) => {
+            emulator(&merge(&cli.config, config), control)
+        }
     };
     match result {
         Ok(code) => code,
@@ -223,7 +229,7 @@ async fn wait_for_stop(args: &ConfigArgs, running: &stream_edge::gateway::Runnin
     stream_edge::shutdown::signal().await
 }
 
-fn emulator(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+fn emulator(args: &ConfigArgs, control: bool) -> anyhow::Result<ExitCode> {
     let config = match resolve(args) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -252,6 +258,7 @@ fn emulator(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let stop = tokio_util::sync::CancellationToken::new();
         let emu = stream_edge::emulator::Emulator::new(apps);
+        emu.set_control(control);
         let addr = listener.local_addr()?;
         println!("stream-edge emulator listening on http://{addr}");
         let server = tokio::spawn(stream_edge::emulator::serve(listener, emu, stop.clone()));

@@ -42,6 +42,12 @@ pub const LIMITS: &[&str] = &[
     "max_body_bytes",
     "session_queue",
     "tls_handshake_timeout",
+    "header_timeout",
+    "max_header_bytes",
+    "body_timeout",
+    "max_connections_per_ip",
+    "send_timeout",
+    "rest_buffered_total_bytes",
 ];
 
 /// Maps an event type to a bounded label value.
@@ -87,6 +93,7 @@ pub struct Metrics {
     pub ready: IntGauge,
     pub upstream_up: IntGauge,
     pub tls_reloads: IntCounterVec,
+    pub config_warnings: IntCounterVec,
 }
 
 /// Registers a metric built from static names, labels and buckets.
@@ -182,6 +189,12 @@ impl Metrics {
                 "Certificate reloads after the files changed, by outcome.",
                 &["outcome"],
             ),
+            config_warnings: counter(
+                &r,
+                "stream_edge_config_warnings_total",
+                "Configuration problems noticed at run time (each warned once), by warning.",
+                &["warning"],
+            ),
             registry: r,
 
         };
@@ -211,6 +224,8 @@ impl Metrics {
         for reason in ["encoding", "parse", "too_large"] {
             self.unfilterable.with_label_values(&[reason]);
         }
+        self.config_warnings
+            .with_label_values(&["untrusted_forwarded_for"]);
     }
 
     /// Text exposition of everything registered.

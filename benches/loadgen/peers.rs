@@ -199,10 +199,11 @@ fn wait_port(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
     bail!("{addr} did not accept connections within {timeout:?}")
 }
 
-/// The emulator on its own: the upstream of every peer.
+/// The emulator on its own: the upstream of every peer. With its control routes on: the
+/// benchmark counts upstream connections through `/_emulator/connections`.
 pub fn start_emulator(bin: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
     let mut child = Command::new(bin)
-        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .args(["emulator", "--control", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -264,8 +265,9 @@ url = "http://{emu}"
 
 [limits]
 max_connections = 19000
-# All load comes from 8 loopback addresses standing for ~15,000 clients: no per-IP connect rate.
+# All load comes from 8 loopback addresses standing for ~15,000 clients: no per-IP limits.
 connect_rate_per_ip = 0
+max_connections_per_ip = 0
 
 [shutdown]
 drain_seconds = 1

@@ -75,11 +75,15 @@ pub struct FileUpstream {
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
+    pub send_timeout_seconds: Option<u64>,
     pub max_user_details_bytes: Option<usize>,
     pub session_queue: Option<usize>,
     pub rest_max_buffered_body: Option<usize>,
+    pub rest_buffered_total_bytes: Option<usize>,
     pub rest_max_buffered_response: Option<usize>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_user: Option<usize>,

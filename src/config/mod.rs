@@ -99,6 +99,11 @@ pub const DEFAULT_UPSTREAM_POOL_IDLE: usize = 64;
 
 /// Request bodies buffered for rewriting (watch tracking), in bytes (`rest.max_buffered_body_bytes`).
 pub const DEFAULT_REST_MAX_BUFFERED_BODY: usize = 1024 * 1024;
+/// Request bodies buffered at once, all requests together, in bytes
+/// (`limits.rest_buffered_total_bytes`). Each buffered request reserves its declared length (or
+/// `limits.rest_max_buffered_body` when it declares none) before it is read, so clients that send
+/// large bodies and stall cannot hold more than this between them; beyond it, 429 with code 9.
+pub const DEFAULT_REST_BUFFERED_TOTAL: usize = 64 * 1024 * 1024;
 /// Response bodies buffered for rewriting (watch tracking, privacy), in bytes
 /// (`rest.max_buffered_response_bytes`).
 pub const DEFAULT_REST_MAX_BUFFERED_RESPONSE: usize = 16 * 1024 * 1024;
@@ -110,6 +115,21 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Time to receive a complete request head (`limits.header_timeout_seconds`): slowloris bound.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to receive a complete request body, from its head to its last byte
+/// (`limits.body_timeout_seconds`): the same bound for bodies (a client that declares
+/// `Content-Length: 100` and sends one byte). A total, not an idle, bound, so a body dripped one
+/// byte at a time cannot outlive it; 60 s lets a 32 MiB upload through at about 0.5 MiB/s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a write to a client may wait for the client to take bytes (`limits.send_timeout_seconds`):
+/// a client that stops reading (a REST response, a long-poll answer, WebSocket events) is
+/// disconnected instead of holding its connection, its buffers and, for a streamed response, an
+/// upstream connection forever.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections per client address (`limits.max_connections_per_ip`; 0 disables), so one
+/// client cannot take every `limits.max_connections` slot. Counted per TCP peer at accept: peers
+/// in `limits.trusted_proxies` are exempt (their connections carry many clients). 256 leaves room
+/// for a large office behind one NAT address (a browser tab holds 1-3 connections).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Largest `user_details` object accepted on connect, Stream's documented 5 KB user limit
 /// (`limits.max_user_details_bytes`).
 pub const DEFAULT_MAX_USER_DETAILS: usize = 5 * 1024;
@@ -246,11 +266,16 @@ pub struct UpstreamConfig {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_connections: usize,
+    /// 0 disables the per-address connection cap.
+    pub max_connections_per_ip: usize,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub send_timeout: Duration,
     pub max_user_details_bytes: usize,
     pub session_queue: usize,
     pub rest_max_buffered_body: usize,
+    pub rest_buffered_total: usize,
     pub rest_max_buffered_response: usize,
     pub max_sessions: usize,
     pub max_sessions_per_user: usize,
@@ -423,11 +448,15 @@ impl Config {
             },
             limits: Limits {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
                 max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
                 header_timeout: DEFAULT_HEADER_TIMEOUT,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
+                send_timeout: DEFAULT_SEND_TIMEOUT,
                 max_user_details_bytes: DEFAULT_MAX_USER_DETAILS,
                 session_queue: DEFAULT_SESSION_QUEUE,
                 rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
+                rest_buffered_total: DEFAULT_REST_BUFFERED_TOTAL,
                 rest_max_buffered_response: DEFAULT_REST_MAX_BUFFERED_RESPONSE,
                 max_sessions: DEFAULT_MAX_SESSIONS,
                 max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
@@ -519,6 +548,21 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits",
                 "session_queue and max_connections must be positive",
+            ));
+        }
+        if self.limits.body_timeout.is_zero()
+            || self.limits.header_timeout.is_zero()
+            || self.limits.send_timeout.is_zero()
+        {
+            return Err(ConfigError::invalid(
+                "limits",
+                "header_timeout_seconds, body_timeout_seconds and send_timeout_seconds must be positive",
+            ));
+        }
+        if self.limits.rest_buffered_total < self.limits.rest_max_buffered_body {
+            return Err(ConfigError::invalid(
+                "limits.rest_buffered_total_bytes",
+                "must be at least limits.rest_max_buffered_body",
             ));
         }
         let lp = &self.longpoll;

@@ -204,6 +204,16 @@ impl ConfigArgs {
         set(&mut c.limits.max_header_bytes, l.max_header_bytes);
         set_secs(&mut c.limits.header_timeout, l.header_timeout_seconds);
         set(
+            &mut c.limits.max_connections_per_ip,
+            l.max_connections_per_ip,
+        );
+        set_secs(&mut c.limits.body_timeout, l.body_timeout_seconds);
+        set_secs(&mut c.limits.send_timeout, l.send_timeout_seconds);
+        set(
+            &mut c.limits.rest_buffered_total,
+            l.rest_buffered_total_bytes,
+        );
+        set(
             &mut c.limits.max_user_details_bytes,
             l.max_user_details_bytes,
         );

@@ -38,6 +38,7 @@ mod store;
 mod users;
 mod ws;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -79,6 +80,8 @@ pub struct Faults {
 #[derive(Clone)]
 pub struct Emulator {
     inner: Arc<Mutex<store::Store>>,
+    /// Whether the `/_emulator/*` control routes are served; see [`Emulator::set_control`].
+    control: Arc<AtomicBool>,
 }
 
 // === impl Emulator ===
@@ -88,7 +91,21 @@ impl Emulator {
     pub fn new(apps: Vec<App>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(store::Store::new(apps))),
+            control: Arc::default(),
         }
+    }
+
+    /// Serves (or stops serving) the `/_emulator/*` control routes: list connected users, drop a
+    /// user's sessions, inject faults. Off by default, and never implied by where a request comes
+    /// from: behind the gateway every request arrives from loopback. Tests and
+    /// `stream-edge emulator --control` opt in.
+    pub fn set_control(&self, on: bool) {
+        self.control.store(on, Ordering::Release);
+    }
+
+    /// Whether the control routes are served.
+    pub fn control(&self) -> bool {
+        self.control.load(Ordering::Acquire)
     }
 
     /// Open upstream WebSocket connections for one user of one app (what
@@ -102,7 +119,8 @@ impl Emulator {
     }
 
     /// Injects (or clears) failures: what a gateway in front of a misbehaving upstream must cope
-    /// with. Also reachable as `POST /_emulator/faults?fail_user_queries=true` from loopback.
+    /// with. Also reachable as `POST /_emulator/faults?fail_user_queries=true` when the control
+    /// routes are on ([`Emulator::set_control`]).
     pub fn set_faults(&self, faults: Faults) {
         self.lock().faults = faults;
     }

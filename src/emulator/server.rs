@@ -1,6 +1,7 @@
 //! The emulator's HTTP/1.1 front: accept loop (one task per connection, all
 //! tracked and stopped on shutdown), the split between WebSocket upgrade,
-//! REST and the loopback-only `/_emulator/*` introspection routes, JSON
+//! REST and the `/_emulator/*` control routes (served only when enabled with
+//! `Emulator::set_control`, never because of the peer's address), JSON
 //! responses and CORS.
 
 use std::collections::HashMap;
@@ -87,7 +88,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     let shutdown = ctx.shutdown.clone();
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, &ctx).await) }
+        async move { Ok::<_, Infallible>(route(req, &ctx).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -110,7 +111,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     }
 }
 
-async fn route(req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Ctx>) -> Response<Body> {
+async fn route(req: Request<Incoming>, ctx: &Arc<Ctx>) -> Response<Body> {
     let start = Instant::now();
     if req.method() == Method::OPTIONS {
         return preflight(&req);
@@ -121,8 +122,16 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, ctx: &Arc<Ctx>) -> Resp
     let query = parse_query(req.uri().query());
     match (req.method(), segs.as_slice()) {
         (&Method::GET, ["connect"]) => return ws::upgrade(req, &query, ctx),
-        (_, ["_emulator", ..]) if peer.ip().is_loopback() => {
+        (_, ["_emulator", ..]) if ctx.emulator.control() => {
             return introspect(req.method(), &segs, &query, ctx)
+        }
+        // Off: as unknown as any other route, before authentication says anything about it.
+        (_, ["_emulator", ..]) => {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &ApiError::not_found(format!("route {} {path} does not exist", req.method()))
+                    .body(),
+            )
         }
         _ => {}
     }

@@ -120,7 +120,7 @@ async fn forward(
     }
 
     let plan = plan(kind, &inbound);
-    let (req_bytes, up_body) = request_body(&parts, body, plan.reads_body, shared).await?;
+    let (req_bytes, up_body, _budget) = request_body(&parts, body, plan.reads_body, shared).await?;
     let watch_requested = plan.tracks_watch
         && req_bytes
             .as_deref()
@@ -203,7 +203,12 @@ async fn forward(
     .await;
     let resp = match sent {
         Err(_) => Err(EdgeError::UpstreamTimeout),
-        Ok(Err(e)) => Err(EdgeError::UpstreamUnavailable(e.to_string())),
+        // A request body that failed to read (malformed, truncated, too slow, too large) fails
+        // the send too: that is the client's error, not the upstream's.
+        Ok(Err(e)) => Err(crate::transport::io::ClientBodyError::find(&e).map_or_else(
+            || EdgeError::UpstreamUnavailable(e.to_string()),
+            EdgeError::from,
+        )),
         Ok(Ok(r)) => Ok(r),
     };
     let resp = match resp {
@@ -360,13 +365,21 @@ fn plan(kind: &Kind, inbound: &Inbound) -> Plan {
 }
 
 /// The body sent upstream: buffered when the proxy inspects it, streamed otherwise (cut off at
-/// `limits.max_body_bytes`).
+/// `limits.max_body_bytes`). A buffered body holds a share of `limits.rest_buffered_total_bytes`
+/// (the returned reservation) until the request is done.
 async fn request_body(
     parts: &http::request::Parts,
     body: ReqBody,
     buffered: bool,
     shared: &Shared,
-) -> Result<(Option<Bytes>, crate::upstream::UpBody), EdgeError> {
+) -> Result<
+    (
+        Option<Bytes>,
+        crate::upstream::UpBody,
+        Option<crate::limits::BufferReservation>,
+    ),
+    EdgeError,
+> {
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -396,10 +409,17 @@ async fn request_body(
                 "a compressed request body is not accepted on this route".into(),
             ));
         }
+        // Buffered bodies share one budget, so clients that send large bodies and stall cannot
+        // make the gateway hold unbounded memory.
+        let budget = shared.buffer_budget.reserve(declared).ok_or_else(|| {
+            let m = &shared.metrics.limit_hits;
+            m.with_label_values(&["rest_buffered_total_bytes"]).inc();
+            EdgeError::RateLimited("the gateway is buffering too many request bodies".into())
+        })?;
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;
-        Ok((Some(bytes.clone()), full(bytes)))
+        Ok((Some(bytes.clone()), full(bytes), Some(budget)))
     } else {
-        Ok((None, Limited::new(body, max_body).boxed()))
+        Ok((None, Limited::new(body, max_body).boxed(), None))
     }
 }
 
@@ -518,7 +538,10 @@ where
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|_| EdgeError::PayloadTooLarge(format!("body over the {limit} byte limit")))
+        .map_err(|e| match crate::transport::io::ClientBodyError::find(&*e) {
+            Some(client) => client.into(),
+            None => EdgeError::PayloadTooLarge(format!("body over the {limit} byte limit")),
+        })
 }
 
 /// Cids in a `POST /channels` (`channels[].channel.cid`) or query (`channel.cid`) response.

@@ -12,15 +12,26 @@
 //! end-of-stream, so hyper, idle, finishes cleanly; the caller takes the stream and the head back
 //! (`poll_without_shutdown` + `into_parts`) and answers on the lean front. Anything else is handed
 //! to hyper unchanged.
+//!
+//! Also the request body handlers read ([`ReqBody`]): bounded in time and size, with failures
+//! typed as the client's ([`ClientBodyError`]); and [`WriteBound`], which bounds how long any
+//! write waits for a client that stopped reading.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::config::Limits;
+use crate::error::EdgeError;
+use crate::metrics::Metrics;
 
 /// Whether the request hyper is serving is over: its body read to the end and its response body
 /// produced to the end. Reset when hyper hands the service a new request.
@@ -50,8 +61,138 @@ pub struct Gated<B> {
     response: bool,
 }
 
-/// A request body as handlers see it.
-pub type ReqBody = Gated<Incoming>;
+/// Why a client's request body could not be read. Always the client's doing (never the
+/// upstream's), so it is answered as a client error and logged at debug level.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error("request body not received within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("request body over the {0} byte limit")]
+    TooLarge(usize),
+    #[error("request body could not be read: {0}")]
+    Read(#[source] hyper::Error),
+}
+
+impl ClientBodyError {
+    /// A client body failure somewhere in `err`'s source chain. The REST proxy streams a body to
+    /// upstream, so a body that fails surfaces as the upstream client's send error; this tells
+    /// it apart from an upstream failure.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            if let Some(c) = e.downcast_ref::<ClientBodyError>() {
+                return Some(c);
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+impl From<&ClientBodyError> for EdgeError {
+    fn from(e: &ClientBodyError) -> Self {
+        match e {
+            ClientBodyError::Timeout(d) => EdgeError::BodyTimeout(d.as_secs()),
+            ClientBodyError::TooLarge(_) => EdgeError::PayloadTooLarge(e.to_string()),
+            ClientBodyError::Read(_) => EdgeError::BadInput(e.to_string()),
+        }
+    }
+}
+
+/// A request body as handlers see it: [`Gated`], and bounded in time (`limits.body_timeout_seconds`,
+/// from the request head to the body's last byte) and size (`limits.max_body_bytes`, also for
+/// chunked bodies that declare no length). Both hits are counted in `limit_hits`.
+pub struct ReqBody {
+    inner: Gated<Incoming>,
+    deadline: Instant,
+    budget: Duration,
+    /// Created on the first wait, so requests whose body is ready (or absent) need no timer.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    read: usize,
+    max: usize,
+    metrics: Arc<Metrics>,
+    failed: bool,
+}
+
+impl ReqBody {
+    pub fn new(inner: Gated<Incoming>, limits: &Limits, metrics: Arc<Metrics>) -> Self {
+        ReqBody {
+            inner,
+            deadline: Instant::now() + limits.body_timeout,
+            budget: limits.body_timeout,
+            timer: None,
+            read: 0,
+            max: limits.max_body_bytes,
+            metrics,
+            failed: false,
+        }
+    }
+
+    fn fail(
+        &mut self,
+        limit: &str,
+        e: ClientBodyError,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        self.failed = true;
+        self.metrics.limit_hits.with_label_values(&[limit]).inc();
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        // Checked before reading too: a body dripped a byte at a time is always ready.
+        if Instant::now() >= this.deadline {
+            return this.fail("body_timeout", ClientBodyError::Timeout(this.budget));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.read = this.read.saturating_add(data.len());
+                    if this.read > this.max {
+                        return this.fail("max_body_bytes", ClientBodyError::TooLarge(this.max));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.failed = true;
+                Poll::Ready(Some(Err(ClientBodyError::Read(e))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.fail("body_timeout", ClientBodyError::Timeout(this.budget))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl<B: Body + Unpin> Gated<B> {
     pub fn request(inner: B, gate: Arc<Gate>) -> Self {
@@ -107,6 +248,101 @@ impl<B: Body + Unpin> Body for Gated<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A client stream whose writes wait at most `limits.send_timeout_seconds` for the client to take
+/// bytes. Every client connection is one (under TLS, the TCP stream is), so the bound holds for
+/// every writer: hyper's responses, the lean front's answers, TLS handshakes and WebSocket
+/// sessions. A hit is counted in `limit_hits{limit="send_timeout"}` and fails the write, which
+/// ends the connection.
+pub struct WriteBound<S> {
+    io: S,
+    budget: Duration,
+    /// Running while a write waits; created when one starts waiting, dropped when it progresses.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> WriteBound<S> {
+    pub fn new(io: S, budget: Duration, metrics: Arc<Metrics>) -> Self {
+        WriteBound {
+            io,
+            budget,
+            stalled: None,
+            metrics,
+        }
+    }
+
+    fn bound<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let budget = self.budget;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(budget)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.stalled = None;
+        self.metrics
+            .limit_hits
+            .with_label_values(&["send_timeout"])
+            .inc();
+        Poll::Ready(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client took no bytes within limits.send_timeout_seconds",
+        )))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteBound<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, out)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBound<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.bound(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.bound(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.bound(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.bound(cx, r)
     }
 }
 

@@ -98,11 +98,11 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
     let m = &shared.metrics;
     let result = match conn_id {
         Some(id) if !id.is_empty() => {
-            let identity = poll_identity(&query, token.as_deref(), auth_type.as_deref(), &shared);
-            match identity {
+            let caller = poll_identity(&query, token.as_deref(), auth_type.as_deref(), &shared);
+            match caller {
                 Err(e) => Err(e),
-                Ok(identity) if close => end(&shared, &id, identity.as_ref()),
-                Ok(identity) => poll(&shared, &id, identity.as_ref()).await,
+                Ok(caller) if close => end(&shared, &id, &caller),
+                Ok(caller) => poll(&shared, &id, &caller).await,
             }
         }
         _ if has_json => match super::ws::admit_ip(client_ip, &shared) {
@@ -198,59 +198,68 @@ async fn connect(
     Ok(json(StatusCode::OK, body))
 }
 
+/// Who a poll or close speaks for: the app it names and, unless anonymous, the user its token
+/// proves.
+struct Caller {
+    api_key: String,
+    identity: Option<Identity>,
+}
+
 /// Polls and closes carry the REST headers; a token, when present, must belong to the session's
-/// user (checked in [`poll`]).
+/// user (checked in [`owned`]).
 fn poll_identity(
     query: &str,
     token: Option<&str>,
     auth_type: Option<&str>,
     shared: &Shared,
-) -> Result<Option<Identity>, EdgeError> {
+) -> Result<Caller, EdgeError> {
     let api_key = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "api_key")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| EdgeError::BadInput("api_key is missing".into()))?;
     if auth_type == Some("anonymous") {
-        return Ok(None);
+        return Ok(Caller {
+            api_key,
+            identity: None,
+        });
     }
     let token = token
         .filter(|t| !t.is_empty())
         .ok_or(crate::auth::AuthError::Missing)?;
-    Ok(Some(shared.auth.authenticate(Credentials {
+    let identity = shared.auth.authenticate(Credentials {
         api_key: &api_key,
         token: Some(token),
         anonymous: false,
         user_id: None,
         client_connection: true,
-    })?))
+    })?;
+    Ok(Caller {
+        api_key,
+        identity: Some(identity),
+    })
 }
 
-fn owned(
-    shared: &Shared,
-    id: &str,
-    identity: Option<&Identity>,
-) -> Result<Arc<LpSession>, EdgeError> {
+/// The session `id`, if it belongs to the caller: the same app and the same user (user ids are
+/// per app, so the same name in another app is someone else), as REST's `connection_id` binding.
+fn owned(shared: &Shared, id: &str, caller: &Caller) -> Result<Arc<LpSession>, EdgeError> {
     let session = shared
         .longpolls
         .get(id)
         .ok_or(EdgeError::ConnectionNotFound)?;
-    let ok = match identity {
+    let same_app = *session.hub.app == *caller.api_key;
+    let same_user = match &caller.identity {
         Some(i) => i.user_id == session.hub.user,
         None => session.anonymous,
     };
-    if ok {
+    if same_app && same_user {
         Ok(session)
     } else {
         Err(EdgeError::ForeignConnection(id.to_string()))
     }
 }
 
-async fn poll(
-    shared: &Shared,
-    id: &str,
-    identity: Option<&Identity>,
-) -> Result<Response<Body>, EdgeError> {
-    let session = owned(shared, id, identity)?;
+async fn poll(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Body>, EdgeError> {
+    let session = owned(shared, id, caller)?;
     let m = &shared.metrics;
     let started = Instant::now();
     // A guard: the poll future is dropped mid-hold when its client goes away.
@@ -291,12 +300,8 @@ async fn poll(
     Ok(json(StatusCode::OK, body))
 }
 
-fn end(
-    shared: &Shared,
-    id: &str,
-    identity: Option<&Identity>,
-) -> Result<Response<Body>, EdgeError> {
-    owned(shared, id, identity)?;
+fn end(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Body>, EdgeError> {
+    owned(shared, id, caller)?;
     shared.longpolls.remove(id, "client_closed");
     shared
         .metrics

@@ -185,28 +185,35 @@ const REFUSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 
 /// 431 with a Stream error body, counted, and the connection closed.
-async fn refuse_large_head<S: Io>(mut io: S, shared: &Shared) {
+async fn refuse_large_head<S: Io>(io: S, shared: &Shared) {
     shared
         .metrics
         .limit_hits
         .with_label_values(&["max_header_bytes"])
         .inc();
-
-    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
     let message = format!(
         "request head over {} bytes (limits.max_header_bytes)",
         shared.config.limits.max_header_bytes
     );
-    let body = crate::error::api_error(4, status, &message).to_string();
+    refuse(io, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 4, &message).await;
+}
+
+/// Answers a connection that will not be served with a Stream error body and closes it. Its
+/// unread bytes are drained for a moment (at most [`REFUSE_DRAIN`] and [`REFUSE_DRAIN_BYTES`]),
+/// so the close does not reset the connection before the client read the answer.
+pub(crate) async fn refuse<S: Io>(mut io: S, status: StatusCode, code: i32, message: &str) {
+    let body = crate::error::api_error(code, status, message).to_string();
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if write_response(&mut io, status, &headers, body.as_bytes(), Some("close"))
-        .await
-        .is_err()
-    {
+    let written = tokio::time::timeout(
+        REFUSE_DRAIN,
+        write_response(&mut io, status, &headers, body.as_bytes(), Some("close")),
+    )
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
         return;
     }
     let _ = io.shutdown().await;
@@ -262,8 +269,11 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
     let Some(raw) = parse_head(buf) else {
         return Head::Other;
     };
-    let client_ip =
-        crate::limits::client_ip(peer, &raw.forwarded, &shared.config.limits.trusted_proxies);
+    let limits = &shared.config.limits;
+    shared
+        .proxy_warning
+        .check(&raw.forwarded, limits, &shared.metrics);
+    let client_ip = crate::limits::client_ip(peer, &raw.forwarded, &limits.trusted_proxies);
     Head::LongPoll {
         head: LpHead {
             query: raw.query,

@@ -178,8 +178,26 @@ async fn sighup_rotates_secrets_and_sigterm_drains() {
 
 #[tokio::test]
 async fn emulator_subcommand_serves_standalone() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+    // Without `--control`, the control routes are an unknown route even from loopback.
+    let mut plain = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
         .args(["emulator", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{}", announced_addr(&mut plain).await);
+    let (status, body) = crate::support::http(
+        hyper::Method::GET,
+        &format!("{base}/_emulator/connections"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    plain.kill().await.unwrap();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args(["emulator", "--control", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -770,3 +770,36 @@ fn drain_fits_the_grace_period_and_pods_run_hardened() {
     }
     assert_eq!(sidecars, 1, "one native-sidecar example");
 }
+
+/// Behind the shipped ingress every TCP peer is an ingress pod: the mounted config trusts the pod
+/// network (so per-IP limits see each client, issue 13) and nothing public.
+#[test]
+fn mounted_config_trusts_the_pod_network_the_ingress_connects_from() {
+    use stream_edge::config::IpNet;
+    let m = load();
+    for (file, d) in &m.deployments {
+        let spec = pod_spec(d);
+        let (c, _) = gateway_container(spec);
+        let (_, text) = mounted_config(&m, spec, c);
+        let config = toml_table(text);
+        let nets: Vec<IpNet> = config
+            .get("limits")
+            .and_then(|l| l.get("trusted_proxies"))
+            .and_then(|v| v.as_array())
+            .unwrap_or_else(|| panic!("{}: limits.trusted_proxies is set", file.display()))
+            .iter()
+            .map(|v| IpNet::parse(v.as_str().expect("a string")).expect("an IP network"))
+            .collect();
+        let trusted = |ip: &str| nets.iter().any(|n| n.contains(ip.parse().unwrap()));
+        for pod in ["10.244.1.7", "192.168.3.4", "172.20.0.5", "fd12:3456::1"] {
+            assert!(
+                trusted(pod),
+                "{}: ingress pod {pod} trusted",
+                file.display()
+            );
+        }
+        for public in ["203.0.113.9", "8.8.8.8", "2001:db8::1"] {
+            assert!(!trusted(public), "{}: {public} not trusted", file.display());
+        }
+    }
+}

@@ -19,6 +19,9 @@ use support::{ws_url, Client, Harness, KEY, SECRET_NEW, SECRET_OLD};
 
 #[tokio::test]
 async fn connect_sends_health_check_with_full_me() {
+    if crate::support::skip_without_openapi("emulator::connect_sends_health_check_with_full_me") {
+        return;
+    }
     let h = Harness::start().await;
     let details = json!({
         "id": "alice", "name": "Alice", "color": "teal",
@@ -58,6 +61,11 @@ async fn connect_sends_health_check_with_full_me() {
 
 #[tokio::test]
 async fn connect_errors_come_as_first_frame_then_close_1000() {
+    if crate::support::skip_without_openapi(
+        "emulator::connect_errors_come_as_first_frame_then_close_1000",
+    ) {
+        return;
+    }
     let h = Harness::start().await;
     let now = support::now();
     let cases = [
@@ -102,6 +110,9 @@ async fn connect_errors_come_as_first_frame_then_close_1000() {
 
 #[tokio::test]
 async fn pings_are_answered_in_both_shapes() {
+    if crate::support::skip_without_openapi("emulator::pings_are_answered_in_both_shapes") {
+        return;
+    }
     let h = Harness::start().await;
     let mut ws = h.connect("alice").await;
     let conn_id = ws.conn_id();
@@ -123,6 +134,9 @@ async fn pings_are_answered_in_both_shapes() {
 
 #[tokio::test]
 async fn channel_events_reach_watchers_only() {
+    if crate::support::skip_without_openapi("emulator::channel_events_reach_watchers_only") {
+        return;
+    }
     let h = Harness::start().await;
     let mut alice = h.connect("alice").await;
     let mut bob = h.connect("bob").await;
@@ -216,6 +230,9 @@ async fn channel_events_reach_watchers_only() {
 
 #[tokio::test]
 async fn stop_watching_stops_delivery() {
+    if crate::support::skip_without_openapi("emulator::stop_watching_stops_delivery") {
+        return;
+    }
     let h = Harness::start().await;
     let mut alice = h.connect("alice").await;
     let mut bob = h.connect("bob").await;
@@ -244,6 +261,9 @@ async fn stop_watching_stops_delivery() {
 
 #[tokio::test]
 async fn query_channels_filters_sorts_and_watches() {
+    if crate::support::skip_without_openapi("emulator::query_channels_filters_sorts_and_watches") {
+        return;
+    }
     let h = Harness::start().await;
     let mut alice = h.connect("alice").await;
     let a = h.client("alice");
@@ -295,6 +315,9 @@ async fn query_channels_filters_sorts_and_watches() {
 
 #[tokio::test]
 async fn users_upsert_patch_and_query() {
+    if crate::support::skip_without_openapi("emulator::users_upsert_patch_and_query") {
+        return;
+    }
     let h = Harness::start().await;
     let mut alice = h.connect("alice").await;
     let mut bob = h.connect("bob").await;
@@ -369,6 +392,9 @@ async fn users_upsert_patch_and_query() {
 
 #[tokio::test]
 async fn rest_errors_are_stream_shaped() {
+    if crate::support::skip_without_openapi("emulator::rest_errors_are_stream_shaped") {
+        return;
+    }
     let h = Harness::start().await;
     let a = h.client("alice");
     let (status, err) = a.raw("GET", "/nope", None).await;
@@ -422,6 +448,11 @@ async fn rest_errors_are_stream_shaped() {
 
 #[tokio::test]
 async fn drop_connections_closes_sockets_without_close_frame() {
+    if crate::support::skip_without_openapi(
+        "emulator::drop_connections_closes_sockets_without_close_frame",
+    ) {
+        return;
+    }
     let h = Harness::start().await;
     let mut one = h.connect("alice").await;
     let mut two = h.connect("alice").await;
@@ -442,6 +473,11 @@ async fn drop_connections_closes_sockets_without_close_frame() {
 
 #[tokio::test]
 async fn client_close_unregisters_and_shutdown_closes_with_1001() {
+    if crate::support::skip_without_openapi(
+        "emulator::client_close_unregisters_and_shutdown_closes_with_1001",
+    ) {
+        return;
+    }
     let h = Harness::start().await;
     let ws = h.connect("alice").await;
     ws.close().await;
@@ -462,6 +498,9 @@ async fn client_close_unregisters_and_shutdown_closes_with_1001() {
 
 #[tokio::test]
 async fn secret_rotation_and_server_token_rules() {
+    if crate::support::skip_without_openapi("emulator::secret_rotation_and_server_token_rules") {
+        return;
+    }
     let h = Harness::start().await;
     let old = h
         .connect_with("alice", &h.token("alice", SECRET_OLD), None)

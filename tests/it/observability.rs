@@ -614,7 +614,7 @@ async fn sdk_scenario(gw: &TestGateway) {
         .current_dir(&dir)
         .env("GATEWAY_URL", &gw.base)
         .env("ADMIN_URL", &gw.admin)
-        .env("EMULATOR_URL", gw.embedded_url())
+        .env("EMULATOR_URL", gw.emulator_control_url())
         .env("STREAM_API_KEY", DEV_API_KEY)
         .env("STREAM_API_SECRET", DEV_API_SECRET)
         .kill_on_drop(true)

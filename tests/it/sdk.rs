@@ -31,7 +31,7 @@ async fn stream_chat_sdk_end_to_end() {
         .current_dir(&dir)
         .env("GATEWAY_URL", &gw.base)
         .env("ADMIN_URL", &gw.admin)
-        .env("EMULATOR_URL", gw.embedded_url())
+        .env("EMULATOR_URL", gw.emulator_control_url())
         .env("STREAM_API_KEY", DEV_API_KEY)
         .env("STREAM_API_SECRET", DEV_API_SECRET)
         .kill_on_drop(true)

@@ -31,8 +31,9 @@ pub fn test_config() -> Config {
     c.auth.leeway = Duration::ZERO;
     c.upstream.linger = Duration::from_millis(500);
     c.drain_deadline = Duration::from_secs(5);
-    // Every test client shares 127.0.0.1; the rate limit has tests of its own.
+    // Every test client shares 127.0.0.1; the per-address limits have tests of their own.
     c.limits.connect_rate_per_ip = 0;
+    c.limits.max_connections_per_ip = 0;
     c
 }
 
@@ -59,6 +60,17 @@ impl TestGateway {
             "http://{}",
             self.running().embedded_addr.expect("embedded upstream")
         )
+    }
+
+    /// The embedded upstream's URL with its `/_emulator/*` control routes turned on: the tests
+    /// that list or drop upstream connections opt in here (they are off by default).
+    pub fn emulator_control_url(&self) -> String {
+        self.running()
+            .embedded
+            .as_ref()
+            .expect("embedded upstream")
+            .set_control(true);
+        self.embedded_url()
     }
 
     /// Signs a user token with the dev secret; `exp` relative to now in seconds.
@@ -328,4 +340,43 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The environment variable naming Stream's client-side OpenAPI spec.
+pub const OPENAPI_ENV: &str = "STREAM_EDGE_OPENAPI";
+
+/// Where Stream's client-side OpenAPI spec is, for the tests that validate against it. The spec is
+/// not part of this repository: it is `$STREAM_EDGE_OPENAPI` when set, else
+/// `../shared/reference/stream-api/chat-openapi-clientside.yaml` beside the repository (as in CI).
+/// `None` when it is not there (a fresh clone): those tests report themselves skipped.
+///
+/// # Panics
+/// `STREAM_EDGE_OPENAPI` is set but names no file: asking for a spec and silently skipping its
+/// tests would hide a broken CI setup.
+pub fn openapi_spec() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(OPENAPI_ENV).filter(|p| !p.is_empty()) {
+        let p = std::path::PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "{OPENAPI_ENV}={} names no file: fix or unset it",
+            p.display()
+        );
+        return Some(p);
+    }
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/stream-api/chat-openapi-clientside.yaml");
+    default.is_file().then_some(default)
+}
+
+/// True (after printing one line saying so) when the OpenAPI spec is missing and the calling
+/// test, named `test`, must return as skipped.
+pub fn skip_without_openapi(test: &str) -> bool {
+    if openapi_spec().is_some() {
+        return false;
+    }
+    println!(
+        "SKIPPED {test}: Stream's OpenAPI spec is not at ../shared/reference/stream-api/\
+         chat-openapi-clientside.yaml; set {OPENAPI_ENV} to its path to run this test"
+    );
+    true
 }

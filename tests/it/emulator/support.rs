@@ -46,6 +46,8 @@ impl Harness {
             api_key: KEY.into(),
             secrets: vec![SECRET_OLD.into(), SECRET_NEW.into()],
         }]);
+        // These tests introspect and drop connections through the control routes.
+        emu.set_control(true);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(listener, emu.clone(), shutdown.clone()));
         let _guard = shutdown.clone().drop_guard();
