@@ -42,6 +42,7 @@ pub const LIMITS: &[&str] = &[
     "max_body_bytes",
     "session_queue",
     "tls_handshake_timeout",
+    "revocation_capacity",
 ];
 
 /// Maps an event type to a bounded label value.

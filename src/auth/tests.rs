@@ -150,6 +150,7 @@ fn cached_hit_past_exp_is_refused() {
         user_id: "u".into(),
         kind: TokenKind::User,
         exp: None,
+        iat: None,
     };
     let t = sign(S1, json!({"user_id":"u"}));
     // Plant a live entry whose claims say it expired long ago: a hit must still re-check time.
@@ -212,4 +213,31 @@ fn minted_tokens_validate() {
     let mut c = creds(&s, "u");
     c.client_connection = false;
     assert_eq!(a.authenticate(c).unwrap().kind, TokenKind::Server);
+}
+
+#[test]
+fn revoked_tokens_are_refused_on_miss_and_on_hit() {
+    let a = authn(&[S1]);
+    let now = now_secs();
+    let old = sign(S1, json!({"user_id":"u","iat": now - 100}));
+    let fresh = sign(S1, json!({"user_id":"u","iat": now}));
+    let no_iat = sign(S1, json!({"user_id":"u"}));
+    // Cached first, so the second look is a cache hit.
+    assert!(a.authenticate(creds(&old, "u")).is_ok());
+    assert!(a.authenticate(creds(&no_iat, "u")).is_ok());
+    a.revocations.set_user("key", "u", Some((now - 10) * 1000));
+    assert_eq!(a.authenticate(creds(&old, "u")), Err(AuthError::Revoked));
+    assert_eq!(a.authenticate(creds(&no_iat, "u")), Err(AuthError::Revoked));
+    assert_eq!(AuthError::Revoked.code(), 40);
+    assert!(a.authenticate(creds(&fresh, "u")).is_ok());
+    // The app's cutoff applies to every user; server tokens are never revoked.
+    let other = sign(S1, json!({"user_id":"v","iat": now - 100}));
+    assert!(a.authenticate(creds(&other, "v")).is_ok());
+    a.revocations.set_app("key", Some(now * 1000));
+    assert_eq!(a.authenticate(creds(&other, "v")), Err(AuthError::Revoked));
+    let server = sign(S1, json!({"server": true}));
+    let mut c = creds(&server, "v");
+    c.user_id = None;
+    c.client_connection = false;
+    assert!(a.authenticate(c).is_ok());
 }

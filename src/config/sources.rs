@@ -147,6 +147,15 @@ impl ConfigArgs {
         set(&mut c.auth.max_token_bytes, a.max_token_bytes);
         set(&mut c.auth.allow_dev_tokens, a.allow_dev_tokens);
         set(&mut c.auth.allow_anonymous, a.allow_anonymous);
+        set(&mut c.auth.revocation_capacity, a.revocation_capacity);
+        set_secs(
+            &mut c.auth.app_settings_refresh,
+            a.app_settings_refresh_seconds,
+        );
+        set_secs(
+            &mut c.auth.ended_session_grace,
+            a.ended_session_grace_seconds,
+        );
 
         let w = file.ws;
         set(&mut c.ws.max_message_bytes, w.max_message_bytes);
@@ -198,6 +207,7 @@ impl ConfigArgs {
         set_secs(&mut c.upstream.probe_interval, u.probe_interval_seconds);
 
         set(&mut c.upstream.pool_idle_per_host, u.pool_idle_per_host);
+        set_secs(&mut c.upstream.token_ttl, u.token_ttl_seconds);
 
         let l = file.limits;
         set(&mut c.limits.max_connections, l.max_connections);

@@ -42,8 +42,18 @@ pub(crate) fn handshake(ctx: &Ctx, query: &HashMap<String, String>) -> Result<Ac
     }
     let token = query.get("authorization").map_or("", String::as_str);
     let token_user = match auth::verify(token, &secrets)? {
-        Identity::User(id) => id,
-        Identity::Server => {
+        (Identity::User(id), iat) => {
+            let store = ctx.emulator.lock();
+            if store
+                .apps
+                .get(&api_key)
+                .is_some_and(|app| app.token_revoked(&id, iat))
+            {
+                return Err(auth::revoked());
+            }
+            id
+        }
+        (Identity::Server, _) => {
             return Err(ApiError::new(
                 43,
                 StatusCode::UNAUTHORIZED,

@@ -256,6 +256,10 @@ async fn forward(
     };
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
+    if method == http::Method::PATCH && path == "/app" && rparts.status.is_success() {
+        // A backend's `revokeTokens` through the proxy: read the app's cutoff now.
+        shared.hubs.refresh_app_settings();
+    }
     let rewrite_reads = requester.is_some()
         && !app.is_empty()
         && matches!(
@@ -282,6 +286,8 @@ async fn forward(
         b.hub.watch(&b.id, &channel_cids(&bytes));
     }
     if learn_users {
+        // `revokeUserToken` through the proxy: the response carries the user's new cutoff.
+        shared.hubs.learn_users_response(&app, &bytes);
         let body = req_bytes.as_deref().unwrap_or_default();
         for (user, settings) in privacy::rewrite::user_updates(&method, body) {
             match settings {

@@ -40,7 +40,8 @@ async fn open(
     let wait = hubs.backoff().wait(&app);
     let connect = async {
         tokio::time::sleep(wait).await;
-        upstream.connect_ws(&app, &hub.user, &details).await
+        let cutoff = hubs.revocations().cutoff(&app, &hub.user);
+        upstream.connect_ws(&app, &hub.user, &details, cutoff).await
     };
     let connected = tokio::select! {
         r = connect => r,
@@ -74,6 +75,9 @@ async fn open(
     hubs.privacy()
         .learn_from_user(&app, handshake.me.get())
         .await;
+    // Before the sessions waiting for this connection see it ready, so each of them checks its
+    // token against the user's current cutoff (see `Hubs::attach`).
+    hubs.learn_user(&app, handshake.me.get());
     hub.status.send_replace(Status::Ready(Arc::new(Ready {
         connection_id: handshake.connection_id,
         me: handshake.me,
@@ -106,6 +110,9 @@ async fn serve(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
+                    if let Some(user) = updated_user(frame.as_str()) {
+                        hubs.learn_user(app, user.get());
+                    }
                     hub.route(frame, last_rx, hubs.privacy()).await;
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
@@ -128,6 +135,23 @@ async fn serve(
         tracing::info!(app = %app, reason, "upstream connection lost; closing its sessions");
         hubs.fail(hub, reason);
     }
+}
+
+/// The user object of a `user.updated` event (which carries the user's
+/// `revoke_tokens_issued_before` after `revokeUserToken`). The substring test keeps every other
+/// event from being parsed twice.
+fn updated_user(frame: &str) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Ev {
+        #[serde(rename = "type")]
+        kind: String,
+        user: Option<Box<RawValue>>,
+    }
+    if !frame.contains("\"user.updated\"") {
+        return None;
+    }
+    let ev: Ev = serde_json::from_str(frame).ok()?;
+    (ev.kind == "user.updated").then_some(ev.user).flatten()
 }
 
 /// Sends changed `user_details` of a later session upstream as a partial update, with a server

@@ -57,8 +57,9 @@ impl Upstream {
         api_key: &str,
         user_id: &str,
         user_details: &RawValue,
+        not_before_ms: Option<i64>,
     ) -> Result<(UpstreamSocket, Handshake), UpstreamError> {
-        let token = self.user_token(api_key, user_id)?;
+        let token = self.user_token(api_key, user_id, not_before_ms)?;
         let payload = format!(
             "{{\"user_id\":{},\"user_details\":{}}}",
             serde_json::Value::from(user_id),
