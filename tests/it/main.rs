@@ -19,4 +19,5 @@ mod sdk;
 mod soak;
 mod support;
 mod tls;
+mod tokens;
 mod ws;

@@ -1,0 +1,396 @@
+//! Token lifecycle through the real gateway and its embedded upstream (issue 13, section 3):
+//! Stream's user and app token revocation enforced at the edge, a session ended for its token
+//! keeping its `connection_id` usable while the SDK reconnects, and no token in any log line.
+
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::{json, Value};
+use stream_edge::config::{DEV_API_KEY, DEV_API_SECRET};
+
+use crate::support::*;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn sign_claims(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(DEV_API_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn server_token() -> String {
+    sign_claims(json!({"server": true}))
+}
+
+/// A user token issued `ago` seconds ago (`None`: without `iat`, as `createToken` makes them).
+fn user_token(user: &str, ago: Option<i64>) -> String {
+    match ago {
+        Some(a) => sign_claims(json!({"user_id": user, "iat": now() - a})),
+        None => sign_claims(json!({"user_id": user})),
+    }
+}
+
+fn iso(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+async fn open(gw: &TestGateway, user: &str, token: &str) -> (Ws, Value) {
+    let payload = format!(r#"{{"user_id":"{user}","user_details":{{"id":"{user}"}}}}"#);
+    gw.ws_raw(&gw.connect_url(&payload, DEV_API_KEY, token))
+        .await
+}
+
+async fn connected(gw: &TestGateway, user: &str, token: &str) -> (Ws, String) {
+    let (ws, first) = open(gw, user, token).await;
+    assert_eq!(first["type"], "health.check", "{first}");
+    (ws, first["connection_id"].as_str().unwrap().to_string())
+}
+
+async fn refused_with(gw: &TestGateway, user: &str, token: &str) -> i64 {
+    let (_, first) = open(gw, user, token).await;
+    first["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("an error frame: {first}"))
+}
+
+/// A backend's server-side call, straight to upstream (as a backend talks to Stream).
+async fn backend(base: &str, method: Method, path: &str, body: Value) -> (u16, Value) {
+    let url = format!("{base}{path}?api_key={DEV_API_KEY}");
+    let tok = server_token();
+    let (status, text) = http(
+        method,
+        &url,
+        Some(&body.to_string()),
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    (
+        status.as_u16(),
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// `revokeUserToken(user, before)`.
+async fn revoke_user(base: &str, user: &str, before: Option<i64>) {
+    let (status, body) = backend(
+        base,
+        Method::PATCH,
+        "/users",
+        json!({"users":[{"id": user, "set": {"revoke_tokens_issued_before": before.map(iso)}}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `revokeTokens(before)`.
+async fn revoke_app(base: &str, before: Option<i64>) {
+    let (status, body) = backend(
+        base,
+        Method::PATCH,
+        "/app",
+        json!({"revoke_tokens_issued_before": before.map(iso)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn rest_status(gw: &TestGateway, user: &str, token: &str) -> (u16, Value) {
+    let url = format!(
+        "{}/channels/messaging/tok-{user}/query?api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let (status, text) = http(
+        Method::POST,
+        &url,
+        Some(r#"{"data":{"members":[]},"state":true}"#),
+        &[("authorization", token), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    (
+        status.as_u16(),
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn revoke_user_token_ends_live_sessions_and_refuses_older_tokens() {
+    let gw = TestGateway::start().await;
+    let up = gw.embedded_url();
+    let old = user_token("rv-alice", Some(100));
+    let (mut ws, _) = connected(&gw, "rv-alice", &old).await;
+    let (mut other, _) = connected(&gw, "rv-bob", &user_token("rv-bob", Some(100))).await;
+
+    // The backend revokes straight at upstream: the gateway learns it from `user.updated` on the
+    // user's own upstream connection, and ends the session as an expired one.
+    revoke_user(&up, "rv-alice", Some(now() - 10)).await;
+    assert_eq!(close_code(&mut ws).await, 4040);
+
+    // The old token (a validation-cache hit by now) and a token without `iat` are refused with
+    // Stream's code 40, on connect and on REST; another user is untouched.
+    assert_eq!(refused_with(&gw, "rv-alice", &old).await, 40);
+    assert_eq!(
+        refused_with(&gw, "rv-alice", &user_token("rv-alice", None)).await,
+        40
+    );
+    let (status, body) = rest_status(&gw, "rv-alice", &old).await;
+    assert_eq!((status, body["code"].as_i64()), (401, Some(40)), "{body}");
+    assert_eq!(ping(&mut other).await["type"], "health.check");
+
+    // A token issued after the cutoff works again.
+    let fresh = user_token("rv-alice", Some(0));
+    let (_ws, _) = connected(&gw, "rv-alice", &fresh).await;
+    assert_eq!(rest_status(&gw, "rv-alice", &fresh).await.0, 201);
+}
+
+#[tokio::test]
+async fn a_revocation_made_while_offline_is_learned_from_the_handshake() {
+    let gw = TestGateway::start().await;
+    // Revoked before the gateway ever saw this user: nothing is cached, so the gateway's own
+    // validation passes and the user's cutoff arrives only with upstream's `me`.
+    revoke_user(&gw.embedded_url(), "rv-carol", Some(now() - 10)).await;
+    assert_eq!(
+        refused_with(&gw, "rv-carol", &user_token("rv-carol", Some(100))).await,
+        40
+    );
+    let (_ws, _) = connected(&gw, "rv-carol", &user_token("rv-carol", Some(0))).await;
+}
+
+#[tokio::test]
+async fn revoke_user_token_through_the_proxy_is_learned_from_the_response() {
+    let gw = TestGateway::start().await;
+    let old = user_token("rv-dave", Some(100));
+    let (mut ws, _) = connected(&gw, "rv-dave", &old).await;
+    revoke_user(&gw.base, "rv-dave", Some(now() - 10)).await;
+    assert_eq!(close_code(&mut ws).await, 4040);
+    assert_eq!(refused_with(&gw, "rv-dave", &old).await, 40);
+    // Undone (`revokeUserToken(user, null)`): the old token is good again.
+    revoke_user(&gw.base, "rv-dave", None).await;
+    let (_ws, _) = connected(&gw, "rv-dave", &old).await;
+}
+
+#[tokio::test]
+async fn revoke_tokens_app_wide_is_read_from_get_app() {
+    let cfg = test_config();
+    let apps = cfg.apps.clone();
+    let gw = TestGateway::start_with(cfg).await;
+    let up = gw.embedded_url();
+    let no_iat = user_token("rv-erin", None);
+    let (mut ws, _) = connected(&gw, "rv-erin", &no_iat).await;
+    let recent = user_token("rv-frank", Some(0));
+    let (mut kept, _) = connected(&gw, "rv-frank", &recent).await;
+
+    // `revokeTokens(now - 5s)` at upstream, then SIGHUP's reload: the gateway reads `GET /app`.
+    revoke_app(&up, Some(now() - 5)).await;
+    gw.running().shared.reload_apps(&apps);
+    assert_eq!(
+        close_code(&mut ws).await,
+        4040,
+        "a token without iat is revoked"
+    );
+    assert_eq!(refused_with(&gw, "rv-erin", &no_iat).await, 40);
+    let (status, body) = rest_status(&gw, "rv-erin", &no_iat).await;
+    assert_eq!((status, body["code"].as_i64()), (401, Some(40)), "{body}");
+    assert_eq!(
+        ping(&mut kept).await["type"],
+        "health.check",
+        "a token issued after the cutoff is untouched"
+    );
+
+    // Undone through the proxy (`revokeTokens(null)`): a `PATCH /app` seen passing through
+    // makes the gateway read the settings at once.
+    revoke_app(&gw.base, None).await;
+    eventually("the app revocation is lifted", || async {
+        let (_, first) = open(&gw, "rv-erin", &no_iat).await;
+        first["type"] == "health.check"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_embedded_upstream_enforces_revocation_itself() {
+    let gw = TestGateway::start().await;
+    let up = gw.embedded_url();
+    // GET /app: the spec's required fields.
+    let tok = user_token("rv-gina", Some(100));
+    let (status, text) = http(
+        Method::GET,
+        &format!("{up}/app?api_key={DEV_API_KEY}"),
+        None,
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let app: Value = serde_json::from_str(&text).unwrap();
+    for key in [
+        "id",
+        "name",
+        "placement",
+        "async_url_enrich_enabled",
+        "auto_translation_enabled",
+        "file_upload_config",
+        "image_upload_config",
+    ] {
+        assert!(app["app"].get(key).is_some(), "app.{key} in {app}");
+    }
+    // Only a server token may change app settings or a user's revocation.
+    let (status, _) = http(
+        Method::PATCH,
+        &format!("{up}/app?api_key={DEV_API_KEY}"),
+        Some(r#"{"revoke_tokens_issued_before":"2030-01-01T00:00:00Z"}"#),
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let self_revoke = json!({"users":[{"id":"rv-gina","set":{"revoke_tokens_issued_before":"2030-01-01T00:00:00Z"}}]});
+    let (status, _) = http(
+        Method::PATCH,
+        &format!("{up}/users?api_key={DEV_API_KEY}"),
+        Some(&self_revoke.to_string()),
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let users = format!("{up}/users?api_key={DEV_API_KEY}");
+    let (status, _) = http(
+        Method::GET,
+        &users,
+        None,
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 200, "a user token cannot revoke itself");
+
+    // revokeUserToken: the upstream refuses the old token on REST and on connect.
+    revoke_user(&up, "rv-gina", Some(now() - 10)).await;
+    let (status, text) = http(
+        Method::GET,
+        &users,
+        None,
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["code"],
+        40,
+        "{text}"
+    );
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("json", r#"{"user_id":"rv-gina"}"#)
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("authorization", &tok)
+        .append_pair("stream-auth-type", "jwt")
+        .finish();
+    let ws_url = format!("{}/connect?{q}", up.replacen("http", "ws", 1));
+    let (_ws, first) = gw.ws_raw(&ws_url).await;
+    assert_eq!(first["error"]["code"], 40, "{first}");
+    // The app setting is in GET /app once set.
+    revoke_app(&up, Some(now() - 3600)).await;
+    let (_, app) = backend(&up, Method::GET, "/app", Value::Null).await;
+    assert!(
+        app["app"]["revoke_tokens_issued_before"].is_string(),
+        "{app}"
+    );
+}
+
+/// A session closed with 4040 at `exp` keeps its `connection_id` bound to the user's upstream
+/// connection for a grace period: the SDK's REST calls made before it has reconnected (retried
+/// with a refreshed token after code 40) must not fail with code 46.
+#[tokio::test]
+async fn rest_calls_bound_to_a_session_ended_by_expiry_still_work() {
+    let gw = TestGateway::start().await;
+    let short = sign(DEV_API_SECRET, "exp-hank", Some(1));
+    let (mut ws, conn) = connected(&gw, "exp-hank", &short).await;
+    gw.watch("exp-hank", &conn, "exp-room", &["exp-hank"]).await;
+    assert_eq!(close_code(&mut ws).await, 4040);
+
+    // The old token is expired (40); the refreshed one binds to the ended session's id.
+    let fresh = gw.token("exp-hank", Some(3600));
+    let query = format!(
+        "{}/channels/messaging/exp-room/query?api_key={DEV_API_KEY}&connection_id={conn}",
+        gw.base
+    );
+    let body = r#"{"data":{"members":["exp-hank"]},"state":true,"watch":true}"#;
+    let (status, text) = http(
+        Method::POST,
+        &query,
+        Some(body),
+        &[("authorization", &short), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+    let (status, text) = http(
+        Method::POST,
+        &query,
+        Some(body),
+        &[("authorization", &fresh), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 201, "watch with the ended session's id: {text}");
+    let send = format!(
+        "{}/channels/messaging/exp-room/message?api_key={DEV_API_KEY}&connection_id={conn}",
+        gw.base
+    );
+    let (status, text) = http(
+        Method::POST,
+        &send,
+        Some(r#"{"message":{"text":"still here"}}"#),
+        &[("authorization", &fresh), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 201, "send with the ended session's id: {text}");
+    // Another user still cannot use it.
+    let (status, _) = http(
+        Method::POST,
+        &send,
+        Some(r#"{"message":{"text":"not mine"}}"#),
+        &[
+            ("authorization", &gw.token("exp-ivan", None)),
+            ("stream-auth-type", "jwt"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+/// After the grace, the ended session's id is gone (code 46) and its hub can retire.
+#[tokio::test]
+async fn the_grace_of_an_ended_session_is_bounded() {
+    let mut cfg = test_config();
+    cfg.auth.ended_session_grace = Duration::from_millis(300);
+    let gw = TestGateway::start_with(cfg).await;
+    let short = sign(DEV_API_SECRET, "exp-jack", Some(1));
+    let (mut ws, conn) = connected(&gw, "exp-jack", &short).await;
+    assert_eq!(close_code(&mut ws).await, 4040);
+    let fresh = gw.token("exp-jack", None);
+    let send = format!(
+        "{}/channels/messaging/exp-jroom/query?api_key={DEV_API_KEY}&connection_id={conn}",
+        gw.base
+    );
+    eventually("the ended session's id is released", || async {
+        let (status, text) = http(
+            Method::POST,
+            &send,
+            Some(r#"{"data":{"members":["exp-jack"]}}"#),
+            &[("authorization", &fresh), ("stream-auth-type", "jwt")],
+        )
+        .await;
+        status == 400 && text.contains("\"code\":46")
+    })
+    .await;
+    eventually("the hub retires", || async {
+        gw.running().shared.hubs.hub_count() == 0
+    })
+    .await;
+}
