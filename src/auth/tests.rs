@@ -241,3 +241,26 @@ fn revoked_tokens_are_refused_on_miss_and_on_hit() {
     c.client_connection = false;
     assert!(a.authenticate(c).is_ok());
 }
+
+#[test]
+fn minted_upstream_tokens_expire_and_are_never_issued_before_a_known_cutoff() {
+    let now = now_secs();
+    let decode = |t: &str| {
+        let payload = t.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let t = mint::user_token_at(S1, "u", Some(3600), None).unwrap();
+    let c = decode(&t);
+    let exp = c["exp"].as_i64().unwrap();
+    assert!((now + 3599..=now + 3601).contains(&exp), "{c}");
+    assert!(c["iat"].as_i64().unwrap() < now, "backdated for clock skew: {c}");
+    // A user revoked a moment ago: the gateway's own token must not predate the cutoff...
+    let t = mint::user_token_at(S1, "u", Some(3600), Some(now)).unwrap();
+    assert!(decode(&t)["iat"].as_i64().unwrap() >= now);
+    // ...but is never issued in the future (upstream would answer 42).
+    let t = mint::user_token_at(S1, "u", Some(3600), Some(now + 600)).unwrap();
+    assert!(decode(&t)["iat"].as_i64().unwrap() <= now_secs());
+}

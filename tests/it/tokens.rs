@@ -394,3 +394,99 @@ async fn the_grace_of_an_ended_session_is_bounded() {
     })
     .await;
 }
+
+/// No token the gateway receives or mints appears in its log, even at `RUST_LOG=trace`: the binary
+/// runs with every target at trace while a client connects (the gateway mints its upstream token
+/// and opens the upstream socket), calls REST and disconnects.
+#[tokio::test]
+async fn no_token_in_any_log_line_at_trace() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "trace")
+        .env_remove("STREAM_EDGE_CONFIG")
+        .env_remove("STREAM_API_KEY")
+        .env_remove("STREAM_API_SECRET")
+        .env_remove("STREAM_EDGE_UPSTREAM")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all).await;
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .to_string();
+
+    let token = sign_claims(json!({"user_id": "log-kim", "iat": now(), "exp": now() + 600}));
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("json", r#"{"user_id":"log-kim"}"#)
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("authorization", &token)
+        .append_pair("stream-auth-type", "jwt")
+        .finish();
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/connect?{q}")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "health.check", "{hello}");
+    let conn = hello["connection_id"].as_str().unwrap().to_string();
+    let (status, text) = http(
+        Method::POST,
+        &format!(
+            "http://{addr}/channels/messaging/log-room/query?api_key={DEV_API_KEY}&connection_id={conn}"
+        ),
+        Some(r#"{"data":{"members":["log-kim"]},"state":true,"watch":true}"#),
+        &[("authorization", &token), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let bad = format!("{token}x");
+    let (status, _) = http(
+        Method::GET,
+        &format!("http://{addr}/users?api_key={DEV_API_KEY}"),
+        None,
+        &[("authorization", &bad), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    drop(ws);
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let log = tokio::time::timeout(WAIT, log).await.unwrap().unwrap();
+    assert!(
+        log.contains("TRACE"),
+        "trace logging was on: {} bytes",
+        log.len()
+    );
+    // Every JWT starts with a base64url `{"` ("eyJ"): neither the client's token nor the one the
+    // gateway minted for its upstream connection may show up.
+    let leaked: Vec<&str> = log.lines().filter(|l| l.contains("eyJ")).collect();
+    assert!(leaked.is_empty(), "token in the log: {leaked:#?}");
+}
