@@ -97,7 +97,10 @@ impl Revocations {
 
     fn learn(&self, app: &str, u: UserCutoff) -> Option<String> {
         let id = u.id?;
-        let cutoff = u.revoke_tokens_issued_before.as_deref().and_then(parse_time);
+        let cutoff = u
+            .revoke_tokens_issued_before
+            .as_deref()
+            .and_then(parse_time);
         self.set_user(app, &id, cutoff).then_some(id)
     }
 
@@ -169,7 +172,10 @@ pub fn app_cutoff(body: &[u8]) -> Result<Option<Millis>, serde_json::Error> {
         app: App,
     }
     let r: Resp = serde_json::from_slice(body)?;
-    Ok(r.app.revoke_tokens_issued_before.as_deref().and_then(parse_time))
+    Ok(r.app
+        .revoke_tokens_issued_before
+        .as_deref()
+        .and_then(parse_time))
 }
 
 #[cfg(test)]

@@ -256,7 +256,10 @@ fn minted_upstream_tokens_expire_and_are_never_issued_before_a_known_cutoff() {
     let c = decode(&t);
     let exp = c["exp"].as_i64().unwrap();
     assert!((now + 3599..=now + 3601).contains(&exp), "{c}");
-    assert!(c["iat"].as_i64().unwrap() < now, "backdated for clock skew: {c}");
+    assert!(
+        c["iat"].as_i64().unwrap() < now,
+        "backdated for clock skew: {c}"
+    );
     // A user revoked a moment ago: the gateway's own token must not predate the cutoff...
     let t = mint::user_token_at(S1, "u", Some(3600), Some(now)).unwrap();
     assert!(decode(&t)["iat"].as_i64().unwrap() >= now);

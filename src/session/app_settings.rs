@@ -33,8 +33,9 @@ pub async fn refresh(hubs: &Hubs) {
     for app in upstream.app_keys() {
         let read = calls::call(&upstream, &app, Method::GET, "/app", "", None).await;
         let cutoff = match read {
-            Ok((status, body)) if status.is_success() => revocation::app_cutoff(&body)
-                .map_err(|e| format!("app settings response: {e}")),
+            Ok((status, body)) if status.is_success() => {
+                revocation::app_cutoff(&body).map_err(|e| format!("app settings response: {e}"))
+            }
             Ok((status, _)) => Err(format!("GET /app answered {status}")),
             Err(e) => Err(e.to_string()),
         };

@@ -102,7 +102,8 @@ impl Attachment {
     /// reconnected, and those calls (retried by the SDK with a refreshed token after code 40) must
     /// not fail with code 46. The bound id also keeps the hub from retiring meanwhile.
     pub fn end_for_token(&mut self, reason: &'static str) {
-        self.mailbox.close(crate::error::close::TOKEN_EXPIRED, reason);
+        self.mailbox
+            .close(crate::error::close::TOKEN_EXPIRED, reason);
         self._guard.grace = Some(self._guard.hubs.inner.ended_grace);
     }
 }

@@ -90,10 +90,9 @@ impl Upstream {
         request
             .headers_mut()
             .insert(http::header::AUTHORIZATION, auth);
-        request.headers_mut().insert(
-            "stream-auth-type",
-            http::HeaderValue::from_static("jwt"),
-        );
+        request
+            .headers_mut()
+            .insert("stream-auth-type", http::HeaderValue::from_static("jwt"));
 
         let config = WebSocketConfig::default()
             .read_buffer_size(UPSTREAM_READ_BUFFER)
