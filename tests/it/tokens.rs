@@ -490,3 +490,59 @@ async fn no_token_in_any_log_line_at_trace() {
     let leaked: Vec<&str> = log.lines().filter(|l| l.contains("eyJ")).collect();
     assert!(leaked.is_empty(), "token in the log: {leaked:#?}");
 }
+
+/// The long-poll equivalent: a held poll of a revoked session ends at once (the session is over,
+/// code 46), and the old token is refused with code 40 on the next poll and on reconnect.
+#[tokio::test]
+async fn a_revoked_long_poll_session_ends() {
+    let mut cfg = test_config();
+    // Longer than the revocation takes, shorter than the client's wait.
+    cfg.longpoll.hold = Duration::from_secs(8);
+    let gw = TestGateway::start_with(cfg).await;
+    let old = user_token("rv-lp", Some(100));
+    let json = r#"{"user_id":"rv-lp","user_details":{"id":"rv-lp"}}"#;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("user_id", "rv-lp")
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("json", json)
+        .finish();
+    let connect = format!("{}/longpoll?{q}", gw.base);
+    let headers = [("authorization", old.as_str()), ("stream-auth-type", "jwt")];
+    let (status, body) = http(Method::GET, &connect, None, &headers).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let conn = v["event"]["connection_id"].as_str().unwrap().to_string();
+    let poll = format!(
+        "{}/longpoll?user_id=rv-lp&connection_id={conn}&api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let held = {
+        let (poll, old) = (poll.clone(), old.clone());
+        tokio::spawn(async move {
+            http(
+                Method::GET,
+                &poll,
+                None,
+                &[("authorization", &old), ("stream-auth-type", "jwt")],
+            )
+            .await
+        })
+    };
+    eventually("the poll is held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
+    })
+    .await;
+    revoke_user(&gw.embedded_url(), "rv-lp", Some(now() - 10)).await;
+    let (status, body) = held.await.unwrap();
+    assert_eq!(
+        status, 400,
+        "the held poll ends, not after its hold: {body}"
+    );
+    assert!(body.contains("\"code\":46"), "{body}");
+    let (status, body) = http(Method::GET, &poll, None, &headers).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"code\":40"), "{body}");
+    let (status, body) = http(Method::GET, &connect, None, &headers).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"code\":40"), "{body}");
+}
