@@ -546,3 +546,41 @@ async fn a_revoked_long_poll_session_ends() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("\"code\":40"), "{body}");
 }
+
+/// The token may come as the `Authorization` header of the upgrade instead of the query (the Swift
+/// SDK's shape, and the one this gateway uses towards its own upstream): both the gateway and the
+/// embedded upstream accept it, and check it as strictly.
+#[tokio::test]
+async fn connect_with_the_token_in_the_authorization_header() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let gw = TestGateway::start().await;
+    for base in [
+        gw.base.replacen("http", "ws", 1),
+        gw.embedded_url().replacen("http", "ws", 1),
+    ] {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("json", r#"{"user_id":"hdr-lee"}"#)
+            .append_pair("api_key", DEV_API_KEY)
+            .finish();
+        for (token, ok) in [
+            (user_token("hdr-lee", Some(0)), true),
+            (user_token("hdr-lee", Some(0)) + "x", false),
+        ] {
+            let mut req = format!("{base}/connect?{q}").into_client_request().unwrap();
+            req.headers_mut()
+                .insert("authorization", token.parse().unwrap());
+            req.headers_mut()
+                .insert("stream-auth-type", "jwt".parse().unwrap());
+            let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let first = next_json(&mut ws).await;
+            if ok {
+                assert_eq!(first["type"], "health.check", "{base}: {first}");
+            } else {
+                assert_eq!(first["error"]["code"], 43, "{base}: {first}");
+            }
+        }
+    }
+}
