@@ -1,5 +1,6 @@
 //! Requests the gateway makes to upstream on its own behalf (not proxied for a client), signed with
-//! a server token: forwarding later sessions' `user_details`, and privacy-settings lookups.
+//! a server token: forwarding later sessions' `user_details`, privacy-settings lookups, and reading
+//! each app's settings (`GET /app`, for its token revocation cutoff).
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};

@@ -1,6 +1,6 @@
 //! Opening the gateway's own WebSocket to upstream `/connect` for one user, speaking the SDK's
-//! protocol: the same query parameters, a gateway-minted user token, and the first frame read as
-//! the handshake result.
+//! protocol: the same query parameters, a gateway-minted user token (as the `Authorization` header,
+//! the Swift SDK's shape, so it is in no URL), and the first frame read as the handshake result.
 
 use futures_util::StreamExt;
 use serde::Deserialize;
