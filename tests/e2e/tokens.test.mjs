@@ -109,7 +109,8 @@ describe('token lifecycle', () => {
     await chan.watch();
 
     const closed = waitForLog(client, WS_CLOSE_LOG, 10_000);
-    const back = waitForEvent(client, 'connection.changed', (e) => e.online === true, 10_000);
+    // After recoverState has re-watched the channels on the new connection.
+    const back = waitForEvent(client, 'connection.recovered', () => true, 10_000);
     await backend().revokeUserToken(userId, new Date(Date.now() - 30_000));
     const [, code] = await closed;
     assert.equal(code, '4040', 'the revoked session ends as an expired one');
@@ -144,7 +145,8 @@ describe('token lifecycle', () => {
     const revoker = backend();
 
     const closed = waitForLog(client, WS_CLOSE_LOG, 10_000);
-    const back = waitForEvent(client, 'connection.changed', (e) => e.online === true, 10_000);
+    // After recoverState has re-watched the channels on the new connection.
+    const back = waitForEvent(client, 'connection.recovered', () => true, 10_000);
     await revoker.revokeTokens(new Date(Date.now() - 5_000));
     try {
       // Learned from GET /app within the gateway's refresh interval (1 s here).
