@@ -92,7 +92,8 @@ pub struct Attachment {
     pub mailbox: Arc<Mailbox>,
     pub ready: Arc<Ready>,
     pub hub: Arc<Hub>,
-    _guard: Guard,
+    /// Detaches the session when the attachment drops.
+    guard: Guard,
 }
 
 impl Attachment {
@@ -104,7 +105,7 @@ impl Attachment {
     pub fn end_for_token(&mut self, reason: &'static str) {
         self.mailbox
             .close(crate::error::close::TOKEN_EXPIRED, reason);
-        self._guard.grace = Some(self._guard.hubs.inner.ended_grace);
+        self.guard.grace = Some(self.guard.hubs.inner.ended_grace);
     }
 }
 
@@ -235,7 +236,7 @@ impl Hubs {
             mailbox,
             ready,
             hub,
-            _guard: guard,
+            guard,
         })
     }
 
