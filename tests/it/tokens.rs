@@ -584,3 +584,81 @@ async fn connect_with_the_token_in_the_authorization_header() {
         }
     }
 }
+
+/// Reads the first stdout line of a spawned `stream-edge` (`… listening on http://ADDR …`) and
+/// returns ADDR; the rest of stdout keeps being drained.
+async fn announced(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    first
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .to_string()
+}
+
+/// SIGHUP makes the running binary read every app's settings at once: a `revokeTokens` made at the
+/// upstream ends a live session whose token it revokes, long before the (here hour-long) interval.
+#[tokio::test]
+async fn sighup_reads_the_app_revocation_at_once() {
+    let mut emulator = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .env_remove("STREAM_API_KEY")
+        .env_remove("STREAM_API_SECRET")
+        .env_remove("STREAM_EDGE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let up = format!("http://{}", announced(&mut emulator).await);
+    let dir = std::env::temp_dir().join(format!("se-hup-rv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("edge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[apps]]\napi_key = \"{DEV_API_KEY}\"\nsecrets = [\"{DEV_API_SECRET}\"]\n[upstream]\nurl = \"{up}\"\n[auth]\nleeway_seconds = 0\napp_settings_refresh_seconds = 3600\n"
+        ),
+    )
+    .unwrap();
+    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env_remove("STREAM_API_KEY")
+        .env_remove("STREAM_API_SECRET")
+        .env_remove("STREAM_EDGE_UPSTREAM")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = announced(&mut gateway).await;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("json", r#"{"user_id":"hup-mo"}"#)
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("authorization", &user_token("hup-mo", None))
+        .finish();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/connect?{q}"))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "health.check");
+
+    revoke_app(&up, Some(now() - 5)).await;
+    // Not learned yet: the next read is an hour away.
+    assert_eq!(ping(&mut ws).await["type"], "health.check");
+    let pid = gateway.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(close_code(&mut ws).await, 4040);
+    let _ = std::fs::remove_dir_all(dir);
+}
