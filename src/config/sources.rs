@@ -310,6 +310,35 @@ mod tests {
     }
 
     #[test]
+    fn token_lifecycle_keys() {
+        let file = FileConfig::parse(
+            "[auth]\nrevocation_capacity = 7\napp_settings_refresh_seconds = 9\nended_session_grace_seconds = 0\n[upstream]\ntoken_ttl_seconds = 600\n",
+        )
+        .unwrap();
+        let c = ConfigArgs::default().merge(file).unwrap();
+        assert_eq!(c.auth.revocation_capacity, 7);
+        assert_eq!(c.auth.app_settings_refresh, Duration::from_secs(9));
+        assert_eq!(c.auth.ended_session_grace, Duration::ZERO);
+        assert_eq!(c.upstream.token_ttl, Duration::from_secs(600));
+        let file = FileConfig::parse("[upstream]\ntoken_ttl_seconds = 5\n").unwrap();
+        let short = ConfigArgs::default().merge(file).unwrap();
+        assert!(
+            short.validate().is_err(),
+            "a minted token must outlive the handshake"
+        );
+        assert!(c.validate().is_ok());
+        let c = Config::local_dev();
+        assert_eq!(
+            c.upstream.token_ttl,
+            crate::config::DEFAULT_UPSTREAM_TOKEN_TTL
+        );
+        assert_eq!(
+            c.auth.ended_session_grace,
+            crate::config::DEFAULT_ENDED_SESSION_GRACE
+        );
+    }
+
+    #[test]
     fn unknown_key_is_rejected_with_its_line() {
         let err = FileConfig::parse("listen = \"x\"\n[ws]\nmax_mesage_bytes = 3\n").unwrap_err();
         assert!(err.contains("max_mesage_bytes"), "{err}");
