@@ -43,6 +43,8 @@ impl Shared {
     pub fn reload_apps(&self, apps: &[crate::config::AppConfig]) {
         self.auth.set_apps(apps);
         self.upstream.set_apps(apps);
+        // Also re-read every app's revocation cutoff now (an operator's "apply revocations").
+        self.hubs.refresh_app_settings();
     }
 }
 
@@ -150,6 +152,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         privacy.clone(),
         config.limits.clone(),
         life.clone(),
+        auth.revocations.clone(),
+        config.auth.ended_session_grace,
     );
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -180,6 +184,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let accept = tokio::spawn(crate::listener::serve(listener, tls, shared.clone()));
     life.spawn(crate::transport::lp_session::sweep(shared.clone()));
+    life.spawn(crate::session::app_settings::run(
+        shared.hubs.clone(),
+        config.auth.app_settings_refresh,
+    ));
 
     // Readiness follows upstream reachability; the first probe runs before start returns.
     let up = shared.upstream.probe().await;

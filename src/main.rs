@@ -70,17 +70,29 @@ fn resolve(args: &ConfigArgs) -> Result<Config, ExitCode> {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr; stdout carries only the machine-readable "listening" line.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Human => fmt.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            !SECRET_BEARING_TARGETS
+                .iter()
+                .any(|t| m.target().starts_with(t))
+        })))
+        .init();
 }
+
+/// Log targets dropped at every level, whatever `RUST_LOG` says: tungstenite's client handshake
+/// traces the whole upstream connect request, with the connect payload and the `Authorization`
+/// header carrying the token the gateway minted.
+const SECRET_BEARING_TARGETS: &[&str] = &["tungstenite::handshake::client"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

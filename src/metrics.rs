@@ -48,6 +48,7 @@ pub const LIMITS: &[&str] = &[
     "max_connections_per_ip",
     "send_timeout",
     "rest_buffered_total_bytes",
+    "revocation_capacity",
 ];
 
 /// Maps an event type to a bounded label value.

@@ -131,16 +131,19 @@ pub(crate) fn verify(
 
 fn identity_of(claims: &Claims, kind: TokenKind) -> Result<Identity, AuthError> {
     let exp = claims.exp.and_then(|e| u64::try_from(e).ok());
+    let iat = claims.iat;
     match (&claims.user_id, claims.server) {
         (Some(user), _) if !user.is_empty() => Ok(Identity {
             user_id: Arc::from(user.as_str()),
             kind,
             exp,
+            iat,
         }),
         (None, Some(true)) if kind == TokenKind::User => Ok(Identity {
             user_id: Arc::from(""),
             kind: TokenKind::Server,
             exp,
+            iat,
         }),
         _ => Err(AuthError::Malformed),
     }

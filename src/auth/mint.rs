@@ -17,8 +17,24 @@ pub fn user_token(
     user_id: &str,
     expires_in: Option<u64>,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    user_token_at(secret, user_id, expires_in, None)
+}
+
+/// As [`user_token`], with `iat` raised to `iat_at_least` (unix seconds; never past now): the
+/// gateway's token for a user whose tokens were revoked a moment ago must not itself count as
+/// revoked because of the backdating.
+///
+/// # Errors
+/// Only if signing itself fails.
+pub fn user_token_at(
+    secret: &str,
+    user_id: &str,
+    expires_in: Option<u64>,
+    iat_at_least: Option<i64>,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = super::now_secs();
-    let mut claims = json!({"user_id": user_id, "iat": now - IAT_SKEW_SECS});
+    let iat = (now - IAT_SKEW_SECS).max(iat_at_least.unwrap_or(i64::MIN).min(now));
+    let mut claims = json!({"user_id": user_id, "iat": iat});
     if let Some(secs) = expires_in {
         claims["exp"] = json!(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX / 2)));
     }

@@ -8,6 +8,7 @@
 mod cache;
 mod jwt;
 pub mod mint;
+pub mod revocation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,7 @@ use crate::config::{AppConfig, AuthConfig};
 use crate::metrics::Metrics;
 
 pub use jwt::{now_secs, Claims};
+pub use revocation::Revocations;
 
 /// Why a credential was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +26,9 @@ pub enum AuthError {
     UnknownApiKey,
     #[error("JWTAuth error: token is expired (exp)")]
     Expired,
+    /// Stream's own wording and code (40), so a token-provider SDK refreshes as on expiry.
+    #[error("This token has been revoked, please generate a new token")]
+    Revoked,
     #[error("JWTAuth error: token is not valid yet (nbf)")]
     NotYetValid,
     #[error("JWTAuth error: token used before issue at (iat)")]
@@ -53,7 +58,7 @@ impl AuthError {
     pub fn code(&self) -> i32 {
         match self {
             AuthError::UnknownApiKey => 2,
-            AuthError::Expired => 40,
+            AuthError::Expired | AuthError::Revoked => 40,
             AuthError::NotYetValid => 41,
             AuthError::IssuedInFuture => 42,
             AuthError::Missing => 4,
@@ -67,6 +72,7 @@ impl AuthError {
         match self {
             AuthError::UnknownApiKey => "unknown_api_key",
             AuthError::Expired => "token_expired",
+            AuthError::Revoked => "token_revoked",
             AuthError::NotYetValid => "token_not_yet_valid",
             AuthError::IssuedInFuture => "token_iat_future",
             AuthError::BadSignature => "token_bad_signature",
@@ -99,6 +105,8 @@ pub struct Identity {
     pub kind: TokenKind,
     /// `exp` claim (unix seconds), enforced for the session's lifetime.
     pub exp: Option<u64>,
+    /// `iat` claim (unix seconds), compared with revocation cutoffs for the session's lifetime.
+    pub iat: Option<i64>,
 }
 
 /// What a caller presented.
@@ -126,6 +134,8 @@ pub struct Authenticator {
     cache: cache::ValidationCache,
     config: AuthConfig,
     metrics: Arc<Metrics>,
+    /// Revocation cutoffs, checked on every validation (cache hits included).
+    pub revocations: Arc<Revocations>,
 }
 
 impl Authenticator {
@@ -133,6 +143,10 @@ impl Authenticator {
         Authenticator {
             apps: RwLock::new(Arc::new(build_keys(apps))),
             cache: cache::ValidationCache::new(&config, metrics.clone()),
+            revocations: Arc::new(Revocations::new(
+                config.revocation_capacity,
+                metrics.clone(),
+            )),
             config,
             metrics,
         }
@@ -190,6 +204,7 @@ impl Authenticator {
                 user_id: user_id.into(),
                 kind: TokenKind::Anonymous,
                 exp: None,
+                iat: None,
             });
         }
         let token = token.ok_or(AuthError::Missing)?;
@@ -222,6 +237,13 @@ impl Authenticator {
             if claimed != &*identity.user_id {
                 return Err(AuthError::UserMismatch);
             }
+        }
+        // Checked after the cache too: a cutoff learned after a token was cached applies at once.
+        if self
+            .revocations
+            .is_revoked(creds.api_key, &identity.user_id, identity.iat)
+        {
+            return Err(AuthError::Revoked);
         }
         Ok(identity)
     }

@@ -150,6 +150,7 @@ fn cached_hit_past_exp_is_refused() {
         user_id: "u".into(),
         kind: TokenKind::User,
         exp: None,
+        iat: None,
     };
     let t = sign(S1, json!({"user_id":"u"}));
     // Plant a live entry whose claims say it expired long ago: a hit must still re-check time.
@@ -212,4 +213,57 @@ fn minted_tokens_validate() {
     let mut c = creds(&s, "u");
     c.client_connection = false;
     assert_eq!(a.authenticate(c).unwrap().kind, TokenKind::Server);
+}
+
+#[test]
+fn revoked_tokens_are_refused_on_miss_and_on_hit() {
+    let a = authn(&[S1]);
+    let now = now_secs();
+    let old = sign(S1, json!({"user_id":"u","iat": now - 100}));
+    let fresh = sign(S1, json!({"user_id":"u","iat": now}));
+    let no_iat = sign(S1, json!({"user_id":"u"}));
+    // Cached first, so the second look is a cache hit.
+    assert!(a.authenticate(creds(&old, "u")).is_ok());
+    assert!(a.authenticate(creds(&no_iat, "u")).is_ok());
+    a.revocations.set_user("key", "u", Some((now - 10) * 1000));
+    assert_eq!(a.authenticate(creds(&old, "u")), Err(AuthError::Revoked));
+    assert_eq!(a.authenticate(creds(&no_iat, "u")), Err(AuthError::Revoked));
+    assert_eq!(AuthError::Revoked.code(), 40);
+    assert!(a.authenticate(creds(&fresh, "u")).is_ok());
+    // The app's cutoff applies to every user; server tokens are never revoked.
+    let other = sign(S1, json!({"user_id":"v","iat": now - 100}));
+    assert!(a.authenticate(creds(&other, "v")).is_ok());
+    a.revocations.set_app("key", Some(now * 1000));
+    assert_eq!(a.authenticate(creds(&other, "v")), Err(AuthError::Revoked));
+    let server = sign(S1, json!({"server": true}));
+    let mut c = creds(&server, "v");
+    c.user_id = None;
+    c.client_connection = false;
+    assert!(a.authenticate(c).is_ok());
+}
+
+#[test]
+fn minted_upstream_tokens_expire_and_are_never_issued_before_a_known_cutoff() {
+    let now = now_secs();
+    let decode = |t: &str| {
+        let payload = t.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let t = mint::user_token_at(S1, "u", Some(3600), None).unwrap();
+    let c = decode(&t);
+    let exp = c["exp"].as_i64().unwrap();
+    assert!((now + 3599..=now + 3601).contains(&exp), "{c}");
+    assert!(
+        c["iat"].as_i64().unwrap() < now,
+        "backdated for clock skew: {c}"
+    );
+    // A user revoked a moment ago: the gateway's own token must not predate the cutoff...
+    let t = mint::user_token_at(S1, "u", Some(3600), Some(now)).unwrap();
+    assert!(decode(&t)["iat"].as_i64().unwrap() >= now);
+    // ...but is never issued in the future (upstream would answer 42).
+    let t = mint::user_token_at(S1, "u", Some(3600), Some(now + 600)).unwrap();
+    assert!(decode(&t)["iat"].as_i64().unwrap() <= now_secs());
 }

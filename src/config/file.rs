@@ -21,6 +21,9 @@ pub struct FileAuth {
     pub max_token_bytes: Option<usize>,
     pub allow_dev_tokens: Option<bool>,
     pub allow_anonymous: Option<bool>,
+    pub revocation_capacity: Option<u64>,
+    pub app_settings_refresh_seconds: Option<u64>,
+    pub ended_session_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +72,7 @@ pub struct FileUpstream {
     pub probe_interval_seconds: Option<u64>,
 
     pub pool_idle_per_host: Option<usize>,
+    pub token_ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

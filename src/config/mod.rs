@@ -32,6 +32,16 @@ pub const DEFAULT_AUTH_CACHE_CAPACITY: u64 = 100_000;
 pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Largest token accepted, in bytes (`auth.max_token_bytes`). Stream tokens are a few hundred bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 4096;
+/// Users whose revocation cutoff is remembered (`auth.revocation_capacity`). Only users with a
+/// cutoff take an entry.
+pub const DEFAULT_REVOCATION_CAPACITY: u64 = 100_000;
+/// How often each app's settings (its revocation cutoff) are read with `GET /app`
+/// (`auth.app_settings_refresh_seconds`); SIGHUP also reads them at once.
+pub const DEFAULT_APP_SETTINGS_REFRESH: Duration = Duration::from_secs(60);
+/// How long a session ended for an expired or revoked token keeps its `connection_id` bound to its
+/// user's upstream connection (`auth.ended_session_grace_seconds`), so the SDK's REST calls in
+/// flight while it reconnects still succeed once it has refreshed its token.
+pub const DEFAULT_ENDED_SESSION_GRACE: Duration = Duration::from_secs(30);
 
 /// Largest WebSocket message from a client (`ws.max_message_bytes`). Clients only send pings.
 pub const DEFAULT_WS_MAX_MESSAGE: usize = 64 * 1024;
@@ -96,6 +106,9 @@ pub const DEFAULT_UPSTREAM_BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub const DEFAULT_UPSTREAM_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Idle pooled REST connections kept per upstream host (`upstream.pool_idle_per_host`).
 pub const DEFAULT_UPSTREAM_POOL_IDLE: usize = 64;
+/// Lifetime of the user token minted for each upstream connect (`upstream.token_ttl_seconds`).
+/// Upstream checks it only in the connect handshake; every (re)connect mints a fresh one.
+pub const DEFAULT_UPSTREAM_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 /// Request bodies buffered for rewriting (watch tracking), in bytes (`rest.max_buffered_body_bytes`).
 pub const DEFAULT_REST_MAX_BUFFERED_BODY: usize = 1024 * 1024;
@@ -208,6 +221,9 @@ pub struct AuthConfig {
     pub allow_dev_tokens: bool,
     /// Accept `stream-auth-type=anonymous` sessions.
     pub allow_anonymous: bool,
+    pub revocation_capacity: u64,
+    pub app_settings_refresh: Duration,
+    pub ended_session_grace: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -261,6 +277,8 @@ pub struct UpstreamConfig {
     pub backoff_max: Duration,
     pub probe_interval: Duration,
     pub pool_idle_per_host: usize,
+    /// Lifetime (`exp`) of the user token the gateway mints for each upstream connect.
+    pub token_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -408,6 +426,9 @@ impl Config {
                 cache_capacity: DEFAULT_AUTH_CACHE_CAPACITY,
                 cache_ttl: DEFAULT_AUTH_CACHE_TTL,
                 max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+                revocation_capacity: DEFAULT_REVOCATION_CAPACITY,
+                app_settings_refresh: DEFAULT_APP_SETTINGS_REFRESH,
+                ended_session_grace: DEFAULT_ENDED_SESSION_GRACE,
                 allow_dev_tokens: false,
                 allow_anonymous: false,
             },
@@ -445,6 +466,7 @@ impl Config {
                 probe_interval: DEFAULT_UPSTREAM_PROBE_INTERVAL,
 
                 pool_idle_per_host: DEFAULT_UPSTREAM_POOL_IDLE,
+                token_ttl: DEFAULT_UPSTREAM_TOKEN_TTL,
             },
             limits: Limits {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -588,6 +610,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "auth.cache_capacity",
                 "must be positive",
+            ));
+        }
+        if self.auth.revocation_capacity == 0 || self.auth.app_settings_refresh.is_zero() {
+            return Err(ConfigError::invalid(
+                "auth",
+                "revocation_capacity and app_settings_refresh_seconds must be positive",
+            ));
+        }
+        if self.upstream.token_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::invalid(
+                "upstream.token_ttl_seconds",
+                "must be at least 60 (the token must outlive the connect handshake)",
             ));
         }
         Ok(())

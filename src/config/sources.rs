@@ -147,6 +147,15 @@ impl ConfigArgs {
         set(&mut c.auth.max_token_bytes, a.max_token_bytes);
         set(&mut c.auth.allow_dev_tokens, a.allow_dev_tokens);
         set(&mut c.auth.allow_anonymous, a.allow_anonymous);
+        set(&mut c.auth.revocation_capacity, a.revocation_capacity);
+        set_secs(
+            &mut c.auth.app_settings_refresh,
+            a.app_settings_refresh_seconds,
+        );
+        set_secs(
+            &mut c.auth.ended_session_grace,
+            a.ended_session_grace_seconds,
+        );
 
         let w = file.ws;
         set(&mut c.ws.max_message_bytes, w.max_message_bytes);
@@ -198,6 +207,7 @@ impl ConfigArgs {
         set_secs(&mut c.upstream.probe_interval, u.probe_interval_seconds);
 
         set(&mut c.upstream.pool_idle_per_host, u.pool_idle_per_host);
+        set_secs(&mut c.upstream.token_ttl, u.token_ttl_seconds);
 
         let l = file.limits;
         set(&mut c.limits.max_connections, l.max_connections);
@@ -307,6 +317,35 @@ mod tests {
         assert_eq!(c.auth.leeway, Duration::ZERO);
         assert_eq!(c.upstream.linger, crate::config::DEFAULT_UPSTREAM_LINGER);
         assert!(c.dev_credentials);
+    }
+
+    #[test]
+    fn token_lifecycle_keys() {
+        let file = FileConfig::parse(
+            "[auth]\nrevocation_capacity = 7\napp_settings_refresh_seconds = 9\nended_session_grace_seconds = 0\n[upstream]\ntoken_ttl_seconds = 600\n",
+        )
+        .unwrap();
+        let c = ConfigArgs::default().merge(file).unwrap();
+        assert_eq!(c.auth.revocation_capacity, 7);
+        assert_eq!(c.auth.app_settings_refresh, Duration::from_secs(9));
+        assert_eq!(c.auth.ended_session_grace, Duration::ZERO);
+        assert_eq!(c.upstream.token_ttl, Duration::from_secs(600));
+        let file = FileConfig::parse("[upstream]\ntoken_ttl_seconds = 5\n").unwrap();
+        let short = ConfigArgs::default().merge(file).unwrap();
+        assert!(
+            short.validate().is_err(),
+            "a minted token must outlive the handshake"
+        );
+        assert!(c.validate().is_ok());
+        let c = Config::local_dev();
+        assert_eq!(
+            c.upstream.token_ttl,
+            crate::config::DEFAULT_UPSTREAM_TOKEN_TTL
+        );
+        assert_eq!(
+            c.auth.ended_session_grace,
+            crate::config::DEFAULT_ENDED_SESSION_GRACE
+        );
     }
 
     #[test]

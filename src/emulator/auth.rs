@@ -55,6 +55,15 @@ impl TokenError {
     }
 }
 
+/// Stream's answer to a revoked token: code 40 like an expired one, so SDKs refresh.
+pub(crate) fn revoked() -> ApiError {
+    ApiError::new(
+        40,
+        StatusCode::UNAUTHORIZED,
+        "This token has been revoked, please generate a new token",
+    )
+}
+
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         ApiError::new(e.code(), StatusCode::UNAUTHORIZED, e.to_string())
@@ -66,7 +75,11 @@ impl From<TokenError> for ApiError {
 /// # Errors
 /// A [`TokenError`] naming the first failure that is not "wrong secret"; if
 /// no secret matches, [`TokenError::BadSignature`].
-pub(crate) fn verify(token: &str, secrets: &[String]) -> Result<Identity, TokenError> {
+/// The `iat` claim (unix seconds) comes back too: revocation compares it.
+pub(crate) fn verify(
+    token: &str,
+    secrets: &[String],
+) -> Result<(Identity, Option<i64>), TokenError> {
     if token.is_empty() {
         return Err(TokenError::Missing);
     }
@@ -85,7 +98,10 @@ pub(crate) fn verify(token: &str, secrets: &[String]) -> Result<Identity, TokenE
         // token signed with another secret reports InvalidSignature here and
         // we move on to the next secret.
         match decode::<Map<String, Value>>(token, &key, &validation) {
-            Ok(data) => return identity(&data.claims),
+            Ok(data) => {
+                let iat = data.claims.get("iat").and_then(Value::as_f64);
+                return identity(&data.claims).map(|i| (i, iat.map(|t| t as i64)));
+            }
             Err(e) => match e.kind() {
                 ErrorKind::InvalidSignature => last = TokenError::BadSignature,
                 ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
@@ -137,6 +153,7 @@ mod tests {
     fn maps_failures_to_stream_codes() {
         let secrets = vec!["old".to_owned(), "new".to_owned()];
         let ok = sign(json!({"user_id": "alice"}), "new");
+        let verify = |t: &str, s: &[String]| verify(t, s).map(|(i, _)| i);
         assert_eq!(verify(&ok, &secrets), Ok(Identity::User("alice".into())));
         let server = sign(json!({"server": true}), "old");
         assert_eq!(verify(&server, &secrets), Ok(Identity::Server));

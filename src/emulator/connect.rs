@@ -21,7 +21,11 @@ pub(crate) struct Accepted {
 }
 
 /// Validates api key, token and the `json` payload.
-pub(crate) fn handshake(ctx: &Ctx, query: &HashMap<String, String>) -> Result<Accepted, ApiError> {
+pub(crate) fn handshake(
+    ctx: &Ctx,
+    query: &HashMap<String, String>,
+    header_token: Option<&str>,
+) -> Result<Accepted, ApiError> {
     let api_key = query.get("api_key").cloned().unwrap_or_default();
     let secrets = {
         let store = ctx.emulator.lock();
@@ -40,10 +44,24 @@ pub(crate) fn handshake(ctx: &Ctx, query: &HashMap<String, String>) -> Result<Ac
             "anonymous connections are not supported by the emulator",
         ));
     }
-    let token = query.get("authorization").map_or("", String::as_str);
+    let token = query
+        .get("authorization")
+        .map(String::as_str)
+        .or(header_token)
+        .unwrap_or("");
     let token_user = match auth::verify(token, &secrets)? {
-        Identity::User(id) => id,
-        Identity::Server => {
+        (Identity::User(id), iat) => {
+            let store = ctx.emulator.lock();
+            if store
+                .apps
+                .get(&api_key)
+                .is_some_and(|app| app.token_revoked(&id, iat))
+            {
+                return Err(auth::revoked());
+            }
+            id
+        }
+        (Identity::Server, _) => {
             return Err(ApiError::new(
                 43,
                 StatusCode::UNAUTHORIZED,

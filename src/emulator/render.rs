@@ -81,7 +81,7 @@ fn user_map(app: &AppData, id: &str) -> Map<String, Value> {
         let epoch = ts(OffsetDateTime::UNIX_EPOCH);
         return base_map(id, "user", &Map::new(), &epoch, &epoch, None, false);
     };
-    base_map(
+    let mut map = base_map(
         &u.id,
         &u.role,
         &u.fields,
@@ -89,7 +89,11 @@ fn user_map(app: &AppData, id: &str) -> Map<String, Value> {
         &ts(u.updated_at),
         u.last_active,
         app.is_online(id),
-    )
+    );
+    if let Some(t) = u.revoke_tokens_issued_before {
+        map.insert("revoke_tokens_issued_before".into(), json!(ts(t)));
+    }
+    map
 }
 
 fn base_map(

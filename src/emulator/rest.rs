@@ -97,7 +97,7 @@ pub(crate) async fn dispatch(
         .unwrap_or("");
     // The SDK sends the raw JWT; tolerate a Bearer prefix from other clients.
     let token = token.strip_prefix("Bearer ").unwrap_or(token);
-    let ident = auth::verify(token, &secrets)?;
+    let (ident, iat) = auth::verify(token, &secrets)?;
     let method = req.method().clone();
     let body = read_body(req).await?;
     let r = Req {
@@ -118,6 +118,11 @@ pub(crate) async fn dispatch(
         .apps
         .get_mut(key)
         .ok_or_else(ApiError::unknown_api_key)?;
+    if let Identity::User(user) = &ident {
+        if app.token_revoked(user, iat) {
+            return Err(auth::revoked());
+        }
+    }
     let created = StatusCode::CREATED;
     let cid = |t: &str, id: &str| -> Result<String, ApiError> {
         check_id(t)?;
@@ -148,6 +153,11 @@ pub(crate) async fn dispatch(
         ),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
+        (&Method::GET, ["app"]) => (StatusCode::OK, users::app_settings(app)),
+        (&Method::PATCH, ["app"]) => (
+            StatusCode::OK,
+            users::update_app_settings(app, &ident, &body)?,
+        ),
         _ => {
             return Err(ApiError::not_found(format!(
                 "route {method} /{} does not exist",

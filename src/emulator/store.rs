@@ -31,6 +31,9 @@ pub(crate) struct AppData {
     pub conns: HashMap<String, Conn>,
     /// user id → connection ids; kept in step with `conns`.
     pub user_conns: HashMap<String, HashSet<String>>,
+    /// The app setting `revoke_tokens_issued_before` (`revokeTokens`): every user token issued
+    /// before it, or without `iat`, is refused.
+    pub revoke_tokens_issued_before: Option<OffsetDateTime>,
 }
 
 /// One open WebSocket connection, as the rest of the emulator sees it.
@@ -56,6 +59,9 @@ pub(crate) struct User {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub last_active: Option<OffsetDateTime>,
+    /// `revokeUserToken`: this user's tokens issued before it (or without `iat`) are refused.
+    /// Only a server token sets it.
+    pub revoke_tokens_issued_before: Option<OffsetDateTime>,
 }
 
 /// A channel with its members, history and read state.
@@ -162,7 +168,21 @@ impl AppData {
             created_at: now,
             updated_at: now,
             last_active: None,
+            revoke_tokens_issued_before: None,
         })
+    }
+
+    /// Whether a token of `user_id` issued at `iat` (unix seconds) is revoked: with a cutoff (the
+    /// later of the app's and the user's) set, a token without `iat` or issued before it is.
+    pub(crate) fn token_revoked(&self, user_id: &str, iat: Option<i64>) -> bool {
+        let user = self
+            .users
+            .get(user_id)
+            .and_then(|u| u.revoke_tokens_issued_before);
+        let Some(cutoff) = user.max(self.revoke_tokens_issued_before) else {
+            return false;
+        };
+        iat.is_none_or(|iat| i128::from(iat) * 1_000_000_000 < cutoff.unix_timestamp_nanos())
     }
 
     pub(crate) fn register(&mut self, conn_id: String, conn: Conn) {

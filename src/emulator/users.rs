@@ -148,11 +148,89 @@ pub(crate) fn upsert(app: &mut AppData, ident: &Identity, body: &Value) -> Resul
         may_edit(ident, id)?;
         staged.push((id.to_owned(), validate(user)?));
     }
+    let mut revokes = Vec::new();
+    for (key, user) in users {
+        let id = user.get("id").and_then(Value::as_str).unwrap_or(key);
+        if let Some(r) = revocation(ident, user.get("revoke_tokens_issued_before"))? {
+            revokes.push((id.to_owned(), r));
+        }
+    }
     let now = OffsetDateTime::now_utc();
     for (id, fields) in staged.iter().cloned() {
         apply(app, &id, fields, true, now);
     }
+    for (id, cutoff) in revokes {
+        app.ensure_user(&id, now).revoke_tokens_issued_before = cutoff;
+    }
     Ok(finish(app, staged.into_iter().map(|(id, _)| id), now))
+}
+
+/// `revoke_tokens_issued_before` in a user object: only a server token may set it (a user token's
+/// value is ignored like any other server-managed field). `Some(None)` clears it.
+fn revocation(
+    ident: &Identity,
+    value: Option<&Value>,
+) -> Result<Option<Option<OffsetDateTime>>, ApiError> {
+    if *ident != Identity::Server {
+        return Ok(None);
+    }
+    match value {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => {
+            let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    ApiError::input("revoke_tokens_issued_before must be an RFC 3339 date-time")
+                })?;
+            Ok(Some(Some(t)))
+        }
+        Some(_) => Err(ApiError::input(
+            "revoke_tokens_issued_before must be a date-time string or null",
+        )),
+    }
+}
+
+/// `GET /app` → `GetApplicationResponse` (the required `AppResponseFields`, plus the app's
+/// `revoke_tokens_issued_before` when set, as Stream's server-side API returns it).
+pub(crate) fn app_settings(app: &AppData) -> Value {
+    let upload = json!({
+        "allowed_file_extensions": [],
+        "blocked_file_extensions": [],
+        "allowed_mime_types": [],
+        "blocked_mime_types": [],
+        "size_limit": 0,
+    });
+    let mut fields = json!({
+        "id": 1,
+        "name": "stream-edge-emulator",
+        "placement": "",
+        "async_url_enrich_enabled": false,
+        "auto_translation_enabled": false,
+        "file_upload_config": upload.clone(),
+        "image_upload_config": upload,
+    });
+    if let (Some(t), Some(map)) = (app.revoke_tokens_issued_before, fields.as_object_mut()) {
+        map.insert("revoke_tokens_issued_before".into(), json!(render::ts(t)));
+    }
+    json!({ "app": fields })
+}
+
+/// `PATCH /app` (server token only) → `Response`. Only `revoke_tokens_issued_before` (`revokeTokens`)
+/// is applied; other settings are accepted and ignored.
+pub(crate) fn update_app_settings(
+    app: &mut AppData,
+    ident: &Identity,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    if *ident != Identity::Server {
+        return Err(ApiError::forbidden(
+            "app settings can only be changed with a server token",
+        ));
+    }
+    if let Some(cutoff) = revocation(ident, body.get("revoke_tokens_issued_before"))? {
+        app.revoke_tokens_issued_before = cutoff;
+    }
+    Ok(json!({}))
 }
 
 /// `PATCH /users` with `{"users":[{"id","set","unset"}]}` → `UpdateUsersResponse`.
@@ -166,6 +244,7 @@ pub(crate) fn partial(
         .and_then(Value::as_array)
         .ok_or_else(|| ApiError::input("users must be an array of partial updates"))?;
     let mut staged = Vec::new();
+    let mut revokes = Vec::new();
     for op in ops {
         let id = op
             .get("id")
@@ -179,6 +258,15 @@ pub(crate) fn partial(
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|_| ApiError::input("unset must be an array of field names"))?,
         };
+        let mut revoke = revocation(
+            ident,
+            op.get("set")
+                .and_then(|s| s.get("revoke_tokens_issued_before")),
+        )?;
+        if *ident == Identity::Server && unset.iter().any(|k| k == "revoke_tokens_issued_before") {
+            revoke = Some(None);
+        }
+        revokes.push((id.to_owned(), revoke));
         staged.push((id.to_owned(), set, unset));
     }
     let mut merged = Vec::new();
@@ -200,6 +288,11 @@ pub(crate) fn partial(
     let now = OffsetDateTime::now_utc();
     for (id, fields) in merged.iter().cloned() {
         apply(app, &id, fields, true, now);
+    }
+    for (id, revoke) in revokes {
+        if let Some(cutoff) = revoke {
+            app.ensure_user(&id, now).revoke_tokens_issued_before = cutoff;
+        }
     }
     Ok(finish(app, merged.into_iter().map(|(id, _)| id), now))
 }

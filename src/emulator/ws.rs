@@ -67,7 +67,14 @@ pub(crate) fn upgrade(
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let outcome = connect::handshake(ctx, query);
+    // The token may come as the `Authorization` header instead of the query (the Swift SDK sends
+    // it so, and so does the gateway, to keep it out of URLs).
+    let header_token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let outcome = connect::handshake(ctx, query, header_token.as_deref());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tracker.spawn(async move {

@@ -220,6 +220,10 @@ async fn forward(
     };
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
+    if parts.method == http::Method::PATCH && path == "/app" && rparts.status.is_success() {
+        // A backend's `revokeTokens` through the proxy: read the app's cutoff now.
+        shared.hubs.refresh_app_settings();
+    }
     if !reads_response {
         return Ok(Response::from_parts(
             rparts,
@@ -241,6 +245,8 @@ async fn forward(
         b.hub.watch(&b.id, &channel_cids(&bytes));
     }
     if plan.learn_users {
+        // `revokeUserToken` through the proxy: the answer carries the user's new cutoff.
+        shared.hubs.learn_users_response(&inbound.app, &bytes);
         privacy::rewrite::learn_from_response(&bytes, &inbound.app, &shared.privacy).await;
     }
     let bytes = match &plan.requester {

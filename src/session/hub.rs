@@ -37,6 +37,9 @@ pub enum Status {
 pub(super) struct Entry {
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) transport: Transport,
+    /// The session's token's `iat`, when it has a token (anonymous sessions have none): a
+    /// revocation learned later ends the session if it covers this token.
+    pub(super) token_iat: Option<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -224,6 +227,18 @@ impl Hub {
             }
             Pushed::Closed => {}
         }
+    }
+
+    /// Ends, as an expired token ends them, the sessions whose token `revoked` says is revoked.
+    pub(super) fn end_revoked(&self, revoked: impl Fn(Option<i64>) -> bool) -> usize {
+        let mut n = 0;
+        for entry in self.lock().sessions.values() {
+            if entry.token_iat.is_some_and(&revoked) && entry.mailbox.close_reason().is_none() {
+                entry.mailbox.close(close::TOKEN_EXPIRED, "token_revoked");
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Closes every session (upstream lost or gateway retiring the hub).

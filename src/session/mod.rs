@@ -9,6 +9,7 @@
 //! watches ourselves because the SDK then also refetches the messages it missed while the upstream
 //! was down, which a silent re-subscribe could not give it.
 
+pub mod app_settings;
 mod backoff;
 pub mod event;
 mod hub;
@@ -27,7 +28,7 @@ pub use hub::{Hub, Ready, Status};
 pub use mailbox::{Delivery, Mailbox, Next};
 pub use watch::SessionId;
 
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity, Revocations, TokenKind};
 use crate::error::EdgeError;
 use crate::metrics::Metrics;
 use crate::privacy::Privacy;
@@ -64,6 +65,11 @@ struct Inner {
     limits: crate::config::Limits,
     backoff: backoff::Backoff,
     privacy: Arc<Privacy>,
+    revocations: Arc<Revocations>,
+    /// Wakes the app-settings task for an immediate `GET /app` (SIGHUP, `PATCH /app` seen).
+    app_settings_now: tokio::sync::Notify,
+    /// How long a session ended for its token keeps its id bound (see [`Attachment::end_for_token`]).
+    ended_grace: Duration,
 }
 
 /// The registry of hubs.
@@ -86,18 +92,46 @@ pub struct Attachment {
     pub mailbox: Arc<Mailbox>,
     pub ready: Arc<Ready>,
     pub hub: Arc<Hub>,
-    _guard: Guard,
+    /// Detaches the session when the attachment drops.
+    guard: Guard,
+}
+
+impl Attachment {
+    /// Ends the session because its token expired or was revoked. Its events stop at once, but its
+    /// `connection_id` stays bound to the user's upstream connection for the configured grace
+    /// (`auth.ended_session_grace_seconds`): the SDK keeps sending it on REST calls until it has
+    /// reconnected, and those calls (retried by the SDK with a refreshed token after code 40) must
+    /// not fail with code 46. The bound id also keeps the hub from retiring meanwhile.
+    pub fn end_for_token(&mut self, reason: &'static str) {
+        self.mailbox
+            .close(crate::error::close::TOKEN_EXPIRED, reason);
+        self.guard.grace = Some(self.guard.hubs.inner.ended_grace);
+    }
 }
 
 struct Guard {
     hubs: Hubs,
     hub: Arc<Hub>,
     id: SessionId,
+    /// Detach only after this long (a session ended for its token; see `end_for_token`).
+    grace: Option<Duration>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.hubs.detach(&self.hub, &self.id);
+        let Some(grace) = self.grace.filter(|g| !g.is_zero()) else {
+            self.hubs.detach(&self.hub, &self.id);
+            return;
+        };
+        let (hubs, hub, id) = (self.hubs.clone(), self.hub.clone(), self.id.clone());
+        let stop = hubs.inner.shutdown.clone();
+        self.hubs.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = stop.cancelled() => {}
+            }
+            hubs.detach(&hub, &id);
+        });
     }
 }
 
@@ -112,6 +146,8 @@ impl Hubs {
         privacy: Arc<Privacy>,
         limits: crate::config::Limits,
         tasks: Shutdown,
+        revocations: Arc<Revocations>,
+        ended_grace: Duration,
     ) -> Self {
         Hubs {
             inner: Arc::new(Inner {
@@ -120,6 +156,9 @@ impl Hubs {
                 metrics,
                 privacy,
                 limits,
+                revocations,
+                app_settings_now: tokio::sync::Notify::new(),
+                ended_grace,
 
                 shutdown: tasks.token.clone(),
                 tasks,
@@ -154,6 +193,7 @@ impl Hubs {
             hubs: self.clone(),
             hub: hub.clone(),
             id: id.clone(),
+            grace: None,
         };
 
         let mut status = hub.status.subscribe();
@@ -175,6 +215,17 @@ impl Hubs {
         let ready = tokio::time::timeout(budget, wait)
             .await
             .map_err(|_| EdgeError::UpstreamTimeout)??;
+        // Checked again now that the session is in the hub and upstream's `me` (with the user's
+        // cutoff) has been learned: a revocation learned since the token was validated either
+        // sees this session in the hub or is seen here.
+        if identity.kind != TokenKind::Anonymous
+            && self
+                .inner
+                .revocations
+                .is_revoked(app, &identity.user_id, identity.iat)
+        {
+            return Err(AuthError::Revoked.into());
+        }
         if details_changed {
             // A later session brought different user details: forward them as an update rather
             // than dropping them (stream-protocol.md 8).
@@ -184,6 +235,7 @@ impl Hubs {
                 &self.inner.tasks,
                 app,
                 &hub.user,
+                self.revocations().cutoff(app, &hub.user),
                 details,
             );
         }
@@ -192,7 +244,7 @@ impl Hubs {
             mailbox,
             ready,
             hub,
-            _guard: guard,
+            guard,
         })
     }
 
@@ -252,6 +304,7 @@ impl Hubs {
                 hub::Entry {
                     mailbox: mailbox.clone(),
                     transport,
+                    token_iat: (identity.kind != TokenKind::Anonymous).then_some(identity.iat),
                 },
             );
             let changed = !created && st.details != details.get();
@@ -341,6 +394,49 @@ impl Hubs {
             "upstream connection lost",
         );
         hub.cancel.cancel();
+    }
+
+    /// Revocation cutoffs (shared with the authenticator).
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.inner.revocations
+    }
+
+    /// Ends the live sessions whose token a newly learned cutoff revokes: every session of `user`,
+    /// or with `None` every session of `app`.
+    pub fn end_revoked(&self, app: &str, user: Option<&str>) {
+        let hubs: Vec<Arc<Hub>> = lock(&self.inner.hubs)
+            .iter()
+            .filter(|((a, u), _)| &**a == app && user.is_none_or(|user| &**u == user))
+            .map(|(_, h)| h.clone())
+            .collect();
+        let r = &self.inner.revocations;
+        let mut ended = 0;
+        for hub in hubs {
+            ended += hub.end_revoked(|iat| r.is_revoked(app, &hub.user, iat));
+        }
+        if ended > 0 {
+            tracing::info!(app, sessions = ended, "sessions ended: token revoked");
+        }
+    }
+
+    /// Learns a user's revocation cutoff from a user object upstream sent (`me`, `user.updated`)
+    /// and ends that user's sessions it revokes.
+    pub(crate) fn learn_user(&self, app: &str, user: &str) {
+        if let Some(id) = self.inner.revocations.learn_user(app, user) {
+            self.end_revoked(app, Some(&id));
+        }
+    }
+
+    /// Learns the cutoffs of the users in a `/users` response that passed through the proxy.
+    pub fn learn_users_response(&self, app: &str, body: &[u8]) {
+        for id in self.inner.revocations.learn_users_response(app, body) {
+            self.end_revoked(app, Some(&id));
+        }
+    }
+
+    /// Asks the app-settings task for an immediate `GET /app` (SIGHUP, or a `PATCH /app` seen).
+    pub fn refresh_app_settings(&self) {
+        self.inner.app_settings_now.notify_one();
     }
 
     /// The hub owning session `id`.

@@ -40,7 +40,8 @@ async fn open(
     let wait = hubs.backoff().wait(&app);
     let connect = async {
         tokio::time::sleep(wait).await;
-        upstream.connect_ws(&app, &hub.user, &details).await
+        let cutoff = hubs.revocations().cutoff(&app, &hub.user);
+        upstream.connect_ws(&app, &hub.user, &details, cutoff).await
     };
     let connected = tokio::select! {
         r = connect => r,
@@ -74,6 +75,9 @@ async fn open(
     hubs.privacy()
         .learn_from_user(&app, handshake.me.get())
         .await;
+    // Before the sessions waiting for this connection see it ready, so each of them checks its
+    // token against the user's current cutoff (see `Hubs::attach`).
+    hubs.learn_user(&app, handshake.me.get());
     hub.status.send_replace(Status::Ready(Arc::new(Ready {
         connection_id: handshake.connection_id,
         me: handshake.me,
@@ -106,6 +110,9 @@ async fn serve(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
+                    if let Some(user) = updated_user(frame.as_str()) {
+                        hubs.learn_user(app, user.get());
+                    }
                     hub.route(frame, last_rx, hubs.privacy()).await;
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
@@ -130,6 +137,23 @@ async fn serve(
     }
 }
 
+/// The user object of a `user.updated` event (which carries the user's
+/// `revoke_tokens_issued_before` after `revokeUserToken`). The substring test keeps every other
+/// event from being parsed twice.
+fn updated_user(frame: &str) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Ev {
+        #[serde(rename = "type")]
+        kind: String,
+        user: Option<Box<RawValue>>,
+    }
+    if !frame.contains("\"user.updated\"") {
+        return None;
+    }
+    let ev: Ev = serde_json::from_str(frame).ok()?;
+    (ev.kind == "user.updated").then_some(ev.user).flatten()
+}
+
 /// Sends changed `user_details` of a later session upstream as a partial update of `user`, with
 /// that user's own authority and only the fields a user may set on itself
 /// ([`crate::upstream::calls::update_user`]).
@@ -139,6 +163,7 @@ pub(super) fn forward_details(
     tasks: &crate::shutdown::Shutdown,
     app: &str,
     user: &str,
+    cutoff: Option<i64>,
     details: &RawValue,
 ) {
     let upstream = upstream.clone();
@@ -147,7 +172,7 @@ pub(super) fn forward_details(
     let details = details.get().to_string();
     let privacy = privacy.clone();
     tasks.spawn(async move {
-        match crate::upstream::calls::update_user(&upstream, &app, &user, &details).await {
+        match crate::upstream::calls::update_user(&upstream, &app, &user, cutoff, &details).await {
             Ok(Some(answer)) => {
                 crate::privacy::rewrite::learn_from_response(&answer, &app, &privacy).await;
             }

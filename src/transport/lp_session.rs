@@ -152,10 +152,10 @@ impl LpSession {
 }
 
 fn closed_reason(code: u16) -> &'static str {
-    if code == close::TRY_AGAIN_LATER {
-        "queue_overflow"
-    } else {
-        "upstream_lost"
+    match code {
+        close::TRY_AGAIN_LATER => "queue_overflow",
+        close::TOKEN_EXPIRED => "token_revoked",
+        _ => "upstream_lost",
     }
 }
 

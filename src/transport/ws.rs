@@ -146,5 +146,13 @@ fn prepare(req: &Request<ReqBody>, shared: &Shared) -> Result<Prepared, EdgeErro
     if shared.shutdown.is_cancelled() {
         return Err(EdgeError::Draining);
     }
-    connect::prepare(req.uri().query().unwrap_or(""), None, None, shared)
+    // The Swift SDK (and this gateway, when it is another gateway's upstream) sends the token as
+    // the `Authorization` header rather than in the query; a query value wins.
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    connect::prepare(
+        req.uri().query().unwrap_or(""),
+        header("authorization"),
+        header("stream-auth-type"),
+        shared,
+    )
 }

@@ -147,7 +147,7 @@ async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
 /// metric reason.
 async fn serve(
     ws: &mut Socket,
-    att: Attachment,
+    mut att: Attachment,
     exp: Option<u64>,
     shared: &Shared,
 ) -> (u16, &'static str) {
@@ -164,12 +164,21 @@ async fn serve(
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return (close::GOING_AWAY, "draining"),
-            _ = &mut expiry, if exp.is_some() => return (close::TOKEN_EXPIRED, "token_expired"),
+            _ = &mut expiry, if exp.is_some() => {
+                att.end_for_token("token_expired");
+                return (close::TOKEN_EXPIRED, "token_expired");
+            }
             _ = &mut idle => return (close::IDLE, "client_idle"),
             next = att.mailbox.next() => {
                 let first = match next {
                     Next::Event(d) => d,
-                    Next::Closed(code, reason) => return (code, reason),
+                    Next::Closed(code, reason) => {
+                        if code == close::TOKEN_EXPIRED {
+                            // Revoked: ends as an expired token does.
+                            att.end_for_token(reason);
+                        }
+                        return (code, reason);
+                    }
                 };
                 let mut batch = Some(first);
                 let mut n = 0;

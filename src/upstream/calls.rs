@@ -19,8 +19,12 @@ const MAX_OWN_RESPONSE: usize = 4 << 20;
 pub enum Authority<'a> {
     /// A server token: only for the gateway's own lookups (privacy settings, revocation).
     Server,
-    /// A user token for this user: for anything done on a client's behalf.
-    User(&'a str),
+    /// A user token for this user (`id`): for anything done on a client's behalf. Its `iat` is
+    /// never before the user's known revocation cutoff (`not_before_ms`).
+    User {
+        id: &'a str,
+        not_before_ms: Option<i64>,
+    },
 }
 
 /// Sends one request with the given authority; returns status and body.
@@ -38,7 +42,7 @@ pub async fn call(
 ) -> Result<(StatusCode, Bytes), UpstreamError> {
     let token = match authority {
         Authority::Server => upstream.server_token(app)?,
-        Authority::User(user) => upstream.user_token(app, user)?,
+        Authority::User { id, not_before_ms } => upstream.user_token(app, id, not_before_ms)?,
     };
     let mut query_all = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("api_key", app)
@@ -154,6 +158,7 @@ pub async fn update_user(
     upstream: &Upstream,
     app: &str,
     user: &str,
+    not_before_ms: Option<i64>,
     details: &str,
 ) -> Result<Option<Bytes>, UpstreamError> {
     let value: Map<String, Value> =
@@ -166,7 +171,10 @@ pub async fn update_user(
     let (status, answer) = call(
         upstream,
         app,
-        Authority::User(user),
+        Authority::User {
+            id: user,
+            not_before_ms,
+        },
         Method::PATCH,
         "/users",
         "",

@@ -148,13 +148,32 @@ impl Upstream {
         g.get(api_key).cloned().ok_or(UpstreamError::UnknownApp)
     }
 
-    /// A user token for the gateway's own upstream connection of `user_id`.
+    /// A user token for the gateway's own upstream connection of `user_id`, valid for
+    /// `upstream.token_ttl_seconds`. `not_before_ms` is the user's known revocation cutoff: the
+    /// token's `iat` is never before it, or upstream would refuse the gateway's own token.
     ///
     /// # Errors
     /// `api_key` is not configured.
-    pub fn user_token(&self, api_key: &str, user_id: &str) -> Result<String, UpstreamError> {
+    pub fn user_token(
+        &self,
+        api_key: &str,
+        user_id: &str,
+        not_before_ms: Option<i64>,
+    ) -> Result<String, UpstreamError> {
         let secret = self.signer(api_key)?;
-        mint::user_token(&secret, user_id, None).map_err(|e| UpstreamError::Protocol(e.to_string()))
+        mint::user_token_at(
+            &secret,
+            user_id,
+            Some(self.config.token_ttl.as_secs()),
+            not_before_ms.map(|ms| ms.saturating_add(999) / 1000),
+        )
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))
+    }
+
+    /// The api keys the gateway signs for.
+    pub fn app_keys(&self) -> Vec<String> {
+        let g = self.signers.read().unwrap_or_else(|p| p.into_inner());
+        g.keys().cloned().collect()
     }
 
     /// A server token for lookups the gateway makes on its own behalf.

@@ -1,11 +1,12 @@
 //! Opening the gateway's own WebSocket to upstream `/connect` for one user, speaking the SDK's
-//! protocol: the same query parameters, a gateway-minted user token, and the first frame read as
-//! the handshake result.
+//! protocol: the same query parameters, a gateway-minted user token (as the `Authorization` header,
+//! the Swift SDK's shape, so it is in no URL), and the first frame read as the handshake result.
 
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
@@ -57,8 +58,9 @@ impl Upstream {
         api_key: &str,
         user_id: &str,
         user_details: &RawValue,
+        not_before_ms: Option<i64>,
     ) -> Result<(UpstreamSocket, Handshake), UpstreamError> {
-        let token = self.user_token(api_key, user_id)?;
+        let token = self.user_token(api_key, user_id, not_before_ms)?;
         let payload = format!(
             "{{\"user_id\":{},\"user_details\":{}}}",
             serde_json::Value::from(user_id),
@@ -70,13 +72,27 @@ impl Upstream {
             .map_err(|()| UpstreamError::Protocol("bad upstream scheme".into()))?;
         let path = format!("{}/connect", url.path().trim_end_matches('/'));
         url.set_path(&path);
+        // The token travels as the `Authorization` header (as the Swift SDK sends it), never in the
+        // URL, which proxies and access logs record.
         url.query_pairs_mut()
             .clear()
             .append_pair("json", &payload)
             .append_pair("api_key", api_key)
-            .append_pair("authorization", &token)
             .append_pair("stream-auth-type", "jwt")
             .append_pair("X-Stream-Client", CLIENT_ID);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| UpstreamError::Protocol(scrub(&e.to_string())))?;
+        let mut auth = http::HeaderValue::from_str(&token)
+            .map_err(|_| UpstreamError::Protocol("minted token is not a header value".into()))?;
+        auth.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, auth);
+        request
+            .headers_mut()
+            .insert("stream-auth-type", http::HeaderValue::from_static("jwt"));
 
         let config = WebSocketConfig::default()
             .read_buffer_size(UPSTREAM_READ_BUFFER)
@@ -84,7 +100,7 @@ impl Upstream {
             .max_frame_size(Some(16 << 20));
         let budget = self.config.connect_timeout;
         let connect = tokio_tungstenite::connect_async_tls_with_config(
-            url.as_str(),
+            request,
             Some(config),
             true,
             Some(Connector::Rustls(self.tls.clone())),

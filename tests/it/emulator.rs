@@ -549,3 +549,49 @@ async fn secret_rotation_and_server_token_rules() {
     );
     alice.close().await;
 }
+
+#[tokio::test]
+async fn token_revocation_and_app_settings_match_the_spec() {
+    let h = Harness::start().await;
+    let mut alice = h.connect("alice").await;
+    let server = h.server_client();
+    let app = server.get("/app", "GetApplicationResponse").await;
+    assert!(app["app"].get("revoke_tokens_issued_before").is_none());
+
+    // revokeUserToken: a PATCH /users with a server token; the user's own connections see it in
+    // `user.updated`, and the user object carries it.
+    let patch = json!({"users": [{"id": "alice", "set": {"revoke_tokens_issued_before": "2020-01-01T00:00:00Z"}}]});
+    let res = server
+        .send("PATCH", "/users", patch, 200, "UpdateUsersResponse")
+        .await;
+    let cutoff = res["users"]["alice"]["revoke_tokens_issued_before"].clone();
+    assert!(cutoff.is_string(), "{res}");
+    assert_eq!(
+        alice.expect("user.updated").await["user"]["revoke_tokens_issued_before"],
+        cutoff
+    );
+
+    // revokeTokens: PATCH /app, then GET /app shows it.
+    let (status, _) = server
+        .raw(
+            "PATCH",
+            "/app",
+            Some(json!({"revoke_tokens_issued_before": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let app = server.get("/app", "GetApplicationResponse").await;
+    assert!(
+        app["app"]["revoke_tokens_issued_before"].is_string(),
+        "{app}"
+    );
+    // A token without iat is revoked; one issued after the cutoff is not.
+    let (status, err) = h.client("bob").raw("GET", "/app", None).await;
+    assert_eq!((status, err["code"].clone()), (401, json!(40)), "{err}");
+    let fresh = h.token_claims(json!({"user_id": "bob", "iat": support::now()}), SECRET_NEW);
+    let (status, _) = Client::new(h.addr, KEY, &fresh)
+        .raw("GET", "/app", None)
+        .await;
+    assert_eq!(status, 200);
+    alice.close().await;
+}

@@ -21,5 +21,6 @@ mod sdk;
 mod soak;
 mod support;
 mod tls;
+mod tokens;
 mod trust;
 mod ws;
