@@ -12,6 +12,7 @@
 
 pub mod filter;
 pub mod rewrite;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
