@@ -1,6 +1,6 @@
-//! REST bodies privacy touches. Only these are parsed; every other route streams through:
-//! - responses carrying read state (`read[]` of channels and threads, `message.read` events replayed
-//!   by `/sync`) lose the entries of users with read receipts off, except the requester's own;
+//! REST bodies and events privacy touches. Only these are parsed; every other route streams through:
+//! - responses and events carrying other users' read, delivery or typing state (the carriers of
+//!   [`super::stream`]) lose the state of users who hide it, except the requester's own;
 //! - `POST /channels/{type}/{id}/event` with a typing event from a user whose typing indicators are
 //!   off is answered by the gateway and never forwarded;
 //! - `POST`/`PATCH /users`: every user the request names is forgotten before it goes upstream, and
@@ -12,6 +12,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::filter::Indicator;
+use super::stream::{self, Shape};
 use super::{Privacy, Settings, Wire};
 use crate::config::OnLookupFailure;
 
@@ -47,67 +49,75 @@ pub fn typing_ack(kind: &str, channel_type: &str, channel_id: &str, user: &str) 
     .to_string()
 }
 
-/// A response the filter could not read: it is answered with a 502, never passed on.
+/// A body the filter could not read: a response is answered with a 502, an event is dropped;
+/// neither is passed on.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Unfilterable(String);
 
-/// Removes read state of users who hide it from a response for `requester`. Returns the original
-/// bytes untouched when nothing is removed (no re-serialisation).
+/// Removes other users' hidden read, delivery and typing state from a body for `requester` (the
+/// carriers of [`super::stream`]; `""` for a caller without a user, who sees no hidden state).
+/// The requester's own state always stays. Returns the original bytes when nothing is removed,
+/// else a copy without the removed ranges: peak extra memory is one body.
 ///
 /// # Errors
-/// The body is not JSON the filter can read (fail closed: the caller refuses the response).
-pub async fn filter_reads(
+/// The body is not JSON the filter can read (fail closed: the caller refuses it).
+pub async fn filter_body(
     body: Bytes,
+    shape: Shape,
     requester: &str,
     app: &str,
     privacy: &Privacy,
 ) -> Result<Bytes, Unfilterable> {
-    let mut v = serde_json::from_slice::<Value>(&body).map_err(|e| Unfilterable(e.to_string()))?;
-    let mut users = HashSet::new();
-    visit_reads(&mut v, &mut |entry_user| {
-        if entry_user != requester {
-            users.insert(entry_user.to_string());
-        }
-        false
-    });
-    if users.is_empty() {
-        return Ok(body);
-    }
+    let mut users = stream::scan_users(&body, shape).map_err(|e| Unfilterable(e.to_string()))?;
+    users.remove(requester);
     let ids: Vec<&str> = users.iter().map(String::as_str).collect();
-    let known = privacy.get_many(app, &ids).await;
+    let known = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        privacy.get_many(app, &ids).await
+    };
     let drop_unknown = privacy.config().on_lookup_failure == OnLookupFailure::Drop;
-    let hidden = |u: &str| -> bool {
+    let hidden = |u: &str, ind: Indicator| -> bool {
         if u == requester {
             return false;
         }
         match known.get(u) {
-            Some(s) => !s.read,
+            Some(s) => !match ind {
+                Indicator::Read => s.read,
+                Indicator::Delivery => s.delivery,
+                Indicator::Typing => s.typing,
+            },
             None => drop_unknown,
         }
     };
-    let mut removed = 0u64;
-    visit_reads(&mut v, &mut |u| {
-        let h = hidden(u);
-        if h {
-            removed += 1;
-        }
-        h
-    });
-    if removed == 0 {
+    let mut out = Vec::new();
+    let removed = stream::rewrite(&body, shape, &hidden, &mut out)
+        .map_err(|e| Unfilterable(e.to_string()))?;
+    if removed.total() == 0 {
         return Ok(body);
     }
-    privacy
-        .metrics
-        .events_dropped
-        .with_label_values(&["privacy_read_state", "read_state"])
-        .inc_by(removed);
-    serde_json::to_vec(&v)
-        .map(Bytes::from)
-        .map_err(|e| Unfilterable(e.to_string()))
+    let dropped = &privacy.metrics.events_dropped;
+    for (kind, n) in [
+        (
+            "read_state",
+            removed.read_entries + removed.participant_reads,
+        ),
+        ("delivery_state", removed.delivery_fields),
+        ("replayed_event", removed.events),
+    ] {
+        if n > 0 {
+            dropped
+                .with_label_values(&["privacy_read_state", kind])
+                .inc_by(n);
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
-/// Calls `f(user_id)` for each read-state entry; removes the entry when `f` returns true.
+/// Calls `f(user_id)` for each read-state entry; removes the entry when `f` returns true. The
+/// tree-building reference the streaming rewriter is checked against (tests only).
+#[cfg(test)]
 pub fn visit_reads(v: &mut Value, f: &mut dyn FnMut(&str) -> bool) {
     let Some(obj) = v.as_object_mut() else {
         return;
@@ -137,6 +147,7 @@ pub fn visit_reads(v: &mut Value, f: &mut dyn FnMut(&str) -> bool) {
     }
 }
 
+#[cfg(test)]
 fn retain_read(read: Option<&mut Value>, f: &mut dyn FnMut(&str) -> bool) {
     if let Some(Value::Array(entries)) = read {
         entries.retain(|e| match e.pointer("/user/id").and_then(Value::as_str) {
@@ -228,6 +239,77 @@ mod tests {
         assert!(v["threads"][0]["read"].as_array().unwrap().is_empty());
         assert_eq!(v["thread"]["read"].as_array().unwrap().len(), 1);
         assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    }
+
+    fn registry() -> Privacy {
+        let config = crate::config::Config::local_dev();
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        // Nothing is looked up: every user in these bodies is set first (unknown users would be
+        // looked up at an address where nothing listens, and then follow the drop policy).
+        let upstream = crate::upstream::Upstream::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            config.upstream.clone(),
+            &config.apps,
+            metrics.clone(),
+        )
+        .unwrap();
+        Privacy::new(
+            config.privacy.clone(),
+            std::sync::Arc::new(upstream),
+            metrics,
+        )
+    }
+
+    const HIDER: Settings = Settings {
+        typing: false,
+        read: false,
+        delivery: false,
+    };
+
+    #[tokio::test]
+    async fn events_lose_embedded_state_of_hidden_users_for_others_only() {
+        let p = registry();
+        p.set("k", "hider", HIDER).await;
+        p.set("k", "open", Settings::default()).await;
+        let ev = br#"{"type":"thread.updated","thread":{"thread_participants":[{"user_id":"hider","last_read_at":"2026-01-01T00:00:00Z"},{"user_id":"open","last_read_at":"2026-01-02T00:00:00Z"}]}}"#;
+        let out = filter_body(Bytes::from_static(ev), Shape::Event, "open", "k", &p)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let parts = v["thread"]["thread_participants"].as_array().unwrap();
+        assert!(parts[0].get("last_read_at").is_none(), "{v}");
+        assert!(parts[1].get("last_read_at").is_some(), "{v}");
+        // The hider's own view keeps everything, byte for byte.
+        let own = filter_body(Bytes::from_static(ev), Shape::Event, "hider", "k", &p)
+            .await
+            .unwrap();
+        assert_eq!(&own[..], &ev[..]);
+    }
+
+    #[tokio::test]
+    async fn responses_fail_closed_and_keep_delivery_rules() {
+        let p = registry();
+        p.set(
+            "k",
+            "quiet",
+            Settings {
+                typing: true,
+                read: true,
+                delivery: false,
+            },
+        )
+        .await;
+        let body = br#"{"read":[{"user":{"id":"quiet"},"last_read":"x","last_delivered_at":"y","last_delivered_message_id":"m"}]}"#;
+        let out = filter_body(Bytes::from_static(body), Shape::Response, "me", "k", &p)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["read"][0]["last_read"], "x");
+        assert!(v["read"][0].get("last_delivered_at").is_none(), "{v}");
+        for bad in [&b"{\"read\":["[..], b"{} x", b"\xff"] {
+            let r = filter_body(Bytes::copy_from_slice(bad), Shape::Response, "me", "k", &p).await;
+            assert!(r.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -251,8 +251,14 @@ async fn forward(
     }
     let bytes = match &plan.requester {
         Some(who) => {
-            let filtered =
-                privacy::rewrite::filter_reads(bytes, who, &inbound.app, &shared.privacy).await;
+            let filtered = privacy::rewrite::filter_body(
+                bytes,
+                privacy::stream::Shape::Response,
+                who,
+                &inbound.app,
+                &shared.privacy,
+            )
+            .await;
             filtered.map_err(|e| unfilterable(shared, "parse", e.to_string()))?
         }
         None => bytes,

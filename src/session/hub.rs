@@ -140,6 +140,9 @@ impl Hub {
     /// Delivers one upstream frame to the sessions that should see it, after the privacy filter.
     /// Sessions of one hub are one user, so the privacy verdict is taken once per event.
     pub async fn route(&self, frame: Utf8Bytes, received: Instant, privacy: &Privacy) {
+        let Some(frame) = Box::pin(self.filter_embedded(frame, privacy)).await else {
+            return;
+        };
         let head = match EventHead::parse(frame.as_str()) {
             Ok(h) => h,
             Err(_) => {
@@ -199,6 +202,38 @@ impl Hub {
                     .with_label_values(&["not_watched", kind])
                     .inc(),
             },
+        }
+    }
+
+    /// Removes other users' hidden state that an event embeds (thread participants' `last_read_at`
+    /// in `message.read`, `notification.mark_read` and `thread.updated`: the carriers of
+    /// [`crate::privacy::stream`]), for this hub's user. Only frames that mention a carrier are
+    /// parsed; every other frame passes as the bytes upstream sent. An embedding frame that cannot
+    /// be filtered is dropped and counted, never delivered.
+    async fn filter_embedded(&self, frame: Utf8Bytes, privacy: &Privacy) -> Option<Utf8Bytes> {
+        if !frame.as_str().contains("\"thread_participants\"") {
+            return Some(frame);
+        }
+        let bytes = bytes::Bytes::copy_from_slice(frame.as_bytes());
+        let shape = crate::privacy::stream::Shape::Event;
+        let filtered = crate::privacy::rewrite::filter_body(
+            bytes.clone(),
+            shape,
+            &self.user,
+            &self.app,
+            privacy,
+        )
+        .await;
+        match filtered.map(Utf8Bytes::try_from) {
+            Ok(Ok(out)) if out.len() == bytes.len() => Some(frame),
+            Ok(Ok(out)) => Some(out),
+            _ => {
+                self.metrics
+                    .events_dropped
+                    .with_label_values(&["unfilterable", "other"])
+                    .inc();
+                None
+            }
         }
     }
 
