@@ -59,7 +59,7 @@
 //!
 //! Nothing recurses on the input: values the rewriter skips are scanned iteratively with a
 //! bit-stack (one bit per nesting level), and the carrier walk keeps an explicit stack whose depth
-//! is bounded by the schema (at most 8 frames). An entry is decided by a validating look-ahead over
+//! is bounded by the schema (at most 9 frames). An entry is decided by a validating look-ahead over
 //! the input slice (its `user.id`, `user_id` and `type`), so there is no per-entry buffer: the only
 //! per-entry memory is the decoded user id, at most [`MAX_ID_BYTES`]. The output is the input minus
 //! byte ranges: `out` is reserved once, exactly the body's length, and never grows past it; when
@@ -689,7 +689,7 @@ impl<'a, 'h, 'o> Engine<'a, 'h, 'o> {
             },
             hidden,
             emit: Emit { out, copied: 0 },
-            stack: Vec::with_capacity(8),
+            stack: Vec::with_capacity(9),
             removed: Removed::default(),
             name: Vec::with_capacity(MAX_NAME_BYTES + 4),
             id: Vec::new(),
