@@ -44,8 +44,15 @@ fn peak_in_child(what: &str) -> usize {
         .arg(format!("--measure={what}"))
         .output()
         .expect("child runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn hidden(id: &str, ind: Indicator) -> bool {
@@ -121,9 +128,15 @@ fn main() {
         (8_400_000, 20)
     };
     let body = channel_state(size, 300);
-    if let Some(what) = std::env::args().find_map(|a| a.strip_prefix("--measure=").map(String::from)) {
+    if let Some(what) =
+        std::env::args().find_map(|a| a.strip_prefix("--measure=").map(String::from))
+    {
         let (_, peak) = match what.as_str() {
-            "scan" => measured(|| scan_users(&body, Shape::Response).map(|u| u.len()).expect("valid")),
+            "scan" => measured(|| {
+                scan_users(&body, Shape::Response)
+                    .map(|u| u.len())
+                    .expect("valid")
+            }),
             "rewrite" => measured(|| {
                 let mut out = Vec::new();
                 rewrite(&body, Shape::Response, &hidden, &mut out).expect("valid");
@@ -156,7 +169,13 @@ fn main() {
     let started = Instant::now();
     for _ in 0..rounds {
         let mut out = Vec::new();
-        rewrite(std::hint::black_box(&body), Shape::Response, &hidden, &mut out).expect("valid");
+        rewrite(
+            std::hint::black_box(&body),
+            Shape::Response,
+            &hidden,
+            &mut out,
+        )
+        .expect("valid");
         std::hint::black_box(out);
     }
     let rewrite_s = started.elapsed().as_secs_f64() / f64::from(rounds);
@@ -198,5 +217,8 @@ fn main() {
         mib(tree_peak),
         ratio(tree_peak)
     );
-    assert!(ratio(rewrite_peak) <= 2.0, "peak extra memory over 2x the body");
+    assert!(
+        ratio(rewrite_peak) <= 2.0,
+        "peak extra memory over 2x the body"
+    );
 }

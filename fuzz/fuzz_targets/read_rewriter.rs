@@ -62,7 +62,9 @@ fn check(body: &[u8], shape: Shape) {
     }
 }
 
-const IDS: &[&str] = &["a", "bb", "h1", "d22", "t1", r"\u0068x", r#"a\"q"#, "zz", "dd"];
+const IDS: &[&str] = &[
+    "a", "bb", "h1", "d22", "t1", r"\u0068x", r#"a\"q"#, "zz", "dd",
+];
 const TYPES: &[&str] = &[
     "message.read",
     "message.delivered",

@@ -1235,7 +1235,10 @@ mod tests {
         assert_eq!(filtered_entries(&t["read"]), ["a", "d1"]);
         assert!(t["thread_participants"][0].get("last_read_at").is_some());
         assert!(t["thread_participants"][1].get("last_read_at").is_none());
-        assert_eq!(t["thread_participants"][1]["user_id"], "h1", "participation stays");
+        assert_eq!(
+            t["thread_participants"][1]["user_id"], "h1",
+            "participation stays"
+        );
         // Custom data and non-carriers pass untouched.
         assert_eq!(out["channel"], channel_state()["channel"]);
         assert_eq!(out["messages"], channel_state()["messages"]);
@@ -1317,7 +1320,10 @@ mod tests {
         assert!(out["events"][0]["thread"]["thread_participants"][1]
             .get("last_read_at")
             .is_none());
-        assert_eq!(filtered_entries(&out["events"][4]["thread"]["read"]), ["a", "d1"]);
+        assert_eq!(
+            filtered_entries(&out["events"][4]["thread"]["read"]),
+            ["a", "d1"]
+        );
     }
 
     #[test]
@@ -1364,11 +1370,8 @@ mod tests {
 
     #[test]
     fn scan_lists_carrier_users_only() {
-        let users = scan_users(
-            channel_state().to_string().as_bytes(),
-            Shape::Response,
-        )
-        .expect("scan");
+        let users =
+            scan_users(channel_state().to_string().as_bytes(), Shape::Response).expect("scan");
         assert_eq!(
             users.into_iter().collect::<Vec<_>>(),
             ["a", "d1", "h1"],
@@ -1473,7 +1476,10 @@ mod tests {
             r#"{"thread":{"thread_participants":[{"last_read_at":"x"},{"user_id":"a"}]}}"#,
             Shape::Response,
         );
-        assert_eq!(out, r#"{"thread":{"thread_participants":[{},{"user_id":"a"}]}}"#);
+        assert_eq!(
+            out,
+            r#"{"thread":{"thread_participants":[{},{"user_id":"a"}]}}"#
+        );
         assert_eq!(removed.participant_reads, 1);
     }
 
@@ -1512,7 +1518,9 @@ mod tests {
                 body.push(',');
             }
             let who = if i % 2 == 0 { "h" } else { "a" };
-            body.push_str(&format!(r#"{{"user":{{"id":"{who}{i}"}},"last_read":"x"}}"#));
+            body.push_str(&format!(
+                r#"{{"user":{{"id":"{who}{i}"}},"last_read":"x"}}"#
+            ));
         }
         body.push_str("]}");
         let (out, removed) = run(&body, Shape::Response);
