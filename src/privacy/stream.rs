@@ -1139,6 +1139,116 @@ pub fn leaks(
     check.found
 }
 
+/// The body the carrier table asks for, computed on a parsed tree: `v` without the carriers of
+/// hidden users. The reference the rewriter is compared with in tests and fuzzing (where keys are
+/// not duplicated: a tree keeps only the last of duplicated keys, the rewriter looks at all).
+pub fn reference(
+    v: &serde_json::Value,
+    shape: Shape,
+    hidden: &dyn Fn(&str, Indicator) -> bool,
+) -> serde_json::Value {
+    use serde_json::Value;
+    type Map = serde_json::Map<String, Value>;
+    let ids = |o: &Map| -> Vec<String> {
+        let mut ids = Vec::new();
+        if let Some(Value::String(id)) = o.get("user").and_then(|u| u.get("id")) {
+            ids.push(id.clone());
+        }
+        if let Some(Value::String(id)) = o.get("user_id") {
+            ids.push(id.clone());
+        }
+        ids
+    };
+    let any = |ids: &[String], ind: Indicator| ids.is_empty() || ids.iter().any(|u| hidden(u, ind));
+    let reads = |v: &mut Value| {
+        if let Value::Array(entries) = v {
+            entries.retain(|e| match e.as_object() {
+                Some(o) => !any(&ids(o), Indicator::Read),
+                None => true,
+            });
+            for e in entries.iter_mut() {
+                if let Some(o) = e.as_object_mut() {
+                    if any(&ids(o), Indicator::Delivery) {
+                        o.remove("last_delivered_at");
+                        o.remove("last_delivered_message_id");
+                    }
+                }
+            }
+        }
+    };
+    let thread = |v: &mut Value| {
+        if let Value::Object(t) = v {
+            if let Some(r) = t.get_mut("read") {
+                reads(r);
+            }
+            if let Some(Value::Array(ps)) = t.get_mut("thread_participants") {
+                for p in ps {
+                    if let Some(o) = p.as_object_mut() {
+                        if o.contains_key("last_read_at") && any(&ids(o), Indicator::Read) {
+                            o.remove("last_read_at");
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let event = |v: &mut Value| {
+        if let Some(t) = v.get_mut("thread") {
+            thread(t);
+        }
+    };
+    let channels = |v: &mut Value| {
+        if let Value::Array(cs) = v {
+            for c in cs {
+                if let Some(r) = c.get_mut("read") {
+                    reads(r);
+                }
+                if let Some(Value::Array(ts)) = c.get_mut("threads") {
+                    ts.iter_mut().for_each(thread);
+                }
+            }
+        }
+    };
+    let mut v = v.clone();
+    match (shape, &mut v) {
+        (Shape::Response, Value::Object(o)) => {
+            if let Some(r) = o.get_mut("read") {
+                reads(r);
+            }
+            if let Some(Value::Array(ts)) = o.get_mut("threads") {
+                ts.iter_mut().for_each(thread);
+            }
+            if let Some(t) = o.get_mut("thread") {
+                thread(t);
+            }
+            if let Some(c) = o.get_mut("channels") {
+                channels(c);
+            }
+            if let Some(Value::Object(groups)) = o.get_mut("groups") {
+                for g in groups.values_mut() {
+                    if let Some(c) = g.get_mut("channels") {
+                        channels(c);
+                    }
+                }
+            }
+            if let Some(e) = o.get_mut("event") {
+                event(e);
+            }
+            if let Some(Value::Array(events)) = o.get_mut("events") {
+                events.retain(|e| {
+                    let Some(o) = e.as_object() else { return true };
+                    let kind = o.get("type").and_then(Value::as_str).unwrap_or("");
+                    super::filter::indicator(kind).is_none_or(|ind| !any(&ids(o), ind))
+                });
+                events.iter_mut().for_each(event);
+            }
+        }
+        (Shape::Event, v) => event(v),
+        _ => {}
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1206,6 +1316,11 @@ mod tests {
             let (out, removed) = run(&text, shape);
             let parsed: Value = serde_json::from_str(&out).expect("valid JSON out");
             assert_eq!(leaks(&parsed, shape, &hide), Vec::<String>::new(), "{out}");
+            assert_eq!(
+                parsed,
+                reference(v, shape, &hide),
+                "removes exactly the carriers"
+            );
             assert!(!leaks(v, shape, &hide).is_empty(), "the input had leaks");
             match &first {
                 None => first = Some((parsed, removed)),
