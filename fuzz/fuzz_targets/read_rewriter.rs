@@ -9,7 +9,7 @@
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use stream_edge::privacy::filter::Indicator;
-use stream_edge::privacy::stream::{leaks, rewrite, scan_users, Shape};
+use stream_edge::privacy::stream::{leaks, reference, rewrite, scan_users, Shape};
 
 /// Ids starting with `h` hide everything, `d` delivery, `t` typing; for raw inputs also any id of
 /// odd length hides its read receipts.
@@ -22,7 +22,8 @@ fn hidden(id: &str, ind: Indicator) -> bool {
         }
 }
 
-fn check(body: &[u8], shape: Shape) {
+/// `exact`: the body has no duplicated keys, so the rewrite must equal the tree reference.
+fn check(body: &[u8], shape: Shape, exact: bool) {
     let parsed_in = serde_json::from_slice::<serde_json::Value>(body);
     let mut out = Vec::new();
     match rewrite(body, shape, &hidden, &mut out) {
@@ -47,6 +48,10 @@ fn check(body: &[u8], shape: Shape) {
                         serde_json::from_slice(&out).expect("output of valid JSON is valid JSON");
                     let left = leaks(&v, shape, &hidden);
                     assert!(left.is_empty(), "hidden state left: {left:?}");
+                    if exact {
+                        let want = reference(parsed_in.as_ref().expect("parsed"), shape, &hidden);
+                        assert_eq!(v, want, "removes exactly the hidden carriers");
+                    }
                 }
                 Err(e) => {
                     // The rewriter accepts exactly RFC 8259 JSON; serde_json also refuses values
@@ -62,7 +67,9 @@ fn check(body: &[u8], shape: Shape) {
     }
 }
 
-const IDS: &[&str] = &["a", "bb", "h1", "d22", "t1", r"\u0068x", r#"a\"q"#, "zz", "dd"];
+const IDS: &[&str] = &[
+    "a", "bb", "h1", "d22", "t1", r"\u0068x", r#"a\"q"#, "zz", "dd",
+];
 const TYPES: &[&str] = &[
     "message.read",
     "message.delivered",
@@ -77,6 +84,8 @@ const TYPES: &[&str] = &[
 struct Gen<'a, 'b> {
     u: &'b mut Unstructured<'a>,
     s: String,
+    /// A key was duplicated.
+    dup: bool,
 }
 
 impl Gen<'_, '_> {
@@ -166,6 +175,7 @@ impl Gen<'_, '_> {
         let mut m = vec![("id", V_ID), ("name", V_NOISE)];
         if self.u.ratio(1, 6)? {
             m.push(("id", V_ID));
+            self.dup = true;
         }
         self.object(&mut m, 0)
     }
@@ -261,11 +271,13 @@ const R_EVENTS: u8 = 19;
 const R_GROUPS: u8 = 20;
 const R_GROUP: u8 = 21;
 
-fn generate(data: &[u8], shape: Shape) -> Result<Vec<u8>> {
+/// A body, and whether it is exact (no duplicated key, no damage).
+fn generate(data: &[u8], shape: Shape) -> Result<(Vec<u8>, bool)> {
     let mut u = Unstructured::new(data);
     let mut g = Gen {
         u: &mut u,
         s: String::new(),
+        dup: false,
     };
     g.ws()?;
     match shape {
@@ -288,20 +300,23 @@ fn generate(data: &[u8], shape: Shape) -> Result<Vec<u8>> {
         }
     }
     g.ws()?;
+    let mut exact = !g.dup;
     let mut body = g.s.into_bytes();
     // Sometimes damage it: truncate, or overwrite one byte.
     match u.int_in_range(0..=7)? {
         0 => {
             let cut = u.choose_index(body.len().max(1))?;
             body.truncate(cut);
+            exact = false;
         }
         1 if !body.is_empty() => {
             let at = u.choose_index(body.len())?;
             body[at] = u.arbitrary()?;
+            exact = false;
         }
         _ => {}
     }
-    Ok(body)
+    Ok((body, exact))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -314,8 +329,8 @@ fuzz_target!(|data: &[u8]| {
         Shape::Event
     };
     if mode & 1 == 0 {
-        check(rest, shape);
-    } else if let Ok(body) = generate(rest, shape) {
-        check(&body, shape);
+        check(rest, shape, false);
+    } else if let Ok((body, exact)) = generate(rest, shape) {
+        check(&body, shape, exact);
     }
 });
