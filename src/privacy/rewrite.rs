@@ -115,9 +115,9 @@ pub async fn filter_body(
     Ok(Bytes::from(out))
 }
 
-/// Calls `f(user_id)` for each read-state entry; removes the entry when `f` returns true. The
-/// tree-building reference the streaming rewriter is checked against (tests only).
-#[cfg(test)]
+/// Calls `f(user_id)` for each read-state entry; removes the entry when `f` returns true. Not on
+/// the request path: the tree-building reference that the streaming rewriter is checked against
+/// (unit tests) and measured against (`benches/read_rewriter.rs`).
 pub fn visit_reads(v: &mut Value, f: &mut dyn FnMut(&str) -> bool) {
     let Some(obj) = v.as_object_mut() else {
         return;
@@ -147,7 +147,6 @@ pub fn visit_reads(v: &mut Value, f: &mut dyn FnMut(&str) -> bool) {
     }
 }
 
-#[cfg(test)]
 fn retain_read(read: Option<&mut Value>, f: &mut dyn FnMut(&str) -> bool) {
     if let Some(Value::Array(entries)) = read {
         entries.retain(|e| match e.pointer("/user/id").and_then(Value::as_str) {

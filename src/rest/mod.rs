@@ -411,12 +411,7 @@ async fn request_body(
     if buffered {
         // The gateway reads this body (watch flag, typing privacy, user updates): one it cannot
         // read would slip past those checks, so it is refused rather than forwarded.
-        let encoded = parts
-            .headers
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if encoded {
+        if encoded(&parts.headers) {
             return Err(EdgeError::BadInput(
                 "a compressed request body is not accepted on this route".into(),
             ));
@@ -442,12 +437,7 @@ async fn read_response(
     rbody: hyper::body::Incoming,
     shared: &Shared,
 ) -> Result<Bytes, EdgeError> {
-    let encoded = rparts
-        .headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if encoded {
+    if encoded(&rparts.headers) {
         return Err(unfilterable(
             shared,
             "encoding",
@@ -457,6 +447,14 @@ async fn read_response(
     read_limited(rbody, shared.config.limits.rest_max_buffered_response)
         .await
         .map_err(|_| unfilterable(shared, "too_large", "upstream response too large".into()))
+}
+
+/// True when a body carries any content coding but `identity`: the gateway cannot read it.
+fn encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 /// Counts a response the gateway had to filter and could not, and the error that replaces it.

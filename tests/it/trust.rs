@@ -216,41 +216,24 @@ async fn more_than_one_connection_id_is_refused_unless_all_are_the_callers() {
         }
         q
     };
-    let (status, text) = http(
-        Method::POST,
-        &url(&[&a, &b]),
-        Some(&body),
-        &[("authorization", &tok)],
-    )
-    .await;
+    let post = |url: String, extra: Option<(&'static str, &'static str)>| {
+        let (body, tok) = (body.clone(), tok.clone());
+        async move {
+            let mut headers = vec![("authorization", tok.as_str())];
+            headers.extend(extra);
+            http(Method::POST, &url, Some(&body), &headers).await
+        }
+    };
+    let (status, text) = post(url(&[&a, &b]), None).await;
     assert_eq!(status, 400, "{text}");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["code"], 4);
     // Encoded keys are the same parameter.
-    let sneaky = format!("{}&connection%5Fid={b}", url(&[&a]));
-    let (status, _) = http(
-        Method::POST,
-        &sneaky,
-        Some(&body),
-        &[("authorization", &tok)],
-    )
-    .await;
+    let (status, _) = post(format!("{}&connection%5Fid={b}", url(&[&a])), None).await;
     assert_eq!(status, 400);
     // A body the gateway must read (the watch flag) cannot hide behind an encoding.
-    let (status, text) = http(
-        Method::POST,
-        &url(&[&a]),
-        Some(&body),
-        &[("authorization", &tok), ("content-encoding", "gzip")],
-    )
-    .await;
+    let (status, text) = post(url(&[&a]), Some(("content-encoding", "gzip"))).await;
     assert_eq!(status, 400, "{text}");
-    let (status, text) = http(
-        Method::POST,
-        &url(&[&a, &a]),
-        Some(&body),
-        &[("authorization", &tok)],
-    )
-    .await;
+    let (status, text) = post(url(&[&a, &a]), None).await;
     assert!(status.is_success(), "{status} {text}");
 }
 
