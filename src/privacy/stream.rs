@@ -34,7 +34,9 @@
 //!
 //! Not carriers: `members[]`/`membership` (`ChannelMemberResponse` has no read state), messages
 //! (`MessageResponse.thread_participants` are plain users), and the requester's own state
-//! (`GET /unread`, `notification.mark_read`/`mark_unread` fields, which only go to that user).
+//! (`GET /unread`, `notification.mark_read`/`mark_unread` fields, which only go to that user). No
+//! event schema embeds a channel state; the only events that embed other users' state are the
+//! three with a `thread` above.
 //!
 //! # Matching by position, and flattened custom data
 //!
