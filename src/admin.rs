@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::listener::{full, Body};
+use crate::http::{full, Body};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 

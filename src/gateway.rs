@@ -15,38 +15,11 @@ use crate::emulator::{self, Emulator};
 use crate::metrics::Metrics;
 use crate::privacy::Privacy;
 
+use crate::session::longpoll::{self, LongPolls};
 use crate::session::Hubs;
 use crate::shutdown::Shutdown;
+use crate::state::Shared;
 use crate::upstream::{Upstream, UpstreamError};
-
-/// State every connection task shares.
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub auth: Authenticator,
-    pub hubs: Hubs,
-    pub longpolls: crate::transport::lp_session::LongPolls,
-    pub privacy: Arc<Privacy>,
-    pub connect_limiter: crate::limits::ConnectLimiter,
-    pub conns_per_ip: crate::limits::PerIpConnections,
-    pub proxy_warning: crate::limits::UntrustedProxyWarning,
-    pub buffer_budget: crate::limits::BufferBudget,
-    pub upstream: Arc<Upstream>,
-    pub metrics: Arc<Metrics>,
-    /// Cancelled when draining starts.
-    pub shutdown: CancellationToken,
-    pub tasks: Shutdown,
-}
-
-impl Shared {
-    /// Applies a reloaded app list: removed secrets stop validating at once (including cached
-    /// validations), and a new first secret signs upstream tokens from now on.
-    pub fn reload_apps(&self, apps: &[crate::config::AppConfig]) {
-        self.auth.set_apps(apps);
-        self.upstream.set_apps(apps);
-        // Also re-read every app's revocation cutoff now (an operator's "apply revocations").
-        self.hubs.refresh_app_settings();
-    }
-}
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +132,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config: config.clone(),
         auth,
         hubs,
-        longpolls: crate::transport::lp_session::LongPolls::new(metrics.clone()),
+        longpolls: LongPolls::new(metrics.clone()),
         privacy,
         connect_limiter,
         conns_per_ip: crate::limits::PerIpConnections::new(&config.limits),
@@ -182,8 +155,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(t) => Some(crate::tls::acceptor(t, metrics.clone(), last.clone())?),
         None => None,
     };
-    let accept = tokio::spawn(crate::listener::serve(listener, tls, shared.clone()));
-    life.spawn(crate::transport::lp_session::sweep(shared.clone()));
+    let accept = tokio::spawn(crate::front::serve(listener, tls, shared.clone()));
+    let sweeper = shared.clone();
+    life.spawn(async move {
+        longpoll::sweep(
+            &sweeper.longpolls,
+            &sweeper.config.longpoll,
+            &sweeper.shutdown,
+        )
+        .await;
+    });
     life.spawn(crate::session::app_settings::run(
         shared.hubs.clone(),
         config.auth.app_settings_refresh,

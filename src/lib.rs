@@ -1,33 +1,35 @@
 //! stream-edge: the edge gateway in front of Stream Chat.
 //!
-//! The request path, and the module that owns each step:
+//! The request path, and the module that owns each step (each layer imports only the layers
+//! below it; README, "Architecture"):
 //!
 //! ```text
-//! client ──► listener ──► transport::ws / transport::longpoll ──► auth ──► session (hub per user)
-//!                 │                                                          │
-//!                 └──► rest (reverse proxy, connection_id rewrite, watches) ─┴──► upstream ──► Stream API
-//!                                                                                 (or emulator)
+//! client ──► front (accept loop · lean long-poll front ⇄ hyper)
+//!              ├──► transport::ws / transport::longpoll ──► auth ──► session (hub per user) ──┐
+//!              └──► rest (reverse proxy: connection_id rewrite, watches, privacy rewriting) ──┴──► upstream ──► Stream API
+//!                                                                                                             (or emulator)
 //! ```
 //!
 //! Events flow back from `upstream` through the user's `session::Hub`, which routes each one to
-//! the sessions watching its channel after the `privacy` filter. `config`, `admin`, `metrics` and
-//! `shutdown` serve every step.
+//! the sessions watching its channel after the `privacy` filter. `state` is what every connection
+//! task shares; `http` the body, JSON and CORS helpers; `gateway` wires it all; `config`,
+//! `admin`, `metrics`, `limits`, `error` and `shutdown` serve every step.
 
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod emulator;
 pub mod error;
+pub mod front;
 pub mod gateway;
+pub mod http;
 pub mod limits;
-pub mod listener;
-
 pub mod metrics;
 pub mod privacy;
-
 pub mod rest;
 pub mod session;
 pub mod shutdown;
+pub mod state;
 pub mod tls;
 pub mod transport;
 pub mod upstream;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stream_edge::transport::lp_http::parse_head;
+use stream_edge::front::head::parse_head;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(head) = parse_head(data) {

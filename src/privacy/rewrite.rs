@@ -32,23 +32,6 @@ pub fn typing_kind(body: &[u8]) -> Option<String> {
     matches!(req.event.kind.as_str(), "typing.start" | "typing.stop").then_some(req.event.kind)
 }
 
-/// The success answer for a swallowed typing event, in upstream's `SendEvent` shape (201).
-pub fn typing_ack(kind: &str, channel_type: &str, channel_id: &str, user: &str) -> String {
-    serde_json::json!({
-        "event": {
-            "type": kind,
-            "cid": format!("{channel_type}:{channel_id}"),
-            "channel_type": channel_type,
-            "channel_id": channel_id,
-            "user": {"id": user},
-            "created_at": crate::transport::frames::now_rfc3339(),
-            "custom": {},
-        },
-        "duration": "0.00ms",
-    })
-    .to_string()
-}
-
 /// A body the filter could not read: a response is answered with a 502, an event is dropped;
 /// neither is passed on.
 #[derive(Debug, thiserror::Error)]
@@ -218,9 +201,6 @@ mod tests {
         );
         assert_eq!(typing_kind(br#"{"event":{"type":"custom"}}"#), None);
         assert_eq!(typing_kind(b"nope"), None);
-        let ack: Value =
-            serde_json::from_str(&typing_ack("typing.stop", "messaging", "g", "u")).unwrap();
-        assert_eq!(ack["event"]["cid"], "messaging:g");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! the hub's routing table (stop-watching is answered locally while another session of the user
 //! still watches the channel).
 
-pub mod cors;
 mod headers;
 pub mod routes;
 
@@ -12,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::transport::io::ReqBody;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -21,10 +19,10 @@ use serde::Deserialize;
 use crate::auth::{Credentials, Identity, TokenKind};
 use crate::config::OnLookupFailure;
 use crate::error::EdgeError;
-use crate::gateway::Shared;
-use crate::listener::{full, json, json_error, Body};
+use crate::http::{full, json, json_error, Body, ReqBody};
 use crate::privacy;
 use crate::session::{Hub, SessionId};
+use crate::state::Shared;
 use routes::Kind;
 
 /// Proxies one request, counting it by route template.
@@ -205,7 +203,7 @@ async fn forward(
         Err(_) => Err(EdgeError::UpstreamTimeout),
         // A request body that failed to read (malformed, truncated, too slow, too large) fails
         // the send too: that is the client's error, not the upstream's.
-        Ok(Err(e)) => Err(crate::transport::io::ClientBodyError::find(&e).map_or_else(
+        Ok(Err(e)) => Err(crate::http::body::ClientBodyError::find(&e).map_or_else(
             || EdgeError::UpstreamUnavailable(e.to_string()),
             EdgeError::from,
         )),
@@ -493,7 +491,7 @@ async fn swallow_typing(
         .events_dropped
         .with_label_values(&["privacy_outbound", crate::metrics::event_label(&kind)])
         .inc();
-    Some(privacy::rewrite::typing_ack(
+    Some(crate::transport::frames::typing_ack(
         &kind,
         channel_type,
         channel_id,
@@ -548,7 +546,7 @@ where
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| match crate::transport::io::ClientBodyError::find(&*e) {
+        .map_err(|e| match crate::http::body::ClientBodyError::find(&*e) {
             Some(client) => client.into(),
             None => EdgeError::PayloadTooLarge(format!("body over the {limit} byte limit")),
         })

@@ -13,6 +13,7 @@ pub mod app_settings;
 mod backoff;
 pub mod event;
 mod hub;
+pub mod longpoll;
 pub mod mailbox;
 mod upstream_task;
 pub mod watch;

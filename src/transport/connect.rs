@@ -53,7 +53,7 @@ pub fn prepare(
     query: &str,
     header_token: Option<&str>,
     header_auth_type: Option<&str>,
-    shared: &crate::gateway::Shared,
+    shared: &crate::state::Shared,
 ) -> Result<Prepared, EdgeError> {
     let request = parse(
         query,
@@ -69,6 +69,26 @@ pub fn prepare(
         client_connection: true,
     })?;
     Ok(Prepared { request, identity })
+}
+
+/// The per-client connect rate limit, shared by both transports, for a client address already
+/// resolved (the WebSocket upgrade and the long-poll connect).
+///
+/// # Errors
+/// `RateLimited` (code 9; on WS a retryable close 1013) when the client is over its rate.
+pub fn admit_ip(ip: std::net::IpAddr, shared: &crate::state::Shared) -> Result<(), EdgeError> {
+    if shared.connect_limiter.admit(ip) {
+        Ok(())
+    } else {
+        shared
+            .metrics
+            .limit_hits
+            .with_label_values(&["connect_rate_per_ip"])
+            .inc();
+        Err(EdgeError::RateLimited(
+            "too many connection attempts from this client; retry later".into(),
+        ))
+    }
 }
 
 /// True for ids in Stream's alphabet: letters, digits, `@`, `_`, `-`.

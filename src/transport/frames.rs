@@ -26,6 +26,23 @@ pub fn connected(connection_id: &str, me: &RawValue) -> String {
     )
 }
 
+/// The success answer for a swallowed typing event, in upstream's `SendEvent` shape (201).
+pub fn typing_ack(kind: &str, channel_type: &str, channel_id: &str, user: &str) -> String {
+    serde_json::json!({
+        "event": {
+            "type": kind,
+            "cid": format!("{channel_type}:{channel_id}"),
+            "channel_type": channel_type,
+            "channel_id": channel_id,
+            "user": {"id": user},
+            "created_at": now_rfc3339(),
+            "custom": {},
+        },
+        "duration": "0.00ms",
+    })
+    .to_string()
+}
+
 /// A heartbeat, as reply to a ping or after outbound silence.
 pub fn health_check(connection_id: &str) -> String {
     format!(
@@ -66,6 +83,14 @@ pub fn is_ping(frame: &str) -> Result<bool, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typing_ack_has_the_send_event_shape() {
+        let ack: serde_json::Value =
+            serde_json::from_str(&typing_ack("typing.stop", "messaging", "g", "u")).unwrap();
+        assert_eq!(ack["event"]["cid"], "messaging:g");
+        assert_eq!(ack["event"]["user"]["id"], "u");
+    }
 
     #[test]
     fn both_ping_shapes() {

@@ -7,16 +7,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::transport::io::ReqBody;
 use http::{header, Request, Response, StatusCode};
 
 use super::connect;
-use super::lp_session::{LpSession, PollEnd};
 use crate::auth::{Credentials, Identity};
 use crate::error::EdgeError;
-use crate::gateway::Shared;
-use crate::listener::{json, json_error, Body};
+use crate::http::{cors, json, json_error, Body, ReqBody};
+use crate::session::longpoll::{LpSession, PollEnd};
 use crate::session::Transport;
+use crate::state::Shared;
 
 /// What a `/longpoll` query asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -105,7 +104,7 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
                 Ok(caller) => poll(&shared, &id, &caller).await,
             }
         }
-        _ if has_json => match super::ws::admit_ip(client_ip, &shared) {
+        _ if has_json => match super::connect::admit_ip(client_ip, &shared) {
             // Boxed: the connect's one-off futures (auth, privacy, hub attach) would otherwise
             // size every held poll's future.
             Ok(()) => {
@@ -138,7 +137,7 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
             json_error(&e)
         }
     };
-    crate::rest::cors::decorate(&mut resp);
+    cors::decorate(&mut resp);
     resp
 }
 

@@ -5,27 +5,13 @@
 
 use std::sync::Arc;
 
-use crate::transport::io::ReqBody;
 use http::{header, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::connect::{self, Prepared};
-use super::io::BoxIo;
+use super::connect::{self, admit_ip, Prepared};
 use crate::error::EdgeError;
-use crate::gateway::Shared;
-use crate::listener::{json_error, Body, UpgradeSlot};
-
-/// Socket limits from config: small read buffer, bounded message, frame and write buffer.
-pub fn socket_config(shared: &Shared) -> WebSocketConfig {
-    let ws = &shared.config.ws;
-    WebSocketConfig::default()
-        .read_buffer_size(ws.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_write_buffer_size(ws.max_write_buffer_bytes)
-        .max_message_size(Some(ws.max_message_bytes))
-        .max_frame_size(Some(ws.max_frame_bytes))
-}
+use crate::http::{empty, json_error, Body, BoxIo, ReqBody};
+use crate::state::Shared;
 
 fn is_upgrade(req: &Request<ReqBody>) -> Option<String> {
     let has = |name: header::HeaderName, want: &str| {
@@ -68,22 +54,26 @@ impl Accepted {
     }
 }
 
-/// Handles `/connect`: answers 101 and leaves the session in `slot` for the connection task.
-pub fn upgrade(
-    req: Request<ReqBody>,
-    peer: std::net::SocketAddr,
-    shared: Arc<Shared>,
-    slot: &UpgradeSlot,
-) -> Response<Body> {
+/// What `/connect` answered.
+pub enum Upgrade {
+    /// The 101 answer and the accepted connect, which the connection task starts once hyper hands
+    /// over the stream (a refused connect is answered on the socket, after the upgrade).
+    Accepted(Response<Body>, Accepted),
+    /// Not a WebSocket upgrade at all, or WebSocket disabled: a plain HTTP error.
+    Refused(Response<Body>),
+}
+
+/// Handles `/connect`.
+pub fn upgrade(req: Request<ReqBody>, peer: std::net::SocketAddr, shared: &Shared) -> Upgrade {
     let Some(accept) = is_upgrade(&req) else {
         shared
             .metrics
             .bad_input
             .with_label_values(&["ws", "not_upgrade"])
             .inc();
-        return json_error(&EdgeError::BadInput(
+        return Upgrade::Refused(json_error(&EdgeError::BadInput(
             "/connect expects a WebSocket upgrade (GET, Upgrade: websocket, version 13)".into(),
-        ));
+        )));
     };
     if !shared.config.ws.enabled {
         shared
@@ -95,51 +85,32 @@ pub fn upgrade(
             "WebSocket transport is disabled on this gateway; use long-poll".into(),
         ));
         *resp.status_mut() = StatusCode::FORBIDDEN;
-        return resp;
+        return Upgrade::Refused(resp);
     }
-    let prepared = admit(&req, peer, &shared).and_then(|()| prepare(&req, &shared));
-
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Accepted { prepared });
-
-    Response::builder()
+    let prepared = admit(&req, peer, shared).and_then(|()| prepare(&req, shared));
+    match Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .body(crate::listener::empty())
-        .unwrap_or_else(|_| json_error(&EdgeError::NotFound))
+        .body(empty())
+    {
+        Ok(resp) => Upgrade::Accepted(resp, Accepted { prepared }),
+        Err(_) => Upgrade::Refused(json_error(&EdgeError::NotFound)),
+    }
 }
 
-/// The per-client connect rate limit, shared by both transports.
+/// The per-client connect rate limit for an upgrade (its client address from the headers).
 ///
 /// # Errors
 /// `RateLimited` (code 9; on WS a retryable close 1013) when the client is over its rate.
-pub fn admit<B>(
+fn admit<B>(
     req: &Request<B>,
     peer: std::net::SocketAddr,
     shared: &Shared,
 ) -> Result<(), EdgeError> {
     let ip = crate::limits::client_ip(peer, req.headers(), &shared.config.limits.trusted_proxies);
     admit_ip(ip, shared)
-}
-
-/// [`admit`] for a client address already resolved (the lean long-poll front).
-///
-/// # Errors
-/// As [`admit`].
-pub fn admit_ip(ip: std::net::IpAddr, shared: &Shared) -> Result<(), EdgeError> {
-    if shared.connect_limiter.admit(ip) {
-        Ok(())
-    } else {
-        shared
-            .metrics
-            .limit_hits
-            .with_label_values(&["connect_rate_per_ip"])
-            .inc();
-        Err(EdgeError::RateLimited(
-            "too many connection attempts from this client; retry later".into(),
-        ))
-    }
 }
 
 fn prepare(req: &Request<ReqBody>, shared: &Shared) -> Result<Prepared, EdgeError> {

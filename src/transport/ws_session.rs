@@ -12,14 +12,26 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::connect::Prepared;
-use super::io::BoxIo;
+use crate::http::BoxIo;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::frames;
 use crate::error::{close, EdgeError};
-use crate::gateway::Shared;
 use crate::session::{Attachment, Next, Transport};
+use crate::state::Shared;
 
 type Socket = WebSocketStream<BoxIo>;
+
+/// Socket limits from config: small read buffer, bounded message, frame and write buffer.
+pub fn socket_config(shared: &Shared) -> WebSocketConfig {
+    let ws = &shared.config.ws;
+    WebSocketConfig::default()
+        .read_buffer_size(ws.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(ws.max_write_buffer_bytes)
+        .max_message_size(Some(ws.max_message_bytes))
+        .max_frame_size(Some(ws.max_frame_bytes))
+}
 
 /// Events written per flush, so a burst is batched into few syscalls without starving reads.
 const WRITE_BATCH: usize = 64;
@@ -69,7 +81,7 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
 /// opens it; refusals are answered here.
 async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, Attachment, Owner)> {
     let Pending { io, prepared } = *pending;
-    let config = super::ws::socket_config(shared);
+    let config = socket_config(shared);
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let prepared = match prepared {
         Ok(p) => p,

@@ -1,255 +1,28 @@
-//! Client connection I/O shared by the lean long-poll front and hyper: a type-erased stream
-//! ([`Io`]), a stream that first replays bytes already read ([`Prefixed`]), and the [`Switch`]
-//! that lets a connection move from hyper back to the lean front.
+//! Client connection I/O of the front door: a stream that first replays bytes already read
+//! ([`Prefixed`]), the [`Switch`] that lets a connection move from hyper back to the lean front,
+//! and [`WriteBound`], which bounds how long any write waits for a client that stopped reading.
 //!
 //! How the switch works: hyper serves a request (REST, say). Once that request's body was read to
-//! its end and its response body produced to its end (the [`Gate`], told by [`Gated`] bodies),
-//! the next read hyper makes after writing is the start of the next request. hyper also reads in
-//! the middle of a request (a body after `100 Continue`, draining an unread body,
-
-//! watching for a close while a response streams), and those reads always pass through. `Switch`
-//! looks at what arrives: if it is the head of `GET /longpoll`, it keeps the head and reports
-//! end-of-stream, so hyper, idle, finishes cleanly; the caller takes the stream and the head back
-//! (`poll_without_shutdown` + `into_parts`) and answers on the lean front. Anything else is handed
-//! to hyper unchanged.
-//!
-//! Also the request body handlers read ([`ReqBody`]): bounded in time and size, with failures
-//! typed as the client's ([`ClientBodyError`]); and [`WriteBound`], which bounds how long any
-//! write waits for a client that stopped reading.
+//! its end and its response body produced to its end (the [`Gate`], told by
+//! [`crate::http::body::Gated`] bodies), the next read hyper makes after writing is the start of
+//! the next request. hyper also reads in the middle of a request (a body after `100 Continue`,
+//! draining an unread body, watching for a close while a response streams), and those reads always
+//! pass through. `Switch` looks at what arrives: if it is the head of `GET /longpoll`, it keeps
+//! the head and reports end-of-stream, so hyper, idle, finishes cleanly; the caller takes the
+//! stream and the head back (`poll_without_shutdown` + `into_parts`) and answers on the lean
+//! front. Anything else is handed to hyper unchanged.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
-use crate::config::Limits;
-use crate::error::EdgeError;
+use crate::http::body::Gate;
 use crate::metrics::Metrics;
-
-/// Whether the request hyper is serving is over: its body read to the end and its response body
-/// produced to the end. Reset when hyper hands the service a new request.
-#[derive(Default)]
-pub struct Gate {
-    request_done: AtomicBool,
-    response_done: AtomicBool,
-}
-
-impl Gate {
-    /// A new request: `body_done` when it has no body.
-    pub fn start(&self, body_done: bool) {
-        self.response_done.store(false, Ordering::Release);
-        self.request_done.store(body_done, Ordering::Release);
-    }
-
-    fn ready(&self) -> bool {
-        self.request_done.load(Ordering::Acquire) && self.response_done.load(Ordering::Acquire)
-    }
-}
-
-/// A body that tells the [`Gate`] when it reached its end: a request body read to its end by a
-/// handler, or a response body produced to its end for hyper.
-pub struct Gated<B> {
-    inner: B,
-    gate: Arc<Gate>,
-    response: bool,
-}
-
-/// Why a client's request body could not be read. Always the client's doing (never the
-/// upstream's), so it is answered as a client error and logged at debug level.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientBodyError {
-    #[error("request body not received within {} s", .0.as_secs())]
-    Timeout(Duration),
-    #[error("request body over the {0} byte limit")]
-    TooLarge(usize),
-    #[error("request body could not be read: {0}")]
-    Read(#[source] hyper::Error),
-}
-
-impl ClientBodyError {
-    /// A client body failure somewhere in `err`'s source chain. The REST proxy streams a body to
-    /// upstream, so a body that fails surfaces as the upstream client's send error; this tells
-    /// it apart from an upstream failure.
-    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
-        let mut cur = Some(err);
-        while let Some(e) = cur {
-            if let Some(c) = e.downcast_ref::<ClientBodyError>() {
-                return Some(c);
-            }
-            cur = e.source();
-        }
-        None
-    }
-}
-
-impl From<&ClientBodyError> for EdgeError {
-    fn from(e: &ClientBodyError) -> Self {
-        match e {
-            ClientBodyError::Timeout(d) => EdgeError::BodyTimeout(d.as_secs()),
-            ClientBodyError::TooLarge(_) => EdgeError::PayloadTooLarge(e.to_string()),
-            ClientBodyError::Read(_) => EdgeError::BadInput(e.to_string()),
-        }
-    }
-}
-
-/// A request body as handlers see it: [`Gated`], and bounded in time (`limits.body_timeout_seconds`,
-/// from the request head to the body's last byte) and size (`limits.max_body_bytes`, also for
-/// chunked bodies that declare no length). Both hits are counted in `limit_hits`.
-pub struct ReqBody {
-    inner: Gated<Incoming>,
-    deadline: Instant,
-    budget: Duration,
-    /// Created on the first wait, so requests whose body is ready (or absent) need no timer.
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    read: usize,
-    max: usize,
-    metrics: Arc<Metrics>,
-    failed: bool,
-}
-
-impl ReqBody {
-    pub fn new(inner: Gated<Incoming>, limits: &Limits, metrics: Arc<Metrics>) -> Self {
-        ReqBody {
-            inner,
-            deadline: Instant::now() + limits.body_timeout,
-            budget: limits.body_timeout,
-            timer: None,
-            read: 0,
-            max: limits.max_body_bytes,
-            metrics,
-            failed: false,
-        }
-    }
-
-    fn fail(
-        &mut self,
-        limit: &str,
-        e: ClientBodyError,
-    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        self.failed = true;
-        self.metrics.limit_hits.with_label_values(&[limit]).inc();
-        Poll::Ready(Some(Err(e)))
-    }
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = ClientBodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        let this = &mut *self;
-        if this.failed {
-            return Poll::Ready(None);
-        }
-        // Checked before reading too: a body dripped a byte at a time is always ready.
-        if Instant::now() >= this.deadline {
-            return this.fail("body_timeout", ClientBodyError::Timeout(this.budget));
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.read = this.read.saturating_add(data.len());
-                    if this.read > this.max {
-                        return this.fail("max_body_bytes", ClientBodyError::TooLarge(this.max));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.failed = true;
-                Poll::Ready(Some(Err(ClientBodyError::Read(e))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let deadline = this.deadline;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.fail("body_timeout", ClientBodyError::Timeout(this.budget))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.failed || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B: Body + Unpin> Gated<B> {
-    pub fn request(inner: B, gate: Arc<Gate>) -> Self {
-        Gated {
-            inner,
-            gate,
-            response: false,
-        }
-    }
-
-    pub fn response(inner: B, gate: Arc<Gate>) -> Self {
-        let g = Gated {
-            inner,
-            gate,
-            response: true,
-        };
-        // An empty body may never be polled.
-        if g.inner.is_end_stream() {
-            g.mark_done();
-        }
-        g
-    }
-
-    fn mark_done(&self) {
-        let flag = if self.response {
-            &self.gate.response_done
-        } else {
-            &self.gate.request_done
-        };
-        flag.store(true, Ordering::Release);
-    }
-}
-
-impl<B: Body + Unpin> Body for Gated<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        // Readers may stop at `is_end_stream` without polling for the final `None`.
-        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.mark_done();
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 /// A client stream whose writes wait at most `limits.send_timeout_seconds` for the client to take
 /// bytes. Every client connection is one (under TLS, the TCP stream is), so the bound holds for
@@ -345,13 +118,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteBound<S> {
         self.bound(cx, r)
     }
 }
-
-/// Any client stream (plain TCP or TLS).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
-
-/// A boxed client stream, as WebSocket sessions hold it.
-pub type BoxIo = Box<dyn Io>;
 
 /// A stream that first yields `prefix`.
 pub struct Prefixed<S> {
@@ -498,7 +264,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Switch<S> {
                 }
                 return this.give(out);
             }
-            let complete = super::lp_http::head_end(&this.sniff).is_some();
+            let complete = super::head::head_end(&this.sniff).is_some();
             match longpoll_start(&this.sniff) {
                 Some(true) if complete => {
                     this.captured = Some(std::mem::take(&mut this.sniff));
@@ -588,7 +354,7 @@ mod tests {
         let n = sw.read(&mut first).await.expect("prefix");
         assert_eq!(&first[..n], b"GET /a HTTP/1.1\r\n\r\n");
         gate.start(true);
-        gate.response_done.store(true, Ordering::Release);
+        gate.response_finished();
         sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
             .await
             .expect("write");
@@ -612,7 +378,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(4096);
         let gate = Arc::new(Gate::default());
         gate.start(true);
-        gate.response_done.store(true, Ordering::Release);
+        gate.response_finished();
         let mut sw = Switch::new(server, Bytes::new(), 8192, gate);
         sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
             .await
@@ -633,7 +399,7 @@ mod tests {
         let gate = Arc::new(Gate::default());
         // A request with a body the handler has not read to its end (say, refused early).
         gate.start(false);
-        gate.response_done.store(true, Ordering::Release);
+        gate.response_finished();
         let mut sw = Switch::new(server, Bytes::new(), 8192, gate);
         sw.write_all(b"HTTP/1.1 401 Unauthorized\r\n\r\n")
             .await

@@ -4,7 +4,7 @@
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::listener::{empty, Body};
+use super::{empty, Body};
 
 /// Headers the SDK sends; echoed when the browser names none.
 const SDK_HEADERS: &str =

@@ -17,10 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{LongPollConfig, DEFAULT_LONGPOLL_SWEEP};
 
+use super::{Attachment, Hub, Mailbox, Next, SessionId};
 use crate::error::close;
-use crate::gateway::Shared;
 use crate::metrics::Metrics;
-use crate::session::{Attachment, Hub, Mailbox, Next, SessionId};
 
 /// How a poll ended.
 pub enum PollEnd {
@@ -165,27 +164,26 @@ pub fn sweep_interval(cfg: &LongPollConfig) -> std::time::Duration {
     (cfg.session_timeout / 4).clamp(std::time::Duration::from_millis(10), DEFAULT_LONGPOLL_SWEEP)
 }
 
-/// Expires sessions (see [`LpSession::expiry`]) until shutdown, then ends every session.
-pub async fn sweep(shared: Arc<Shared>) {
-    let cfg = &shared.config.longpoll;
+/// Expires sessions (see [`LpSession::expiry`]) until `stop`, then ends every session.
+pub async fn sweep(polls: &LongPolls, cfg: &LongPollConfig, stop: &CancellationToken) {
     let mut tick = tokio::time::interval(sweep_interval(cfg));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = shared.shutdown.cancelled() => break,
+            () = stop.cancelled() => break,
         }
         // Checked outside the registry lock, so a scan never blocks connects and polls.
-        let all: Vec<Arc<LpSession>> = shared.longpolls.lock().values().cloned().collect();
+        let all: Vec<Arc<LpSession>> = polls.lock().values().cloned().collect();
         for s in all {
             if let Some(reason) = s.expiry(cfg.session_timeout) {
-                shared.longpolls.remove(&s.id, reason);
+                polls.remove(&s.id, reason);
             }
         }
     }
-    let all: Vec<SessionId> = shared.longpolls.lock().keys().cloned().collect();
+    let all: Vec<SessionId> = polls.lock().keys().cloned().collect();
     for id in all {
-        shared.longpolls.remove(&id, "draining");
+        polls.remove(&id, "draining");
     }
 }
 
