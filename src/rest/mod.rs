@@ -9,7 +9,7 @@ pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};

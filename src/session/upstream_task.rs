@@ -3,7 +3,7 @@
 //! hub when the connection is lost.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
@@ -100,7 +100,7 @@ async fn serve(
     ticker.tick().await;
     let mut last_rx = Instant::now();
     let reason = loop {
-        let deadline = tokio::time::Instant::from_std(last_rx + cfg.watchdog);
+        let deadline = last_rx + cfg.watchdog;
         tokio::select! {
             _ = hub.cancel.cancelled() => {
                 let closing = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None));

@@ -5,7 +5,7 @@
 //! same hubs as WebSocket sessions, so they share the user's upstream connection and routing.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::{header, Request, Response, StatusCode};
 
