@@ -14,6 +14,8 @@ pub mod close {
     pub const REJECTED: u16 = 1000;
     /// Gateway draining: reconnect now (to another replica).
     pub const GOING_AWAY: u16 = 1001;
+    /// Client broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// Client sent a frame larger than allowed.
     pub const TOO_BIG: u16 = 1009;
     /// Upstream connection lost or unavailable: reconnect, then `recoverState` re-watches channels.
@@ -73,6 +75,22 @@ pub struct Class {
 }
 
 impl EdgeError {
+    /// Every label [`EdgeError::class`] gives besides the credential's ([`AuthError::LABELS`]), so
+    /// each can be pre-created at 0.
+    pub const LABELS: [&'static str; 11] = [
+        "bad_input",
+        "too_large",
+        "foreign_connection",
+        "connection_not_found",
+        "upstream_unavailable",
+        "upstream_timeout",
+        "rate_limited",
+        "body_timeout",
+        "draining",
+        "not_found",
+        "unfilterable_response",
+    ];
+
     /// The single classification table.
     pub fn class(&self) -> Class {
         use StatusCode as S;
@@ -198,4 +216,48 @@ pub fn api_error(code: i32, status: StatusCode, message: &str) -> serde_json::Va
         "more_info": "https://getstream.io/chat/docs/api_errors_response",
         "details": [],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_is_listed() {
+        let all = [
+            EdgeError::BadInput(String::new()),
+            EdgeError::PayloadTooLarge(String::new()),
+            EdgeError::ForeignConnection(String::new()),
+            EdgeError::ConnectionNotFound,
+            EdgeError::UpstreamUnavailable(String::new()),
+            EdgeError::UpstreamTimeout,
+            EdgeError::RateLimited(String::new()),
+            EdgeError::BodyTimeout(0),
+            EdgeError::Draining,
+            EdgeError::NotFound,
+            EdgeError::Unfilterable(String::new()),
+        ];
+        for e in &all {
+            assert!(EdgeError::LABELS.contains(&e.class().label), "{e:?}");
+        }
+        assert_eq!(all.len(), EdgeError::LABELS.len());
+        for a in [
+            AuthError::UnknownApiKey,
+            AuthError::Expired,
+            AuthError::Revoked,
+            AuthError::NotYetValid,
+            AuthError::IssuedInFuture,
+            AuthError::BadSignature,
+            AuthError::Malformed,
+            AuthError::Algorithm,
+            AuthError::TooLarge,
+            AuthError::UserMismatch,
+            AuthError::ServerToken,
+            AuthError::DevTokenDisabled,
+            AuthError::AnonymousDisabled,
+            AuthError::Missing,
+        ] {
+            assert!(AuthError::LABELS.contains(&a.label()), "{a:?}");
+        }
+    }
 }

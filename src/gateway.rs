@@ -69,6 +69,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    precreate_series(&metrics, &config);
     let life = Shutdown::default();
     let listener = bind(config.listen).await?;
     let admin = bind(config.admin_listen).await?;
@@ -202,6 +203,87 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shared,
         supervisor,
     })
+}
+
+/// Creates, at 0, every series with labels known in advance, so each dashboard panel shows data
+/// on a fresh gateway (Prometheus's guidance: a series that appears only on its first increment
+/// hides the rate of the first events and breaks `absent()` alerts).
+fn precreate_series(m: &Metrics, config: &Config) {
+    use crate::auth::AuthError;
+    use crate::error::EdgeError;
+    use crate::session::{SessionEnd, DISCONNECT_REASONS};
+    let refusals = || EdgeError::LABELS.iter().chain(AuthError::LABELS.iter());
+    for transport in ["ws", "longpoll"] {
+        for end in SessionEnd::ALL {
+            m.sessions_closed
+                .with_label_values(&[transport, end.label()]);
+        }
+        for reason in refusals() {
+            m.connect_rejected.with_label_values(&[transport, reason]);
+        }
+    }
+    for end in SessionEnd::ALL.into_iter().filter(|e| e.expires_longpoll()) {
+        m.longpoll_expired.with_label_values(&[end.label()]);
+    }
+    for outcome in ["empty", "events", "preempted", "closed"]
+        .iter()
+        .chain(refusals())
+    {
+        m.longpoll_polls.with_label_values(&[outcome]);
+    }
+    for outcome in ["ok", "error"] {
+        m.privacy_lookups.with_label_values(&[outcome]);
+    }
+    for reason in [
+        "binary_frame",
+        "frame_too_large",
+        "not_json",
+        "not_upgrade",
+        "protocol_violation",
+        "unexpected_event",
+    ] {
+        m.bad_input.with_label_values(&["ws", reason]);
+    }
+    m.bad_input.with_label_values(&["tls", "handshake_failed"]);
+    for kind in crate::metrics::EVENT_TYPES.iter().chain(&["other"]) {
+        m.events_received.with_label_values(&[kind]);
+        for transport in ["ws", "longpoll"] {
+            m.events_delivered.with_label_values(&[transport, kind]);
+        }
+    }
+    // Drops by reason (the dashboard sums by reason), each under the catch-all type.
+    for reason in [
+        "not_watched",
+        "slow_consumer",
+        "unparseable",
+        "unfilterable",
+        "privacy",
+        "privacy_outbound",
+        "privacy_lookup_failed",
+        "privacy_read_state",
+    ] {
+        m.events_dropped.with_label_values(&[reason, "other"]);
+    }
+    for action in ["watch", "unwatch_upstream", "unwatch_local"] {
+        m.watch_routing.with_label_values(&[action]);
+    }
+    // REST series are per route template; the most common one stands for the rest at 0.
+    for status in ["2xx", "4xx", "5xx"] {
+        m.rest_requests
+            .with_label_values(&["/channels", "POST", status]);
+    }
+    m.rest_seconds.with_label_values(&["/channels"]);
+    for app in &config.apps {
+        let app = app.api_key.as_str();
+        for outcome in ["ok", "error"] {
+            m.upstream_connects.with_label_values(&[app, outcome]);
+        }
+        for reason in DISCONNECT_REASONS {
+            m.upstream_disconnects.with_label_values(&[app, reason]);
+        }
+        m.upstream_open.with_label_values(&[app]);
+        m.upstream_sessions.with_label_values(&[app]);
+    }
 }
 
 /// Re-probes upstream every `probe_interval` until the gateway stops.

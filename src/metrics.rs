@@ -9,7 +9,7 @@ use prometheus::{
 
 /// Event types that get their own label value; everything else is counted as `other`, which
 /// keeps label cardinality bounded whatever an upstream sends.
-const EVENT_TYPES: &[&str] = &[
+pub const EVENT_TYPES: &[&str] = &[
     "health.check",
     "message.new",
     "message.updated",
@@ -32,24 +32,68 @@ const EVENT_TYPES: &[&str] = &[
     "channel.updated",
 ];
 
-/// Every bound that counts its hits in `stream_edge_limit_hits_total`.
-pub const LIMITS: &[&str] = &[
-    "max_connections",
-    "max_sessions",
-    "max_sessions_per_user",
-    "max_upstream_per_app",
-    "connect_rate_per_ip",
-    "max_body_bytes",
-    "session_queue",
-    "tls_handshake_timeout",
-    "header_timeout",
-    "max_header_bytes",
-    "body_timeout",
-    "max_connections_per_ip",
-    "send_timeout",
-    "rest_buffered_total_bytes",
-    "revocation_capacity",
-];
+/// Every bound that counts its hits in `stream_edge_limit_hits_total{limit}`; each is named for
+/// its config key (README, "Limits and overload").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    MaxConnections,
+    MaxSessions,
+    MaxSessionsPerUser,
+    MaxUpstreamPerApp,
+    ConnectRatePerIp,
+    MaxBodyBytes,
+    SessionQueue,
+    TlsHandshakeTimeout,
+    HeaderTimeout,
+    MaxHeaderBytes,
+    BodyTimeout,
+    MaxConnectionsPerIp,
+    SendTimeout,
+    RestBufferedTotalBytes,
+    RevocationCapacity,
+}
+
+impl Limit {
+    /// Every limit, so each label is pre-created at 0.
+    pub const ALL: [Limit; 15] = [
+        Limit::MaxConnections,
+        Limit::MaxSessions,
+        Limit::MaxSessionsPerUser,
+        Limit::MaxUpstreamPerApp,
+        Limit::ConnectRatePerIp,
+        Limit::MaxBodyBytes,
+        Limit::SessionQueue,
+        Limit::TlsHandshakeTimeout,
+        Limit::HeaderTimeout,
+        Limit::MaxHeaderBytes,
+        Limit::BodyTimeout,
+        Limit::MaxConnectionsPerIp,
+        Limit::SendTimeout,
+        Limit::RestBufferedTotalBytes,
+        Limit::RevocationCapacity,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxSessions => "max_sessions",
+            Limit::MaxSessionsPerUser => "max_sessions_per_user",
+            Limit::MaxUpstreamPerApp => "max_upstream_per_app",
+            Limit::ConnectRatePerIp => "connect_rate_per_ip",
+            Limit::MaxBodyBytes => "max_body_bytes",
+            Limit::SessionQueue => "session_queue",
+            Limit::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::MaxHeaderBytes => "max_header_bytes",
+            Limit::BodyTimeout => "body_timeout",
+            Limit::MaxConnectionsPerIp => "max_connections_per_ip",
+            Limit::SendTimeout => "send_timeout",
+            Limit::RestBufferedTotalBytes => "rest_buffered_total_bytes",
+            Limit::RevocationCapacity => "revocation_capacity",
+        }
+    }
+}
 
 /// Maps an event type to a bounded label value.
 pub fn event_label(kind: &str) -> &'static str {
@@ -216,8 +260,8 @@ impl Metrics {
             self.jwt_cache.with_label_values(&[r]);
         }
         self.jwt_validations.with_label_values(&["ok", "0"]);
-        for limit in LIMITS {
-            self.limit_hits.with_label_values(&[limit]);
+        for limit in Limit::ALL {
+            self.limit_hits.with_label_values(&[limit.label()]);
         }
         for outcome in ["ok", "error"] {
             self.tls_reloads.with_label_values(&[outcome]);
@@ -227,6 +271,11 @@ impl Metrics {
         }
         self.config_warnings
             .with_label_values(&["untrusted_forwarded_for"]);
+    }
+
+    /// Counts one hit of `limit`.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits.with_label_values(&[limit.label()]).inc();
     }
 
     /// Text exposition of everything registered.

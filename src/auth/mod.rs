@@ -54,6 +54,24 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every [`AuthError::label`], so each can be pre-created at 0.
+    pub const LABELS: [&'static str; 14] = [
+        "unknown_api_key",
+        "token_expired",
+        "token_revoked",
+        "token_not_yet_valid",
+        "token_iat_future",
+        "token_bad_signature",
+        "token_malformed",
+        "token_algorithm",
+        "token_too_large",
+        "token_user_mismatch",
+        "server_token",
+        "dev_token_disabled",
+        "anonymous_disabled",
+        "token_missing",
+    ];
+
     /// Stream error code.
     pub fn code(&self) -> i32 {
         match self {

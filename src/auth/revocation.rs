@@ -36,10 +36,7 @@ impl Revocations {
             .max_capacity(capacity)
             .eviction_listener(move |_, _, cause| {
                 if cause.was_evicted() {
-                    metrics
-                        .limit_hits
-                        .with_label_values(&["revocation_capacity"])
-                        .inc();
+                    metrics.limit_hit(crate::metrics::Limit::RevocationCapacity);
                 }
             })
             .build();

@@ -19,6 +19,7 @@ use super::io::{Prefixed, Switch};
 use crate::error::EdgeError;
 use crate::http::body::{Gate, Gated};
 use crate::http::{cors, json_error, normalize, Body, BoxIo, Io, ReqBody};
+use crate::metrics::Limit;
 use crate::state::Shared;
 use crate::transport::ws::{self, Accepted, Upgrade};
 
@@ -80,14 +81,14 @@ pub(super) async fn serve_hyper<S: Io>(
     if let Err(e) = done {
         // hyper's own bounds, hit on a request after the first (the front checks the first).
         let limit = if e.is_timeout() {
-            Some("header_timeout")
+            Some(Limit::HeaderTimeout)
         } else if e.is_parse_too_large() {
-            Some("max_header_bytes")
+            Some(Limit::MaxHeaderBytes)
         } else {
             None
         };
         if let Some(limit) = limit {
-            shared.metrics.limit_hits.with_label_values(&[limit]).inc();
+            shared.metrics.limit_hit(limit);
         }
         tracing::debug!(error = %e, "client connection error");
         return None;

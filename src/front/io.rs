@@ -64,10 +64,7 @@ impl<S> WriteBound<S> {
             return Poll::Pending;
         }
         self.stalled = None;
-        self.metrics
-            .limit_hits
-            .with_label_values(&["send_timeout"])
-            .inc();
+        self.metrics.limit_hit(crate::metrics::Limit::SendTimeout);
         Poll::Ready(Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "the client took no bytes within limits.send_timeout_seconds",

@@ -65,9 +65,7 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
                     if !buf.is_empty() {
                         shared
                             .metrics
-                            .limit_hits
-                            .with_label_values(&["header_timeout"])
-                            .inc();
+                            .limit_hit(crate::metrics::Limit::HeaderTimeout);
                     }
                     return;
                 }
@@ -170,9 +168,7 @@ const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 async fn refuse_large_head<S: Io>(io: S, shared: &Shared) {
     shared
         .metrics
-        .limit_hits
-        .with_label_values(&["max_header_bytes"])
-        .inc();
+        .limit_hit(crate::metrics::Limit::MaxHeaderBytes);
     let message = format!(
         "request head over {} bytes (limits.max_header_bytes)",
         shared.config.limits.max_header_bytes

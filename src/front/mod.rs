@@ -33,9 +33,7 @@ pub async fn serve(
             Err(_) => {
                 shared
                     .metrics
-                    .limit_hits
-                    .with_label_values(&["max_connections"])
-                    .inc();
+                    .limit_hit(crate::metrics::Limit::MaxConnections);
                 tokio::select! {
                     p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                     _ = shared.shutdown.cancelled() => return,
@@ -58,9 +56,7 @@ pub async fn serve(
         let Some(slot) = shared.conns_per_ip.admit(peer.ip()) else {
             shared
                 .metrics
-                .limit_hits
-                .with_label_values(&["max_connections_per_ip"])
-                .inc();
+                .limit_hit(crate::metrics::Limit::MaxConnectionsPerIp);
             // Plain HTTP gets a 429 in Stream's shape; a TLS client (no handshake yet) is closed.
             // The refusal holds its connection permit until it is done (about a second at most).
             if tls.is_none() {
@@ -122,9 +118,7 @@ async fn handshake(
         Err(_) => {
             shared
                 .metrics
-                .limit_hits
-                .with_label_values(&["tls_handshake_timeout"])
-                .inc();
+                .limit_hit(crate::metrics::Limit::TlsHandshakeTimeout);
             None
         }
     }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::Limits;
 use crate::error::EdgeError;
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics};
 
 /// Whether the request hyper is serving is over: its body read to the end and its response body
 /// produced to the end. Reset when hyper hands the service a new request.
@@ -122,11 +122,11 @@ impl ReqBody {
 
     fn fail(
         &mut self,
-        limit: &str,
+        limit: Limit,
         e: ClientBodyError,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         self.failed = true;
-        self.metrics.limit_hits.with_label_values(&[limit]).inc();
+        self.metrics.limit_hit(limit);
         Poll::Ready(Some(Err(e)))
     }
 }
@@ -145,14 +145,14 @@ impl Body for ReqBody {
         }
         // Checked before reading too: a body dripped a byte at a time is always ready.
         if Instant::now() >= this.deadline {
-            return this.fail("body_timeout", ClientBodyError::Timeout(this.budget));
+            return this.fail(Limit::BodyTimeout, ClientBodyError::Timeout(this.budget));
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.read = this.read.saturating_add(data.len());
                     if this.read > this.max {
-                        return this.fail("max_body_bytes", ClientBodyError::TooLarge(this.max));
+                        return this.fail(Limit::MaxBodyBytes, ClientBodyError::TooLarge(this.max));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -169,7 +169,7 @@ impl Body for ReqBody {
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
-                        this.fail("body_timeout", ClientBodyError::Timeout(this.budget))
+                        this.fail(Limit::BodyTimeout, ClientBodyError::Timeout(this.budget))
                     }
                     Poll::Pending => Poll::Pending,
                 }

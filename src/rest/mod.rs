@@ -399,9 +399,7 @@ async fn request_body(
     if declared.is_some_and(|n| n > max_body as u64) {
         shared
             .metrics
-            .limit_hits
-            .with_label_values(&["max_body_bytes"])
-            .inc();
+            .limit_hit(crate::metrics::Limit::MaxBodyBytes);
         return Err(EdgeError::PayloadTooLarge(format!(
             "request body over the {max_body} byte limit"
         )));
@@ -417,8 +415,7 @@ async fn request_body(
         // Buffered bodies share one budget, so clients that send large bodies and stall cannot
         // make the gateway hold unbounded memory.
         let budget = shared.buffer_budget.reserve(declared).ok_or_else(|| {
-            let m = &shared.metrics.limit_hits;
-            m.with_label_values(&["rest_buffered_total_bytes"]).inc();
+            (shared.metrics).limit_hit(crate::metrics::Limit::RestBufferedTotalBytes);
             EdgeError::RateLimited("the gateway is buffering too many request bodies".into())
         })?;
         let bytes = read_limited(body, shared.config.limits.rest_max_buffered_body).await?;

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::mailbox::{Delivery, Mailbox, Pushed};
 
+use super::end::SessionEnd;
 use super::event::{Audience, EventHead};
 use super::watch::{SessionId, WatchTable};
 use super::Transport;
-use crate::error::close;
 use crate::metrics::{event_label, Metrics};
 use crate::privacy::filter::{self, Known, Verdict};
 use crate::privacy::Privacy;
@@ -254,11 +254,8 @@ impl Hub {
                     .events_dropped
                     .with_label_values(&["slow_consumer", kind])
                     .inc();
-                self.metrics
-                    .limit_hits
-                    .with_label_values(&["session_queue"])
-                    .inc();
-                entry.mailbox.close(close::TRY_AGAIN_LATER, "slow consumer");
+                self.metrics.limit_hit(crate::metrics::Limit::SessionQueue);
+                entry.mailbox.close(SessionEnd::SlowConsumer);
             }
             Pushed::Closed => {}
         }
@@ -269,7 +266,7 @@ impl Hub {
         let mut n = 0;
         for entry in self.lock().sessions.values() {
             if entry.token_iat.is_some_and(&revoked) && entry.mailbox.close_reason().is_none() {
-                entry.mailbox.close(close::TOKEN_EXPIRED, "token_revoked");
+                entry.mailbox.close(SessionEnd::TokenRevoked);
                 n += 1;
             }
         }
@@ -277,9 +274,9 @@ impl Hub {
     }
 
     /// Closes every session (upstream lost or gateway retiring the hub).
-    pub(super) fn close_all(&self, code: u16, reason: &'static str) {
+    pub(super) fn close_all(&self, end: SessionEnd) {
         for entry in self.lock().sessions.values() {
-            entry.mailbox.close(code, reason);
+            entry.mailbox.close(end);
         }
     }
 }

@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{LongPollConfig, DEFAULT_LONGPOLL_SWEEP};
 
-use super::{Attachment, Hub, Mailbox, Next, SessionId};
-use crate::error::close;
+use super::{Attachment, Hub, Mailbox, Next, SessionEnd, SessionId};
 use crate::metrics::Metrics;
 
 /// How a poll ended.
@@ -75,20 +74,19 @@ impl LpSession {
 
     /// Why the session must end now, if it must: its queue overflowed or its upstream was lost
     /// (the mailbox is closed), or it was not polled for `timeout`.
-    fn expiry(&self, timeout: std::time::Duration) -> Option<&'static str> {
-        if let Some((code, _)) = self.mailbox.close_reason() {
-            return Some(closed_reason(code));
+    fn expiry(&self, timeout: std::time::Duration) -> Option<SessionEnd> {
+        if let Some(end) = self.mailbox.close_reason() {
+            return Some(end);
         }
         let idle =
             self.polling.load(Ordering::Acquire) == 0 && self.last_poll().elapsed() >= timeout;
-        idle.then_some("idle")
+        idle.then_some(SessionEnd::ClientIdle)
     }
 
-    /// The reason to record when a held poll found the session over.
-    pub fn end_reason(&self) -> &'static str {
-        self.mailbox
-            .close_reason()
-            .map_or("ended", |(code, _)| closed_reason(code))
+    /// Why a held poll found the session over: its mailbox's reason, else the drain (the only
+    /// other way a poll is cut short).
+    pub fn end_reason(&self) -> SessionEnd {
+        self.mailbox.close_reason().unwrap_or(SessionEnd::Draining)
     }
 
     fn touch(&self) {
@@ -150,14 +148,6 @@ impl LpSession {
     }
 }
 
-fn closed_reason(code: u16) -> &'static str {
-    match code {
-        close::TRY_AGAIN_LATER => "queue_overflow",
-        close::TOKEN_EXPIRED => "token_revoked",
-        _ => "upstream_lost",
-    }
-}
-
 /// How often the sweeper scans: a quarter of the session timeout, at most
 /// [`DEFAULT_LONGPOLL_SWEEP`], so a session outlives its timeout by at most a quarter of it.
 pub fn sweep_interval(cfg: &LongPollConfig) -> std::time::Duration {
@@ -183,7 +173,7 @@ pub async fn sweep(polls: &LongPolls, cfg: &LongPollConfig, stop: &CancellationT
     }
     let all: Vec<SessionId> = polls.lock().keys().cloned().collect();
     for id in all {
-        polls.remove(&id, "draining");
+        polls.remove(&id, SessionEnd::Draining);
     }
 }
 
@@ -215,17 +205,18 @@ impl LongPolls {
 
     /// Ends a session: it leaves the registry, its held poll (if any) answers code 46, and its
     /// hub attachment is dropped with the last reference.
-    pub fn remove(&self, id: &str, reason: &'static str) {
+    pub fn remove(&self, id: &str, end: SessionEnd) {
         let Some(s) = self.lock().remove(id) else {
             return;
         };
         s.ended.cancel();
         let m = &self.metrics;
         m.sessions_open.with_label_values(&["longpoll"]).dec();
+        let reason = end.label();
         m.sessions_closed
             .with_label_values(&["longpoll", reason])
             .inc();
-        if matches!(reason, "idle" | "queue_overflow" | "upstream_lost") {
+        if end.expires_longpoll() {
             m.longpoll_expired.with_label_values(&[reason]).inc();
         }
         tracing::info!(transport = "longpoll", user = %s.hub.user, reason, "session closed");

@@ -12,6 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use tokio::sync::Notify;
+
+use super::end::SessionEnd;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A drained queue keeps its buffer up to this many slots; a larger one (left by a burst) is freed
@@ -27,8 +29,8 @@ pub struct Delivery {
 /// What the transport gets next.
 pub enum Next {
     Event(Delivery),
-    /// The session must close with this code and metric reason.
-    Closed(u16, &'static str),
+    /// The session must end, and why.
+    Closed(SessionEnd),
 }
 
 /// The outcome of a push.
@@ -43,7 +45,7 @@ pub enum Pushed {
 
 struct State {
     queue: VecDeque<Delivery>,
-    closed: Option<(u16, &'static str)>,
+    closed: Option<SessionEnd>,
 }
 
 /// One session's inbox.
@@ -92,18 +94,18 @@ impl Mailbox {
         Pushed::Queued
     }
 
-    /// Asks the session to close; the first reason wins.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    /// Asks the session to end; the first reason wins.
+    pub fn close(&self, end: SessionEnd) {
         let mut st = self.lock();
         if st.closed.is_none() {
-            st.closed = Some((code, reason));
+            st.closed = Some(end);
         }
         drop(st);
         self.notify.notify_waiters();
     }
 
     /// The close reason, once [`Mailbox::close`] was called.
-    pub fn close_reason(&self) -> Option<(u16, &'static str)> {
+    pub fn close_reason(&self) -> Option<SessionEnd> {
         self.lock().closed
     }
 
@@ -115,8 +117,8 @@ impl Mailbox {
             notified.as_mut().enable();
             {
                 let mut st = self.lock();
-                if let Some((code, reason)) = st.closed {
-                    return Next::Closed(code, reason);
+                if let Some(end) = st.closed {
+                    return Next::Closed(end);
                 }
                 if let Some(d) = pop(&mut st) {
                     return Next::Event(d);
@@ -165,15 +167,15 @@ mod tests {
             Next::Event(e) => assert_eq!(e.frame.as_str(), "a"),
             Next::Closed(..) => panic!("closed"),
         }
-        m.close(1013, "slow consumer");
-        m.close(1011, "later reason loses");
+        m.close(SessionEnd::SlowConsumer);
+        m.close(SessionEnd::UpstreamLost);
         assert!(matches!(
             m.next().await,
-            Next::Closed(1013, "slow consumer")
+            Next::Closed(SessionEnd::SlowConsumer)
         ));
         assert!(m.try_next().is_none());
         assert_eq!(m.push(d("d")), Pushed::Closed);
-        assert_eq!(m.close_reason(), Some((1013, "slow consumer")));
+        assert_eq!(m.close_reason(), Some(SessionEnd::SlowConsumer));
     }
 
     #[tokio::test]
@@ -193,9 +195,9 @@ mod tests {
         tokio::task::yield_now().await;
         m.push(d("x"));
         assert_eq!(got_rx.await.expect("first event"), "x");
-        m.close(1011, "upstream_lost");
+        m.close(SessionEnd::UpstreamLost);
         let last = waiter.await.expect("waiter");
-        assert!(matches!(last, Next::Closed(1011, "upstream_lost")));
+        assert!(matches!(last, Next::Closed(SessionEnd::UpstreamLost)));
     }
 
     #[test]

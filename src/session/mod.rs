@@ -11,6 +11,7 @@
 
 pub mod app_settings;
 mod backoff;
+pub mod end;
 pub mod event;
 mod hub;
 pub mod longpoll;
@@ -25,13 +26,15 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+pub use end::SessionEnd;
 pub use hub::{Hub, Ready, Status};
 pub use mailbox::{Delivery, Mailbox, Next};
+pub use upstream_task::DISCONNECT_REASONS;
 pub use watch::SessionId;
 
 use crate::auth::{AuthError, Identity, Revocations, TokenKind};
 use crate::error::EdgeError;
-use crate::metrics::Metrics;
+use crate::metrics::{Limit, Metrics};
 use crate::privacy::Privacy;
 
 use crate::shutdown::Shutdown;
@@ -103,9 +106,8 @@ impl Attachment {
     /// (`auth.ended_session_grace_seconds`): the SDK keeps sending it on REST calls until it has
     /// reconnected, and those calls (retried by the SDK with a refreshed token after code 40) must
     /// not fail with code 46. The bound id also keeps the hub from retiring meanwhile.
-    pub fn end_for_token(&mut self, reason: &'static str) {
-        self.mailbox
-            .close(crate::error::close::TOKEN_EXPIRED, reason);
+    pub fn end_for_token(&mut self, end: SessionEnd) {
+        self.mailbox.close(end);
         self.guard.grace = Some(self.guard.hubs.inner.ended_grace);
     }
 }
@@ -262,15 +264,14 @@ impl Hubs {
         let limits = &self.inner.limits;
         let mut hubs = lock(&self.inner.hubs);
         if lock(&self.inner.sessions).len() >= limits.max_sessions {
-            return Err(self.limit_hit("max_sessions", "too many sessions on this gateway"));
+            return Err(self.limit_hit(Limit::MaxSessions, "too many sessions on this gateway"));
         }
         let key: HubKey = (Arc::from(app), identity.user_id.clone());
         let (hub, created) = match hubs.get(&key) {
             Some(h) => {
                 if h.session_count() >= limits.max_sessions_per_user {
-                    return Err(
-                        self.limit_hit("max_sessions_per_user", "too many sessions for this user")
-                    );
+                    return Err(self
+                        .limit_hit(Limit::MaxSessionsPerUser, "too many sessions for this user"));
                 }
                 (h.clone(), false)
             }
@@ -282,7 +283,7 @@ impl Hubs {
                         >= limits.max_upstream_per_app
                 {
                     return Err(self.limit_hit(
-                        "max_upstream_per_app",
+                        Limit::MaxUpstreamPerApp,
                         "too many upstream connections for this app",
                     ));
                 }
@@ -331,12 +332,8 @@ impl Hubs {
         Ok((hub, changed))
     }
 
-    fn limit_hit(&self, limit: &'static str, message: &str) -> EdgeError {
-        self.inner
-            .metrics
-            .limit_hits
-            .with_label_values(&[limit])
-            .inc();
+    fn limit_hit(&self, limit: Limit, message: &str) -> EdgeError {
+        self.inner.metrics.limit_hit(limit);
         EdgeError::RateLimited(message.to_string())
     }
 
@@ -390,10 +387,7 @@ impl Hubs {
             remove_if_same(&mut hubs, hub);
         }
         hub.status.send_replace(Status::Down(Arc::from(why)));
-        hub.close_all(
-            crate::error::close::UPSTREAM_LOST,
-            "upstream connection lost",
-        );
+        hub.close_all(SessionEnd::UpstreamLost);
         hub.cancel.cancel();
     }
 

@@ -85,6 +85,9 @@ async fn open(
     Some((ws, ping))
 }
 
+/// Every reason an upstream connection ends (`upstream_disconnects_total{reason}`).
+pub const DISCONNECT_REASONS: [&str; 4] = ["retired", "closed_by_upstream", "error", "watchdog"];
+
 /// Relays upstream frames into the hub until the connection ends or the hub retires.
 async fn serve(
     mut ws: UpstreamSocket,

@@ -82,13 +82,56 @@ pub fn admit_ip(ip: std::net::IpAddr, shared: &crate::state::Shared) -> Result<(
     } else {
         shared
             .metrics
-            .limit_hits
-            .with_label_values(&["connect_rate_per_ip"])
-            .inc();
+            .limit_hit(crate::metrics::Limit::ConnectRatePerIp);
         Err(EdgeError::RateLimited(
             "too many connection attempts from this client; retry later".into(),
         ))
     }
+}
+
+/// Opens a session from a connect request, the same for both transports: the client's own
+/// privacy settings (only what it turns off counts before upstream confirms), the attachment to
+/// its user's hub (waiting for the upstream connection), and, for every refusal, one count in
+/// `connect_rejected_total{transport, reason}`. The caller answers in its transport's form.
+///
+/// # Errors
+/// The connect was refused before (`prepared`), or attaching failed, or the gateway is draining.
+pub async fn open(
+    prepared: Result<Prepared, EdgeError>,
+    transport: crate::session::Transport,
+    shared: &crate::state::Shared,
+) -> Result<(Prepared, crate::session::Attachment), EdgeError> {
+    let opened = async {
+        let prepared = prepared?;
+        let req = &prepared.request;
+        shared
+            .privacy
+            .learn_restrictive(&req.api_key, req.details.get())
+            .await;
+        let queue = match transport {
+            crate::session::Transport::Ws => shared.config.limits.session_queue,
+            crate::session::Transport::LongPoll => shared.config.longpoll.queue_capacity,
+        };
+        let attach = shared.hubs.attach(
+            &req.api_key,
+            &prepared.identity,
+            &req.details,
+            transport,
+            queue,
+        );
+        let att = tokio::select! {
+            r = attach => r?,
+            _ = shared.shutdown.cancelled() => return Err(EdgeError::Draining),
+        };
+        Ok((prepared, att))
+    };
+    opened.await.inspect_err(|e| {
+        shared
+            .metrics
+            .connect_rejected
+            .with_label_values(&[transport.label(), e.class().label])
+            .inc();
+    })
 }
 
 /// True for ids in Stream's alphabet: letters, digits, `@`, `_`, `-`.

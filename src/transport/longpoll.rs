@@ -14,7 +14,7 @@ use crate::auth::{Credentials, Identity};
 use crate::error::EdgeError;
 use crate::http::{cors, json, json_error, Body, ReqBody};
 use crate::session::longpoll::{LpSession, PollEnd};
-use crate::session::Transport;
+use crate::session::{SessionEnd, Transport};
 use crate::state::Shared;
 
 /// What a `/longpoll` query asks for.
@@ -104,27 +104,14 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
                 Ok(caller) => poll(&shared, &id, &caller).await,
             }
         }
-        _ if has_json => match super::connect::admit_ip(client_ip, &shared) {
+        _ if has_json => {
+            let prepared = connect::admit_ip(client_ip, &shared).and_then(|()| {
+                connect::prepare(&query, token.as_deref(), auth_type.as_deref(), &shared)
+            });
             // Boxed: the connect's one-off futures (auth, privacy, hub attach) would otherwise
             // size every held poll's future.
-            Ok(()) => {
-                Box::pin(connect(
-                    &shared,
-                    &query,
-                    token.as_deref(),
-                    auth_type.as_deref(),
-                ))
-                .await
-            }
-
-            Err(e) => {
-                m.connect_rejected
-                    .with_label_values(&["longpoll", e.class().label])
-                    .inc();
-                Err(e)
-            }
-        },
-
+            Box::pin(open(&shared, prepared)).await
+        }
         _ => Err(EdgeError::BadInput(
             "longpoll needs json (connect) or connection_id (poll)".into(),
         )),
@@ -141,42 +128,13 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
     resp
 }
 
-async fn connect(
+/// A long-poll connect: the session opened as both transports open one
+/// ([`connect::open`]), registered for its polls, and answered with the connected event.
+async fn open(
     shared: &Arc<Shared>,
-    query: &str,
-    token: Option<&str>,
-    auth_type: Option<&str>,
+    prepared: Result<connect::Prepared, EdgeError>,
 ) -> Result<Response<Body>, EdgeError> {
-    let m = &shared.metrics;
-    let parsed = connect::prepare(query, token, auth_type, shared).map(|p| (p.request, p.identity));
-    let (request, identity) = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            m.connect_rejected
-                .with_label_values(&["longpoll", e.class().label])
-                .inc();
-            return Err(e);
-        }
-    };
-    shared
-        .privacy
-        .learn_restrictive(&request.api_key, request.details.get())
-        .await;
-    let att = shared
-        .hubs
-        .attach(
-            &request.api_key,
-            &identity,
-            &request.details,
-            Transport::LongPoll,
-            shared.config.longpoll.queue_capacity,
-        )
-        .await
-        .inspect_err(|e| {
-            m.connect_rejected
-                .with_label_values(&["longpoll", e.class().label])
-                .inc();
-        })?;
+    let (prepared, att) = connect::open(prepared, Transport::LongPoll, shared).await?;
     let body = format!(
         "{{\"event\":{}}}",
         super::frames::connected(&att.id, &att.ready.me)
@@ -184,14 +142,14 @@ async fn connect(
     let id = att.id.clone();
     shared
         .longpolls
-        .insert(LpSession::new(att, request.anonymous));
-
+        .insert(LpSession::new(att, prepared.request.anonymous));
+    let m = &shared.metrics;
     m.sessions_opened.with_label_values(&["longpoll"]).inc();
     m.sessions_open.with_label_values(&["longpoll"]).inc();
     // The sweeper ends every session once when draining starts; one that registered after that
     // scan is ended here.
     if shared.shutdown.is_cancelled() {
-        shared.longpolls.remove(&id, "draining");
+        shared.longpolls.remove(&id, SessionEnd::Draining);
         return Err(EdgeError::Draining);
     }
     Ok(json(StatusCode::OK, body))
@@ -290,8 +248,11 @@ async fn poll(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Bod
         }
         PollEnd::Preempted => ("preempted", "{\"events\":[]}".to_string()),
         PollEnd::Gone => {
-            let reason = shared.longpolls.get(id).map_or("ended", |s| s.end_reason());
-            shared.longpolls.remove(id, reason);
+            let end = shared
+                .longpolls
+                .get(id)
+                .map_or(SessionEnd::Draining, |s| s.end_reason());
+            shared.longpolls.remove(id, end);
             return Err(EdgeError::ConnectionNotFound);
         }
     };
@@ -301,7 +262,7 @@ async fn poll(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Bod
 
 fn end(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Body>, EdgeError> {
     owned(shared, id, caller)?;
-    shared.longpolls.remove(id, "client_closed");
+    shared.longpolls.remove(id, SessionEnd::ClientClosed);
     shared
         .metrics
         .longpoll_polls

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::frames;
 use crate::error::{close, EdgeError};
-use crate::session::{Attachment, Next, Transport};
+use crate::session::{Attachment, Next, SessionEnd, Transport};
 use crate::state::Shared;
 
 type Socket = WebSocketStream<BoxIo>;
@@ -60,7 +60,8 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
     m.sessions_opened.with_label_values(&["ws"]).inc();
     m.sessions_open.with_label_values(&["ws"]).inc();
     let started = Instant::now();
-    let (code, reason) = serve(&mut ws, att, owner.exp, &shared).await;
+    let end = serve(&mut ws, att, owner.exp, &shared).await;
+    let reason = end.label();
     m.sessions_open.with_label_values(&["ws"]).dec();
     m.sessions_closed.with_label_values(&["ws", reason]).inc();
     tracing::info!(
@@ -68,12 +69,12 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
         user = %owner.user,
         transport = "ws",
         duration_ms = started.elapsed().as_millis() as u64,
-        close_code = code,
+        close_code = end.close_code().unwrap_or(0),
         reason,
         "session closed"
     );
-    if code != 0 {
-        Box::pin(close_socket(&mut ws, code, reason)).await;
+    if let Some(code) = end.close_code() {
+        Box::pin(close_socket(&mut ws, code, end.text())).await;
     }
 }
 
@@ -83,36 +84,10 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, At
     let Pending { io, prepared } = *pending;
     let config = socket_config(shared);
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-    let prepared = match prepared {
-        Ok(p) => p,
+    let (prepared, att) = match super::connect::open(prepared, Transport::Ws, shared).await {
+        Ok(opened) => opened,
         Err(e) => {
-            reject(ws, &e, shared).await;
-            return None;
-        }
-    };
-
-    // What the client turns off for itself takes effect for the next event; what it turns on
-    // waits for upstream to confirm.
-    shared
-        .privacy
-        .learn_restrictive(&prepared.request.api_key, prepared.request.details.get())
-        .await;
-    let attach = shared.hubs.attach(
-        &prepared.request.api_key,
-        &prepared.identity,
-        &prepared.request.details,
-        Transport::Ws,
-        shared.config.limits.session_queue,
-    );
-
-    let att = tokio::select! {
-        r = attach => r,
-        _ = shared.shutdown.cancelled() => Err(EdgeError::Draining),
-    };
-    let att = match att {
-        Ok(a) => a,
-        Err(e) => {
-            reject(ws, &e, shared).await;
+            reject(ws, &e).await;
             return None;
         }
     };
@@ -130,13 +105,8 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, At
 
 /// Refuses a connect: retryable failures close with a reconnect code and no error frame (the SDK
 /// would treat an error frame as final); everything else gets the error frame and close 1000.
-async fn reject(mut ws: Socket, err: &EdgeError, shared: &Shared) {
+async fn reject(mut ws: Socket, err: &EdgeError) {
     let class = err.class();
-    shared
-        .metrics
-        .connect_rejected
-        .with_label_values(&["ws", class.label])
-        .inc();
     tracing::debug!(reason = class.label, error = %err, "ws connect refused");
     if err.is_retryable() {
         close_socket(&mut ws, class.close, class.label).await;
@@ -155,14 +125,13 @@ async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
 }
 
-/// The live loop. Returns the close code to send (0 when the socket is already gone) and the
-/// metric reason.
+/// The live loop, until the session ends.
 async fn serve(
     ws: &mut Socket,
     mut att: Attachment,
     exp: Option<u64>,
     shared: &Shared,
-) -> (u16, &'static str) {
+) -> SessionEnd {
     let m = &shared.metrics;
     let cfg = &shared.config.ws;
     let health = tokio::time::sleep(cfg.health_interval);
@@ -175,21 +144,21 @@ async fn serve(
     let bytes_in = m.bytes.with_label_values(&["in", "ws"]);
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return (close::GOING_AWAY, "draining"),
+            _ = shared.shutdown.cancelled() => return SessionEnd::Draining,
             _ = &mut expiry, if exp.is_some() => {
-                att.end_for_token("token_expired");
-                return (close::TOKEN_EXPIRED, "token_expired");
+                att.end_for_token(SessionEnd::TokenExpired);
+                return SessionEnd::TokenExpired;
             }
-            _ = &mut idle => return (close::IDLE, "client_idle"),
+            _ = &mut idle => return SessionEnd::ClientIdle,
             next = att.mailbox.next() => {
                 let first = match next {
                     Next::Event(d) => d,
-                    Next::Closed(code, reason) => {
-                        if code == close::TOKEN_EXPIRED {
+                    Next::Closed(end) => {
+                        if end.is_token() {
                             // Revoked: ends as an expired token does.
-                            att.end_for_token(reason);
+                            att.end_for_token(end);
                         }
-                        return (code, reason);
+                        return end;
                     }
                 };
                 let mut batch = Some(first);
@@ -197,7 +166,7 @@ async fn serve(
                 while let Some(d) = batch.take() {
                     bytes_out.inc_by(d.frame.len() as u64);
                     if ws.feed(Message::Text(d.frame)).await.is_err() {
-                        return (0, "write_error");
+                        return SessionEnd::WriteError;
                     }
                     delivery.observe(d.received.elapsed().as_secs_f64());
                     n += 1;
@@ -206,29 +175,29 @@ async fn serve(
                     }
                 }
                 if ws.flush().await.is_err() {
-                    return (0, "write_error");
+                    return SessionEnd::WriteError;
                 }
                 health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
             }
             _ = &mut health => {
                 if ws.send(Message::text(frames::health_check(&att.id))).await.is_err() {
-                    return (0, "write_error");
+                    return SessionEnd::WriteError;
                 }
                 health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
             }
             msg = ws.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + cfg.client_idle_timeout);
                 match msg {
-                    None | Some(Ok(Message::Close(_))) => return (0, "client_closed"),
+                    None | Some(Ok(Message::Close(_))) => return SessionEnd::ClientClosed,
                     Some(Err(WsError::Capacity(_))) => {
                         m.bad_input.with_label_values(&["ws", "frame_too_large"]).inc();
-                        return (close::TOO_BIG, "frame_too_large");
+                        return SessionEnd::FrameTooLarge;
                     }
                     Some(Err(WsError::Protocol(_))) => {
                         m.bad_input.with_label_values(&["ws", "protocol_violation"]).inc();
-                        return (1002, "protocol_violation");
+                        return SessionEnd::ProtocolViolation;
                     }
-                    Some(Err(_)) => return (0, "read_error"),
+                    Some(Err(_)) => return SessionEnd::ReadError,
                     Some(Ok(Message::Text(t))) => {
                         bytes_in.inc_by(t.len() as u64);
                         let reply = match frames::is_ping(t.as_str()) {
@@ -245,7 +214,7 @@ async fn serve(
                             }
                         };
                         if ws.send(Message::text(reply)).await.is_err() {
-                            return (0, "write_error");
+                            return SessionEnd::WriteError;
                         }
                         health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
                     }
@@ -253,7 +222,7 @@ async fn serve(
                         m.bad_input.with_label_values(&["ws", "binary_frame"]).inc();
                         let err = EdgeError::BadInput("binary frames are not supported".into());
                         if ws.send(Message::text(frames::error(&err))).await.is_err() {
-                            return (0, "write_error");
+                            return SessionEnd::WriteError;
                         }
                     }
                     Some(Ok(_)) => {}

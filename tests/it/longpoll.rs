@@ -208,8 +208,11 @@ async fn unknown_foreign_closed_and_expired_ids() {
     // Not polled for longer than the session timeout: expired, code 46, counted.
     let (id, _) = lp_connect(&gw, "lp-idle").await;
     eventually("idle expiry", || async {
-        gw.metric("stream_edge_longpoll_expired_total", &[("reason", "idle")])
-            .await
+        gw.metric(
+            "stream_edge_longpoll_expired_total",
+            &[("reason", "client_idle")],
+        )
+        .await
             == 1.0
     })
     .await;
@@ -234,7 +237,7 @@ async fn overflow_expires_the_session() {
     eventually("overflow expiry", || async {
         gw.metric(
             "stream_edge_longpoll_expired_total",
-            &[("reason", "queue_overflow")],
+            &[("reason", "slow_consumer")],
         )
         .await
             == 1.0

@@ -324,6 +324,41 @@ async fn readme_metrics_table_matches_what_metrics_exports() {
     );
 }
 
+/// Every metric a dashboard panel queries, from the committed dashboard.
+fn dashboard_metrics() -> BTreeSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/dashboards/stream-edge.json"
+    );
+    let text = std::fs::read_to_string(path).expect("dashboard");
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("stream_edge_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        out.insert(name);
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_dashboard_panel_has_data_on_a_fresh_gateway() {
+    let gw = TestGateway::start().await;
+    let text = scrape(&gw).await;
+    let wanted = dashboard_metrics();
+    assert!(wanted.len() > 20, "{wanted:?}");
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|name| {
+            !text
+                .lines()
+                .any(|l| l.starts_with(name.as_str()) && !l.starts_with('#'))
+        })
+        .collect();
+    assert!(missing.is_empty(), "no series yet for {missing:?}");
+}
+
 #[test]
 fn the_table_check_sees_differences() {
     let doc = readme_table();
