@@ -4,7 +4,7 @@
 //! clap reads flags and their environment variables into [`ConfigArgs`] (flag over variable); tests
 //! construct [`ConfigArgs`] directly instead of touching the process environment. The file is
 //! parsed into a TOML tree, each flag that names a key replaces that key in the tree
-//! ([`ConfigArgs::overrides`]), and the tree is deserialised once into [`Config`], whose `Default`
+//! (`ConfigArgs::overrides`), and the tree is deserialised once into [`Config`], whose `Default`
 //! impls supply every key left out. A rejection names the key, and the file line or the flag it
 //! came from.
 
