@@ -1,16 +1,21 @@
-//! Resolving a [`Config`] from flags, environment and file: flag > env > file > default.
+//! Resolving a [`Config`] from flags, environment and file: flag > env > file > default, in one
+//! place.
 //!
-//! clap reads flags and their environment variables into [`ConfigArgs`]; tests construct
-//! [`ConfigArgs`] directly instead of touching the process environment.
+//! clap reads flags and their environment variables into [`ConfigArgs`] (flag over variable); tests
+//! construct [`ConfigArgs`] directly instead of touching the process environment. The file is
+//! parsed into a TOML tree, each flag that names a key replaces that key in the tree
+//! (`ConfigArgs::overrides`), and the tree is deserialised once into [`Config`], whose `Default`
+//! impls supply every key left out. A rejection names the key, and the file line or the flag it
+//! came from.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 
-use super::{
-    AppConfig, Config, ConfigError, FileConfig, LogFormat, Secret, UpstreamTarget, DEV_API_KEY,
-    DEV_API_SECRET,
-};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::{AppConfig, Config, ConfigError, Secret, UpstreamTarget};
 
 /// Options shared by `serve`, `check-config` and `token`, each with its environment variable.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -44,71 +49,64 @@ impl ConfigArgs {
     /// # Errors
     /// Unreadable or invalid file, or a value that fails validation.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        let file = match &self.config {
+        let text = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.clone(),
                     source,
                 })?;
-                FileConfig::parse(&text).map_err(|message| ConfigError::Parse {
-                    path: path.clone(),
-                    message,
-                })?
+                Some((path.as_path(), text))
             }
-            None => FileConfig::default(),
+            None => None,
         };
-        let config = self.merge(file)?;
+        let config = self.layer(text.as_ref().map(|(p, t)| (*p, t.as_str())))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Layers flags/env over `file` over defaults. Does not validate.
+    /// Flags (or their environment variables) that set a file key: the key's path, the name a
+    /// rejection gives it, and the value if one was given. Adding a flag for a key: a field above and
+    /// a row here.
+    fn overrides(&self) -> [(&'static str, &'static str, Option<&String>); 4] {
+        [
+            ("listen", "listen", self.listen.as_ref()),
+            ("admin_listen", "admin_listen", self.admin_listen.as_ref()),
+            ("upstream.url", "upstream", self.upstream.as_ref()),
+            ("log_format", "log_format", self.log_format.as_ref()),
+        ]
+    }
+
+    /// Layers flags/env over `file` (its path and text) over defaults. Does not validate.
     ///
     /// # Errors
-    /// A value that does not parse.
-    pub fn merge(&self, file: FileConfig) -> Result<Config, ConfigError> {
-        let mut c = Config::local_dev();
-        c.listen = addr(
-            "listen",
-            self.listen.clone().or(file.listen),
-            super::DEFAULT_LISTEN,
-        )?;
-        c.admin_listen = addr(
-            "admin_listen",
-            self.admin_listen.clone().or(file.admin_listen),
-            super::DEFAULT_ADMIN_LISTEN,
-        )?;
-        c.log_format = match self.log_format.clone().or(file.log_format).as_deref() {
-            None | Some("human") => LogFormat::Human,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "log_format",
-                    format!("`{other}` is not human or json"),
-                ))
+    /// A file that does not parse, an unknown key, or a value of the wrong form.
+    pub fn layer(&self, file: Option<(&Path, &str)>) -> Result<Config, ConfigError> {
+        let mut tree = match file {
+            Some((path, text)) => DeTable::parse(text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.message().to_string() + &line_of(text, e.span()),
+            })?,
+            None => Spanned::new(0..0, DeTable::new()),
+        };
+        let overrides = self.overrides();
+        for (key, _, value) in &overrides {
+            if let Some(value) = value {
+                set(tree.get_mut(), key, value);
             }
-        };
-        c.upstream.target = match self
-            .upstream
-            .clone()
-            .or(file.upstream.url.clone())
-            .as_deref()
-        {
-            None | Some("embedded") => UpstreamTarget::Embedded,
-            Some(raw) => UpstreamTarget::Url(
-                url::Url::parse(raw)
-                    .map_err(|e| ConfigError::invalid("upstream", format!("{raw}: {e}")))?,
-            ),
-        };
+        }
+        let mut config = Config::deserialize(toml::de::Deserializer::from(tree))
+            .map_err(|e| rejection(&e, file, &overrides))?;
+        self.add_app(&mut config.apps)?;
+        config.dev_credentials =
+            config.apps.is_empty() && config.upstream.target == UpstreamTarget::Embedded;
+        if config.dev_credentials {
+            config.apps.push(AppConfig::dev());
+        }
+        Ok(config)
+    }
 
-        let mut apps: Vec<AppConfig> = file
-            .apps
-            .into_iter()
-            .map(|a| AppConfig {
-                api_key: a.api_key,
-                secrets: a.secrets.into_iter().map(Secret).collect(),
-            })
-            .collect();
+    /// `--api-key` with `--api-secret` add that app first, replacing a file app of the same key.
+    fn add_app(&self, apps: &mut Vec<AppConfig>) -> Result<(), ConfigError> {
         match (&self.api_key, &self.api_secret) {
             (Some(key), Some(secrets)) => {
                 apps.retain(|a| &a.api_key != key);
@@ -122,263 +120,86 @@ impl ConfigArgs {
                             .collect(),
                     },
                 );
+                Ok(())
             }
-            (None, None) => {}
-            _ => {
-                return Err(ConfigError::invalid(
-                    "api_key",
-                    "--api-key and --api-secret (STREAM_API_KEY, STREAM_API_SECRET) go together",
-                ))
-            }
+            (None, None) => Ok(()),
+            _ => Err(ConfigError::invalid(
+                "api_key",
+                "--api-key and --api-secret (STREAM_API_KEY, STREAM_API_SECRET) go together",
+            )),
         }
-        c.dev_credentials = apps.is_empty() && c.upstream.target == UpstreamTarget::Embedded;
-        if c.dev_credentials {
-            apps.push(AppConfig {
-                api_key: DEV_API_KEY.into(),
-                secrets: vec![Secret(DEV_API_SECRET.into())],
-            });
-        }
-        c.apps = apps;
-
-        let a = file.auth;
-        set_secs(&mut c.auth.leeway, a.leeway_seconds);
-        set(&mut c.auth.cache_capacity, a.cache_capacity);
-        set_secs(&mut c.auth.cache_ttl, a.cache_ttl_seconds);
-        set(&mut c.auth.max_token_bytes, a.max_token_bytes);
-        set(&mut c.auth.allow_dev_tokens, a.allow_dev_tokens);
-        set(&mut c.auth.allow_anonymous, a.allow_anonymous);
-        set(&mut c.auth.revocation_capacity, a.revocation_capacity);
-        set_secs(
-            &mut c.auth.app_settings_refresh,
-            a.app_settings_refresh_seconds,
-        );
-        set_secs(
-            &mut c.auth.ended_session_grace,
-            a.ended_session_grace_seconds,
-        );
-
-        let w = file.ws;
-        set(&mut c.ws.max_message_bytes, w.max_message_bytes);
-        set(&mut c.ws.max_frame_bytes, w.max_frame_bytes);
-        set(&mut c.ws.read_buffer_bytes, w.read_buffer_bytes);
-        set(&mut c.ws.max_write_buffer_bytes, w.max_write_buffer_bytes);
-        set_secs(&mut c.ws.health_interval, w.health_interval_seconds);
-        set_secs(&mut c.ws.client_idle_timeout, w.client_idle_timeout_seconds);
-        set(&mut c.ws.enabled, w.enabled);
-
-        let lp = file.longpoll;
-        set_secs(&mut c.longpoll.hold, lp.hold_seconds);
-        set_secs(&mut c.longpoll.session_timeout, lp.session_timeout_seconds);
-        set(&mut c.longpoll.queue_capacity, lp.queue_capacity);
-        set(&mut c.longpoll.max_batch, lp.max_batch);
-
-        let p = file.privacy;
-        set(&mut c.privacy.cache_capacity, p.cache_capacity);
-        set_secs(&mut c.privacy.cache_ttl, p.cache_ttl_seconds);
-        set_secs(&mut c.privacy.lookup_timeout, p.lookup_timeout_seconds);
-        c.privacy.on_lookup_failure = match p.on_lookup_failure.as_deref() {
-            None | Some("drop") => super::OnLookupFailure::Drop,
-            Some("deliver") => super::OnLookupFailure::Deliver,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "privacy.on_lookup_failure",
-                    format!("`{other}` is not drop or deliver"),
-                ))
-            }
-        };
-
-        let u = file.upstream;
-
-        c.upstream.ca_file = u.ca_file;
-        if let Some(s) = u.linger_seconds {
-            if !(0.0..=3600.0).contains(&s) {
-                return Err(ConfigError::invalid(
-                    "upstream.linger_seconds",
-                    "must be 0-3600",
-                ));
-            }
-            c.upstream.linger = Duration::from_secs_f64(s);
-        }
-        set_secs(&mut c.upstream.connect_timeout, u.connect_timeout_seconds);
-        set_secs(&mut c.upstream.request_timeout, u.request_timeout_seconds);
-        set_secs(&mut c.upstream.ping_interval, u.ping_interval_seconds);
-        set_secs(&mut c.upstream.watchdog, u.watchdog_seconds);
-        set_secs(&mut c.upstream.backoff_max, u.backoff_max_seconds);
-        set_secs(&mut c.upstream.probe_interval, u.probe_interval_seconds);
-
-        set(&mut c.upstream.pool_idle_per_host, u.pool_idle_per_host);
-        set_secs(&mut c.upstream.token_ttl, u.token_ttl_seconds);
-
-        let l = file.limits;
-        set(&mut c.limits.max_connections, l.max_connections);
-        set(&mut c.limits.max_header_bytes, l.max_header_bytes);
-        set_secs(&mut c.limits.header_timeout, l.header_timeout_seconds);
-        set(
-            &mut c.limits.max_connections_per_ip,
-            l.max_connections_per_ip,
-        );
-        set_secs(&mut c.limits.body_timeout, l.body_timeout_seconds);
-        set_secs(&mut c.limits.send_timeout, l.send_timeout_seconds);
-        set(
-            &mut c.limits.rest_buffered_total,
-            l.rest_buffered_total_bytes,
-        );
-        set(
-            &mut c.limits.max_user_details_bytes,
-            l.max_user_details_bytes,
-        );
-        set(&mut c.limits.session_queue, l.session_queue);
-        set(
-            &mut c.limits.rest_max_buffered_body,
-            l.rest_max_buffered_body,
-        );
-        set(
-            &mut c.limits.rest_max_buffered_response,
-            l.rest_max_buffered_response,
-        );
-        set(&mut c.limits.max_sessions, l.max_sessions);
-        set(&mut c.limits.max_sessions_per_user, l.max_sessions_per_user);
-        set(&mut c.limits.max_upstream_per_app, l.max_upstream_per_app);
-        set(&mut c.limits.connect_rate_per_ip, l.connect_rate_per_ip);
-        set(
-            &mut c.limits.connect_rate_tracked_ips,
-            l.connect_rate_tracked_ips,
-        );
-        set(&mut c.limits.max_body_bytes, l.max_body_bytes);
-        if let Some(nets) = l.trusted_proxies {
-            c.limits.trusted_proxies = nets
-                .iter()
-                .map(|n| super::IpNet::parse(n))
-                .collect::<Result<_, _>>()
-                .map_err(|m| ConfigError::invalid("limits.trusted_proxies", m))?;
-        }
-
-        set_secs(&mut c.drain_deadline, file.shutdown.drain_seconds);
-        c.tls = match (file.tls.cert_file, file.tls.key_file) {
-            (Some(cert_file), Some(key_file)) => Some(super::TlsConfig {
-                cert_file,
-                key_file,
-                reload_interval: file
-                    .tls
-                    .reload_interval_seconds
-                    .map_or(super::DEFAULT_TLS_RELOAD_INTERVAL, Duration::from_secs),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError::invalid(
-                    "tls",
-                    "cert_file and key_file go together",
-                ))
-            }
-        };
-        Ok(c)
     }
 }
 
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
+/// Puts `value` at the dotted `key` of `tree`, creating (or replacing) the tables on the way.
+fn set(tree: &mut DeTable<'_>, key: &str, value: &str) {
+    let mut table = tree;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let name = Spanned::new(0..0, Cow::Owned(part.to_string()));
+        if parts.peek().is_none() {
+            let value = DeValue::String(Cow::Owned(value.to_string()));
+            table.insert(name, Spanned::new(0..0, value));
+            return;
+        }
+        let slot = table
+            .entry(name)
+            .or_insert_with(|| Spanned::new(0..0, DeValue::Table(DeTable::new())));
+        if !matches!(slot.get_ref(), DeValue::Table(_)) {
+            *slot = Spanned::new(0..0, DeValue::Table(DeTable::new()));
+        }
+        let DeValue::Table(inner) = slot.get_mut() else {
+            return;
+        };
+        table = inner;
     }
 }
 
-fn set_secs(slot: &mut Duration, value: Option<u64>) {
-    if let Some(v) = value {
-        *slot = Duration::from_secs(v);
+/// One line naming what was rejected: the flag when its key came from one, else the file key and
+/// its line.
+fn rejection(
+    e: &toml::de::Error,
+    file: Option<(&Path, &str)>,
+    overrides: &[(&'static str, &'static str, Option<&String>)],
+) -> ConfigError {
+    let key = key_of(e);
+    if let Some((_, name, _)) = overrides.iter().find(|(k, _, v)| v.is_some() && *k == key) {
+        return ConfigError::invalid(name, e.message());
+    }
+    let prefix = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    match file {
+        Some((path, text)) => ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("{prefix}{}{}", e.message(), line_of(text, e.span())),
+        },
+        None => ConfigError::invalid("config", format!("{prefix}{}", e.message())),
     }
 }
 
-fn addr(
-    key: &'static str,
-    value: Option<String>,
-    default: &str,
-) -> Result<SocketAddr, ConfigError> {
-    let raw = value.unwrap_or_else(|| default.to_string());
-    raw.parse()
-        .map_err(|_| ConfigError::invalid(key, format!("`{raw}` is not an IP:port address")))
+/// The dotted key an error is about. toml records it, and prints it as a last line
+/// ``in `a.b` `` when, as here, the error carries no source text.
+fn key_of(e: &toml::de::Error) -> String {
+    e.to_string()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("in `")?
+                .strip_suffix('`')
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flag_beats_file_beats_default() {
-        let file = FileConfig::parse(
-            "listen = \"0.0.0.0:1\"\nadmin_listen = \"0.0.0.0:2\"\n[auth]\nleeway_seconds = 0\n",
-        )
-        .unwrap();
-        let args = ConfigArgs {
-            listen: Some("127.0.0.1:3".into()),
-            ..Default::default()
-        };
-        let c = args.merge(file).unwrap();
-        assert_eq!(c.listen.port(), 3);
-        assert_eq!(c.admin_listen.port(), 2);
-        assert_eq!(c.auth.leeway, Duration::ZERO);
-        assert_eq!(c.upstream.linger, crate::config::DEFAULT_UPSTREAM_LINGER);
-        assert!(c.dev_credentials);
-    }
-
-    #[test]
-    fn token_lifecycle_keys() {
-        let file = FileConfig::parse(
-            "[auth]\nrevocation_capacity = 7\napp_settings_refresh_seconds = 9\nended_session_grace_seconds = 0\n[upstream]\ntoken_ttl_seconds = 600\n",
-        )
-        .unwrap();
-        let c = ConfigArgs::default().merge(file).unwrap();
-        assert_eq!(c.auth.revocation_capacity, 7);
-        assert_eq!(c.auth.app_settings_refresh, Duration::from_secs(9));
-        assert_eq!(c.auth.ended_session_grace, Duration::ZERO);
-        assert_eq!(c.upstream.token_ttl, Duration::from_secs(600));
-        let file = FileConfig::parse("[upstream]\ntoken_ttl_seconds = 5\n").unwrap();
-        let short = ConfigArgs::default().merge(file).unwrap();
-        assert!(
-            short.validate().is_err(),
-            "a minted token must outlive the handshake"
-        );
-        assert!(c.validate().is_ok());
-        let c = Config::local_dev();
-        assert_eq!(
-            c.upstream.token_ttl,
-            crate::config::DEFAULT_UPSTREAM_TOKEN_TTL
-        );
-        assert_eq!(
-            c.auth.ended_session_grace,
-            crate::config::DEFAULT_ENDED_SESSION_GRACE
-        );
-    }
-
-    #[test]
-    fn unknown_key_is_rejected_with_its_line() {
-        let err = FileConfig::parse("listen = \"x\"\n[ws]\nmax_mesage_bytes = 3\n").unwrap_err();
-        assert!(err.contains("max_mesage_bytes"), "{err}");
-        assert!(err.contains("line 3"), "{err}");
-    }
-
-    #[test]
-    fn real_upstream_needs_credentials() {
-        let args = ConfigArgs {
-            upstream: Some("https://chat.stream-io-api.com".into()),
-            ..Default::default()
-        };
-        let err = args.resolve().unwrap_err().to_string();
-        assert!(err.starts_with("apps:"), "{err}");
-    }
-
-    #[test]
-    fn rotation_secrets_split_and_key_must_pair() {
-        let args = ConfigArgs {
-            api_key: Some("k".into()),
-            api_secret: Some("secret-one-x, secret-two-x".into()),
-            ..Default::default()
-        };
-        let c = args.resolve().unwrap();
-        assert_eq!(c.apps[0].secrets.len(), 2);
-        assert!(!c.dev_credentials);
-        let half = ConfigArgs {
-            api_key: Some("k".into()),
-            ..Default::default()
-        };
-        assert!(half.resolve().is_err());
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let before = &text.as_bytes()[..r.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
     }
 }
