@@ -91,12 +91,14 @@ struct Plan {
     requester: Option<String>,
     /// The response teaches the privacy registry (`POST`/`PATCH /users`).
     learn_users: bool,
+    /// The body asked to watch (`"watch": true`), known once the body was read.
+    watch_requested: bool,
 }
 
 impl Plan {
     /// True when the gateway must read the response: it is never passed on unread.
-    fn reads_response(&self, watch_requested: bool) -> bool {
-        watch_requested || self.requester.is_some() || self.learn_users
+    fn reads_response(&self) -> bool {
+        self.watch_requested || self.requester.is_some() || self.learn_users
     }
 }
 
@@ -109,97 +111,115 @@ async fn forward(
 ) -> Result<Response<Body>, EdgeError> {
     let (parts, body) = req.into_parts();
     let inbound = inbound(&parts, shared)?;
-
     if let (Kind::StopWatching { cid }, Some(b)) = (kind, &inbound.bound) {
         if !b.hub.unwatch(&b.id, cid) {
             // Another session of this user still watches: keep the upstream subscription.
             return Ok(json(StatusCode::CREATED, r#"{"duration":"0.00ms"}"#));
         }
     }
-
-    let plan = plan(kind, &inbound);
+    let mut plan = plan(kind, &inbound);
     let (req_bytes, up_body, _budget) = request_body(&parts, body, plan.reads_body, shared).await?;
-    let watch_requested = plan.tracks_watch
+    let req_bytes = req_bytes.as_deref();
+    if let Some(ack) = answer_typing(kind, &inbound, req_bytes, shared).await {
+        return Ok(json(StatusCode::CREATED, ack));
+    }
+    if plan.learn_users {
+        forget_named_users(req_bytes, &inbound.app, shared).await;
+    }
+    plan.watch_requested = plan.tracks_watch
         && req_bytes
-            .as_deref()
             .and_then(|b| serde_json::from_slice::<WatchFlag>(b).ok())
             .is_some_and(|w| w.watch);
+    // Register a named channel before upstream can emit its first events for this watch; undone
+    // when the watch fails.
+    let early = EarlyWatch::register(kind, inbound.bound.as_ref(), plan.watch_requested);
+    let up = upstream_request(&parts, path, up_body, peer, &inbound, &plan, shared)?;
+    let resp = send(up, shared).await?;
+    outbound(resp, &parts, path, early, &plan, &inbound, shared).await
+}
 
-    if let (
-        Kind::SendEvent {
-            channel_type,
-            channel_id,
-        },
-        Some(bytes),
-        Some(id),
-    ) = (kind, &req_bytes, &inbound.identity)
-    {
-        if let Some(ack) =
-            swallow_typing(shared, &inbound.app, id, bytes, channel_type, channel_id).await
-        {
-            return Ok(json(StatusCode::CREATED, ack));
-        }
-    }
+/// A watch registered before its query went upstream, released unless the query succeeds.
+struct EarlyWatch<'a> {
+    held: Option<(&'a Bound, String)>,
+}
 
-    if plan.learn_users {
-        // Nothing a client claims about settings is kept: every user it names is forgotten now,
-        // and only upstream's answer teaches the registry.
-        match privacy::rewrite::named_users(req_bytes.as_deref().unwrap_or_default()) {
-            Some(users) => {
-                for u in users {
-                    shared.privacy.forget(&inbound.app, &u).await;
-                }
+impl<'a> EarlyWatch<'a> {
+    fn register(kind: &Kind, bound: Option<&'a Bound>, watch_requested: bool) -> Self {
+        let held = match (kind, bound, watch_requested) {
+            (Kind::QueryChannel { cid: Some(cid) }, Some(b), true) => {
+                b.hub.watch(&b.id, std::slice::from_ref(cid));
+                Some((b, cid.clone()))
             }
-            None => shared.privacy.forget_all(),
-        }
+            _ => None,
+        };
+        EarlyWatch { held }
     }
 
-    let reads_response = plan.reads_response(watch_requested);
+    /// The query succeeded: the watch stays.
+    fn keep(mut self) {
+        self.held = None;
+    }
+}
+
+impl Drop for EarlyWatch<'_> {
+    fn drop(&mut self) {
+        if let Some((b, cid)) = self.held.take() {
+            b.hub.unwatch(&b.id, &cid);
+        }
+    }
+}
+
+/// Send phase, part 1: the upstream request, with the client's headers (hop-by-hop removed,
+/// `X-Forwarded-*` set) and, when the gateway reads the answer, a request for an identity body.
+fn upstream_request(
+    parts: &http::request::Parts,
+    path: &str,
+    body: crate::upstream::UpBody,
+    peer: SocketAddr,
+    inbound: &Inbound,
+    plan: &Plan,
+    shared: &Shared,
+) -> Result<Request<crate::upstream::UpBody>, EdgeError> {
     let mut up = Request::builder()
         .method(parts.method.clone())
         .uri(shared.upstream.rest_uri(path, Some(&inbound.query))?)
-        .body(up_body)
+        .body(body)
         .map_err(|e| EdgeError::BadInput(e.to_string()))?;
+    let proto = if shared.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     headers::forward_request(
         &parts.headers,
         up.headers_mut(),
         &shared.upstream.host(),
         peer,
         plan.reads_body,
-        if shared.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
+        proto,
     );
-    if reads_response {
+    if plan.reads_response() {
         // The gateway parses this response: ask for it uncompressed (a compressed answer is
-        // refused below, never passed on unfiltered).
+        // refused, never passed on unfiltered).
         up.headers_mut().insert(
             header::ACCEPT_ENCODING,
             http::HeaderValue::from_static("identity"),
         );
     }
+    Ok(up)
+}
 
-    // Register a named channel before upstream can emit its first events for this watch.
-    let early = match (kind, &inbound.bound, watch_requested) {
-        (Kind::QueryChannel { cid: Some(cid) }, Some(b), true) => {
-            b.hub.watch(&b.id, std::slice::from_ref(cid));
-            Some(cid.clone())
-        }
-        _ => None,
-    };
-    let undo_early = || {
-        if let (Some(cid), Some(b)) = (&early, &inbound.bound) {
-            b.hub.unwatch(&b.id, cid);
-        }
-    };
+/// Send phase, part 2: the request to upstream, bounded by `upstream.request_timeout`.
+async fn send(
+    up: Request<crate::upstream::UpBody>,
+    shared: &Shared,
+) -> Result<Response<hyper::body::Incoming>, EdgeError> {
     let sent = tokio::time::timeout(
         shared.config.upstream.request_timeout,
         shared.upstream.rest.request(up),
     )
     .await;
-    let resp = match sent {
+    match sent {
         Err(_) => Err(EdgeError::UpstreamTimeout),
         // A request body that failed to read (malformed, truncated, too slow, too large) fails
         // the send too: that is the client's error, not the upstream's.
@@ -208,38 +228,38 @@ async fn forward(
             EdgeError::from,
         )),
         Ok(Ok(r)) => Ok(r),
-    };
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            undo_early();
-            return Err(e);
-        }
-    };
+    }
+}
+
+/// Outbound phase: streams the answer through, or reads it to track watches, learn settings and
+/// cutoffs, and remove other users' hidden state.
+async fn outbound(
+    resp: Response<hyper::body::Incoming>,
+    parts: &http::request::Parts,
+    path: &str,
+    early: EarlyWatch<'_>,
+    plan: &Plan,
+    inbound: &Inbound,
+    shared: &Shared,
+) -> Result<Response<Body>, EdgeError> {
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip_hop_by_hop(&mut rparts.headers);
     if parts.method == http::Method::PATCH && path == "/app" && rparts.status.is_success() {
         // A backend's `revokeTokens` through the proxy: read the app's cutoff now.
         shared.hubs.refresh_app_settings();
     }
-    if !reads_response {
+    if !plan.reads_response() {
         return Ok(Response::from_parts(
             rparts,
             rbody.map_err(Into::into).boxed(),
         ));
     }
-    let bytes = match read_response(&rparts, rbody, shared).await {
-        Ok(b) => b,
-        Err(e) => {
-            undo_early();
-            return Err(e);
-        }
-    };
+    let bytes = read_response(&rparts, rbody, shared).await?;
     if !rparts.status.is_success() {
-        undo_early();
         return Ok(Response::from_parts(rparts, full(bytes)));
     }
-    if let (true, Some(b)) = (watch_requested, &inbound.bound) {
+    early.keep();
+    if let (true, Some(b)) = (plan.watch_requested, &inbound.bound) {
         b.hub.watch(&b.id, &channel_cids(&bytes));
     }
     if plan.learn_users {
@@ -263,6 +283,40 @@ async fn forward(
     };
     rparts.headers.remove(header::CONTENT_LENGTH);
     Ok(Response::from_parts(rparts, full(bytes)))
+}
+
+/// A typing event from a user who hides typing is answered here (see [`swallow_typing`]).
+async fn answer_typing(
+    kind: &Kind,
+    inbound: &Inbound,
+    body: Option<&[u8]>,
+    shared: &Shared,
+) -> Option<String> {
+    let (
+        Kind::SendEvent {
+            channel_type,
+            channel_id,
+        },
+        Some(bytes),
+        Some(id),
+    ) = (kind, body, &inbound.identity)
+    else {
+        return None;
+    };
+    swallow_typing(shared, &inbound.app, id, bytes, channel_type, channel_id).await
+}
+
+/// Nothing a client claims about settings is kept: every user a user update names is forgotten
+/// before it goes upstream, and only upstream's answer teaches the registry.
+async fn forget_named_users(body: Option<&[u8]>, app: &str, shared: &Shared) {
+    match privacy::rewrite::named_users(body.unwrap_or_default()) {
+        Some(users) => {
+            for u in users {
+                shared.privacy.forget(app, &u).await;
+            }
+        }
+        None => shared.privacy.forget_all(),
+    }
 }
 
 /// Inbound checks: the api key is known, the credential is valid, and every `connection_id` names
@@ -371,6 +425,7 @@ fn plan(kind: &Kind, inbound: &Inbound) -> Plan {
         tracks_watch,
         requester: requester.filter(|_| carries_state && !inbound.app.is_empty()),
         learn_users: matches!(kind, Kind::Users) && !inbound.app.is_empty(),
+        watch_requested: false,
     }
 }
 
