@@ -3,7 +3,8 @@
 //! expires, and closes with a code whose meaning the SDK acts on.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -11,12 +12,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::connect::Prepared;
-use crate::http::BoxIo;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::connect::Prepared;
 use super::frames;
 use crate::error::{close, EdgeError};
+use crate::http::BoxIo;
 use crate::session::{Attachment, Next, SessionEnd, Transport};
 use crate::state::Shared;
 

@@ -117,7 +117,7 @@ async fn a_dripped_body_is_bounded_in_total() {
     );
     let s = send(gw.running().addr, head.as_bytes()).await;
     let (mut r, mut w) = s.into_split();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let drip = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         for _ in 0..1000 {
@@ -329,7 +329,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
     .await;
     let (status, _) = read_response(&mut s).await;
     assert_ne!(status, 0);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     closed(&mut s).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),

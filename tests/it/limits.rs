@@ -122,7 +122,7 @@ async fn connect_rate_per_ip_with_trusted_forwarded_for() {
             >= 2.0
     );
     // Once the flood stops, the bucket refills and the same client is admitted again.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     eventually("admitted again after the flood", || async {
         connect("203.0.113.5").await == 200
     })

@@ -112,7 +112,7 @@ async fn held_poll_answers_promptly_when_an_event_arrives() {
             let url =
                 format!("{base}/longpoll?user_id=lp-h&connection_id={id}&api_key={DEV_API_KEY}");
             let mut all = Vec::new();
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             while !all.iter().any(|t: &String| t == "wake") {
                 let (_, body) = http(Method::GET, &url, None, &[("authorization", &tok)]).await;
                 all.extend(texts(&serde_json::from_str(&body).unwrap()));

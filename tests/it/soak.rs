@@ -5,7 +5,7 @@
 //! `SOAK_SESSIONS=100000 cargo test --release --test it soak -- --ignored --nocapture`.
 //! It writes its figures to `bench-results/soak.json`.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use hyper::Method;
