@@ -16,7 +16,6 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
-pub mod emulator;
 pub mod error;
 pub mod gateway;
 pub mod limits;

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::store::{AppData, User};
 
-pub(crate) use super::render_chat::{channel, member, message, read};
+pub(crate) use crate::render_chat::{channel, member, message, read};
 
 /// User keys with a typed meaning; everything else a client sends is custom.
 pub(crate) const USER_TYPED: &[&str] = &[
