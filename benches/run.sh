@@ -25,8 +25,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-echo "== building (release, --features bench)"
-cargo build --release --locked --features bench --bin stream-edge --bin stream-edge-bench
+echo "== building (release): the gateway and the load generator (the workspace's loadgen/ package)"
+cargo build --release --locked --package stream-edge --package stream-edge-bench --bin stream-edge --bin stream-edge-bench
 
 echo "== running the suite"
 extra=()

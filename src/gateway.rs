@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, UpstreamTarget};
-use crate::emulator::{self, Emulator};
 use crate::metrics::Metrics;
 use crate::privacy::Privacy;
+use stream_edge_emulator::{self as emulator, Emulator};
 
 use crate::session::longpoll::{self, LongPolls};
 use crate::session::Hubs;

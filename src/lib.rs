@@ -18,7 +18,6 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
-pub mod emulator;
 pub mod error;
 pub mod front;
 pub mod gateway;

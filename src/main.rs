@@ -263,17 +263,17 @@ fn emulator(args: &ConfigArgs, control: bool) -> anyhow::Result<ExitCode> {
         let apps = config
             .apps
             .iter()
-            .map(|a| stream_edge::emulator::App {
+            .map(|a| stream_edge_emulator::App {
                 api_key: a.api_key.clone(),
                 secrets: a.secrets.iter().map(|s| s.0.clone()).collect(),
             })
             .collect();
         let stop = tokio_util::sync::CancellationToken::new();
-        let emu = stream_edge::emulator::Emulator::new(apps);
+        let emu = stream_edge_emulator::Emulator::new(apps);
         emu.set_control(control);
         let addr = listener.local_addr()?;
         println!("stream-edge emulator listening on http://{addr}");
-        let server = tokio::spawn(stream_edge::emulator::serve(listener, emu, stop.clone()));
+        let server = tokio::spawn(stream_edge_emulator::serve(listener, emu, stop.clone()));
         stream_edge::shutdown::signal().await;
         stop.cancel();
         server.await??;

@@ -39,13 +39,13 @@ async fn down_at_start_then_recovers_by_itself() {
     );
 
     // Upstream comes up on that address.
-    let emu = stream_edge::emulator::Emulator::new(vec![stream_edge::emulator::App {
+    let emu = stream_edge_emulator::Emulator::new(vec![stream_edge_emulator::App {
         api_key: DEV_API_KEY.into(),
         secrets: vec![stream_edge::config::DEV_API_SECRET.into()],
     }]);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(stream_edge::emulator::serve(listener, emu, stop.clone()));
+    tokio::spawn(stream_edge_emulator::serve(listener, emu, stop.clone()));
     eventually("ready again", || async {
         http(Method::GET, &format!("{}/readyz", gw.admin), None, &[])
             .await

@@ -250,7 +250,7 @@ async fn lookup_failure_drops_by_default() {
     let gw = TestGateway::start().await;
     // Upstream answers every user lookup with a 500.
     let emu = gw.running().embedded.clone().unwrap();
-    emu.set_faults(stream_edge::emulator::Faults {
+    emu.set_faults(stream_edge_emulator::Faults {
         fail_user_queries: true,
     });
 

@@ -27,14 +27,14 @@ fn upstream_at(addr: SocketAddr) -> stream_edge::config::Config {
 
 /// The embedded upstream on its own port.
 async fn emulator() -> (SocketAddr, tokio_util::sync::CancellationToken) {
-    let emu = stream_edge::emulator::Emulator::new(vec![stream_edge::emulator::App {
+    let emu = stream_edge_emulator::Emulator::new(vec![stream_edge_emulator::App {
         api_key: DEV_API_KEY.into(),
         secrets: vec![DEV_API_SECRET.into()],
     }]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(stream_edge::emulator::serve(listener, emu, stop.clone()));
+    tokio::spawn(stream_edge_emulator::serve(listener, emu, stop.clone()));
     (addr, stop)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::client::{rest_call, token, Rest};
+use crate::client::{rest_call, server_token, token, Rest};
 use crate::clock::mono_ns;
 use crate::peers::{API_KEY, SECRET};
 
@@ -39,7 +39,7 @@ impl Publisher {
 
     /// Creates the publisher's user upstream (a server-side upsert), so channels can list it.
     pub async fn ensure_user(&self) -> anyhow::Result<()> {
-        let server = stream_edge::auth::mint::server_token(SECRET)?;
+        let server = server_token(SECRET)?;
         let url = format!("http://{}/users?api_key={API_KEY}", self.emu);
         let body = serde_json::json!({"users": {PUBLISHER: {"id": PUBLISHER}}}).to_string();
         let (status, resp) = rest_call(&self.rest, "POST", &url, &server, Some(body)).await?;

@@ -1,80 +1,12 @@
-//! Embedded, in-memory Stream-Chat-compatible upstream ("emulator").
-//!
-//! This module owns a small Stream Chat server: the WebSocket `/connect`
-//! handshake and heartbeat, the REST routes the `stream-chat` JS SDK 9.x uses
-//! for channels, messages, typing, read state and users, and the event
-//! fan-out between connections. It is a product feature: `stream-edge serve
-//! --upstream embedded` runs it on a loopback port behind the gateway, and
-//! `stream-edge emulator --listen ADDR` runs it standalone so the real SDK can
-//! chat against it directly.
-//!
-//! Layout (one concept per file):
-//! * [`server`] – accept loop, hyper HTTP/1.1 connections, routing, CORS;
-//! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
-//! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
-//!   event delivery) and the checks of the `/connect` request;
-//! * [`auth`] – HS256 JWT verification with Stream's error codes;
-//! * [`store`] – the in-memory state (users, channels, connections, watchers);
-//! * [`render`], [`render_chat`] – JSON shapes of users, channels and messages per the OpenAPI spec;
-//! * [`events`] – event shapes and who receives them;
-//! * [`channels`], [`actions`], [`query`], [`users`] – the REST handlers;
-//! * [`error`] – the Stream `APIError` body.
-//!
-//! Everything that grows with a peer is bounded (see the `MAX_*` constants):
-//! a misbehaving client can exhaust neither memory nor the event queues.
-
-mod actions;
-mod auth;
-mod channels;
-mod connect;
-mod error;
-mod events;
-mod query;
-mod render;
-mod render_chat;
-mod rest;
-mod server;
-mod store;
-mod users;
-mod ws;
+//! [`Emulator`], the cheap handle to the emulator's shared state: what the server's tasks share
+//! and what tests inspect (connections per user) or steer (dropped sessions, injected faults).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-pub use server::serve;
-
-/// How often a session gets an unsolicited `health.check`; the SDK's 35 s
-/// watchdog must never fire on an idle but healthy connection.
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
-/// Messages kept per channel; older ones are forgotten.
-pub const MAX_MESSAGES_PER_CHANNEL: usize = 1000;
-/// Events queued per connection before it counts as a slow consumer and is
-/// closed with 1011.
-pub const OUTBOUND_QUEUE_CAPACITY: usize = 256;
-/// Largest accepted REST request body (larger ones get 413).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Largest accepted user object, serialized (Stream's documented limit).
-pub const MAX_USER_BYTES: usize = 5 * 1024;
-/// Longest accepted message text (the channel config's `max_message_length`).
-pub const MAX_MESSAGE_TEXT: usize = 5000;
-
-/// One Stream application the emulator serves.
-#[derive(Debug, Clone)]
-pub struct App {
-    /// The public API key clients send as `api_key`.
-    pub api_key: String,
-    /// HS256 app secrets; a token signed with any one of them verifies, which
-    /// is how secret rotation works.
-    pub secrets: Vec<String>,
-}
-
-/// Failures the emulator can be told to produce.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Faults {
-    /// `GET /users` answers 500.
-    pub fail_user_queries: bool,
-}
+use crate::config::{App, Faults};
+use crate::events;
+use crate::store;
 
 /// Handle to the emulator's shared state; cheap to clone.
 #[derive(Clone)]
@@ -141,7 +73,7 @@ impl Emulator {
         for id in &ids {
             // Unregister here rather than in the session task so the counts
             // are already correct when this call returns.
-            if let Some(conn) = app.unregister(id) {
+            if let Some(conn) = events::unregister(app, id) {
                 conn.abort.cancel();
             }
         }
@@ -150,7 +82,7 @@ impl Emulator {
 
     /// Per-user connection counts keyed `"<api_key>/<user_id>"`, for the
     /// `/_emulator/connections` introspection route.
-    fn connection_counts(&self) -> Vec<(String, usize)> {
+    pub(crate) fn connection_counts(&self) -> Vec<(String, usize)> {
         let store = self.lock();
         let mut out = Vec::new();
         for (key, app) in &store.apps {
@@ -165,7 +97,7 @@ impl Emulator {
 
     /// Locks the store. A panic while holding the lock cannot leave the maps
     /// structurally broken, so a poisoned lock is still usable.
-    fn lock(&self) -> MutexGuard<'_, store::Store> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, store::Store> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

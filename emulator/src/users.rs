@@ -8,10 +8,12 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::auth::Identity;
-use super::error::ApiError;
-use super::store::AppData;
-use super::{events, render, MAX_USER_BYTES};
+use crate::auth::Identity;
+use crate::config::MAX_USER_BYTES;
+use crate::error::ApiError;
+use crate::req::check_id;
+use crate::store::AppData;
+use crate::{events, render};
 
 /// Keys the server manages; clients cannot set them.
 const READ_ONLY: &[&str] = &[
@@ -363,18 +365,4 @@ pub(crate) fn query(
         })
         .collect();
     Ok(json!({ "users": users }))
-}
-
-/// Stream's id alphabet and length limit, shared by users and channels.
-pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 255
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@_-!.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::input(format!("invalid id {id:?}")))
-    }
 }

@@ -11,13 +11,13 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::{events, App};
+use crate::config::{App, Faults};
 
 /// All apps, keyed by API key.
 pub(crate) struct Store {
     pub apps: HashMap<String, AppData>,
     /// Injected failures, for exercising a gateway's fault handling.
-    pub faults: super::Faults,
+    pub faults: Faults,
 }
 
 /// One app's world.
@@ -112,6 +112,16 @@ pub(crate) struct ReadState {
     pub unread: u32,
 }
 
+/// A connection just removed from the store, with what its removal changed for the other
+/// watchers.
+pub(crate) struct Unregistered {
+    pub conn: Conn,
+    /// cids its user no longer watches through any connection (each a `user.watching.stop`).
+    pub stopped_watching: Vec<String>,
+    /// When it went away (also the user's `last_active`).
+    pub at: OffsetDateTime,
+}
+
 /// A user's unread counters across the channels they are a member of.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counters {
@@ -133,7 +143,7 @@ impl Store {
         }
         Self {
             apps: map,
-            faults: super::Faults::default(),
+            faults: Faults::default(),
         }
     }
 }
@@ -193,9 +203,10 @@ impl AppData {
         self.conns.insert(conn_id, conn);
     }
 
-    /// Removes a connection, unbinding its watches (and telling the other
-    /// watchers). `None` if it was already gone.
-    pub(crate) fn unregister(&mut self, conn_id: &str) -> Option<Conn> {
+    /// Removes a connection and unbinds its watches. `None` if it was already gone. Telling the
+    /// other watchers is the caller's part (`events::unregister`): the store holds state
+    /// and knows no event shapes.
+    pub(crate) fn unregister(&mut self, conn_id: &str) -> Option<Unregistered> {
         let conn = self.conns.remove(conn_id)?;
         if let Some(set) = self.user_conns.get_mut(&conn.user_id) {
             set.remove(conn_id);
@@ -207,12 +218,17 @@ impl AppData {
         if let Some(user) = self.users.get_mut(&conn.user_id) {
             user.last_active = Some(now);
         }
+        let mut stopped_watching = Vec::new();
         for cid in &conn.watching {
             if self.unbind(conn_id, &conn.user_id, cid) {
-                events::watching(self, cid, &conn.user_id, false, now);
+                stopped_watching.push(cid.clone());
             }
         }
-        Some(conn)
+        Some(Unregistered {
+            conn,
+            stopped_watching,
+            at: now,
+        })
     }
 
     /// Binds a connection to a channel. Returns true if the user was not

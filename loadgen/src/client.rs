@@ -78,6 +78,15 @@ pub fn token(secret: &str, user: &str, nonce: Option<&str>) -> String {
     .expect("HS256 signing cannot fail")
 }
 
+/// A server-side token (`{"server": true}`), for the publisher's upserts straight to the upstream.
+pub fn server_token(secret: &str) -> anyhow::Result<String> {
+    Ok(encode(
+        &Header::default(),
+        &json!({"server": true}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
 /// A TCP connection from `src` (port chosen at connect time: `IP_BIND_ADDRESS_NO_PORT`, so
 /// binding reserves no ephemeral port) to `dst`.
 pub async fn connect_from(src: Option<Ipv4Addr>, dst: SocketAddr) -> anyhow::Result<TcpStream> {

@@ -7,10 +7,10 @@ use std::cmp::Ordering;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::channels::{state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES};
-use super::error::ApiError;
-use super::rest::Req;
-use super::store::{AppData, Channel};
+use crate::channels::{state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES};
+use crate::error::ApiError;
+use crate::req::Req;
+use crate::store::{AppData, Channel};
 
 /// Stream's page size limits for QueryChannels.
 const DEFAULT_LIMIT: usize = 10;

@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::render::{self, ts};
-use super::store::{frame, AppData, Message};
+use crate::render::{self, ts};
+use crate::render_chat;
+use crate::store::{frame, AppData, Conn, Message};
 
 /// The fields every channel event carries; `custom` is required by the spec.
 pub(crate) fn channel_base(
@@ -45,6 +46,16 @@ pub(crate) fn to_watchers(app: &AppData, cid: &str, event: &Value) {
     }
 }
 
+/// Removes a connection from the store and sends `user.watching.stop` for every channel its user
+/// no longer watches through any connection. `None` if it was already gone.
+pub(crate) fn unregister(app: &mut AppData, conn_id: &str) -> Option<Conn> {
+    let gone = app.unregister(conn_id)?;
+    for cid in &gone.stopped_watching {
+        watching(app, cid, &gone.conn.user_id, false, gone.at);
+    }
+    Some(gone.conn)
+}
+
 /// `user.watching.start` / `user.watching.stop` to the channel's watchers.
 pub(crate) fn watching(app: &AppData, cid: &str, user_id: &str, start: bool, now: OffsetDateTime) {
     let kind = if start {
@@ -64,7 +75,7 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
     let Some(ch) = app.channels.get(cid) else {
         return;
     };
-    let message = render::message(app, cid, msg);
+    let message = render_chat::message(app, cid, msg);
     let mut base = channel_base(app, "message.new", cid, now);
     base.insert("message_id".into(), json!(msg.id));
     base.insert("message".into(), message);
@@ -81,7 +92,7 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
             app.push(conn_id, &bytes);
         }
     }
-    let channel = render::channel(app, ch);
+    let channel = render_chat::channel(app, ch);
     for m in &ch.members {
         if watchers.contains_key(&m.user_id) || !app.user_conns.contains_key(&m.user_id) {
             continue;
@@ -126,7 +137,7 @@ pub(crate) fn read(
     ev.insert("unread_channels".into(), json!(c.unread_channels));
     ev.insert("unread_threads".into(), json!(0));
     if let Some(ch) = app.channels.get(cid) {
-        ev.insert("channel".into(), render::channel(app, ch));
+        ev.insert("channel".into(), render_chat::channel(app, ch));
     }
     app.push_user(user_id, &frame(&Value::Object(ev)));
     read

@@ -1,8 +1,8 @@
 //! The emulator's HTTP/1.1 front: accept loop (one task per connection, all
 //! tracked and stopped on shutdown), the split between WebSocket upgrade,
 //! REST and the `/_emulator/*` control routes (served only when enabled with
-//! `Emulator::set_control`, never because of the peer's address), JSON
-//! responses and CORS.
+//! `Emulator::set_control`, never because of the peer's address), and the
+//! CORS preflight.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,8 +23,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::error::ApiError;
-use super::{rest, ws, Emulator};
+use crate::config::Faults;
+use crate::ctx::{json_response, Body, Ctx};
+use crate::error::ApiError;
+use crate::handle::Emulator;
+use crate::{rest, ws};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin.
@@ -33,16 +36,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight HTTP requests may finish after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-pub(crate) type Body = Full<Bytes>;
-
-/// What every connection task shares.
-pub(crate) struct Ctx {
-    pub emulator: Emulator,
-    /// Tracks connection and WebSocket session tasks.
-    pub tracker: TaskTracker,
-    pub shutdown: CancellationToken,
-}
 
 /// Serve HTTP/1.1 (REST + WebSocket upgrade on `/connect`) on `listener`
 /// until `shutdown` is cancelled; returns once every connection task ended.
@@ -169,7 +162,7 @@ fn introspect(
             )
         }
         (&Method::POST, ["_emulator", "faults"]) => {
-            let faults = super::Faults {
+            let faults = Faults {
                 fail_user_queries: query.get("fail_user_queries").map(String::as_str)
                     == Some("true"),
             };
@@ -200,22 +193,6 @@ pub(crate) fn parse_query(query: Option<&str>) -> HashMap<String, String> {
     url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect()
-}
-
-/// A JSON response with permissive CORS (browsers call the SDK cross-origin).
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    resp
 }
 
 fn preflight(req: &Request<Incoming>) -> Response<Body> {

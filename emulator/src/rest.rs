@@ -1,5 +1,5 @@
-//! REST requests: authentication (api key + JWT), the bounded JSON body,
-//! the acting user, and dispatch to the route handlers.
+//! REST requests: authentication (api key + JWT), the bounded JSON body, and
+//! dispatch to the route handlers (which receive a [`Req`]).
 
 use std::collections::HashMap;
 
@@ -8,69 +8,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::auth::{self, Identity};
-use super::error::ApiError;
-use super::server::Ctx;
-use super::store::AppData;
-use super::users::check_id;
-use super::{actions, channels, query, users, MAX_BODY_BYTES};
-
-/// The parsed parts of a REST request that handlers need.
-pub(crate) struct Req<'a> {
-    pub ident: &'a Identity,
-    pub query: &'a HashMap<String, String>,
-    pub body: &'a Value,
-}
-
-// === impl Req ===
-
-impl Req<'_> {
-    /// The user acting: the token's user, or for a server token the
-    /// `user_id` query/body parameter or the handler's `hint`.
-    pub(crate) fn acting_user(&self, hint: Option<&str>) -> Result<String, ApiError> {
-        let id = match self.ident {
-            Identity::User(id) => return Ok(id.clone()),
-            Identity::Server => self
-                .query
-                .get("user_id")
-                .map(String::as_str)
-                .or_else(|| self.body.get("user_id").and_then(Value::as_str))
-                .or(hint)
-                .or_else(|| self.body.pointer("/user/id").and_then(Value::as_str)),
-        };
-        let id =
-            id.ok_or_else(|| ApiError::input("server-side requests must name a user (user_id)"))?;
-        check_id(id)?;
-        Ok(id.to_owned())
-    }
-
-    /// A boolean body flag (`watch`, `presence`, `state`).
-    pub(crate) fn flag(&self, key: &str) -> bool {
-        self.body.get(key) == Some(&Value::Bool(true))
-    }
-
-    /// The connection to bind when the body asks to `watch`. The SDK only
-    /// asks with a `connection_id`; one that is unknown or belongs to another
-    /// user is an error, so broken id rewriting in a gateway shows up.
-    pub(crate) fn watch_target(
-        &self,
-        app: &AppData,
-        user: &str,
-    ) -> Result<Option<String>, ApiError> {
-        if !self.flag("watch") {
-            return Ok(None);
-        }
-        let Some(id) = self.query.get("connection_id") else {
-            return Ok(None);
-        };
-        match app.conns.get(id) {
-            Some(conn) if conn.user_id == user => Ok(Some(id.clone())),
-            _ => Err(ApiError::input(format!(
-                "connection_id {id} is not an open connection of user {user}"
-            ))),
-        }
-    }
-}
+use crate::auth::{self, Identity};
+use crate::config::MAX_BODY_BYTES;
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::req::{check_id, Req};
+use crate::{actions, channels, query, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).

@@ -5,12 +5,12 @@
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::channels::{existing, push_message};
-use super::error::ApiError;
-use super::rest::Req;
-use super::store::{AppData, Message};
-use super::users::check_id;
-use super::{events, render, MAX_MESSAGE_TEXT, MAX_USER_BYTES};
+use crate::channels::{existing, push_message};
+use crate::config::{MAX_MESSAGE_TEXT, MAX_USER_BYTES};
+use crate::error::ApiError;
+use crate::req::{check_id, Req};
+use crate::store::{AppData, Message};
+use crate::{events, render, render_chat};
 
 /// Largest stored message (text, attachments and custom fields), serialized.
 const MAX_MESSAGE_BYTES: usize = 20 * 1024;
@@ -155,7 +155,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         updated_at: now,
     };
     app.ensure_user(&user, now);
-    let rendered = render::message(app, cid, &message);
+    let rendered = render_chat::message(app, cid, &message);
     let Some(ch) = app.channels.get_mut(cid) else {
         return Err(ApiError::not_found(format!(
             "channel \"{cid}\" does not exist"

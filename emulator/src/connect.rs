@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::auth::{self, Identity};
-use super::error::ApiError;
-use super::server::Ctx;
-use super::users;
+use crate::auth::{self, Identity};
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::users;
 
 /// A handshake that passed: who connects and the details to upsert.
 pub(crate) struct Accepted {

@@ -22,12 +22,14 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::connect;
-use super::error::ApiError;
-use super::render::{self, ts};
-use super::server::{json_response, Body, Ctx};
-use super::store::{frame, Conn};
-use super::{users, DEFAULT_HEALTH_INTERVAL, OUTBOUND_QUEUE_CAPACITY};
+use crate::config::{DEFAULT_HEALTH_INTERVAL, OUTBOUND_QUEUE_CAPACITY};
+use crate::connect;
+use crate::ctx::{json_response, Body, Ctx};
+use crate::error::ApiError;
+use crate::events;
+use crate::render::{self, ts};
+use crate::store::{frame, Conn};
+use crate::users;
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -185,7 +187,7 @@ async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: 
     {
         let mut store = ctx.emulator.lock();
         if let Some(app) = store.apps.get_mut(&acc.api_key) {
-            app.unregister(&conn_id);
+            events::unregister(app, &conn_id);
         }
     }
     if closed_by_peer {

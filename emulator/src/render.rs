@@ -1,6 +1,6 @@
 //! JSON shapes of users (`UserResponse`, `UserResponsePrivacyFields`,
 //! `FullUserResponse`, `OwnUserResponse`) exactly as the OpenAPI schemas
-//! require them, plus the helpers shared with [`super::render_chat`].
+//! require them, plus the helpers shared with `render_chat`.
 //! Custom fields go both into `custom` (the spec) and onto the top level
 //! (where the JS SDK reads them, e.g. `user.name`, `channel.data.name`).
 
@@ -8,9 +8,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::store::{AppData, User};
-
-pub(crate) use super::render_chat::{channel, member, message, read};
+use crate::store::{AppData, User};
 
 /// User keys with a typed meaning; everything else a client sends is custom.
 pub(crate) const USER_TYPED: &[&str] = &[

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::render::{flatten, ts, user};
-use super::store::{AppData, Channel, Member, Message, ReadState};
+use crate::render::{flatten, ts, user};
+use crate::store::{AppData, Channel, Member, Message, ReadState};
 
 /// What a channel member may do; the SDK gates typing and read on these.
 const OWN_CAPABILITIES: &[&str] = &[
@@ -69,7 +69,7 @@ fn config(kind: &str, created: &str) -> Value {
         "custom_events": true, "push_notifications": true, "reminders": false,
         "mark_messages_pending": false, "polls": false, "user_message_reminders": false,
         "shared_locations": false, "count_messages": true, "message_retention": "infinite",
-        "max_message_length": super::MAX_MESSAGE_TEXT, "automod": "disabled",
+        "max_message_length": crate::config::MAX_MESSAGE_TEXT, "automod": "disabled",
         "automod_behavior": "flag", "skip_last_msg_update_for_system_msgs": false,
         "commands": [],
     })

@@ -8,11 +8,11 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::error::ApiError;
-use super::rest::Req;
-use super::store::{AppData, Channel, Member, Message, ReadState};
-use super::users::check_id;
-use super::{events, render, MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
+use crate::config::{MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
+use crate::error::ApiError;
+use crate::req::{check_id, Req};
+use crate::store::{AppData, Channel, Member, Message, ReadState};
+use crate::{events, render, render_chat};
 
 /// Channels one app may hold; creation beyond this is refused.
 const MAX_CHANNELS_PER_APP: usize = 100_000;
@@ -44,21 +44,25 @@ pub(crate) fn state(
     let skip = visible.len().saturating_sub(opts.messages);
     let messages: Vec<Value> = visible[skip..]
         .iter()
-        .map(|m| render::message(app, &ch.cid, m))
+        .map(|m| render_chat::message(app, &ch.cid, m))
         .collect();
-    let members: Vec<Value> = ch.members.iter().map(|m| render::member(app, m)).collect();
+    let members: Vec<Value> = ch
+        .members
+        .iter()
+        .map(|m| render_chat::member(app, m))
+        .collect();
     let read: Vec<Value> = ch
         .members
         .iter()
         .filter_map(|m| {
             ch.reads
                 .get(&m.user_id)
-                .map(|r| render::read(app, &m.user_id, r))
+                .map(|r| render_chat::read(app, &m.user_id, r))
         })
         .collect();
     let watchers = app.watcher_users(&ch.cid);
     let mut map = Map::new();
-    map.insert("channel".into(), render::channel(app, ch));
+    map.insert("channel".into(), render_chat::channel(app, ch));
     map.insert("messages".into(), Value::Array(messages));
     map.insert("pinned_messages".into(), json!([]));
     map.insert("threads".into(), json!([]));
@@ -70,7 +74,7 @@ pub(crate) fn state(
         map.insert("watchers".into(), Value::Array(list));
     }
     if let Some(m) = ch.members.iter().find(|m| m.user_id == viewer) {
-        map.insert("membership".into(), render::member(app, m));
+        map.insert("membership".into(), render_chat::member(app, m));
     }
     map
 }
