@@ -27,10 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Serve {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
+    Serve,
     /// Print an HS256 user token signed with the configured secret.
     Token {
         user_id: String,
@@ -40,8 +37,6 @@ enum Command {
         /// App to sign for (default: the first configured).
         #[arg(long = "for-app")]
         app: Option<String>,
-        #[command(flatten)]
-        config: ConfigArgs,
     },
     /// Run the embedded Stream-compatible upstream on its own (`--listen`, default
     /// 127.0.0.1:3000), with the configured apps or the development app.
@@ -50,14 +45,9 @@ enum Command {
         /// `/_emulator/faults`): anyone who reaches the port may then list and drop sessions.
         #[arg(long)]
         control: bool,
-        #[command(flatten)]
-        config: ConfigArgs,
     },
     /// Validate configuration and exit 0, or print one line and exit 64.
-    CheckConfig {
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
+    CheckConfig,
 }
 
 const EX_USAGE: u8 = 64;
@@ -97,9 +87,8 @@ const SECRET_BEARING_TARGETS: &[&str] = &["tungstenite::handshake::client"];
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => serve(&cli.config),
-        Some(Command::Serve { config }) => serve(&merge(&cli.config, config)),
-        Some(Command::CheckConfig { config }) => match resolve(&merge(&cli.config, config)) {
+        None | Some(Command::Serve) => serve(&cli.config),
+        Some(Command::CheckConfig) => match resolve(&cli.config) {
             Ok(_) => {
                 println!("configuration ok");
                 return ExitCode::SUCCESS;
@@ -110,16 +99,8 @@ fn main() -> ExitCode {
             user_id,
             expires_in,
             app,
-            config,
-        }) => token(
-            &merge(&cli.config, config),
-            &user_id,
-            expires_in,
-            app.as_deref(),
-        ),
-        Some(Command::Emulator { control, config }) => {
-            emulator(&merge(&cli.config, config), control)
-        }
+        }) => token(&cli.config, &user_id, expires_in, app.as_deref()),
+        Some(Command::Emulator { control }) => emulator(&cli.config, control),
     };
     match result {
         Ok(code) => code,
@@ -127,19 +108,6 @@ fn main() -> ExitCode {
             eprintln!("stream-edge: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Subcommand options override the ones given before the subcommand.
-fn merge(outer: &ConfigArgs, inner: ConfigArgs) -> ConfigArgs {
-    ConfigArgs {
-        config: inner.config.or_else(|| outer.config.clone()),
-        listen: inner.listen.or_else(|| outer.listen.clone()),
-        admin_listen: inner.admin_listen.or_else(|| outer.admin_listen.clone()),
-        upstream: inner.upstream.or_else(|| outer.upstream.clone()),
-        api_key: inner.api_key.or_else(|| outer.api_key.clone()),
-        api_secret: inner.api_secret.or_else(|| outer.api_secret.clone()),
-        log_format: inner.log_format.or_else(|| outer.log_format.clone()),
     }
 }
 

@@ -17,29 +17,40 @@ use toml::Spanned;
 
 use super::{AppConfig, Config, ConfigError, Secret, UpstreamTarget};
 
-/// Options shared by `serve`, `check-config` and `token`, each with its environment variable.
+/// Options shared by every subcommand, each with its environment variable. They are global: given
+/// before or after the subcommand, they land in this one struct (no merging).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct ConfigArgs {
     /// TOML config file.
-    #[arg(long, env = "STREAM_EDGE_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "STREAM_EDGE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Client listener address.
-    #[arg(long, env = "STREAM_EDGE_LISTEN", value_name = "ADDR")]
+    #[arg(long, global = true, env = "STREAM_EDGE_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
     /// Admin listener address (/metrics, /healthz, /readyz).
-    #[arg(long, env = "STREAM_EDGE_ADMIN_LISTEN", value_name = "ADDR")]
+    #[arg(
+        long,
+        global = true,
+        env = "STREAM_EDGE_ADMIN_LISTEN",
+        value_name = "ADDR"
+    )]
     pub admin_listen: Option<String>,
     /// `embedded` or the Stream API base URL, e.g. https://chat.stream-io-api.com
-    #[arg(long, env = "STREAM_EDGE_UPSTREAM", value_name = "URL|embedded")]
+    #[arg(
+        long,
+        global = true,
+        env = "STREAM_EDGE_UPSTREAM",
+        value_name = "URL|embedded"
+    )]
     pub upstream: Option<String>,
     /// Stream API key (adds or replaces that app).
-    #[arg(long, env = "STREAM_API_KEY")]
+    #[arg(long, global = true, env = "STREAM_API_KEY")]
     pub api_key: Option<String>,
     /// Stream API secret; several, comma-separated, for rotation (first one signs).
-    #[arg(long, env = "STREAM_API_SECRET", hide_env_values = true)]
+    #[arg(long, global = true, env = "STREAM_API_SECRET", hide_env_values = true)]
     pub api_secret: Option<String>,
     /// Log format: human or json.
-    #[arg(long, env = "STREAM_EDGE_LOG_FORMAT")]
+    #[arg(long, global = true, env = "STREAM_EDGE_LOG_FORMAT")]
     pub log_format: Option<String>,
 }
 
