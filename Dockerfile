@@ -6,8 +6,12 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo loads every workspace member, so each is copied, though only the gateway and the emulator
+# are compiled.
 COPY emulator ./emulator
 COPY loadgen ./loadgen
+COPY fuzz/Cargo.toml ./fuzz/Cargo.toml
+COPY fuzz/fuzz_targets ./fuzz/fuzz_targets
 # Keep symbols for backtraces, drop DWARF to keep the image small.
 ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

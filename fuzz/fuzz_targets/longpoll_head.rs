@@ -1,6 +1,8 @@
 //! The lean long-poll front's request-head parser: any bytes, never a panic; what it accepts is a
 //! bodiless `GET` of `/longpoll` whose head is all of the input.
-#![no_main]
+// libFuzzer supplies `main`, except in a test build (`cargo test --workspace --all-targets`),
+// which gets the test harness's and so runs no fuzzing.
+#![cfg_attr(not(test), no_main)]
 
 use libfuzzer_sys::fuzz_target;
 use stream_edge::front::head::parse_head;

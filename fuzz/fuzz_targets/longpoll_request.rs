@@ -1,5 +1,7 @@
 //! The long-poll request parser.
-#![no_main]
+// libFuzzer supplies `main`, except in a test build (`cargo test --workspace --all-targets`),
+// which gets the test harness's and so runs no fuzzing.
+#![cfg_attr(not(test), no_main)]
 
 use libfuzzer_sys::fuzz_target;
 use stream_edge::transport::longpoll::LpRequest;

@@ -4,7 +4,9 @@
 //! depth limit allows). Half the runs take the bytes as they are; the other half build a body from
 //! them: carriers with user ids (some hidden, some escaped), custom fields named like carriers,
 //! deep nesting, random whitespace and key escapes, then maybe truncate or corrupt it.
-#![no_main]
+// libFuzzer supplies `main`, except in a test build (`cargo test --workspace --all-targets`),
+// which gets the test harness's and so runs no fuzzing.
+#![cfg_attr(not(test), no_main)]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;

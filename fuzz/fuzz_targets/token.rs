@@ -1,6 +1,8 @@
 //! The token decoder and validator: arbitrary bytes never panic, and nothing forged without the
 //! secret is ever accepted.
-#![no_main]
+// libFuzzer supplies `main`, except in a test build (`cargo test --workspace --all-targets`),
+// which gets the test harness's and so runs no fuzzing.
+#![cfg_attr(not(test), no_main)]
 
 use std::sync::{Arc, OnceLock};
 
@@ -15,7 +17,10 @@ fn authn() -> &'static Authenticator {
         let mut cfg = Config::local_dev().auth;
         cfg.allow_dev_tokens = false;
         Authenticator::new(
-            &[AppConfig { api_key: "k".into(), secrets: vec![Secret("fuzz-secret-never-guessed".into())] }],
+            &[AppConfig {
+                api_key: "k".into(),
+                secrets: vec![Secret("fuzz-secret-never-guessed".into())],
+            }],
             cfg,
             Arc::new(Metrics::new()),
         )
