@@ -1,5 +1,6 @@
 //! The one integration-test binary (links once): the real gateway on ephemeral ports.
 
+mod architecture;
 mod attacks;
 mod bench_quick;
 mod churn;
