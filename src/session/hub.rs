@@ -140,8 +140,15 @@ impl Hub {
     /// Delivers one upstream frame to the sessions that should see it, after the privacy filter.
     /// Sessions of one hub are one user, so the privacy verdict is taken once per event.
     pub async fn route(&self, frame: Utf8Bytes, received: Instant, privacy: &Privacy) {
-        let Some(frame) = Box::pin(self.filter_embedded(frame, privacy)).await else {
-            return;
+        // Checked here, not inside the boxed filter: most events embed no carrier and must not
+        // pay for the box.
+        let frame = if frame.as_str().contains("\"thread_participants\"") {
+            match Box::pin(self.filter_embedded(frame, privacy)).await {
+                Some(f) => f,
+                None => return,
+            }
+        } else {
+            frame
         };
         let head = match EventHead::parse(frame.as_str()) {
             Ok(h) => h,
@@ -207,14 +214,11 @@ impl Hub {
 
     /// Removes other users' hidden state that an event embeds (thread participants' `last_read_at`
     /// in `message.read`, `notification.mark_read` and `thread.updated`: the carriers of
-    /// [`crate::privacy::stream`]), for this hub's user. Only frames that mention a carrier are
-    /// parsed; every other frame passes as the bytes upstream sent. An embedding frame that cannot
-    /// be filtered is dropped and counted, never delivered.
+    /// [`crate::privacy::stream`]), for this hub's user; [`Hub::route`] calls it only for frames
+    /// that mention a carrier, and every other frame passes as the bytes upstream sent. An
+    /// embedding frame that cannot be filtered is dropped and counted, never delivered.
     async fn filter_embedded(&self, frame: Utf8Bytes, privacy: &Privacy) -> Option<Utf8Bytes> {
-        if !frame.as_str().contains("\"thread_participants\"") {
-            return Some(frame);
-        }
-        let bytes = bytes::Bytes::copy_from_slice(frame.as_bytes());
+        let bytes = bytes::Bytes::from(frame.clone());
         let shape = crate::privacy::stream::Shape::Event;
         let filtered = crate::privacy::rewrite::filter_body(
             bytes.clone(),

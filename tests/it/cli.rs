@@ -176,28 +176,11 @@ async fn sighup_rotates_secrets_and_sigterm_drains() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
-async fn emulator_subcommand_serves_standalone() {
-    // Without `--control`, the control routes are an unknown route even from loopback.
-    let mut plain = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://{}", announced_addr(&mut plain).await);
-    let (status, body) = crate::support::http(
-        hyper::Method::GET,
-        &format!("{base}/_emulator/connections"),
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!(status, 404, "{body}");
-    plain.kill().await.unwrap();
-
+/// Starts `stream-edge ARGS --listen 127.0.0.1:0` and asks it for `/_emulator/connections`.
+async fn emulator_connections(args: &[&str]) -> (tokio::process::Child, hyper::StatusCode, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stream-edge"))
-        .args(["emulator", "--control", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -210,6 +193,17 @@ async fn emulator_subcommand_serves_standalone() {
         &[],
     )
     .await;
+    (child, status, body)
+}
+
+#[tokio::test]
+async fn emulator_subcommand_serves_standalone() {
+    // Without `--control`, the control routes are an unknown route even from loopback.
+    let (mut plain, status, body) = emulator_connections(&["emulator"]).await;
+    assert_eq!(status, 404, "{body}");
+    plain.kill().await.unwrap();
+
+    let (mut child, status, body) = emulator_connections(&["emulator", "--control"]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"total\":0"), "{body}");
     child.kill().await.unwrap();

@@ -346,6 +346,18 @@ async fn an_unreadable_answer_on_a_filtered_route_is_refused() {
     );
 }
 
+/// A successful `POST {path}` as `user` (a user token).
+async fn post_as(gw: &TestGateway, user: &str, path: &str, body: &Value) {
+    let (status, text) = http(
+        Method::POST,
+        &format!("{}{path}", gw.base),
+        Some(&body.to_string()),
+        &[("authorization", &gw.token(user, None))],
+    )
+    .await;
+    assert!(status.is_success(), "{status} {text}");
+}
+
 const HIDE_READ: &str = r#"{"read_receipts":{"enabled":false}}"#;
 
 /// Alice (read receipts off) and Bob share a channel in which both have read state.
@@ -356,18 +368,8 @@ async fn shared_channel(gw: &TestGateway, ch: &str, alice: &str, bob: &str) {
     let a = first["connection_id"].as_str().unwrap().to_string();
     gw.watch(alice, &a, ch, &[alice, bob]).await;
     gw.send(alice, ch, "hello").await;
-    let q = format!(
-        "{}/channels/messaging/{ch}/read?user_id={alice}&api_key={DEV_API_KEY}",
-        gw.base
-    );
-    let (status, text) = http(
-        Method::POST,
-        &q,
-        Some("{}"),
-        &[("authorization", &gw.token(alice, None))],
-    )
-    .await;
-    assert!(status.is_success(), "{status} {text}");
+    let read = format!("/channels/messaging/{ch}/read?user_id={alice}&api_key={DEV_API_KEY}");
+    post_as(gw, alice, &read, &json!({})).await;
     // A backend (server token) sees everything: alice's read state is there to hide.
     let server = stream_edge::auth::mint::server_token(DEV_API_SECRET).unwrap();
     let (status, text) = query_channels_as(gw, bob, &server).await;
@@ -403,15 +405,8 @@ async fn a_map_key_that_differs_from_the_id_teaches_nothing() {
         "hidden before: {text}"
     );
     // Mallory upserts herself under alice's key.
-    let body = json!({"users": {alice: {"id": bob}}}).to_string();
-    let (status, text) = http(
-        Method::POST,
-        &format!("{}/users?api_key={DEV_API_KEY}", gw.base),
-        Some(&body),
-        &[("authorization", &gw.token(bob, None))],
-    )
-    .await;
-    assert!(status.is_success(), "{status} {text}");
+    let body = json!({"users": {alice: {"id": bob}}});
+    post_as(&gw, bob, &format!("/users?api_key={DEV_API_KEY}"), &body).await;
     let (status, text) = query_channels(&gw, bob).await;
     assert!((200..300).contains(&status), "{status} {text}");
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -434,18 +429,9 @@ async fn a_deeply_nested_custom_field_never_unmasks_read_state() {
     for _ in 0..124 {
         nested = json!([nested]);
     }
-    let body = json!({"message": {"text": "deep", "nest": nested}}).to_string();
-    let (status, text) = http(
-        Method::POST,
-        &format!(
-            "{}/channels/messaging/deep/message?user_id={bob}&api_key={DEV_API_KEY}",
-            gw.base
-        ),
-        Some(&body),
-        &[("authorization", &gw.token(bob, None))],
-    )
-    .await;
-    assert!(status.is_success(), "{status} {text}");
+    let body = json!({"message": {"text": "deep", "nest": nested}});
+    let path = format!("/channels/messaging/deep/message?user_id={bob}&api_key={DEV_API_KEY}");
+    post_as(&gw, bob, &path, &body).await;
     let (status, text) = query_channels(&gw, bob).await;
     // The answer is deeper than serde_json's recursion limit: the filter must still work on it,
     // and every member still gets the channel list.
