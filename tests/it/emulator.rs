@@ -552,6 +552,11 @@ async fn secret_rotation_and_server_token_rules() {
 
 #[tokio::test]
 async fn token_revocation_and_app_settings_match_the_spec() {
+    if crate::support::skip_without_openapi(
+        "emulator::token_revocation_and_app_settings_match_the_spec",
+    ) {
+        return;
+    }
     let h = Harness::start().await;
     let mut alice = h.connect("alice").await;
     let server = h.server_client();
