@@ -226,7 +226,8 @@ async fn later_details_merge_and_keep_privacy_settings() {
         .ws_raw(&gw.connect_url(&json1, DEV_API_KEY, &gw.token("mg", None)))
         .await;
     let (mut other, oc) = gw.connect("mg-other").await;
-    gw.watch("mg-other", &oc, "mg-ch", &["mg", "mg-other"])
+    // Another user's `user.updated` reaches the sessions that follow their presence.
+    gw.watch_with("mg-other", &oc, "mg-ch", &["mg", "mg-other"], true)
         .await;
     let json2 = r#"{"user_id":"mg","user_details":{"id":"mg","name":"Tab Two"}}"#;
     let (_t2, _) = gw

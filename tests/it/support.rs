@@ -122,13 +122,26 @@ impl TestGateway {
         channel: &str,
         members: &[&str],
     ) -> serde_json::Value {
+        self.watch_with(user, conn, channel, members, false).await
+    }
+
+    /// [`TestGateway::watch`], subscribing to the members' presence too when `presence`.
+    pub async fn watch_with(
+        &self,
+        user: &str,
+        conn: &str,
+        channel: &str,
+        members: &[&str],
+        presence: bool,
+    ) -> serde_json::Value {
         let tok = self.token(user, None);
         let url = format!(
             "{}/channels/messaging/{channel}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
             self.base
         );
         let body =
-            serde_json::json!({"data":{"members":members},"state":true,"watch":true}).to_string();
+            serde_json::json!({"data":{"members":members},"state":true,"watch":true,"presence":presence})
+                .to_string();
         let (status, text) = http(
             hyper::Method::POST,
             &url,
