@@ -283,7 +283,8 @@ impl Metrics {
         }
         for via in ["stop_watching", "session_closed"] {
             for outcome in ["ok", "error"] {
-                self.subscriptions_released.with_label_values(&[via, outcome]);
+                self.subscriptions_released
+                    .with_label_values(&[via, outcome]);
             }
         }
         for outcome in ["held", "delivered", "notified", "discarded", "dropped"] {

@@ -234,7 +234,11 @@ mod tests {
 
     #[test]
     fn requests_say_what_they_ask() {
-        let a = asks(&Kind::QueryChannels, "", Some(br#"{"watch":true,"presence":true}"#));
+        let a = asks(
+            &Kind::QueryChannels,
+            "",
+            Some(br#"{"watch":true,"presence":true}"#),
+        );
         assert!(a.watch && a.presence);
         let a = asks(&Kind::GetThread, "watch=true&reply_limit=3", None);
         assert!(a.watch && !a.presence);

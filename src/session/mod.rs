@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use end::SessionEnd;
 pub use hub::{Bounds, Hub, Ready, Status};
-pub use subscribe::{WatchCall, Watched};
 pub use mailbox::{Delivery, Mailbox, Next};
+pub use subscribe::{WatchCall, Watched};
 pub use upstream_task::DISCONNECT_REASONS;
 pub use watch::SessionId;
 
@@ -357,7 +357,12 @@ impl Hubs {
                 st.channels.remove(cid);
             }
             let retired = st.retired;
-            (removed, st.sessions.is_empty() && !retired, st.epoch, orphaned)
+            (
+                removed,
+                st.sessions.is_empty() && !retired,
+                st.epoch,
+                orphaned,
+            )
         };
         if !orphaned.is_empty() && !hub.cancel.is_cancelled() {
             // A closed (or reconnecting) tab's channels that no other tab watches are released

@@ -121,10 +121,7 @@ impl Hub {
                         frame: frame.clone(),
                         received,
                     });
-                    self.metrics
-                        .watch_held
-                        .with_label_values(&["held"])
-                        .inc();
+                    self.metrics.watch_held.with_label_values(&["held"]).inc();
                 } else {
                     // Policy: a session that would lose events of a channel it is subscribing to
                     // is closed with a reconnect code; its SDK then recovers the state.
@@ -145,7 +142,9 @@ impl Hub {
             .len()
             .saturating_sub(reached + usize::from(held_for.is_some()));
         if others > 0 {
-            if let Some((note, note_kind)) = notify::for_non_watchers(frame.as_str(), head, cid, &self.user, st) {
+            if let Some((note, note_kind)) =
+                notify::for_non_watchers(frame.as_str(), head, cid, &self.user, st)
+            {
                 for (id, entry) in &st.sessions {
                     if held_for.as_ref() == Some(id) || st.watches.is_watching(id, cid) {
                         continue;

@@ -136,10 +136,7 @@ impl Hub {
             } else {
                 "discarded"
             };
-            self.metrics
-                .watch_held
-                .with_label_values(&[outcome])
-                .inc();
+            self.metrics.watch_held.with_label_values(&[outcome]).inc();
         }
     }
 
