@@ -13,7 +13,7 @@
 //! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
-//! * [`channels`], [`actions`], [`query`], [`users`] – the REST handlers;
+//! * [`channels`], [`actions`], [`query`], [`users`], [`devices`] – the REST handlers;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
@@ -35,6 +35,7 @@ mod channels;
 mod config;
 mod connect;
 mod ctx;
+mod devices;
 mod error;
 mod events;
 mod handle;
@@ -49,8 +50,8 @@ mod users;
 mod ws;
 
 pub use config::{
-    App, Faults, DEFAULT_HEALTH_INTERVAL, MAX_BODY_BYTES, MAX_MESSAGES_PER_CHANNEL,
-    MAX_MESSAGE_TEXT, MAX_USER_BYTES, OUTBOUND_QUEUE_CAPACITY,
+    App, Faults, DEFAULT_HEALTH_INTERVAL, MAX_BODY_BYTES, MAX_DEVICES_PER_USER,
+    MAX_MESSAGES_PER_CHANNEL, MAX_MESSAGE_TEXT, MAX_USER_BYTES, OUTBOUND_QUEUE_CAPACITY,
 };
 pub use handle::Emulator;
 pub use server::serve;

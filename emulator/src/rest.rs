@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, query, users};
+use crate::{actions, channels, devices, query, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -96,6 +96,9 @@ pub(crate) async fn dispatch(
         ),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
+        (&Method::POST, ["devices"]) => (created, devices::create(app, &ident, &body)?),
+        (&Method::GET, ["devices"]) => (StatusCode::OK, devices::list(app, &ident, query)?),
+        (&Method::DELETE, ["devices"]) => (StatusCode::OK, devices::delete(app, &ident, query)?),
         (&Method::GET, ["app"]) => (StatusCode::OK, users::app_settings(app)),
         (&Method::PATCH, ["app"]) => (
             StatusCode::OK,

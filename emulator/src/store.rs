@@ -62,6 +62,18 @@ pub(crate) struct User {
     /// `revokeUserToken`: this user's tokens issued before it (or without `iat`) are refused.
     /// Only a server token sets it.
     pub revoke_tokens_issued_before: Option<OffsetDateTime>,
+    /// Push devices, oldest first, at most `MAX_DEVICES_PER_USER` (see `devices`).
+    pub devices: Vec<Device>,
+}
+
+/// A push device (`DeviceResponse`): registered by `POST /devices` or the connect payload.
+#[derive(Clone)]
+pub(crate) struct Device {
+    /// The push token; unique in the app.
+    pub id: String,
+    pub push_provider: String,
+    pub push_provider_name: Option<String>,
+    pub created_at: OffsetDateTime,
 }
 
 /// A channel with its members, history and read state.
@@ -179,6 +191,7 @@ impl AppData {
             updated_at: now,
             last_active: None,
             revoke_tokens_issued_before: None,
+            devices: Vec::new(),
         })
     }
 

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{DEFAULT_HEALTH_INTERVAL, OUTBOUND_QUEUE_CAPACITY};
 use crate::connect;
 use crate::ctx::{json_response, Body, Ctx};
+use crate::devices;
 use crate::error::ApiError;
 use crate::events;
 use crate::render::{self, ts};
@@ -162,6 +163,9 @@ async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: 
         };
         let now = OffsetDateTime::now_utc();
         users::apply(app, &acc.user_id, acc.details, false, now);
+        if let Some(device) = acc.device {
+            devices::register(app, &acc.user_id, device, now);
+        }
         if let Some(user) = app.users.get_mut(&acc.user_id) {
             user.last_active = Some(now);
         }

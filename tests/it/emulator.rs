@@ -4,6 +4,8 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/devices.rs"]
+mod devices;
 #[path = "emulator/schema.rs"]
 mod schema;
 #[path = "emulator/support.rs"]
