@@ -12,7 +12,7 @@ use crate::config::{MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Channel, Member, Message, ReadState};
-use crate::{events, render, render_chat};
+use crate::{events, presence, render, render_chat};
 
 /// Channels one app may hold; creation beyond this is refused.
 const MAX_CHANNELS_PER_APP: usize = 100_000;
@@ -86,6 +86,16 @@ pub(crate) fn watch(app: &mut AppData, conn_id: &str, cid: &str, user: &str, now
     }
 }
 
+/// `presence: true`: the connection follows the members of `cids`.
+pub(crate) fn follow_members(app: &mut AppData, conn_id: &str, cids: &[String]) {
+    let members: Vec<String> = cids
+        .iter()
+        .filter_map(|cid| app.channels.get(cid))
+        .flat_map(|ch| ch.members.iter().map(|m| m.user_id.clone()))
+        .collect();
+    presence::subscribe(app, conn_id, members.iter().map(String::as_str));
+}
+
 /// The channel behind `cid`, or Stream's 404.
 pub(crate) fn existing<'a>(app: &'a AppData, cid: &str) -> Result<&'a Channel, ApiError> {
     app.channels
@@ -120,12 +130,16 @@ pub(crate) fn query(
     check_id(&id)?;
     let cid = format!("{kind}:{id}");
     let conn = req.watch_target(app, &user)?;
+    let follower = req.conn_target(app, &user, req.flag("presence"))?;
     let now = OffsetDateTime::now_utc();
     if !app.channels.contains_key(&cid) {
         create(app, kind, &id, &user, members, data, now)?;
     }
     if let Some(conn) = conn {
         watch(app, &conn, &cid, &user, now);
+    }
+    if let Some(conn) = follower {
+        follow_members(app, &conn, std::slice::from_ref(&cid));
     }
     let limit = req
         .body

@@ -18,6 +18,7 @@
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
 //! * [`events`] – event shapes and who receives them;
+//! * [`presence`] – per-connection presence subscriptions, `user.presence.changed`, `user.updated`;
 //! * [`render`], [`render_chat`] – JSON shapes of users, channels and messages per the OpenAPI spec;
 //! * [`auth`] – HS256 JWT verification with Stream's error codes;
 //! * [`store`] – the in-memory state (users, channels, connections, watchers);
@@ -39,6 +40,7 @@ mod devices;
 mod error;
 mod events;
 mod handle;
+mod presence;
 mod query;
 mod render;
 mod render_chat;

@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::channels::{state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES};
+use crate::channels::{
+    follow_members, state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES,
+};
 use crate::error::ApiError;
 use crate::req::Req;
 use crate::store::{AppData, Channel};
@@ -49,11 +51,15 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
         .collect();
 
     let conn = req.watch_target(app, &user)?;
+    let follower = req.conn_target(app, &user, req.flag("presence"))?;
     if let Some(conn) = conn {
         let now = OffsetDateTime::now_utc();
         for cid in &cids {
             watch(app, &conn, cid, &user, now);
         }
+    }
+    if let Some(conn) = follower {
+        follow_members(app, &conn, &cids);
     }
     let messages = req
         .body

@@ -90,10 +90,7 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
         }
-        (&Method::GET, ["users"]) => (
-            StatusCode::OK,
-            users::query(app, &ident, query.get("payload").map(String::as_str))?,
-        ),
+        (&Method::GET, ["users"]) => (StatusCode::OK, users::query(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
         (&Method::POST, ["devices"]) => (created, devices::create(app, &ident, &body)?),

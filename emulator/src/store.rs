@@ -47,6 +47,8 @@ pub(crate) struct Conn {
     pub overflow: CancellationToken,
     /// cids this connection watches, to unbind them when it goes away.
     pub watching: HashSet<String>,
+    /// Users whose presence this connection follows (`presence: true`; see `presence`).
+    pub presence: HashSet<String>,
 }
 
 /// A user record. Typed fields are validated on the way in (see `users`).
@@ -345,6 +347,7 @@ mod tests {
             abort: CancellationToken::new(),
             overflow: CancellationToken::new(),
             watching: HashSet::new(),
+            presence: HashSet::new(),
         };
         (conn, rx)
     }

@@ -28,6 +28,7 @@ use crate::ctx::{json_response, Body, Ctx};
 use crate::devices;
 use crate::error::ApiError;
 use crate::events;
+use crate::presence;
 use crate::render::{self, ts};
 use crate::store::{frame, Conn};
 use crate::users;
@@ -162,6 +163,8 @@ async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: 
             return;
         };
         let now = OffsetDateTime::now_utc();
+        // Before the upsert: connecting with `invisible` can take an online user offline.
+        let was_online = app.is_online(&acc.user_id);
         users::apply(app, &acc.user_id, acc.details, false, now);
         if let Some(device) = acc.device {
             devices::register(app, &acc.user_id, device, now);
@@ -175,8 +178,12 @@ async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: 
             abort: abort.clone(),
             overflow: overflow.clone(),
             watching: Default::default(),
+            presence: Default::default(),
         };
         app.register(conn_id.clone(), conn);
+        if was_online != app.is_online(&acc.user_id) {
+            presence::changed(app, &acc.user_id, now);
+        }
         json!({
             "type": "health.check",
             "connection_id": conn_id,

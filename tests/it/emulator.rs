@@ -6,6 +6,10 @@
 
 #[path = "emulator/devices.rs"]
 mod devices;
+#[path = "emulator/presence.rs"]
+mod presence;
+#[path = "emulator/recipients.rs"]
+mod recipients;
 #[path = "emulator/schema.rs"]
 mod schema;
 #[path = "emulator/support.rs"]

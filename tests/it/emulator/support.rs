@@ -240,6 +240,26 @@ impl WsConn {
         }
     }
 
+    /// Every event queued for this connection so far, in order. A ping's `health.check` reply
+    /// comes after them (the session sends its queued events first), so whatever the emulator
+    /// decided to send before this call is in the result: a barrier, not a sleep.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        self.send_text(r#"[{"type":"health.check","client_id":"barrier"}]"#)
+            .await;
+        let mut seen = self.collect_until("health.check").await;
+        seen.pop();
+        seen
+    }
+
+    /// Types of the events `drain` returns.
+    pub async fn drain_types(&mut self) -> Vec<String> {
+        self.drain()
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// The socket must end without a close frame.
     pub async fn expect_abrupt_end(&mut self) {
         loop {
@@ -370,6 +390,16 @@ impl Client {
         self.post(
             &format!("{path}{sep}connection_id={}", ws.conn_id()),
             body,
+            schema,
+        )
+        .await
+    }
+
+    /// A GET carrying the connection's id.
+    pub async fn get_conn(&self, path: &str, ws: &WsConn, schema: &str) -> Value {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.get(
+            &format!("{path}{sep}connection_id={}", ws.conn_id()),
             schema,
         )
         .await
