@@ -36,10 +36,13 @@ pub(crate) fn state(
     viewer: &str,
     opts: &StateOpts,
 ) -> Map<String, Value> {
+    let own = ch.members.iter().find(|m| m.user_id == viewer);
+    let cleared = own.and_then(|m| m.hide_messages_before);
     let visible: Vec<&Message> = ch
         .messages
         .iter()
         .filter(|m| m.parent_id.is_none() || m.show_in_channel)
+        .filter(|m| cleared.is_none_or(|t| m.created_at > t))
         .collect();
     let skip = visible.len().saturating_sub(opts.messages);
     let messages: Vec<Value> = visible[skip..]
@@ -61,8 +64,17 @@ pub(crate) fn state(
         })
         .collect();
     let watchers = app.watcher_users(&ch.cid);
+    let hidden = own.is_some_and(|m| m.hidden);
+    let mut channel = render_chat::channel(app, ch);
+    if let Some(c) = channel.as_object_mut() {
+        c.insert("hidden".into(), json!(hidden));
+    }
     let mut map = Map::new();
-    map.insert("channel".into(), render_chat::channel(app, ch));
+    map.insert("channel".into(), channel);
+    map.insert("hidden".into(), json!(hidden));
+    if let Some(t) = cleared {
+        map.insert("hide_messages_before".into(), json!(render::ts(t)));
+    }
     map.insert("messages".into(), Value::Array(messages));
     map.insert("pinned_messages".into(), json!([]));
     map.insert("threads".into(), json!([]));
@@ -73,7 +85,7 @@ pub(crate) fn state(
         let list: Vec<Value> = watchers.keys().map(|id| render::user(app, id)).collect();
         map.insert("watchers".into(), Value::Array(list));
     }
-    if let Some(m) = ch.members.iter().find(|m| m.user_id == viewer) {
+    if let Some(m) = own {
         map.insert("membership".into(), render_chat::member(app, m));
     }
     map
@@ -238,11 +250,8 @@ fn create(
                 unread: 0,
             },
         );
-        list.push(Member {
-            is_creator: m == creator,
-            user_id: m,
-            created_at: now,
-        });
+        let is_creator = m == creator;
+        list.push(Member::new(m, is_creator, now));
     }
     let cid = format!("{kind}:{id}");
     app.channels.insert(

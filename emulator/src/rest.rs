@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, devices, query, users};
+use crate::{actions, channels, devices, hiding, query, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -86,6 +86,12 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["channels", t, id, "read"]) => {
             (created, actions::mark_read(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", t, id, "hide"]) => {
+            (created, hiding::hide(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", t, id, "show"]) => {
+            (created, hiding::show(app, &r, &cid(t, id)?)?)
         }
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)

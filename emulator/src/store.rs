@@ -103,6 +103,24 @@ pub(crate) struct Member {
     pub user_id: String,
     pub created_at: OffsetDateTime,
     pub is_creator: bool,
+    /// Hidden for this member (`hide`) until shown or a new message arrives.
+    pub hidden: bool,
+    /// `hide` with `clear_history`: this member sees no message created before it.
+    pub hide_messages_before: Option<OffsetDateTime>,
+}
+
+// === impl Member ===
+
+impl Member {
+    pub(crate) fn new(user_id: String, is_creator: bool, now: OffsetDateTime) -> Self {
+        Self {
+            user_id,
+            created_at: now,
+            is_creator,
+            hidden: false,
+            hide_messages_before: None,
+        }
+    }
 }
 
 pub(crate) struct Message {

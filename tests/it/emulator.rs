@@ -6,6 +6,8 @@
 
 #[path = "emulator/devices.rs"]
 mod devices;
+#[path = "emulator/hiding.rs"]
+mod hiding;
 #[path = "emulator/presence.rs"]
 mod presence;
 #[path = "emulator/recipients.rs"]
