@@ -168,7 +168,7 @@ pub(crate) fn query(
     Ok(Value::Object(state(app, ch, &user, &opts)))
 }
 
-fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let Some(value) = value else {
         return Ok(Vec::new());
     };
@@ -201,6 +201,39 @@ fn distinct_id(members: &[String]) -> String {
     format!("!members-{hex}")
 }
 
+/// `ChannelResponse` keys the server owns; never taken as custom channel data.
+const CHANNEL_RESERVED: &[&str] = &[
+    "members",
+    "id",
+    "type",
+    "cid",
+    "created_by",
+    "created_by_id",
+    "created_at",
+    "updated_at",
+    "frozen",
+    "disabled",
+    "config",
+    "own_capabilities",
+    "member_count",
+    "message_count",
+    "last_message_at",
+    "hidden",
+    "custom",
+];
+
+/// The custom data of a channel from a request's `data` (flat fields and `custom`), bounded.
+pub(crate) fn custom_data(data: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut custom = render::custom_of(data, CHANNEL_RESERVED);
+    if let Some(Value::Object(extra)) = data.get("custom") {
+        custom.extend(extra.clone());
+    }
+    if Value::Object(custom.clone()).to_string().len() > MAX_USER_BYTES {
+        return Err(ApiError::input("channel data is too large"));
+    }
+    Ok(custom)
+}
+
 fn create(
     app: &mut AppData,
     kind: &str,
@@ -213,31 +246,7 @@ fn create(
     if app.channels.len() >= MAX_CHANNELS_PER_APP {
         return Err(ApiError::input("too many channels in this app"));
     }
-    const RESERVED: &[&str] = &[
-        "members",
-        "id",
-        "type",
-        "cid",
-        "created_by",
-        "created_by_id",
-        "created_at",
-        "updated_at",
-        "frozen",
-        "disabled",
-        "config",
-        "own_capabilities",
-        "member_count",
-        "message_count",
-        "last_message_at",
-        "custom",
-    ];
-    let mut custom = render::custom_of(data, RESERVED);
-    if let Some(Value::Object(extra)) = data.get("custom") {
-        custom.extend(extra.clone());
-    }
-    if Value::Object(custom.clone()).to_string().len() > MAX_USER_BYTES {
-        return Err(ApiError::input("channel data is too large"));
-    }
+    let custom = custom_data(data)?;
     let mut reads = std::collections::HashMap::new();
     let mut list = Vec::new();
     for m in members {

@@ -108,21 +108,27 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
     }
     let channel = render_chat::channel(app, ch);
     for m in ch.members.iter().filter(|m| m.user_id != msg.user_id) {
-        let idle: Vec<&String> = app
-            .user_conns
-            .get(&m.user_id)
-            .into_iter()
-            .flatten()
-            .filter(|c| !ch.watchers.contains(*c))
-            .collect();
-        if idle.is_empty() {
+        if !app.user_conns.contains_key(&m.user_id) {
             continue;
         }
         let mut ev = base.clone();
         ev.insert("type".into(), json!("notification.message_new"));
         ev.insert("channel".into(), channel.clone());
-        let bytes = frame(&with_counters(app, ev, &m.user_id));
-        for conn_id in idle {
+        to_unwatching(app, &m.user_id, cid, &with_counters(app, ev, &m.user_id));
+    }
+}
+
+/// Sends a channel `notification.*` to the connections of `user_id` that do not watch `cid`:
+/// Stream documents these per client, so a tab that does not watch gets one even while another
+/// tab of the same user watches (and gets the channel event instead).
+pub(crate) fn to_unwatching(app: &AppData, user_id: &str, cid: &str, event: &Value) {
+    let Some(conns) = app.user_conns.get(user_id) else {
+        return;
+    };
+    let watchers = app.channels.get(cid).map(|ch| &ch.watchers);
+    let bytes = frame(event);
+    for conn_id in conns {
+        if !watchers.is_some_and(|w| w.contains(conn_id)) {
             app.push(conn_id, &bytes);
         }
     }

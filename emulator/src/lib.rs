@@ -13,7 +13,8 @@
 //! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
-//! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`] – the REST handlers;
+//! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
+//!   [`members`] – the REST handlers;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
@@ -41,6 +42,7 @@ mod error;
 mod events;
 mod handle;
 mod hiding;
+mod members;
 mod presence;
 mod query;
 mod render;

@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, devices, hiding, query, users};
+use crate::{actions, channels, devices, hiding, members, query, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -75,6 +75,7 @@ pub(crate) async fn dispatch(
     Ok(match (&method, segs) {
         (&Method::POST, ["channels"]) => (created, query::query_channels(app, &r)?),
         (&Method::POST, ["channels", t, "query"]) => (created, channels::query(app, &r, t, None)?),
+        (&Method::POST, ["channels", t, id]) => (created, members::update(app, &r, &cid(t, id)?)?),
         (&Method::POST, ["channels", t, id, "query"]) => {
             (created, channels::query(app, &r, t, Some(id))?)
         }

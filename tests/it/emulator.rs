@@ -8,6 +8,8 @@
 mod devices;
 #[path = "emulator/hiding.rs"]
 mod hiding;
+#[path = "emulator/members.rs"]
+mod members;
 #[path = "emulator/presence.rs"]
 mod presence;
 #[path = "emulator/recipients.rs"]
