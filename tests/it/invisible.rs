@@ -395,3 +395,51 @@ async fn a_tab_not_watching_gets_the_notification() {
     assert_eq!(ev["message"]["text"], "own", "{ev}");
     until(&mut b1, "message.new").await;
 }
+
+/// Point 5: `channel.hidden` and `channel.visible` carry a cid but go to every tab of the user who
+/// hid the channel, watching it or not.
+#[tokio::test]
+async fn hidden_and_visible_reach_every_tab() {
+    let (gw, _gate, _stop) = gated().await;
+    let (mut t1, c1) = gw.connect("hd-a").await;
+    let (mut t2, _c2) = gw.connect("hd-a").await;
+    gw.watch("hd-a", &c1, "hd-ch", &["hd-a", "hd-b"]).await;
+    for (action, kind) in [("hide", "channel.hidden"), ("show", "channel.visible")] {
+        let url = format!(
+            "{}/channels/messaging/hd-ch/{action}?user_id=hd-a&api_key={DEV_API_KEY}",
+            gw.base
+        );
+        let tok = gw.token("hd-a", None);
+        let (status, text) = http(Method::POST, &url, Some("{}"), &[("authorization", &tok)]).await;
+        assert!(status.is_success(), "{status} {text}");
+        for tab in [&mut t1, &mut t2] {
+            let ev = until(tab, kind).await;
+            assert_eq!(ev["cid"], "messaging:hd-ch", "{ev}");
+        }
+    }
+}
+
+/// Point 6 (presence): another user's presence goes to the tabs that asked for it, not to every
+/// tab of the user.
+#[tokio::test]
+async fn presence_goes_to_the_tabs_that_asked() {
+    let (gw, _gate, _stop) = gated().await;
+    let (mut t1, c1) = gw.connect("pr-a").await;
+    let (mut t2, c2) = gw.connect("pr-a").await;
+    gw.watch_with("pr-a", &c1, "pr-ch", &["pr-a", "pr-b"], true)
+        .await;
+    gw.watch("pr-a", &c2, "pr-ch", &["pr-a", "pr-b"]).await;
+    let (_b, _cb) = gw.connect("pr-b").await;
+    let ev = until(&mut t1, "user.presence.changed").await;
+    assert_eq!(ev["user"]["id"], "pr-b", "{ev}");
+    assert_eq!(ev["user"]["online"], true, "{ev}");
+    // t2 did not ask: its next event is the sentinel message, no presence change before it.
+    gw.send("pr-b", "pr-ch", "sentinel").await;
+    let ev = loop {
+        let ev = next_json(&mut t2).await;
+        if ev["type"] != "user.watching.start" {
+            break ev;
+        }
+    };
+    assert_eq!(ev["type"], "message.new", "no presence for a tab that did not ask: {ev}");
+}
