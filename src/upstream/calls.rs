@@ -190,29 +190,6 @@ pub async fn update_user(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_managed_fields_never_forwarded() {
-        let details: Map<String, Value> = serde_json::from_str(
-            r#"{"id":"a","name":"A","role":"admin","teams":["t"],"teams_role":{"t":"admin"},
-                "banned":false,"revoke_tokens_issued_before":null,"deactivated_at":null,
-                "invisible":true,"privacy_settings":{"read_receipts":{"enabled":false}},
-                "color":"red","custom":{"role":"admin","hobby":"x"}}"#,
-        )
-        .unwrap();
-        let out = self_editable(&details);
-        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            ["color", "custom", "invisible", "name", "privacy_settings"]
-        );
-        assert_eq!(out["custom"], serde_json::json!({"hobby":"x"}));
-    }
-}
-
 /// Unwatches `cid` on the user's upstream connection `connection_id`, with that user's own
 /// authority (the call the user's SDK makes for `stopWatching`): the gateway makes it when no
 /// session of the user watches the channel any more (a tab closed or reconnected).
@@ -263,5 +240,28 @@ pub async fn stop_watching(
         Err(UpstreamError::Protocol(format!(
             "stop-watching answered {status}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_managed_fields_never_forwarded() {
+        let details: Map<String, Value> = serde_json::from_str(
+            r#"{"id":"a","name":"A","role":"admin","teams":["t"],"teams_role":{"t":"admin"},
+                "banned":false,"revoke_tokens_issued_before":null,"deactivated_at":null,
+                "invisible":true,"privacy_settings":{"read_receipts":{"enabled":false}},
+                "color":"red","custom":{"role":"admin","hobby":"x"}}"#,
+        )
+        .unwrap();
+        let out = self_editable(&details);
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["color", "custom", "invisible", "name", "privacy_settings"]
+        );
+        assert_eq!(out["custom"], serde_json::json!({"hobby":"x"}));
     }
 }
