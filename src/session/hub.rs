@@ -63,6 +63,8 @@ pub struct Hub {
     /// Cancelled when the hub retires; stops the upstream task.
     pub(super) cancel: CancellationToken,
     pub(super) metrics: Arc<Metrics>,
+    /// The user's `me`, kept current for sessions that join later.
+    pub(super) me: super::me::LiveMe,
 }
 
 impl Hub {
@@ -83,6 +85,7 @@ impl Hub {
             status: watch::Sender::new(Status::Connecting),
             cancel,
             metrics,
+            me: super::me::LiveMe::default(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod event;
 mod hub;
 pub mod longpoll;
 pub mod mailbox;
+pub mod me;
 mod upstream_task;
 pub mod watch;
 

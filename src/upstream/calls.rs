@@ -190,6 +190,36 @@ pub async fn update_user(
     }
 }
 
+/// Registers a push device for `user` (`POST /devices`) with that user's own authority, its `iat`
+/// never before the user's revocation cutoff. `body` is a `CreateDeviceRequest` that names no
+/// user: the token's user is the one the device is for. Returns upstream's status.
+///
+/// # Errors
+/// As [`call`].
+pub async fn create_device(
+    upstream: &Upstream,
+    app: &str,
+    user: &str,
+    not_before_ms: Option<i64>,
+    body: String,
+) -> Result<StatusCode, UpstreamError> {
+    let authority = Authority::User {
+        id: user,
+        not_before_ms,
+    };
+    let (status, _) = call(
+        upstream,
+        app,
+        authority,
+        Method::POST,
+        "/devices",
+        "",
+        Some(body),
+    )
+    .await?;
+    Ok(status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
