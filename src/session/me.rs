@@ -30,21 +30,29 @@ use crate::metrics::Limit;
 
 pub use device::{register_device, Device, DeviceError, RestChange};
 
-/// `OwnUserResponse` fields a `user.updated` event cannot carry (its user is a
-/// `UserResponsePrivacyFields`): a `user.updated` that lacks them leaves them as they are, while
-/// any other field it lacks was removed (as the SDK's `_handleUserEvent` does).
+/// Fields a `user.updated` that lacks them leaves as they are; any other field it lacks was
+/// removed (the SDK's `_handleUserEvent`). They are the `OwnUserResponse` fields a
+/// `user.updated` cannot carry (its user is a `UserResponsePrivacyFields`), plus those the SDK
+/// also keeps ([`SDK_KEPT`]): an event that omits the user's privacy settings must not erase them.
 pub const OWN_ONLY: &[&str] = &[
     "channel_mutes",
     "devices",
+    "invisible",
     "latest_hidden_channels",
     "mutes",
+    "privacy_settings",
     "push_preferences",
+    "roles",
     "total_unread_count",
     "total_unread_count_by_team",
     "unread_channels",
     "unread_count",
     "unread_threads",
 ];
+
+/// [`OWN_ONLY`] fields a `user.updated` can carry but the SDK keeps when it does not
+/// (`isOwnUserBaseProperty` in stream-chat-js's `utils.ts`).
+pub const SDK_KEPT: &[&str] = &["invisible", "privacy_settings", "roles"];
 
 /// Event types whose schema carries the receiving user's unread counters at the top level.
 pub const COUNTER_EVENTS: &[&str] = &[

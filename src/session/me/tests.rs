@@ -92,6 +92,13 @@ fn spec_shaped_events() {
             json!({"name": "Alice"}),
         ),
         (
+            // Privacy settings a `user.updated` omits are kept, as the SDK keeps them.
+            json!({"type": "user.updated", "user": {"id": "alice", "name": "Alice",
+                   "role": "user", "language": "en", "color": "red"}}),
+            Change::User,
+            json!({"privacy_settings": {"typing_indicators": {"enabled": true}}, "color": "red"}),
+        ),
+        (
             // Ours: fields merge; a field it lacks was unset; own-only fields stay.
             json!({"type": "user.updated", "user": {"id": "alice", "name": "Al", "role": "user",
                    "language": "fr", "blocked_user_ids": ["eve"],
@@ -407,6 +414,7 @@ fn own_only_fields_are_those_a_user_updated_cannot_carry() {
     let mut want: Vec<String> = props(&spec, "OwnUserResponse")
         .into_iter()
         .filter(|k| !user.contains(k))
+        .chain(SDK_KEPT.iter().map(|k| k.to_string()))
         .collect();
     want.sort();
     assert_eq!(want, OWN_ONLY);
