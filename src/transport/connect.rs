@@ -22,7 +22,8 @@ pub struct ConnectRequest {
     /// `user_details` as sent (a JSON object with `id`), forwarded upstream verbatim.
     pub details: Box<RawValue>,
     /// The push device to register for the user (validated; `None` when absent or `null`).
-    pub device: Option<crate::session::me::Device>,
+    /// Boxed: most connects have none, and the request travels by value.
+    pub device: Option<Box<crate::session::me::Device>>,
 }
 
 #[derive(Deserialize)]
@@ -127,7 +128,7 @@ pub async fn open(
             r = attach => r?,
             _ = shared.shutdown.cancelled() => return Err(EdgeError::Draining),
         };
-        let device = req.device.as_ref();
+        let device = req.device.as_deref();
         let device = device.filter(|_| prepared.identity.kind != crate::auth::TokenKind::Anonymous);
         crate::session::me::register_device(&att, device, &shared.hubs).await;
         Ok((prepared, att))
@@ -224,7 +225,8 @@ pub fn parse(
     // app would otherwise never learn why its pushes do not arrive.
     let device = match &payload.device {
         Some(d) => crate::session::me::Device::parse(d.get())
-            .map_err(|e| EdgeError::BadInput(e.to_string()))?,
+            .map_err(|e| EdgeError::BadInput(e.to_string()))?
+            .map(Box::new),
         None => None,
     };
     let anonymous = match auth_type.as_deref() {

@@ -121,6 +121,54 @@ async fn later_tabs_get_the_current_unread_counts() {
     );
 }
 
+/// An event no tab gets (dropped as not watched, or a notification) still changes the counters.
+#[tokio::test]
+async fn counters_change_even_when_no_tab_gets_the_event() {
+    let gw = TestGateway::start().await;
+    let (alice, bob) = ("me-frank", "me-grace");
+    let (_tab1, _) = plain_tab(&gw, alice).await;
+    let (tab2, c2) = gw.connect(alice).await;
+    let (_b, bc) = gw.connect(bob).await;
+    gw.watch(alice, &c2, "me-ch2", &[alice, bob]).await;
+    // Bob watches too, so his own copy is a delivered message.new, never counted below.
+    gw.watch(bob, &bc, "me-ch2", &[alice, bob]).await;
+    drop(tab2);
+    let hubs = gw.running().shared.hubs.clone();
+    eventually("tab 2 left its hub", || {
+        std::future::ready(hubs.session_count() == 2)
+    })
+    .await;
+    let before = events_for_alice_now(&gw).await;
+    gw.send(bob, "me-ch2", "while nobody looks").await;
+    // Today the upstream connection still watches the channel and its message.new is dropped as
+    // not watched; once a closed tab's watches are released, a notification comes instead.
+    eventually("the event reached alice's hub", || async {
+        events_for_alice_now(&gw).await > before
+    })
+    .await;
+    let (_tab3, first) = plain_tab(&gw, alice).await;
+    assert_eq!(first["me"]["total_unread_count"], 1, "{first}");
+    assert_eq!(first["me"]["unread_channels"], 1, "{first}");
+}
+
+/// Frames of the kinds alice's hub can get for bob's message: dropped `message.new` or
+/// delivered `notification.message_new`.
+async fn events_for_alice_now(gw: &TestGateway) -> f64 {
+    let dropped = gw
+        .metric(
+            "stream_edge_events_dropped_total",
+            &[("reason", "not_watched"), ("type", "message.new")],
+        )
+        .await;
+    let notified = gw
+        .metric(
+            "stream_edge_events_delivered_total",
+            &[("type", "notification.message_new")],
+        )
+        .await;
+    dropped + notified
+}
+
 #[tokio::test]
 async fn a_profile_change_shows_in_later_tabs() {
     let gw = TestGateway::start().await;
