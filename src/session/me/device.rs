@@ -11,6 +11,12 @@ use super::{edit_hub, Change};
 use crate::auth::{Identity, TokenKind};
 use crate::session::{Attachment, Hub, Hubs};
 
+/// `CreateDeviceRequest.id`'s `maxLength` (a device id is a push token).
+pub const MAX_DEVICE_ID: usize = 255;
+/// Devices Stream keeps per user: registering one more forgets the oldest (its documented limit),
+/// so the live `me` does the same.
+pub const STREAM_MAX_DEVICES: usize = 25;
+
 /// A push provider Stream knows (`DeviceFields.push_provider`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,8 +46,8 @@ pub struct Device {
 pub enum DeviceError {
     #[error("device must be an object with a string id and a push_provider")]
     Shape,
-    #[error("device.id must not be empty")]
-    EmptyId,
+    #[error("device.id must be a string of 1 to 255 bytes")]
+    Id,
     #[error("device.push_provider must be one of firebase, apn, huawei, xiaomi")]
     Provider,
 }
@@ -65,8 +71,8 @@ impl Device {
             return Err(DeviceError::Provider);
         }
         let d: Device = serde_json::from_value(v).map_err(|_| DeviceError::Shape)?;
-        if d.id.trim().is_empty() {
-            return Err(DeviceError::EmptyId);
+        if d.id.trim().is_empty() || d.id.len() > MAX_DEVICE_ID {
+            return Err(DeviceError::Id);
         }
         Ok(Some(d))
     }
@@ -104,6 +110,7 @@ impl Device {
         }
         m.insert("user_id".into(), user.into());
         m.insert("created_at".into(), now_rfc3339().into());
+        m.insert("disabled".into(), false.into());
         Value::Object(m)
     }
 }
@@ -159,12 +166,24 @@ pub async fn register_device(att: &Attachment, device: Option<&Device>, hubs: &H
 }
 
 fn add_device(hub: &Hub, hubs: &Hubs, device: &Device) {
-    let entry = device.response(&hub.user);
     edit_hub(hub, hubs, Change::Devices, |me| {
-        with_list(me, "devices", |list| {
-            list.retain(|d| d.get("id").and_then(Value::as_str) != Some(&device.id));
-            list.push(entry);
-        });
+        add_to(me, device, &hub.user);
+    });
+}
+
+/// Adds `device` to `me.devices` as Stream does: the same id again changes nothing
+/// (CreateDevice's documented behaviour), and beyond [`STREAM_MAX_DEVICES`] the oldest goes.
+pub(super) fn add_to(me: &mut Map<String, Value>, device: &Device, user: &str) {
+    with_list(me, "devices", |list| {
+        if list
+            .iter()
+            .any(|d| d.get("id").and_then(Value::as_str) == Some(&device.id))
+        {
+            return;
+        }
+        list.push(device.response(user));
+        let excess = list.len().saturating_sub(STREAM_MAX_DEVICES);
+        list.drain(..excess);
     });
 }
 

@@ -277,15 +277,53 @@ mod device_tests {
             ),
             (r#"{"id":7,"push_provider":"apn"}"#, DeviceError::Shape),
             (r#"{"push_provider":"apn"}"#, DeviceError::Shape),
-            (r#"{"id":" ","push_provider":"apn"}"#, DeviceError::EmptyId),
+            (r#"{"id":" ","push_provider":"apn"}"#, DeviceError::Id),
             (
                 r#"{"id":"t","push_provider":"apn","voip":"yes"}"#,
                 DeviceError::Shape,
             ),
         ];
+        let long = format!(r#"{{"id":"{}","push_provider":"apn"}}"#, "t".repeat(256));
+        assert_eq!(Device::parse(&long), Err(DeviceError::Id));
         for (raw, want) in cases {
             assert_eq!(Device::parse(raw), Err(want), "{raw}");
         }
+    }
+
+    #[test]
+    fn devices_are_added_as_stream_adds_them() {
+        let mut me = serde_json::Map::new();
+        let dev = |i: usize| {
+            Device::parse(&format!(r#"{{"id":"d{i}","push_provider":"apn"}}"#))
+                .unwrap()
+                .unwrap()
+        };
+        add_to(&mut me, &dev(0), "alice");
+        let first = me["devices"][0].clone();
+        assert_eq!(first["user_id"], "alice");
+        assert_eq!(first["disabled"], false);
+        assert!(first["created_at"].is_string());
+        add_to(&mut me, &dev(0), "alice");
+        assert_eq!(
+            me["devices"],
+            json!([first]),
+            "the same id again changes nothing"
+        );
+        for i in 1..=STREAM_MAX_DEVICES {
+            add_to(&mut me, &dev(i), "alice");
+        }
+        let ids: Vec<&str> = me["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), STREAM_MAX_DEVICES);
+        assert_eq!(ids[0], "d1", "the oldest went");
+        assert_eq!(
+            ids[STREAM_MAX_DEVICES - 1],
+            format!("d{STREAM_MAX_DEVICES}")
+        );
     }
 
     fn id(kind: TokenKind, user: &str) -> Identity {
