@@ -232,36 +232,79 @@ async fn the_connect_device_is_registered_with_the_users_own_token() {
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body, device, "only the device's fields");
 
-    let registered = gw
-        .metric(
+    assert_eq!(
+        gw.metric(
             "stream_edge_device_registrations_total",
-            &[("outcome", "ok")],
+            &[("outcome", "ok")]
         )
-        .await;
-    let (_tab2, second) = plain_tab(&gw, user).await;
+        .await,
+        1.0
+    );
+    let (_tab2, second) = tab(
+        &gw,
+        user,
+        json!({"user_id": user, "device": {"id": "push-token-1", "push_provider": "firebase"}}),
+    )
+    .await;
     let devices = second["me"]["devices"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if registered == 1.0 {
-        assert!(
-            devices.iter().any(|d| d["id"] == "push-token-1"),
-            "a later tab's me lists the device: {second}"
-        );
-    } else {
-        // An upstream that refuses the device (no /devices yet): the connect still works, the
-        // refusal is counted, and the me claims nothing.
-        assert_eq!(
-            gw.metric(
-                "stream_edge_device_registrations_total",
-                &[("outcome", "refused")]
-            )
-            .await,
-            1.0
-        );
-        assert!(devices.is_empty(), "{second}");
-    }
+    assert_eq!(
+        devices.len(),
+        1,
+        "a later tab's me lists the device: {second}"
+    );
+    assert_eq!(devices[0]["id"], "push-token-1");
+    assert_eq!(devices[0]["user_id"], user);
+    assert_eq!(
+        gw.metric(
+            "stream_edge_device_registrations_total",
+            &[("outcome", "known")]
+        )
+        .await,
+        1.0,
+        "the same device from a later tab is not sent again"
+    );
+    let sent = String::from_utf8_lossy(&rec.sent.lock().unwrap()).into_owned();
+    assert_eq!(sent.matches("POST /devices").count(), 1);
     stop.cancel();
+}
+
+/// Devices added and removed through the REST proxy show in later tabs' `me`, as in a connection
+/// of their own.
+#[tokio::test]
+async fn devices_changed_through_rest_show_in_later_tabs() {
+    let gw = TestGateway::start().await;
+    let user = "me-heidi";
+    let (_tab1, _) = plain_tab(&gw, user).await;
+    let tok = gw.token(user, None);
+    let url = format!("{}/devices?api_key={DEV_API_KEY}", gw.base);
+    let body = r#"{"id":"rest-dev","push_provider":"apn","push_provider_name":"ios"}"#;
+    let (status, text) = http(Method::POST, &url, Some(body), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    let ids = |me: &Value| -> Vec<Value> {
+        me["devices"]
+            .as_array()
+            .map(|l| l.iter().map(|d| d["id"].clone()).collect())
+            .unwrap_or_default()
+    };
+    let (_tab2, first) = plain_tab(&gw, user).await;
+    assert_eq!(ids(&first["me"]), [json!("rest-dev")], "{first}");
+    assert_eq!(first["me"]["devices"][0]["push_provider_name"], "ios");
+    assert_eq!(ids(&first["me"]), ids(&direct_me(&gw, user).await));
+
+    let del = format!("{}/devices?api_key={DEV_API_KEY}&id=rest-dev", gw.base);
+    let (status, text) = http(Method::DELETE, &del, None, &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    let (_tab3, first) = plain_tab(&gw, user).await;
+    assert!(ids(&first["me"]).is_empty(), "{first}");
+    assert!(ids(&direct_me(&gw, user).await).is_empty());
+    assert_eq!(
+        gw.metric("stream_edge_me_changes_total", &[("change", "devices")])
+            .await,
+        2.0
+    );
 }
 
 #[tokio::test]
