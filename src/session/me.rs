@@ -122,17 +122,12 @@ struct Changes {
 }
 
 /// The unread counters last seen, laid over the `me` when a session asks for it.
-#[derive(Default, Debug, Deserialize)]
+#[derive(Default, Debug)]
 struct Counters {
-    #[serde(default)]
     total_unread_count: Option<i64>,
-    #[serde(default)]
     unread_count: Option<i64>,
-    #[serde(default)]
     unread_channels: Option<i64>,
-    #[serde(default)]
     unread_threads: Option<i64>,
-    #[serde(default)]
     total_unread_count_by_team: Option<Box<RawValue>>,
 }
 
@@ -182,7 +177,7 @@ impl Counters {
     }
 }
 
-/// The fields of an upstream event the live `me` reads.
+/// The fields of an upstream event the live `me` reads, in one parse of the frame.
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(rename = "type", borrow)]
@@ -191,6 +186,28 @@ struct Event<'a> {
     user: Option<&'a RawValue>,
     #[serde(default, borrow)]
     me: Option<&'a RawValue>,
+    #[serde(default)]
+    total_unread_count: Option<i64>,
+    #[serde(default)]
+    unread_count: Option<i64>,
+    #[serde(default)]
+    unread_channels: Option<i64>,
+    #[serde(default)]
+    unread_threads: Option<i64>,
+    #[serde(default, borrow)]
+    total_unread_count_by_team: Option<&'a RawValue>,
+}
+
+impl Event<'_> {
+    fn counters(&self) -> Counters {
+        Counters {
+            total_unread_count: self.total_unread_count,
+            unread_count: self.unread_count,
+            unread_channels: self.unread_channels,
+            unread_threads: self.unread_threads,
+            total_unread_count_by_team: self.total_unread_count_by_team.map(ToOwned::to_owned),
+        }
+    }
 }
 
 /// The user id of a `user.updated`.
@@ -226,13 +243,10 @@ impl LiveMe {
                 Some(me) => self.take_mutes(me, handshake, max),
                 None => Change::None,
             },
-            kind if counters && COUNTER_EVENTS.contains(&kind) => {
-                match serde_json::from_str::<Counters>(frame) {
-                    Ok(c) if c.is_empty() => Change::None,
-                    Ok(c) => self.set_counters(c, handshake, max),
-                    Err(_) => Change::Unreadable,
-                }
-            }
+            kind if counters && COUNTER_EVENTS.contains(&kind) => match ev.counters() {
+                c if c.is_empty() => Change::None,
+                c => self.set_counters(c, handshake, max),
+            },
             _ => Change::None,
         }
     }
