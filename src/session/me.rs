@@ -5,7 +5,8 @@
 //! No Stream endpoint returns an `OwnUserResponse`, so it cannot be fetched: it starts from the
 //! handshake's `me` (held by [`Ready`]; a live copy exists only once something changed) and
 //! learns, before any routing or drop decision on the event:
-//! - the user's own `user.updated` (merged as the SDK merges it, [`OWN_ONLY`] fields kept);
+//! - the user's own `user.updated` (merged as the SDK merges it, [`OWN_ONLY`] fields kept) and
+//!   app-wide `user.banned`/`user.unbanned` (`banned`);
 //! - `mutes` and `channel_mutes` from `notification.(channel_)mutes_updated`'s `me`;
 //! - the unread counters of every event type whose schema carries them ([`COUNTER_EVENTS`]);
 //! - push devices and blocked users changed through the gateway ([`device`]).
@@ -186,6 +187,8 @@ struct Event<'a> {
     user: Option<&'a RawValue>,
     #[serde(default, borrow)]
     me: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    cid: Option<Cow<'a, str>>,
     #[serde(default)]
     total_unread_count: Option<i64>,
     #[serde(default)]
@@ -226,8 +229,10 @@ impl LiveMe {
     pub fn apply_event(&self, frame: &str, user: &str, handshake: &RawValue, max: usize) -> Change {
         // Most frames carry nothing for the `me`: they are not parsed a second time.
         let counters = frame.contains("unread_");
-        let interesting =
-            counters || frame.contains("\"user.updated\"") || frame.contains("mutes_updated\"");
+        let interesting = counters
+            || frame.contains("\"user.updated\"")
+            || frame.contains("mutes_updated\"")
+            || frame.contains("banned\"");
         if !interesting {
             return Change::None;
         }
@@ -239,6 +244,20 @@ impl LiveMe {
                 Some(u) if is_user(u, user) => self.merge_user(u, handshake, max),
                 _ => Change::None,
             },
+            // App-wide (no channel) bans of the user: `me.banned`.
+            kind @ ("user.banned" | "user.unbanned")
+                if ev.cid.as_deref().is_none_or(str::is_empty) =>
+            {
+                match ev.user {
+                    Some(u) if is_user(u, user) => {
+                        let banned = kind == "user.banned";
+                        self.edit(handshake, max, Change::User, |me| {
+                            me.insert("banned".into(), banned.into());
+                        })
+                    }
+                    _ => Change::None,
+                }
+            }
             "notification.mutes_updated" | "notification.channel_mutes_updated" => match ev.me {
                 Some(me) => self.take_mutes(me, handshake, max),
                 None => Change::None,

@@ -124,6 +124,29 @@ fn spec_shaped_events() {
                    "mutes": [{"user": {"id": "alice"}, "target": {"id": "bob"}}]}),
         ),
         (
+            // A ban in one channel is not an app-wide ban.
+            json!({"type": "user.banned", "cid": "m:a", "user": {"id": "alice"},
+                   "created_by": {"id": "mod"}}),
+            Change::None,
+            json!({"banned": null}),
+        ),
+        (
+            json!({"type": "user.banned", "user": {"id": "bob"}, "created_by": {"id": "mod"}}),
+            Change::None,
+            json!({"banned": null}),
+        ),
+        (
+            json!({"type": "user.banned", "user": {"id": "alice"}, "created_by": {"id": "mod"},
+                   "created_at": "t", "custom": {}}),
+            Change::User,
+            json!({"banned": true}),
+        ),
+        (
+            json!({"type": "user.unbanned", "user": {"id": "alice"}, "created_at": "t"}),
+            Change::User,
+            json!({"banned": false}),
+        ),
+        (
             json!({"type": "message.new", "total_unread_count": "three"}),
             Change::Unreadable,
             json!({"total_unread_count": 5}),
