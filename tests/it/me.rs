@@ -329,4 +329,46 @@ async fn a_malformed_device_is_refused_in_the_connects_own_form() {
             "{first}"
         );
     }
+    let refused = [("transport", "ws"), ("reason", "bad_input")];
+    assert_eq!(
+        gw.metric("stream_edge_connect_rejected_total", &refused)
+            .await,
+        3.0,
+        "each refusal is counted"
+    );
+}
+
+/// A change that would make the live `me` larger than `limits.max_me_bytes` is not kept: later
+/// tabs get the last good `me`, and the hit is counted.
+#[tokio::test]
+async fn an_oversized_me_keeps_the_last_good_one() {
+    let mut cfg = test_config();
+    cfg.limits.max_me_bytes = 2048;
+    let gw = TestGateway::start_with(cfg).await;
+    let user = "me-ivan";
+    let (mut tab1, first) = tab(
+        &gw,
+        user,
+        json!({"user_id": user, "user_details": {"id": user, "name": "Small"}}),
+    )
+    .await;
+    assert!(first["me"].to_string().len() < 2048, "{first}");
+    let big = "x".repeat(3000);
+    let (_tab2, _) = tab(
+        &gw,
+        user,
+        json!({"user_id": user, "user_details": {"id": user, "name": big}}),
+    )
+    .await;
+    let ev = next_of(&mut tab1, "user.updated").await;
+    assert_eq!(ev["user"]["name"], big.as_str(), "the event itself passes");
+    let (_tab3, first) = plain_tab(&gw, user).await;
+    assert_eq!(first["me"]["name"], "Small", "{first}");
+    let hit = [("limit", "max_me_bytes")];
+    assert_eq!(gw.metric("stream_edge_limit_hits_total", &hit).await, 1.0);
+    assert_eq!(
+        gw.metric("stream_edge_me_changes_total", &[("change", "too_large")])
+            .await,
+        1.0
+    );
 }
