@@ -232,7 +232,8 @@ impl LiveMe {
         let interesting = counters
             || frame.contains("\"user.updated\"")
             || frame.contains("mutes_updated\"")
-            || frame.contains("banned\"");
+            || frame.contains("\"user.banned\"")
+            || frame.contains("\"user.unbanned\"");
         if !interesting {
             return Change::None;
         }
