@@ -190,6 +190,36 @@ pub async fn update_user(
     }
 }
 
+/// Registers a push device for `user` (`POST /devices`) with that user's own authority, its `iat`
+/// never before the user's revocation cutoff. `body` is a `CreateDeviceRequest` that names no
+/// user: the token's user is the one the device is for. Returns upstream's status.
+///
+/// # Errors
+/// As [`call`].
+pub async fn create_device(
+    upstream: &Upstream,
+    app: &str,
+    user: &str,
+    not_before_ms: Option<i64>,
+    body: String,
+) -> Result<StatusCode, UpstreamError> {
+    let authority = Authority::User {
+        id: user,
+        not_before_ms,
+    };
+    let (status, _) = call(
+        upstream,
+        app,
+        authority,
+        Method::POST,
+        "/devices",
+        "",
+        Some(body),
+    )
+    .await?;
+    Ok(status)
+}
+
 /// Unwatches `cid` on the user's upstream connection `connection_id`, with that user's own
 /// authority (the call the user's SDK makes for `stopWatching`): the gateway makes it when no
 /// session of the user watches the channel any more (a tab closed or reconnected).
