@@ -14,7 +14,7 @@
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
-//!   [`members`] – the REST handlers;
+//!   [`members`], [`threads`] – the REST handlers;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
@@ -23,6 +23,7 @@
 //! * [`render`], [`render_chat`] – JSON shapes of users, channels and messages per the OpenAPI spec;
 //! * [`auth`] – HS256 JWT verification with Stream's error codes;
 //! * [`store`] – the in-memory state (users, channels, connections, watchers);
+//! * [`model`] – the records it holds (users, devices, channels, members, messages, reads);
 //! * [`config`] – the apps, injected faults and bounds an embedder sets;
 //! * [`error`] – the Stream `APIError` body.
 //!
@@ -43,6 +44,7 @@ mod events;
 mod handle;
 mod hiding;
 mod members;
+mod model;
 mod presence;
 mod query;
 mod render;
@@ -51,6 +53,7 @@ mod req;
 mod rest;
 mod server;
 mod store;
+mod threads;
 mod users;
 mod ws;
 

@@ -18,6 +18,8 @@ mod recipients;
 mod schema;
 #[path = "emulator/support.rs"]
 mod support;
+#[path = "emulator/threads.rs"]
+mod threads;
 
 use std::time::Duration;
 
