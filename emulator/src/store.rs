@@ -32,6 +32,9 @@ pub(crate) struct AppData {
     pub conns: HashMap<String, Conn>,
     /// user id → connection ids; kept in step with `conns`.
     pub user_conns: HashMap<String, HashSet<String>>,
+    /// user id → connections following that user's presence; kept in step with each
+    /// `Conn::presence`, so a presence change costs its followers, not a scan of every connection.
+    pub followers: HashMap<String, HashSet<String>>,
     /// The app setting `revoke_tokens_issued_before` (`revokeTokens`): every user token issued
     /// before it, or without `iat`, is refused.
     pub revoke_tokens_issued_before: Option<OffsetDateTime>,
@@ -153,6 +156,14 @@ impl AppData {
             set.remove(conn_id);
             if set.is_empty() {
                 self.user_conns.remove(&conn.user_id);
+            }
+        }
+        for followed in &conn.presence {
+            if let Some(set) = self.followers.get_mut(followed) {
+                set.remove(conn_id);
+                if set.is_empty() {
+                    self.followers.remove(followed);
+                }
             }
         }
         let now = OffsetDateTime::now_utc();
