@@ -294,9 +294,13 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
             let thread = p.thread.get_or_insert_with(|| Thread {
                 started_at: at,
                 last_reply_at: at,
+                updated_at: at,
                 participants: vec![(author, at)],
+                title: None,
+                custom: Map::new(),
             });
             thread.last_reply_at = at;
+            thread.updated_at = at;
             if !thread.participants.iter().any(|(u, _)| *u == msg.user_id) {
                 thread.participants.push((msg.user_id.clone(), at));
             }

@@ -101,8 +101,14 @@ pub(crate) struct Thread {
     /// When the first reply came.
     pub started_at: OffsetDateTime,
     pub last_reply_at: OffsetDateTime,
+    /// The last reply or partial update.
+    pub updated_at: OffsetDateTime,
     /// The parent's author, then every replier, each with when they joined; in joining order.
     pub participants: Vec<(String, OffsetDateTime)>,
+    /// Set by a partial update; until then the title is the parent's text.
+    pub title: Option<String>,
+    /// Custom thread data, set by a partial update.
+    pub custom: Map<String, Value>,
 }
 
 pub(crate) struct ReadState {

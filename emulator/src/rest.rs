@@ -102,6 +102,7 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["threads"]) => (created, threads::query(app, &r)?),
         (&Method::GET, ["threads", id]) => (StatusCode::OK, threads::get(app, &r, id)?),
+        (&Method::PATCH, ["threads", id]) => (StatusCode::OK, threads::update(app, &r, id)?),
         (&Method::GET, ["users"]) => (StatusCode::OK, users::query(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),

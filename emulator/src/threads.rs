@@ -3,14 +3,16 @@
 //! `GET /threads/{message_id}` (GetThread), both of which with `watch` bind the calling connection
 //! to each thread's channel exactly as a channel watch does (`user.watching.start` included), and
 //! `notification.thread_message_new` for a reply, to the connections of the thread's other
-//! participants that do not watch its channel (`ThreadStateResponse` and the event per the spec).
+//! participants that do not watch its channel; `PATCH /threads/{message_id}` (title, custom data)
+//! with `thread.updated` to the channel's watchers (shapes per the spec).
 
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::channels::{watch, MAX_STATE_MESSAGES};
+use crate::config::MAX_USER_BYTES;
 use crate::error::ApiError;
-use crate::events::{channel_base, to_unwatching};
+use crate::events::{channel_base, to_unwatching, to_watchers};
 use crate::render::{self, ts};
 use crate::render_chat;
 use crate::req::{check_id, Req};
@@ -103,16 +105,23 @@ fn thread_state(app: &AppData, ch: &Channel, p: &Message, replies: usize, people
         .iter()
         .map(|m| render_chat::message(app, &ch.cid, m))
         .collect();
-    let (started, last, participants) = p.thread.as_ref().map_or_else(
-        || (p.created_at, p.created_at, Vec::new()),
+    let (started, last, updated, participants) = p.thread.as_ref().map_or_else(
+        || (p.created_at, p.created_at, p.created_at, Vec::new()),
         |t| {
-            (
-                t.started_at,
-                t.last_reply_at,
-                t.participants.iter().collect(),
-            )
+            let people: Vec<&(String, OffsetDateTime)> = t.participants.iter().collect();
+            (t.started_at, t.last_reply_at, t.updated_at, people)
         },
     );
+    let title = p
+        .thread
+        .as_ref()
+        .and_then(|t| t.title.clone())
+        .unwrap_or_else(|| p.text.clone());
+    let custom = p
+        .thread
+        .as_ref()
+        .map(|t| t.custom.clone())
+        .unwrap_or_default();
     let listed: Vec<Value> = participants
         .iter()
         .take(people)
@@ -124,7 +133,7 @@ fn thread_state(app: &AppData, ch: &Channel, p: &Message, replies: usize, people
             })
         })
         .collect();
-    json!({
+    let mut out = json!({
         "channel_cid": ch.cid,
         "channel": render_chat::channel(app, ch),
         "parent_message_id": p.id,
@@ -135,13 +144,110 @@ fn thread_state(app: &AppData, ch: &Channel, p: &Message, replies: usize, people
         "participant_count": participants.len(),
         "active_participant_count": participants.len(),
         "created_at": ts(started),
-        "updated_at": ts(last),
+        "updated_at": ts(updated),
         "last_message_at": ts(last),
-        "title": p.text,
-        "custom": {},
+        "title": title,
+        "custom": custom,
         "latest_replies": latest,
         "thread_participants": listed,
-    })
+    });
+    // Custom data also on the top level, where the SDK's `constructCustomDataObject` reads it.
+    if let Some(map) = out.as_object_mut() {
+        render::flatten(map, &custom);
+    }
+    out
+}
+
+/// Thread keys a partial update may not set: everything the server owns except `title`.
+const THREAD_RESERVED: &[&str] = &[
+    "channel_cid",
+    "channel",
+    "parent_message_id",
+    "parent_message",
+    "created_by_user_id",
+    "created_by",
+    "reply_count",
+    "participant_count",
+    "active_participant_count",
+    "created_at",
+    "updated_at",
+    "last_message_at",
+    "deleted_at",
+    "latest_replies",
+    "thread_participants",
+    "read",
+    "draft",
+    "custom",
+];
+
+/// `PATCH /threads/{message_id}` → `UpdateThreadPartialResponse`: `set` (`title` and custom
+/// fields) and `unset`; `thread.updated` to the watchers of the thread's channel.
+pub(crate) fn update(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value, ApiError> {
+    req.acting_user(None)?;
+    let (ch, p) = parent(app, id)?;
+    if p.thread.is_none() {
+        return Err(ApiError::not_found(format!("thread {id} does not exist")));
+    }
+    let cid = ch.cid.clone();
+    let set = match req.body.get("set") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(ApiError::input("set must be an object")),
+    };
+    let unset: Vec<String> = match req.body.get("unset") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| ApiError::input("unset must be an array of field names"))?,
+    };
+    if let Some(key) = set
+        .keys()
+        .chain(unset.iter())
+        .find(|k| THREAD_RESERVED.contains(&k.as_str()))
+    {
+        return Err(ApiError::input(format!(
+            "thread field {key} cannot be changed"
+        )));
+    }
+    let title = match set.get("title") {
+        None => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(ApiError::input("title must be a string")),
+    };
+    let now = OffsetDateTime::now_utc();
+    let Some(thread) = app
+        .channels
+        .get_mut(&cid)
+        .and_then(|ch| ch.messages.iter_mut().find(|m| m.id == id))
+        .and_then(|m| m.thread.as_mut())
+    else {
+        return Err(ApiError::not_found(format!("thread {id} does not exist")));
+    };
+    let mut custom = thread.custom.clone();
+    for key in &unset {
+        custom.remove(key);
+    }
+    custom.extend(set.into_iter().filter(|(k, _)| k != "title"));
+    if Value::Object(custom.clone()).to_string().len() > MAX_USER_BYTES {
+        return Err(ApiError::input("thread data is too large"));
+    }
+    thread.custom = custom;
+    if unset.iter().any(|k| k == "title") {
+        thread.title = None;
+    }
+    if title.is_some() {
+        thread.title = title;
+    }
+    thread.updated_at = now;
+    let (ch, p) = parent(app, id)?;
+    let mut rendered = thread_state(app, ch, p, 0, MAX_PARTICIPANTS);
+    if let Some(map) = rendered.as_object_mut() {
+        // ThreadResponse: the state without its replies.
+        map.remove("latest_replies");
+    }
+    let mut ev = channel_base(app, "thread.updated", &cid, now);
+    ev.insert("thread".into(), rendered.clone());
+    to_watchers(app, &cid, &Value::Object(ev));
+    Ok(json!({ "thread": rendered }))
 }
 
 /// `GET /threads/{message_id}` → `GetThreadResponse`; `watch=true` binds the calling connection

@@ -171,6 +171,7 @@ fn known_event_types_map_to_their_schemas() {
             "notification.thread_message_new",
             "NotificationThreadMessageNewEvent",
         ),
+        ("thread.updated", "ThreadUpdatedEvent"),
     ] {
         assert_eq!(event_schema(kind), schema, "{kind}");
     }

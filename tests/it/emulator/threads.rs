@@ -142,6 +142,27 @@ async fn thread_replies_watches_and_notifications() {
         "her own reply"
     );
 
+    // A partial update is a thread.updated to the channel's watchers.
+    alice.drain().await;
+    let path = format!("/threads/{}", parent.as_str().unwrap_or_default());
+    let body = json!({"set": {"title": "Plans", "mood": "calm"}});
+    let res = b
+        .send("PATCH", &path, body, 200, "UpdateThreadPartialResponse")
+        .await;
+    assert_eq!(res["thread"]["title"], "Plans");
+    assert_eq!(res["thread"]["custom"]["mood"], "calm");
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        let seen = ws.drain().await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0]["type"], "thread.updated");
+        assert_eq!(seen[0]["thread"]["title"], "Plans");
+    }
+    assert!(alice_idle.drain().await.is_empty());
+    let (status, _) = b
+        .raw("PATCH", &path, Some(json!({"set": {"reply_count": 9}})))
+        .await;
+    assert_eq!(status, 400);
+
     // A reply needs a top-level parent in the same channel; unknown threads are 404.
     let body = json!({"message": {"text": "x", "parent_id": "nope"}});
     let (status, err) = a
