@@ -2,8 +2,11 @@
 //!
 //! This crate owns a small Stream Chat server: the WebSocket `/connect`
 //! handshake and heartbeat, the REST routes the `stream-chat` JS SDK 9.x uses
-//! for channels, messages, typing, read state and users, and the event
-//! fan-out between connections. It is a product feature: `stream-edge serve
+//! for channels, messages, typing, read state, users, devices, hiding, members
+//! and threads, and the event fan-out between connections, per connection as
+//! Stream delivers it (watches, presence subscriptions and `notification.*` to
+//! the connections that do not watch), so it can serve as the tests' oracle for
+//! multiplexing. It is a product feature: `stream-edge serve
 //! --upstream embedded` runs it on a loopback port behind the gateway, and
 //! `stream-edge emulator --listen ADDR` runs it standalone so the real SDK can
 //! chat against it directly.
