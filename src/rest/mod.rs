@@ -21,7 +21,7 @@ use crate::config::OnLookupFailure;
 use crate::error::EdgeError;
 use crate::http::{full, json, json_error, Body, ReqBody};
 use crate::privacy;
-use crate::session::me::RestChange as MeChange;
+use crate::session::device::RestChange as MeChange;
 use crate::session::{Hub, SessionId};
 use crate::state::Shared;
 use routes::Kind;

@@ -11,6 +11,7 @@
 
 pub mod app_settings;
 mod backoff;
+pub mod device;
 pub mod end;
 pub mod event;
 mod hub;
@@ -18,6 +19,7 @@ pub mod longpoll;
 pub mod mailbox;
 pub mod me;
 mod notify;
+mod refresh;
 mod route;
 pub mod subscribe;
 mod upstream_task;
