@@ -302,6 +302,7 @@ impl Hubs {
                     self.inner.metrics.clone(),
                     Bounds {
                         hold_events: limits.watch_hold_events,
+                        watches_per_session: limits.watches_per_session,
                         presence_users: limits.presence_users_per_session,
                         channel_info_bytes: limits.channel_info_bytes,
                     },
@@ -355,10 +356,10 @@ impl Hubs {
             let mut st = hub.lock();
             let removed = st.sessions.remove(id).is_some();
             st.presence.remove(id);
-            let orphaned = st.watches.remove_session(id);
-            for cid in &orphaned {
-                st.channels.remove(cid);
-            }
+            // The channel objects stay until the release is done: meanwhile upstream still sends
+            // the channel event, and the remaining tabs get its notification form.
+            let mut orphaned = st.watches.remove_session(id);
+            orphaned.retain(|cid| st.releasing.insert(cid.clone()));
             let retired = st.retired;
             (
                 removed,
@@ -371,9 +372,12 @@ impl Hubs {
             // A closed (or reconnecting) tab's channels that no other tab watches are released
             // upstream now, not when the hub retires: other users see `user.watching.stop`, and
             // the user's other tabs get `notification.*` for them again.
-            self.inner
-                .tasks
-                .spawn(subscribe::release(self.clone(), hub.clone(), orphaned));
+            self.inner.tasks.spawn(subscribe::release(
+                self.clone(),
+                hub.clone(),
+                orphaned,
+                "session_closed",
+            ));
         }
         if removed {
             self.inner
@@ -457,6 +461,17 @@ impl Hubs {
         for id in self.inner.revocations.learn_users_response(app, body) {
             self.end_revoked(app, Some(&id));
         }
+    }
+
+    /// Releases upstream a channel `hub`'s connection still receives although no session watches it
+    /// (see [`Hub::route`]).
+    pub(crate) fn release_orphan(&self, hub: &Arc<Hub>, cid: watch::Cid) {
+        self.inner.tasks.spawn(subscribe::release(
+            self.clone(),
+            hub.clone(),
+            vec![cid],
+            "orphan",
+        ));
     }
 
     /// Asks the app-settings task for an immediate `GET /app` (SIGHUP, or a `PATCH /app` seen).

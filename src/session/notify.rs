@@ -55,21 +55,15 @@ pub(super) fn for_non_watchers(
     Some((rewrite(frame, kind, &info.channel)?, event_label(kind)))
 }
 
-/// Re-reads a frame held while a watching call was in flight, for a session that did not end up
-/// watching its channel: the notification form, if it has one.
-pub(super) fn for_held(frame: &str, me: &str, st: &State) -> Option<(Utf8Bytes, &'static str)> {
-    let head = EventHead::parse(frame).ok()?;
-    let cid = head.cid.as_deref()?;
-    for_non_watchers(frame, &head, cid, me, st)
-}
-
-/// Rewrites `frame` as `kind` with `channel`. Only this path pays for a full parse: the channel
-/// event's fields stay as upstream sent them (the user's own unread counters included), with the
-/// type and the channel object set.
+/// Rewrites `frame` as `kind`, with `channel` unless the event carries a (current) channel of its
+/// own. Only this path pays for a full parse: the channel event's fields stay as upstream sent them
+/// (the user's own unread counters included).
 fn rewrite(frame: &str, kind: &str, channel: &RawValue) -> Option<Utf8Bytes> {
     let mut map: Map<String, Value> = serde_json::from_str(frame).ok()?;
     map.insert("type".into(), Value::String(kind.into()));
-    let channel: Value = serde_json::from_str(channel.get()).ok()?;
-    map.insert("channel".into(), channel);
+    if !map.get("channel").is_some_and(Value::is_object) {
+        let channel: Value = serde_json::from_str(channel.get()).ok()?;
+        map.insert("channel".into(), channel);
+    }
     serde_json::to_string(&map).ok().map(Utf8Bytes::from)
 }

@@ -117,7 +117,9 @@ async fn serve(
                     if let Some(user) = updated_user(frame.as_str()) {
                         hubs.learn_user(app, user.get());
                     }
-                    hub.route(frame, last_rx, hubs.privacy()).await;
+                    if let Some(cid) = hub.route(frame, last_rx, hubs.privacy()).await {
+                        hubs.release_orphan(hub, cid);
+                    }
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
                 Some(Err(_)) => break "error",
