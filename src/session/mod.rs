@@ -463,15 +463,31 @@ impl Hubs {
         }
     }
 
-    /// Releases upstream a channel `hub`'s connection still receives although no session watches it
-    /// (see [`Hub::route`]).
-    pub(crate) fn release_orphan(&self, hub: &Arc<Hub>, cid: watch::Cid) {
-        self.inner.tasks.spawn(subscribe::release(
-            self.clone(),
-            hub.clone(),
-            vec![cid],
-            "orphan",
-        ));
+    /// Runs what routing an event of `hub` asked for, apart from its event loop: the release of a
+    /// channel upstream still sends although no session watches it, or the thread-participation
+    /// lookup of a reply for the sessions that do not watch its channel.
+    pub(crate) fn follow_up(&self, hub: &Arc<Hub>, next: route::Followup) {
+        match next {
+            route::Followup::Release(cid) => self.inner.tasks.spawn(subscribe::release(
+                self.clone(),
+                hub.clone(),
+                vec![cid],
+                "orphan",
+            )),
+            route::Followup::ThreadReply {
+                cid,
+                parent,
+                frame,
+                received,
+            } => self.inner.tasks.spawn(notify::thread_reply(
+                self.clone(),
+                hub.clone(),
+                cid,
+                parent,
+                frame,
+                received,
+            )),
+        }
     }
 
     /// Asks the app-settings task for an immediate `GET /app` (SIGHUP, or a `PATCH /app` seen).

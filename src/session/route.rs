@@ -17,17 +17,31 @@ use crate::privacy::filter::{self, Known, Verdict};
 use crate::privacy::Privacy;
 use std::sync::Arc;
 
+/// What the upstream task does after routing an event (it holds what the hub does not: the
+/// upstream and the task tracker).
+pub enum Followup {
+    /// Release this channel upstream: no session watches it.
+    Release(Cid),
+    /// A thread reply in a channel some sessions do not watch.
+    ThreadReply {
+        cid: Cid,
+        parent: String,
+        frame: Utf8Bytes,
+        received: Instant,
+    },
+}
+
 impl Hub {
     /// Delivers one upstream frame to the sessions that should see it, after the privacy filter.
     /// Sessions of one hub are one user, so the privacy verdict is taken once per event.
     ///
-    /// Returns a channel upstream still sends although no session watches it, for release.
+    /// Returns what the upstream task must do next, if anything ([`Followup`]).
     pub async fn route(
         &self,
         frame: Utf8Bytes,
         received: Instant,
         privacy: &Privacy,
-    ) -> Option<Cid> {
+    ) -> Option<Followup> {
         // Checked here, not inside the boxed filter: most events embed no carrier and must not
         // pay for the box.
         let frame = if frame.as_str().contains("\"thread_participants\"") {
@@ -110,7 +124,23 @@ impl Hub {
             }
         }
         if reached > 0 {
-            return None;
+            let Audience::Watchers(cid) = audience else {
+                return None;
+            };
+            // A thread reply: the sessions that do not watch its channel get
+            // `notification.thread_message_new` if the user takes part in the thread, which only
+            // upstream knows (see `notify::thread_reply`).
+            let parent = notify::thread_reply_parent(&head, &self.user)?;
+            let unwatched = st
+                .sessions
+                .keys()
+                .any(|id| !skip(id) && !st.watches.is_watching(id, cid));
+            return unwatched.then(|| Followup::ThreadReply {
+                cid: Arc::from(cid),
+                parent,
+                frame: frame.clone(),
+                received,
+            });
         }
         match audience {
             Audience::Watchers(cid) => {
@@ -118,7 +148,9 @@ impl Hub {
                 // Upstream still sends a channel no session watches (a watching call whose answer
                 // was never read, a failed release): release it now. Once per channel at a time.
                 let cid: Cid = Arc::from(cid);
-                st.releasing.insert(cid.clone()).then_some(cid)
+                st.releasing
+                    .insert(cid.clone())
+                    .then_some(Followup::Release(cid))
             }
             Audience::Presence(_) => {
                 self.dropped("not_subscribed", kind);

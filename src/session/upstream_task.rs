@@ -117,8 +117,8 @@ async fn serve(
                     if let Some(user) = updated_user(frame.as_str()) {
                         hubs.learn_user(app, user.get());
                     }
-                    if let Some(cid) = hub.route(frame, last_rx, hubs.privacy()).await {
-                        hubs.release_orphan(hub, cid);
+                    if let Some(next) = hub.route(frame, last_rx, hubs.privacy()).await {
+                        hubs.follow_up(hub, next);
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",

@@ -608,3 +608,42 @@ async fn held_events_keep_their_order_across_audiences() {
     }
     assert_eq!(order, ["message.new", "notification.mark_read"]);
 }
+
+/// Point 8 for threads: a tab that does not watch the channel gets
+/// `notification.thread_message_new` for a reply in a thread the user takes part in, and nothing
+/// for a thread the user has no part in.
+#[tokio::test]
+async fn a_tab_not_watching_hears_of_replies_in_its_threads() {
+    let (gw, _gate, _stop) = gated().await;
+    let (mut t1, c1) = gw.connect("tr-a").await;
+    let (mut t2, _c2) = gw.connect("tr-a").await;
+    gw.connect("tr-b").await;
+    gw.watch("tr-a", &c1, "tr-ch", &["tr-a", "tr-b", "tr-c"])
+        .await;
+    let mine = message(&gw, "tr-a", "tr-ch", "my topic", None).await;
+    let theirs = message(&gw, "tr-b", "tr-ch", "their topic", None).await;
+    message(&gw, "tr-c", "tr-ch", "not my thread", Some(&theirs)).await;
+    message(&gw, "tr-b", "tr-ch", "in my thread", Some(&mine)).await;
+    let ev = loop {
+        let ev = until(&mut t1, "message.new").await;
+        if ev["message"]["text"] == "in my thread" {
+            break ev;
+        }
+    };
+    assert_eq!(ev["message"]["parent_id"], mine.as_str());
+    let note = loop {
+        let ev = next_json(&mut t2).await;
+        let kind = ev["type"].as_str().unwrap_or_default();
+        if kind == "notification.thread_message_new" {
+            break ev;
+        }
+    };
+    assert_eq!(
+        note["thread_id"],
+        mine.as_str(),
+        "only the user's own thread: {note}"
+    );
+    assert_eq!(note["message"]["text"], "in my thread", "{note}");
+    assert_eq!(note["parent_author"], "tr-a", "{note}");
+    assert_eq!(note["cid"], "messaging:tr-ch", "{note}");
+}
