@@ -13,12 +13,12 @@ use crate::store::{AppData, Message};
 use crate::{events, hiding, render, render_chat, threads};
 
 /// Largest stored message (text, attachments and custom fields), serialized.
-const MAX_MESSAGE_BYTES: usize = 20 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 20 * 1024;
 /// Attachments per message.
-const MAX_ATTACHMENTS: usize = 30;
+pub(crate) const MAX_ATTACHMENTS: usize = 30;
 
 /// `MessageResponse` keys the server owns; never taken as custom fields.
-const MESSAGE_RESERVED: &[&str] = &[
+pub(crate) const MESSAGE_RESERVED: &[&str] = &[
     "id",
     "text",
     "html",
@@ -157,6 +157,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         thread: None,
         created_at: now,
         updated_at: now,
+        extra: Default::default(),
     };
     app.ensure_user(&user, now);
     let rendered = render_chat::message(app, cid, &message);

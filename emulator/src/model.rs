@@ -1,5 +1,5 @@
 //! The records the store holds: users and their devices, channels with their members, bounded
-//! message history (threads included) and read state. Plain data with no behaviour beyond
+//! message history (threads, reactions and pins included), uploads and read state. Plain data with no behaviour beyond
 //! construction; `store` owns the maps they live in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -94,6 +94,8 @@ pub(crate) struct Message {
     pub thread: Option<Thread>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// What happened to it after it was sent: edits, pin, reactions, deletion.
+    pub extra: MessageExtra,
 }
 
 /// A thread: what a parent message gains with its first reply.
@@ -115,4 +117,43 @@ pub(crate) struct ReadState {
     pub last_read: OffsetDateTime,
     pub last_read_message_id: Option<String>,
     pub unread: u32,
+}
+
+/// A message's life after it was sent (see `messages`, `reactions`).
+#[derive(Default)]
+pub(crate) struct MessageExtra {
+    /// Set by `pinned: true` on an update; cleared by `pinned: false` or when it expires.
+    pub pin: Option<Pin>,
+    /// Soft deletion: the message stays, as `type: deleted`.
+    pub deleted_at: Option<OffsetDateTime>,
+    /// The last change of `text` by an update.
+    pub text_updated_at: Option<OffsetDateTime>,
+    /// Oldest first; at most one per (user, type), at most `MAX_REACTIONS_PER_MESSAGE`.
+    pub reactions: Vec<Reaction>,
+}
+
+pub(crate) struct Pin {
+    pub at: OffsetDateTime,
+    pub by: String,
+    pub expires: Option<OffsetDateTime>,
+}
+
+/// One user's reaction of one type to a message (`ReactionResponse`).
+#[derive(Clone)]
+pub(crate) struct Reaction {
+    pub user_id: String,
+    pub kind: String,
+    pub score: u32,
+    pub custom: Map<String, Value>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A file stored by `POST /channels/{type}/{id}/file|image`, served back at its URL.
+pub(crate) struct Upload {
+    pub cid: String,
+    pub user_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub bytes: bytes::Bytes,
 }

@@ -88,8 +88,13 @@ pub(crate) fn member(app: &AppData, m: &Member) -> Value {
     })
 }
 
-/// `MessageResponse`.
+/// `MessageResponse` as every watcher sees it (events): no `own_reactions`.
 pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
+    message_for(app, cid, m, None)
+}
+
+/// `MessageResponse` as `viewer` sees it: with their `own_reactions`.
+pub(crate) fn message_for(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Value {
     let mut map = Map::new();
     map.insert("id".into(), json!(m.id));
     map.insert("text".into(), json!(m.text));
@@ -105,21 +110,15 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
     map.insert("created_at".into(), json!(ts(m.created_at)));
     map.insert("updated_at".into(), json!(ts(m.updated_at)));
     map.insert("attachments".into(), Value::Array(m.attachments.clone()));
-    for key in [
-        "latest_reactions",
-        "own_reactions",
-        "mentioned_users",
-        "restricted_visibility",
-    ] {
+    for key in ["mentioned_users", "restricted_visibility"] {
         map.insert(key.into(), json!([]));
     }
-    map.insert("reaction_counts".into(), json!({}));
-    map.insert("reaction_scores".into(), json!({}));
     map.insert("reply_count".into(), json!(m.reply_count));
     map.insert("deleted_reply_count".into(), json!(0));
-    for key in ["shadowed", "mentioned_channel", "mentioned_here", "pinned"] {
+    for key in ["shadowed", "mentioned_channel", "mentioned_here"] {
         map.insert(key.into(), json!(false));
     }
+    crate::render_extra::add(app, &mut map, m, viewer);
     map.insert("silent".into(), json!(m.silent));
     if let Some(parent) = &m.parent_id {
         map.insert("parent_id".into(), json!(parent));

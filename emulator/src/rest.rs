@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, devices, hiding, members, query, threads, users};
+use crate::{actions, channels, devices, hiding, members, messages, query, threads, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -97,6 +97,13 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
         }
+        (&Method::GET, ["channels", t, id, "pinned_messages"]) => {
+            (StatusCode::OK, messages::pinned(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::GET, ["messages", id]) => (StatusCode::OK, messages::get(app, &r, id)?),
+        (&Method::POST, ["messages", id]) => (created, messages::update(app, &r, id)?),
+        (&Method::PUT, ["messages", id]) => (created, messages::partial(app, &r, id)?),
+        (&Method::DELETE, ["messages", id]) => (StatusCode::OK, messages::delete(app, &r, id)?),
         (&Method::GET, ["messages", id, "replies"]) => {
             (StatusCode::OK, threads::replies(app, &r, id)?)
         }

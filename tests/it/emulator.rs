@@ -12,6 +12,8 @@ mod devices;
 mod hiding;
 #[path = "emulator/members.rs"]
 mod members;
+#[path = "emulator/messages.rs"]
+mod messages;
 #[path = "emulator/presence.rs"]
 mod presence;
 #[path = "emulator/recipients.rs"]
