@@ -52,6 +52,7 @@ mod messages;
 mod model;
 mod presence;
 mod query;
+mod reactions;
 mod render;
 mod render_chat;
 mod render_extra;

@@ -13,7 +13,9 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, devices, hiding, members, messages, query, threads, users};
+use crate::{
+    actions, channels, devices, hiding, members, messages, query, reactions, threads, users,
+};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -104,6 +106,13 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["messages", id]) => (created, messages::update(app, &r, id)?),
         (&Method::PUT, ["messages", id]) => (created, messages::partial(app, &r, id)?),
         (&Method::DELETE, ["messages", id]) => (StatusCode::OK, messages::delete(app, &r, id)?),
+        (&Method::POST, ["messages", id, "reaction"]) => (created, reactions::send(app, &r, id)?),
+        (&Method::DELETE, ["messages", id, "reaction", kind]) => {
+            (StatusCode::OK, reactions::delete(app, &r, id, kind)?)
+        }
+        (&Method::GET, ["messages", id, "reactions"]) => {
+            (StatusCode::OK, reactions::list(app, &r, id)?)
+        }
         (&Method::GET, ["messages", id, "replies"]) => {
             (StatusCode::OK, threads::replies(app, &r, id)?)
         }

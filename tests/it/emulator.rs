@@ -16,6 +16,8 @@ mod members;
 mod messages;
 #[path = "emulator/presence.rs"]
 mod presence;
+#[path = "emulator/reactions.rs"]
+mod reactions;
 #[path = "emulator/recipients.rs"]
 mod recipients;
 #[path = "emulator/schema.rs"]
