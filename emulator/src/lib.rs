@@ -50,6 +50,7 @@ mod history;
 mod members;
 mod messages;
 mod model;
+mod multipart;
 mod presence;
 mod query;
 mod reactions;
@@ -61,12 +62,14 @@ mod rest;
 mod server;
 mod store;
 mod threads;
+mod uploads;
 mod users;
 mod ws;
 
 pub use config::{
     App, Faults, DEFAULT_HEALTH_INTERVAL, MAX_BODY_BYTES, MAX_DEVICES_PER_USER,
-    MAX_MESSAGES_PER_CHANNEL, MAX_MESSAGE_TEXT, MAX_USER_BYTES, OUTBOUND_QUEUE_CAPACITY,
+    MAX_MESSAGES_PER_CHANNEL, MAX_MESSAGE_TEXT, MAX_UPLOADS_PER_APP, MAX_UPLOADS_TOTAL_BYTES,
+    MAX_UPLOAD_BYTES, MAX_USER_BYTES, OUTBOUND_QUEUE_CAPACITY,
 };
 pub use handle::Emulator;
 pub use server::serve;

@@ -26,6 +26,8 @@ mod schema;
 mod support;
 #[path = "emulator/threads.rs"]
 mod threads;
+#[path = "emulator/uploads.rs"]
+mod uploads;
 
 use std::time::Duration;
 
