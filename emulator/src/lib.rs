@@ -59,6 +59,7 @@ mod render_chat;
 mod render_extra;
 mod req;
 mod rest;
+mod search;
 mod server;
 mod store;
 mod threads;

@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channels, devices, hiding, members, messages, query, reactions, threads, uploads,
-    users,
+    actions, channels, devices, hiding, members, messages, query, reactions, search, threads,
+    uploads, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -134,6 +134,7 @@ pub(crate) async fn dispatch(
         (&Method::DELETE, ["channels", t, id, "file" | "image"]) => {
             (StatusCode::OK, uploads::delete(app, &r, &cid(t, id)?)?)
         }
+        (&Method::GET, ["search"]) => (StatusCode::OK, search::search(app, &r)?),
         (&Method::GET, ["messages", id]) => (StatusCode::OK, messages::get(app, &r, id)?),
         (&Method::POST, ["messages", id]) => (created, messages::update(app, &r, id)?),
         (&Method::PUT, ["messages", id]) => (created, messages::partial(app, &r, id)?),

@@ -22,6 +22,8 @@ mod reactions;
 mod recipients;
 #[path = "emulator/schema.rs"]
 mod schema;
+#[path = "emulator/search.rs"]
+mod search;
 #[path = "emulator/support.rs"]
 mod support;
 #[path = "emulator/threads.rs"]
