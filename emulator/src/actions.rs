@@ -52,6 +52,8 @@ pub(crate) const MESSAGE_RESERVED: &[&str] = &[
     "thread_participants",
     "i18n",
     "deleted_at",
+    "poll_id",
+    "poll",
 ];
 
 /// Event keys the server fills in itself.
@@ -142,6 +144,12 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
     if let Some(Value::Object(extra)) = msg.get("custom") {
         custom.extend(extra.clone());
     }
+    // A poll is attached by id; it must exist (see `polls`).
+    let poll_id = match msg.get("poll_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if app.polls.contains_key(p) => Some(p.clone()),
+        Some(_) => return Err(ApiError::input("poll_id names no poll")),
+    };
     let now = OffsetDateTime::now_utc();
     let message = Message {
         id,
@@ -157,7 +165,10 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         thread: None,
         created_at: now,
         updated_at: now,
-        extra: Default::default(),
+        extra: crate::model::MessageExtra {
+            poll_id,
+            ..Default::default()
+        },
     };
     app.ensure_user(&user, now);
     let rendered = render_chat::message(app, cid, &message);

@@ -130,6 +130,8 @@ pub(crate) struct MessageExtra {
     pub text_updated_at: Option<OffsetDateTime>,
     /// Oldest first; at most one per (user, type), at most `MAX_REACTIONS_PER_MESSAGE`.
     pub reactions: Vec<Reaction>,
+    /// The poll this message carries (`poll_id` when sent; see `polls`).
+    pub poll_id: Option<String>,
 }
 
 pub(crate) struct Pin {
@@ -156,4 +158,41 @@ pub(crate) struct Upload {
     pub name: String,
     pub content_type: String,
     pub bytes: bytes::Bytes,
+}
+
+/// A poll (`POST /polls`), attached to a message by its `poll_id`.
+pub(crate) struct Poll {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub options: Vec<PollOption>,
+    /// Option votes and answers, oldest first, at most `MAX_VOTES_PER_POLL`.
+    pub votes: Vec<PollVote>,
+    pub voting_visibility: String,
+    pub enforce_unique_vote: bool,
+    pub allow_answers: bool,
+    pub allow_user_suggested_options: bool,
+    pub max_votes_allowed: Option<u32>,
+    pub is_closed: bool,
+    pub custom: Map<String, Value>,
+}
+
+pub(crate) struct PollOption {
+    pub id: String,
+    pub text: String,
+    pub custom: Map<String, Value>,
+}
+
+/// A vote for an option, or (with `answer_text`) an answer.
+#[derive(Clone)]
+pub(crate) struct PollVote {
+    pub id: String,
+    pub user_id: String,
+    pub option_id: Option<String>,
+    pub answer_text: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
 }

@@ -67,7 +67,7 @@ fn config(kind: &str, created: &str) -> Value {
         "delivery_events": true, "search": true, "reactions": true, "replies": true,
         "quotes": true, "mutes": true, "uploads": true, "url_enrichment": false,
         "custom_events": true, "push_notifications": true, "reminders": false,
-        "mark_messages_pending": false, "polls": false, "user_message_reminders": false,
+        "mark_messages_pending": false, "polls": true, "user_message_reminders": false,
         "shared_locations": false, "count_messages": true, "message_retention": "infinite",
         "max_message_length": crate::config::MAX_MESSAGE_TEXT, "automod": "disabled",
         "automod_behavior": "flag", "skip_last_msg_update_for_system_msgs": false,

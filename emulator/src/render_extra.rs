@@ -1,6 +1,7 @@
 //! The parts of a `MessageResponse` that change after sending: reactions (`latest_reactions`,
 //! `own_reactions` per viewer, `reaction_counts`, `reaction_scores`, `reaction_groups`), the pin
-//! (`pinned`, `pinned_at`, `pinned_by`, `pin_expires`) and deletion; and `ReactionResponse`.
+//! (`pinned`, `pinned_at`, `pinned_by`, `pin_expires`), the poll it carries and deletion; and
+//! `ReactionResponse`.
 //! Below `render_chat`, which calls it for every message it renders.
 
 use std::collections::BTreeMap;
@@ -101,6 +102,14 @@ pub(crate) fn add(app: &AppData, map: &mut Map<String, Value>, m: &Message, view
     }
     if let Some(t) = x.text_updated_at {
         map.insert("message_text_updated_at".into(), json!(ts(t)));
+    }
+    if let Some((id, p)) = x
+        .poll_id
+        .as_ref()
+        .and_then(|id| app.polls.get(id).map(|p| (id, p)))
+    {
+        map.insert("poll_id".into(), json!(id));
+        map.insert("poll".into(), crate::render_poll::poll(app, p, viewer));
     }
     if let Some(t) = x.deleted_at {
         map.insert("type".into(), json!("deleted"));

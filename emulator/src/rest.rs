@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channels, devices, hiding, members, messages, query, reactions, search, threads,
-    uploads, users,
+    actions, channels, devices, hiding, members, messages, polls, query, reactions, search,
+    threads, uploads, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -133,6 +133,17 @@ pub(crate) async fn dispatch(
         }
         (&Method::DELETE, ["channels", t, id, "file" | "image"]) => {
             (StatusCode::OK, uploads::delete(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["polls"]) => (created, polls::create(app, &r)?),
+        (&Method::GET, ["polls", id]) => (StatusCode::OK, polls::get(app, &r, id)?),
+        (&Method::PATCH, ["polls", id]) => (StatusCode::OK, polls::partial(app, &r, id)?),
+        (&Method::DELETE, ["polls", id]) => (StatusCode::OK, polls::delete(app, &r, id)?),
+        (&Method::POST, ["polls", id, "options"]) => (created, polls::add_option(app, &r, id)?),
+        (&Method::POST, ["messages", mid, "polls", pid, "vote"]) => {
+            (created, polls::cast(app, &r, mid, pid)?)
+        }
+        (&Method::DELETE, ["messages", mid, "polls", pid, "vote", vid]) => {
+            (StatusCode::OK, polls::remove(app, &r, mid, pid, vid)?)
         }
         (&Method::GET, ["search"]) => (StatusCode::OK, search::search(app, &r)?),
         (&Method::GET, ["messages", id]) => (StatusCode::OK, messages::get(app, &r, id)?),

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{App, Faults};
 pub(crate) use crate::model::{
-    Channel, Device, Member, Message, Pin, Reaction, ReadState, Thread, Upload, User,
+    Channel, Device, Member, Message, Pin, Poll, PollOption, PollVote, Reaction, ReadState, Thread,
+    Upload, User,
 };
 
 /// All apps, keyed by API key.
@@ -43,6 +44,8 @@ pub(crate) struct AppData {
     /// Uploaded files by id, and their total size (bounded; see `uploads`).
     pub uploads: HashMap<String, Upload>,
     pub upload_bytes: usize,
+    /// Polls by id (bounded; see `polls`).
+    pub polls: HashMap<String, Poll>,
 }
 
 /// One open WebSocket connection, as the rest of the emulator sees it.

@@ -14,6 +14,8 @@ mod hiding;
 mod members;
 #[path = "emulator/messages.rs"]
 mod messages;
+#[path = "emulator/polls.rs"]
+mod polls;
 #[path = "emulator/presence.rs"]
 mod presence;
 #[path = "emulator/reactions.rs"]
