@@ -188,7 +188,7 @@ pub(crate) fn list(app: &AppData, req: &Req<'_>, id: &str) -> Result<Value, ApiE
     let (cid, i) = locate(app, id)?;
     let (_, m) = at(app, &cid, i).ok_or_else(|| ApiError::not_found("message does not exist"))?;
     let mut newest: Vec<&Reaction> = m.extra.reactions.iter().collect();
-    newest.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    newest.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let reactions: Vec<Value> = newest
         .into_iter()
         .skip(offset)

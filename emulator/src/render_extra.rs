@@ -45,7 +45,7 @@ pub(crate) fn is_pinned(m: &Message, now: OffsetDateTime) -> bool {
 pub(crate) fn add(app: &AppData, map: &mut Map<String, Value>, m: &Message, viewer: Option<&str>) {
     let x = &m.extra;
     let mut newest: Vec<&Reaction> = x.reactions.iter().collect();
-    newest.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    newest.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let latest: Vec<Value> = newest
         .iter()
         .take(DEFAULT_LATEST_REACTIONS)

@@ -47,7 +47,7 @@ pub(crate) fn vote(app: &AppData, p: &Poll, v: &PollVote, viewer: Option<&str>) 
 /// `PollResponseData` as `viewer` sees it (`own_votes`); events, shared by every watcher, carry none.
 pub(crate) fn poll(app: &AppData, p: &Poll, viewer: Option<&str>) -> Value {
     let mut newest: Vec<&PollVote> = p.votes.iter().collect();
-    newest.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    newest.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut latest: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let mut answers = Vec::new();
