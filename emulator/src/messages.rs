@@ -118,6 +118,8 @@ struct Changes {
     unset: Vec<String>,
     pinned: Option<bool>,
     pin_expires: Option<Option<OffsetDateTime>>,
+    /// When a new pin counts from (`pinned_at`, which `pinMessage` sends, `null` meaning now).
+    pinned_at: Option<OffsetDateTime>,
 }
 
 impl Changes {
@@ -182,6 +184,16 @@ pub(crate) fn partial(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Valu
     }
     if let Some(v) = set.remove("pinned") {
         changes.pinned = Some(v == Value::Bool(true));
+    }
+    match set.remove("pinned_at") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) => {
+            changes.pinned_at = Some(
+                OffsetDateTime::parse(&t, &Rfc3339)
+                    .map_err(|_| ApiError::input("pinned_at must be an RFC 3339 timestamp"))?,
+            );
+        }
+        Some(_) => return Err(ApiError::input("pinned_at must be a timestamp or null")),
     }
     if set.contains_key("pin_expires") {
         changes.pin_expires = pin_expires_of(&set)?;
@@ -264,7 +276,7 @@ fn apply(
     match changes.pinned {
         Some(true) if !was_pinned => {
             m.extra.pin = Some(Pin {
-                at: now,
+                at: changes.pinned_at.unwrap_or(now),
                 by: actor.to_owned(),
                 expires: None,
             });

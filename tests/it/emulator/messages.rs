@@ -80,7 +80,8 @@ async fn update_pin_and_delete_reach_the_watchers() {
         .send(
             "PUT",
             &format!("/messages/{id}"),
-            json!({"set": {"pinned": true}}),
+            // What the SDK's pinMessage sends.
+            json!({"set": {"pinned": true, "pinned_at": null, "pin_expires": null}}),
             201,
             "UpdateMessagePartialResponse",
         )
