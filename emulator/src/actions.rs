@@ -10,7 +10,7 @@ use crate::config::{MAX_MESSAGE_TEXT, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Message};
-use crate::{events, hiding, render, render_chat, threads};
+use crate::{events, hiding, message_refs, render, render_chat, threads};
 
 /// Largest stored message (text, attachments and custom fields), serialized.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 20 * 1024;
@@ -150,6 +150,8 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         Some(Value::String(p)) if app.polls.contains_key(p) => Some(p.clone()),
         Some(_) => return Err(ApiError::input("poll_id names no poll")),
     };
+    let quoted_message_id = message_refs::quoted(app, cid, msg.get("quoted_message_id"))?;
+    let mentioned_users = message_refs::mentioned(msg.get("mentioned_users"))?;
     let now = OffsetDateTime::now_utc();
     let message = Message {
         id,
@@ -167,6 +169,8 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         updated_at: now,
         extra: crate::model::MessageExtra {
             poll_id,
+            quoted_message_id,
+            mentioned_users,
             ..Default::default()
         },
     };

@@ -48,6 +48,7 @@ mod handle;
 mod hiding;
 mod history;
 mod members;
+mod message_refs;
 mod messages;
 mod model;
 mod multipart;

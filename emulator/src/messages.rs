@@ -18,6 +18,7 @@ use crate::config::MAX_MESSAGE_TEXT;
 use crate::error::ApiError;
 use crate::events::{channel_base, to_watchers};
 use crate::history;
+use crate::message_refs;
 use crate::render::{self, custom_of};
 use crate::render_chat;
 use crate::req::{check_id, Req};
@@ -118,6 +119,8 @@ struct Changes {
     unset: Vec<String>,
     pinned: Option<bool>,
     pin_expires: Option<Option<OffsetDateTime>>,
+    /// Replaces the mentioned users (a full update).
+    mentioned: Option<Vec<String>>,
     /// When a new pin counts from (`pinned_at`, which `pinMessage` sends, `null` meaning now).
     pinned_at: Option<OffsetDateTime>,
 }
@@ -156,6 +159,7 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
         custom: Some(custom),
         pinned: msg.get("pinned").map(|v| v == &Value::Bool(true)),
         pin_expires: pin_expires_of(msg)?,
+        mentioned: Some(message_refs::mentioned(msg.get("mentioned_users"))?),
         ..Changes::default()
     };
     apply(app, req, id, &actor, changes)
@@ -273,6 +277,9 @@ fn apply(
     m.text = text;
     m.attachments = attachments;
     m.custom = next_custom;
+    if let Some(users) = changes.mentioned {
+        m.extra.mentioned_users = users;
+    }
     match changes.pinned {
         Some(true) if !was_pinned => {
             m.extra.pin = Some(Pin {

@@ -132,6 +132,9 @@ pub(crate) struct MessageExtra {
     pub reactions: Vec<Reaction>,
     /// The poll this message carries (`poll_id` when sent; see `polls`).
     pub poll_id: Option<String>,
+    /// The message of the same channel it quotes, and the users it mentions (`message_refs`).
+    pub quoted_message_id: Option<String>,
+    pub mentioned_users: Vec<String>,
 }
 
 pub(crate) struct Pin {

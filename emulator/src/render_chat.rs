@@ -95,6 +95,18 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
 
 /// `MessageResponse` as `viewer` sees it: with their `own_reactions`.
 pub(crate) fn message_for(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Value {
+    let mut map = message_map(app, cid, m, viewer);
+    // The quoted message comes without its own quote, as Stream sends it (and so no chain of quotes
+    // is ever rendered).
+    if let Some(q) = crate::render_extra::quoted(app, cid, m) {
+        map.insert("quoted_message_id".into(), json!(q.id));
+        let quoted = Value::Object(message_map(app, cid, q, viewer));
+        map.insert("quoted_message".into(), quoted);
+    }
+    Value::Object(map)
+}
+
+fn message_map(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("id".into(), json!(m.id));
     map.insert("text".into(), json!(m.text));
@@ -130,7 +142,7 @@ pub(crate) fn message_for(app: &AppData, cid: &str, m: &Message, viewer: Option<
     }
     flatten(&mut map, &m.custom);
     map.insert("custom".into(), Value::Object(m.custom.clone()));
-    Value::Object(map)
+    map
 }
 
 /// Minimal HTML rendering of message text (Stream renders markdown; plain

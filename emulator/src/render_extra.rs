@@ -32,6 +32,12 @@ pub(crate) fn reaction(app: &AppData, message_id: &str, r: &Reaction) -> Value {
     Value::Object(map)
 }
 
+/// The message `m` quotes, if it is still in the channel's history.
+pub(crate) fn quoted<'a>(app: &'a AppData, cid: &str, m: &Message) -> Option<&'a Message> {
+    let id = m.extra.quoted_message_id.as_deref()?;
+    app.channels.get(cid)?.messages.iter().find(|q| q.id == id)
+}
+
 /// Whether the message is pinned now (an expired pin no longer counts).
 pub(crate) fn is_pinned(m: &Message, now: OffsetDateTime) -> bool {
     m.extra
@@ -110,6 +116,10 @@ pub(crate) fn add(app: &AppData, map: &mut Map<String, Value>, m: &Message, view
     {
         map.insert("poll_id".into(), json!(id));
         map.insert("poll".into(), crate::render_poll::poll(app, p, viewer));
+    }
+    if !x.mentioned_users.is_empty() {
+        let users: Vec<Value> = x.mentioned_users.iter().map(|id| user(app, id)).collect();
+        map.insert("mentioned_users".into(), Value::Array(users));
     }
     if let Some(t) = x.deleted_at {
         map.insert("type".into(), json!("deleted"));

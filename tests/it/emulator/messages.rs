@@ -246,3 +246,55 @@ async fn history_pages_back_without_repeating() {
         .await;
     assert_eq!(end["messages"], json!([]));
 }
+
+#[tokio::test]
+async fn quotes_and_mentions() {
+    if crate::support::skip_without_openapi("emulator::messages::quotes_and_mentions") {
+        return;
+    }
+    let h = Harness::start().await;
+    let a = h.client("alice");
+    a.query_channel("room", json!({"data": {"members": ["alice", "bob"]}}))
+        .await;
+    let first = send(&a, "original").await;
+    send(&a, "unrelated").await;
+    let body = json!({"message": {"text": "replying", "quoted_message_id": first, "mentioned_users": ["bob"]}});
+    let res = a
+        .post(
+            "/channels/messaging/room/message",
+            body,
+            "SendMessageResponse",
+        )
+        .await;
+    let m = &res["message"];
+    assert_eq!(m["quoted_message_id"], first);
+    assert_eq!(m["quoted_message"]["text"], "original");
+    assert_eq!(m["mentioned_users"][0]["id"], "bob");
+    // A quote of a quote carries no further quote.
+    let id = m["id"].as_str().unwrap_or_default();
+    let body = json!({"message": {"text": "again", "quoted_message_id": id}});
+    let res = a
+        .post(
+            "/channels/messaging/room/message",
+            body,
+            "SendMessageResponse",
+        )
+        .await;
+    assert_eq!(res["message"]["quoted_message"]["text"], "replying");
+    assert!(res["message"]["quoted_message"]
+        .get("quoted_message")
+        .is_none());
+    for bad in [
+        json!({"text": "x", "quoted_message_id": "nope"}),
+        json!({"text": "x", "mentioned_users": "bob"}),
+    ] {
+        let (status, _) = a
+            .raw(
+                "POST",
+                "/channels/messaging/room/message",
+                Some(json!({"message": bad})),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}");
+    }
+}
