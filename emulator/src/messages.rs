@@ -491,3 +491,64 @@ fn pin_expires_of(obj: &Map<String, Value>) -> Result<Option<Option<OffsetDateTi
         Some(_) => Err(ApiError::input("pin_expires must be a timestamp or null")),
     }
 }
+
+/// Ids one `GetManyMessages` call may name.
+const MAX_MANY_IDS: usize = 100;
+
+/// `GET /channels/{type}/{id}/messages?ids=a,b` → `GetManyMessagesResponse`: those of the named
+/// messages the channel holds, oldest first.
+pub(crate) fn many(app: &AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
+    let viewer = req.acting_user(None).ok();
+    let ch = crate::channels::existing(app, cid)?;
+    let ids: Vec<&str> = req
+        .query
+        .get("ids")
+        .map(|s| s.split(',').filter(|id| !id.is_empty()).collect())
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > MAX_MANY_IDS {
+        return Err(ApiError::input(format!(
+            "ids must name 1 to {MAX_MANY_IDS} messages"
+        )));
+    }
+    let messages: Vec<Value> = ch
+        .messages
+        .iter()
+        .filter(|m| ids.contains(&m.id.as_str()))
+        .map(|m| render_chat::message_for(app, cid, m, viewer.as_deref()))
+        .collect();
+    Ok(json!({ "messages": messages }))
+}
+
+/// A `next` cursor (an offset into the results) of a `Query*` request body.
+pub(crate) fn cursor(body: &Value, max: usize) -> Result<usize, ApiError> {
+    match body.get("next") {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| ApiError::input("next is not a cursor from a previous page")),
+        Some(_) => Err(ApiError::input("next must be a string")),
+    }
+}
+
+/// Whether `actual` satisfies a simple filter condition: a value, `{$eq: v}` or `{$in: [..]}`.
+pub(crate) fn simple_match(actual: &Value, cond: &Value) -> Result<bool, ApiError> {
+    let Some(ops) = cond
+        .as_object()
+        .filter(|o| o.keys().all(|k| k.starts_with('$')))
+    else {
+        return Ok(actual == cond);
+    };
+    for (op, arg) in ops {
+        let ok = match (op.as_str(), arg) {
+            ("$eq", v) => actual == v,
+            ("$in", Value::Array(list)) => list.contains(actual),
+            _ => return Err(ApiError::input(format!("unsupported filter operator {op}"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

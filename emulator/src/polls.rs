@@ -16,7 +16,7 @@ use crate::auth::Identity;
 use crate::config::MAX_USER_BYTES;
 use crate::error::ApiError;
 use crate::events::{channel_base, to_watchers};
-use crate::messages::{at, locate};
+use crate::messages::{at, count, cursor, locate, simple_match};
 use crate::render::custom_of;
 use crate::render_poll::{option, poll, vote};
 use crate::req::{check_id, Req};
@@ -540,4 +540,58 @@ fn announce(
             to_watchers(app, &ch.cid, &Value::Object(ev));
         }
     }
+}
+
+/// Votes per `QueryPollVotes` page unless `limit` says otherwise (at most 100), and the largest
+/// cursor.
+const DEFAULT_VOTES_PAGE: usize = 25;
+const MAX_VOTES_OFFSET: usize = MAX_VOTES_PER_POLL;
+
+/// `POST /polls/{id}/votes` → `PollVotesResponse`: newest first; `filter` on `option_id`,
+/// `is_answer` and `user_id` (not on an anonymous poll's voters), `limit` and `next`.
+pub(crate) fn votes(app: &AppData, req: &Req<'_>, id: &str) -> Result<Value, ApiError> {
+    let viewer = req.acting_user(None).ok();
+    let p = existing(app, id)?;
+    let empty = Map::new();
+    let filter = match req.body.get("filter") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(f)) => f,
+        Some(_) => return Err(ApiError::input("filter must be an object")),
+    };
+    let body = req.body.as_object().unwrap_or(&empty);
+    let limit = count(body, "limit", DEFAULT_VOTES_PAGE, 100)?.max(1);
+    let offset = cursor(req.body, MAX_VOTES_OFFSET)?;
+    let mut hits: Vec<&PollVote> = Vec::new();
+    for v in &p.votes {
+        let mut ok = true;
+        for (key, cond) in filter {
+            let actual = match key.as_str() {
+                "option_id" => json!(v.option_id.clone().unwrap_or_default()),
+                "is_answer" => json!(v.answer_text.is_some()),
+                "user_id" if p.voting_visibility != "anonymous" => json!(v.user_id),
+                other => {
+                    return Err(ApiError::input(format!(
+                        "poll votes cannot be filtered by {other}"
+                    )))
+                }
+            };
+            ok &= simple_match(&actual, cond)?;
+        }
+        if ok {
+            hits.push(v);
+        }
+    }
+    hits.sort_by_key(|v| std::cmp::Reverse(v.created_at));
+    let list: Vec<Value> = hits
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|v| vote(app, p, v, viewer.as_deref()))
+        .collect();
+    let mut out = Map::new();
+    out.insert("votes".into(), Value::Array(list));
+    if hits.len() > offset + limit {
+        out.insert("next".into(), json!((offset + limit).to_string()));
+    }
+    Ok(Value::Object(out))
 }

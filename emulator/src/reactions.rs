@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::config::MAX_USER_BYTES;
 use crate::error::ApiError;
 use crate::events::{channel_base, to_watchers};
-use crate::messages::{at, locate};
+use crate::messages::{at, count, cursor, locate, simple_match};
 use crate::render::{self, custom_of};
 use crate::render_chat;
 use crate::render_extra::reaction;
@@ -234,4 +234,52 @@ fn announce(
     ev.insert("channel_member_count".into(), json!(ch.members.len()));
     ev.insert("channel_message_count".into(), json!(ch.message_count));
     to_watchers(app, cid, &Value::Object(ev));
+}
+
+/// `POST /messages/{id}/reactions` → `QueryReactionsResponse`: newest first, `filter` on `type`
+/// and `user_id`, `limit` and the `next` cursor.
+pub(crate) fn query(app: &AppData, req: &Req<'_>, id: &str) -> Result<Value, ApiError> {
+    let empty = Map::new();
+    let filter = match req.body.get("filter") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(f)) => f,
+        Some(_) => return Err(ApiError::input("filter must be an object")),
+    };
+    let body = req.body.as_object().unwrap_or(&empty);
+    let limit = count(body, "limit", DEFAULT_REACTIONS_PAGE, 100)?.max(1);
+    let offset = cursor(req.body, MAX_REACTIONS_OFFSET)?;
+    let (cid, i) = locate(app, id)?;
+    let (_, m) = at(app, &cid, i).ok_or_else(|| ApiError::not_found("message does not exist"))?;
+    let mut hits: Vec<&Reaction> = Vec::new();
+    for r in &m.extra.reactions {
+        let mut ok = true;
+        for (key, cond) in filter {
+            let actual = match key.as_str() {
+                "type" => json!(r.kind),
+                "user_id" => json!(r.user_id),
+                other => {
+                    return Err(ApiError::input(format!(
+                        "reactions cannot be filtered by {other}"
+                    )))
+                }
+            };
+            ok &= simple_match(&actual, cond)?;
+        }
+        if ok {
+            hits.push(r);
+        }
+    }
+    hits.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    let reactions: Vec<Value> = hits
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| reaction(app, &m.id, r))
+        .collect();
+    let mut out = Map::new();
+    out.insert("reactions".into(), Value::Array(reactions));
+    if hits.len() > offset + limit {
+        out.insert("next".into(), json!((offset + limit).to_string()));
+    }
+    Ok(Value::Object(out))
 }

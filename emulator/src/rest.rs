@@ -154,6 +154,11 @@ pub(crate) async fn dispatch(
         (&Method::DELETE, ["messages", id, "reaction", kind]) => {
             (StatusCode::OK, reactions::delete(app, &r, id, kind)?)
         }
+        (&Method::POST, ["messages", id, "reactions"]) => (created, reactions::query(app, &r, id)?),
+        (&Method::GET, ["channels", t, id, "messages"]) => {
+            (StatusCode::OK, messages::many(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["polls", id, "votes"]) => (created, polls::votes(app, &r, id)?),
         (&Method::GET, ["messages", id, "reactions"]) => {
             (StatusCode::OK, reactions::list(app, &r, id)?)
         }

@@ -44,6 +44,13 @@ async fn update_pin_and_delete_reach_the_watchers() {
         ws.drain().await;
     }
 
+    let many = b
+        .get(
+            &format!("/channels/messaging/room/messages?ids={id},unknown"),
+            "GetManyMessagesResponse",
+        )
+        .await;
+    assert_eq!(texts(&many["messages"]), ["hello"]);
     let got = b
         .get(&format!("/messages/{id}"), "GetMessageResponse")
         .await;

@@ -93,6 +93,15 @@ async fn polls_vote_and_close_for_the_watchers() {
         .await;
     assert_eq!(res["poll"]["answers_count"], 1);
     assert_eq!(res["poll"]["latest_answers"][0]["answer_text"], "tacos");
+    let answers = b
+        .post(
+            &format!("/polls/{poll_id}/votes"),
+            json!({"filter": {"is_answer": true}}),
+            "PollVotesResponse",
+        )
+        .await;
+    assert_eq!(answers["votes"][0]["answer_text"], "tacos");
+    assert_eq!(answers["votes"].as_array().map(Vec::len), Some(1));
     let got = b.get(&format!("/polls/{poll_id}"), "PollResponse").await;
     assert_eq!(got["poll"]["own_votes"].as_array().map(Vec::len), Some(1));
 

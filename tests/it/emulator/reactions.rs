@@ -126,6 +126,15 @@ async fn reactions_count_per_viewer_and_reach_the_watchers() {
         )
         .await;
     assert_eq!(page["reactions"][0]["type"], "love");
+    let queried = a
+        .post(
+            &format!("/messages/{id}/reactions"),
+            json!({"filter": {"user_id": {"$in": ["bob"]}}, "limit": 5}),
+            "QueryReactionsResponse",
+        )
+        .await;
+    assert_eq!(queried["reactions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(queried["reactions"][0]["user_id"], "bob");
 
     // Delete: reaction.deleted; deleting again is 404.
     let (status, res) = b.raw("DELETE", &format!("{path}/love"), None).await;
