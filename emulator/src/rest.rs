@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channels, devices, hiding, members, messages, polls, query, reactions, search,
-    threads, uploads, users,
+    actions, channels, devices, hiding, members, message_lists, messages, poll_votes, polls, query,
+    reactions, search, threads, uploads, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -120,9 +120,10 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
         }
-        (&Method::GET, ["channels", t, id, "pinned_messages"]) => {
-            (StatusCode::OK, messages::pinned(app, &r, &cid(t, id)?)?)
-        }
+        (&Method::GET, ["channels", t, id, "pinned_messages"]) => (
+            StatusCode::OK,
+            message_lists::pinned(app, &r, &cid(t, id)?)?,
+        ),
         (&Method::POST, ["channels", t, id, kind @ ("file" | "image")]) => {
             let cid = cid(t, id)?;
             let image = *kind == "image";
@@ -140,10 +141,10 @@ pub(crate) async fn dispatch(
         (&Method::DELETE, ["polls", id]) => (StatusCode::OK, polls::delete(app, &r, id)?),
         (&Method::POST, ["polls", id, "options"]) => (created, polls::add_option(app, &r, id)?),
         (&Method::POST, ["messages", mid, "polls", pid, "vote"]) => {
-            (created, polls::cast(app, &r, mid, pid)?)
+            (created, poll_votes::cast(app, &r, mid, pid)?)
         }
         (&Method::DELETE, ["messages", mid, "polls", pid, "vote", vid]) => {
-            (StatusCode::OK, polls::remove(app, &r, mid, pid, vid)?)
+            (StatusCode::OK, poll_votes::remove(app, &r, mid, pid, vid)?)
         }
         (&Method::GET, ["search"]) => (StatusCode::OK, search::search(app, &r)?),
         (&Method::GET, ["messages", id]) => (StatusCode::OK, messages::get(app, &r, id)?),
@@ -156,9 +157,9 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["messages", id, "reactions"]) => (created, reactions::query(app, &r, id)?),
         (&Method::GET, ["channels", t, id, "messages"]) => {
-            (StatusCode::OK, messages::many(app, &r, &cid(t, id)?)?)
+            (StatusCode::OK, message_lists::many(app, &r, &cid(t, id)?)?)
         }
-        (&Method::POST, ["polls", id, "votes"]) => (created, polls::votes(app, &r, id)?),
+        (&Method::POST, ["polls", id, "votes"]) => (created, poll_votes::votes(app, &r, id)?),
         (&Method::GET, ["messages", id, "reactions"]) => {
             (StatusCode::OK, reactions::list(app, &r, id)?)
         }

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::messages::{count, payload};
+use crate::message_lists::{count, payload};
 use crate::query::channel_matches;
 use crate::render::ts;
 use crate::render_chat;
@@ -163,7 +163,7 @@ fn field(m: &Message, cid: &str, key: &str, now: OffsetDateTime) -> Option<Value
                 .filter_map(|a| a.get("type").cloned())
                 .collect(),
         ),
-        "mentioned_users.id" => json!([]),
+        "mentioned_users.id" => json!(m.extra.mentioned_users),
         other => m.custom.get(other)?.clone(),
     })
 }
