@@ -29,6 +29,10 @@ const OWN_CAPABILITIES: &[&str] = &[
     "typing-events",
     "update-own-message",
     "upload-file",
+    // Polls (stream-chat-react gates its poll UI on these).
+    "send-poll",
+    "cast-poll-vote",
+    "query-poll-votes",
 ];
 
 /// `ChannelResponse`, including the `config` and `own_capabilities` the SDK
