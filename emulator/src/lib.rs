@@ -19,7 +19,7 @@
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
 //!   [`members`], [`threads`], [`messages`], [`message_lists`], [`reactions`], [`search`],
-//!   [`uploads`], [`polls`], [`poll_votes`] – the REST handlers;
+//!   [`uploads`], [`polls`], [`poll_options`], [`poll_votes`] – the REST handlers;
 //! * [`message_refs`], [`history`], [`multipart`] – what handlers share: a message's quote and
 //!   mentions, history pages, the multipart form parser;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
@@ -58,6 +58,7 @@ mod message_refs;
 mod messages;
 mod model;
 mod multipart;
+mod poll_options;
 mod poll_votes;
 mod polls;
 mod presence;

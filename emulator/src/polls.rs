@@ -83,7 +83,7 @@ fn flag(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
     }
 }
 
-fn new_option(v: &Value) -> Result<PollOption, ApiError> {
+pub(crate) fn new_option(v: &Value) -> Result<PollOption, ApiError> {
     let obj = v
         .as_object()
         .ok_or_else(|| ApiError::input("poll options must be objects with text"))?;
@@ -228,7 +228,11 @@ pub(crate) fn existing<'a>(app: &'a AppData, id: &str) -> Result<&'a Poll, ApiEr
 }
 
 /// The poll, if the caller may change it (its creator, or a server token).
-fn owned<'a>(app: &'a mut AppData, req: &Req<'_>, id: &str) -> Result<&'a mut Poll, ApiError> {
+pub(crate) fn owned<'a>(
+    app: &'a mut AppData,
+    req: &Req<'_>,
+    id: &str,
+) -> Result<&'a mut Poll, ApiError> {
     let user = req.acting_user(None)?;
     let server = matches!(req.ident, Identity::Server);
     let p = app
@@ -275,6 +279,13 @@ pub(crate) fn partial(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Valu
     }
     apply(&mut next, &set)?;
     let now = OffsetDateTime::now_utc();
+    let kind = commit(p, next, was_closed, now);
+    announce(app, id, kind, None, None, now);
+    respond(app, id, Some(&viewer))
+}
+
+/// Takes the validated settings of `next` into `p`; the event the change is.
+fn commit(p: &mut Poll, next: Poll, was_closed: bool, now: OffsetDateTime) -> &'static str {
     p.name = next.name;
     p.description = next.description;
     p.voting_visibility = next.voting_visibility;
@@ -285,13 +296,72 @@ pub(crate) fn partial(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Valu
     p.is_closed = next.is_closed;
     p.custom = next.custom;
     p.updated_at = now;
-    let kind = if p.is_closed && !was_closed {
+    if p.is_closed && !was_closed {
         "poll.closed"
     } else {
         "poll.updated"
+    }
+}
+
+/// `PUT /polls` → `PollResponse` (201): a full replacement of the settings (what is not given
+/// returns to its default) and of the options (an option keeps its votes while its `id` stays).
+pub(crate) fn update(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> {
+    let viewer = req.acting_user(None)?;
+    let body = req
+        .body
+        .as_object()
+        .ok_or_else(|| ApiError::input("the body must be an object"))?;
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::input("id is required"))?
+        .to_owned();
+    if !body.contains_key("name") {
+        return Err(ApiError::input("name is required"));
+    }
+    let given = match body.get("options") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) if list.len() <= MAX_POLL_OPTIONS => list.clone(),
+        Some(_) => {
+            return Err(ApiError::input(format!(
+                "options must be an array of at most {MAX_POLL_OPTIONS}"
+            )))
+        }
     };
-    announce(app, id, kind, None, None, now);
-    respond(app, id, Some(&viewer))
+    let p = owned(app, req, &id)?;
+    let mut options = Vec::with_capacity(given.len());
+    for v in &given {
+        let mut o = new_option(v)?;
+        if let Some(old) = v
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|old| p.options.iter().any(|x| x.id == *old))
+        {
+            o.id = old.to_owned();
+        }
+        options.push(o);
+    }
+    let was_closed = p.is_closed;
+    let mut next = clone_meta(p);
+    next.description.clear();
+    next.voting_visibility = "public".into();
+    next.enforce_unique_vote = false;
+    next.allow_answers = false;
+    next.allow_user_suggested_options = false;
+    next.max_votes_allowed = None;
+    next.is_closed = false;
+    next.custom = Map::new();
+    apply(&mut next, body)?;
+    let now = OffsetDateTime::now_utc();
+    let kind = commit(p, next, was_closed, now);
+    p.votes.retain(|v| {
+        v.option_id
+            .as_ref()
+            .is_none_or(|o| options.iter().any(|x| &x.id == o))
+    });
+    p.options = options;
+    announce(app, &id, kind, None, None, now);
+    respond(app, &id, Some(&viewer))
 }
 
 /// A copy of a poll's settings (not its options or votes), to validate a change before applying it.

@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channels, devices, hiding, members, message_lists, messages, poll_votes, polls, query,
-    reactions, search, threads, uploads, users,
+    actions, channels, devices, hiding, members, message_lists, messages, poll_options, poll_votes,
+    polls, query, reactions, search, threads, uploads, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -136,6 +136,15 @@ pub(crate) async fn dispatch(
             (StatusCode::OK, uploads::delete(app, &r, &cid(t, id)?)?)
         }
         (&Method::POST, ["polls"]) => (created, polls::create(app, &r)?),
+        (&Method::PUT, ["polls"]) => (created, polls::update(app, &r)?),
+        (&Method::POST, ["polls", "query"]) => (created, poll_options::query(app, &r)?),
+        (&Method::PUT, ["polls", id, "options"]) => (created, poll_options::update(app, &r, id)?),
+        (&Method::GET, ["polls", id, "options", oid]) => {
+            (StatusCode::OK, poll_options::get(app, id, oid)?)
+        }
+        (&Method::DELETE, ["polls", id, "options", oid]) => {
+            (StatusCode::OK, poll_options::delete(app, &r, id, oid)?)
+        }
         (&Method::GET, ["polls", id]) => (StatusCode::OK, polls::get(app, &r, id)?),
         (&Method::PATCH, ["polls", id]) => (StatusCode::OK, polls::partial(app, &r, id)?),
         (&Method::DELETE, ["polls", id]) => (StatusCode::OK, polls::delete(app, &r, id)?),

@@ -192,3 +192,95 @@ async fn polls_vote_and_close_for_the_watchers() {
         ws.close().await;
     }
 }
+
+#[tokio::test]
+async fn poll_options_full_update_and_query() {
+    if crate::support::skip_without_openapi("emulator::polls::poll_options_full_update_and_query") {
+        return;
+    }
+    let h = Harness::start().await;
+    let (a, b) = (h.client("alice"), h.client("bob"));
+    a.query_channel("room", json!({"data": {"members": ["alice", "bob"]}}))
+        .await;
+    let res = a
+        .post(
+            "/polls",
+            json!({"name": "Day?", "options": [{"text": "mon"}, {"text": "tue"}], "allow_answers": true}),
+            "PollResponse",
+        )
+        .await;
+    let id = s(&res["poll"]["id"]);
+    let (mon, tue) = (
+        s(&res["poll"]["options"][0]["id"]),
+        s(&res["poll"]["options"][1]["id"]),
+    );
+    let none = b
+        .post("/polls/query", json!({}), "QueryPollsResponse")
+        .await;
+    assert_eq!(none["polls"], json!([]), "bob cannot see it yet");
+    let sent = a
+        .post(
+            "/channels/messaging/room/message",
+            json!({"message": {"text": "pick", "poll_id": id}}),
+            "SendMessageResponse",
+        )
+        .await;
+    let mid = s(&sent["message"]["id"]);
+    let mine = b
+        .post(
+            "/polls/query",
+            json!({"filter": {"is_closed": false}, "limit": 5}),
+            "QueryPollsResponse",
+        )
+        .await;
+    assert_eq!(mine["polls"][0]["id"], id.as_str());
+    for option_id in [&mon, &tue] {
+        b.post(
+            &format!("/messages/{mid}/polls/{id}/vote"),
+            json!({"vote": {"option_id": option_id}}),
+            "PollVoteResponse",
+        )
+        .await;
+    }
+
+    // Options one by one.
+    let got = b
+        .get(&format!("/polls/{id}/options/{tue}"), "PollOptionResponse")
+        .await;
+    assert_eq!(got["poll_option"]["text"], "tue");
+    let res = a
+        .send(
+            "PUT",
+            &format!("/polls/{id}/options"),
+            json!({"id": tue, "text": "tuesday"}),
+            201,
+            "PollOptionResponse",
+        )
+        .await;
+    assert_eq!(res["poll_option"]["text"], "tuesday");
+    let (status, _) = a
+        .raw("DELETE", &format!("/polls/{id}/options/{mon}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let got = b.get(&format!("/polls/{id}"), "PollResponse").await;
+    assert_eq!(got["poll"]["vote_count"], 1, "mon's vote went with it");
+
+    // A full update keeps the options it names by id (and their votes) and resets the rest.
+    let res = a
+        .send(
+            "PUT",
+            "/polls",
+            json!({"id": id, "name": "Which day?", "options": [{"id": tue, "text": "tuesday"}, {"text": "wed"}]}),
+            201,
+            "PollResponse",
+        )
+        .await;
+    assert_eq!(res["poll"]["name"], "Which day?");
+    assert_eq!(res["poll"]["allow_answers"], false);
+    assert_eq!(res["poll"]["options"].as_array().map(Vec::len), Some(2));
+    assert_eq!(res["poll"]["vote_counts_by_option"][&tue], 1);
+    let (status, _) = b
+        .raw("PUT", "/polls", Some(json!({"id": id, "name": "mine"})))
+        .await;
+    assert_eq!(status, 403, "only the creator");
+}
