@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::config::{MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
 use crate::error::ApiError;
+use crate::history::{self, Page};
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Channel, Member, Message, ReadState, Thread};
 use crate::{events, presence, render, render_chat};
@@ -29,12 +30,23 @@ pub(crate) struct StateOpts {
     pub presence: bool,
 }
 
-/// `ChannelStateResponseFields` of `cid` as `viewer` sees it.
+/// `ChannelStateResponseFields` of `cid` as `viewer` sees it, with the newest messages.
 pub(crate) fn state(
     app: &AppData,
     ch: &Channel,
     viewer: &str,
     opts: &StateOpts,
+) -> Map<String, Value> {
+    state_paged(app, ch, viewer, opts, &Page::latest(opts.messages))
+}
+
+/// `ChannelStateResponseFields` with the history `page` (the channel query's `messages`).
+pub(crate) fn state_paged(
+    app: &AppData,
+    ch: &Channel,
+    viewer: &str,
+    opts: &StateOpts,
+    page: &Page,
 ) -> Map<String, Value> {
     let own = ch.members.iter().find(|m| m.user_id == viewer);
     let cleared = own.and_then(|m| m.hide_messages_before);
@@ -44,10 +56,16 @@ pub(crate) fn state(
         .filter(|m| m.parent_id.is_none() || m.show_in_channel)
         .filter(|m| cleared.is_none_or(|t| m.created_at > t))
         .collect();
-    let skip = visible.len().saturating_sub(opts.messages);
-    let messages: Vec<Value> = visible[skip..]
+    let messages: Vec<Value> = page
+        .select(&visible)
         .iter()
-        .map(|m| render_chat::message(app, &ch.cid, m))
+        .map(|m| render_chat::message_for(app, &ch.cid, m, Some(viewer)))
+        .collect();
+    let pinned: Vec<Value> = history::pinned(ch, OffsetDateTime::now_utc())
+        .into_iter()
+        .filter(|m| cleared.is_none_or(|t| m.created_at > t))
+        .take(history::DEFAULT_PINNED_IN_STATE)
+        .map(|m| render_chat::message_for(app, &ch.cid, m, Some(viewer)))
         .collect();
     let members: Vec<Value> = ch
         .members
@@ -76,7 +94,7 @@ pub(crate) fn state(
         map.insert("hide_messages_before".into(), json!(render::ts(t)));
     }
     map.insert("messages".into(), Value::Array(messages));
-    map.insert("pinned_messages".into(), json!([]));
+    map.insert("pinned_messages".into(), Value::Array(pinned));
     map.insert("threads".into(), json!([]));
     map.insert("members".into(), Value::Array(members));
     map.insert("read".into(), Value::Array(read));
@@ -141,6 +159,11 @@ pub(crate) fn query(
     };
     check_id(&id)?;
     let cid = format!("{kind}:{id}");
+    let page = Page::from_json(
+        req.body.get("messages").and_then(Value::as_object),
+        DEFAULT_STATE_MESSAGES,
+        MAX_STATE_MESSAGES,
+    )?;
     let conn = req.watch_target(app, &user)?;
     let follower = req.conn_target(app, &user, req.flag("presence"))?;
     let now = OffsetDateTime::now_utc();
@@ -153,19 +176,12 @@ pub(crate) fn query(
     if let Some(conn) = follower {
         follow_members(app, &conn, std::slice::from_ref(&cid));
     }
-    let limit = req
-        .body
-        .pointer("/messages/limit")
-        .and_then(Value::as_u64)
-        .map_or(DEFAULT_STATE_MESSAGES, |l| {
-            (l as usize).min(MAX_STATE_MESSAGES)
-        });
     let opts = StateOpts {
-        messages: limit,
+        messages: page.limit,
         presence: req.flag("presence"),
     };
     let ch = existing(app, &cid)?;
-    Ok(Value::Object(state(app, ch, &user, &opts)))
+    Ok(Value::Object(state_paged(app, ch, &user, &opts, &page)))
 }
 
 pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {

@@ -83,6 +83,16 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     Ok(json!({ "channels": channels }))
 }
 
+/// Whether `ch` satisfies the channel filter `filter` for `user` (also what `search` selects
+/// channels with).
+pub(crate) fn channel_matches(
+    ch: &Channel,
+    user: &str,
+    filter: &Map<String, Value>,
+) -> Result<bool, ApiError> {
+    matches(ch, user, filter, 0)
+}
+
 /// Whether `ch` satisfies every condition of `filter` for `user` (`hidden` is per user).
 fn matches(
     ch: &Channel,

@@ -29,6 +29,10 @@ const OWN_CAPABILITIES: &[&str] = &[
     "typing-events",
     "update-own-message",
     "upload-file",
+    // Polls (stream-chat-react gates its poll UI on these).
+    "send-poll",
+    "cast-poll-vote",
+    "query-poll-votes",
 ];
 
 /// `ChannelResponse`, including the `config` and `own_capabilities` the SDK
@@ -67,7 +71,7 @@ fn config(kind: &str, created: &str) -> Value {
         "delivery_events": true, "search": true, "reactions": true, "replies": true,
         "quotes": true, "mutes": true, "uploads": true, "url_enrichment": false,
         "custom_events": true, "push_notifications": true, "reminders": false,
-        "mark_messages_pending": false, "polls": false, "user_message_reminders": false,
+        "mark_messages_pending": false, "polls": true, "user_message_reminders": false,
         "shared_locations": false, "count_messages": true, "message_retention": "infinite",
         "max_message_length": crate::config::MAX_MESSAGE_TEXT, "automod": "disabled",
         "automod_behavior": "flag", "skip_last_msg_update_for_system_msgs": false,
@@ -88,8 +92,25 @@ pub(crate) fn member(app: &AppData, m: &Member) -> Value {
     })
 }
 
-/// `MessageResponse`.
+/// `MessageResponse` as every watcher sees it (events): no `own_reactions`.
 pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
+    message_for(app, cid, m, None)
+}
+
+/// `MessageResponse` as `viewer` sees it: with their `own_reactions`.
+pub(crate) fn message_for(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Value {
+    let mut map = message_map(app, cid, m, viewer);
+    // The quoted message comes without its own quote, as Stream sends it (and so no chain of quotes
+    // is ever rendered).
+    if let Some(q) = crate::render_extra::quoted(app, cid, m) {
+        map.insert("quoted_message_id".into(), json!(q.id));
+        let quoted = Value::Object(message_map(app, cid, q, viewer));
+        map.insert("quoted_message".into(), quoted);
+    }
+    Value::Object(map)
+}
+
+fn message_map(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("id".into(), json!(m.id));
     map.insert("text".into(), json!(m.text));
@@ -105,21 +126,15 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
     map.insert("created_at".into(), json!(ts(m.created_at)));
     map.insert("updated_at".into(), json!(ts(m.updated_at)));
     map.insert("attachments".into(), Value::Array(m.attachments.clone()));
-    for key in [
-        "latest_reactions",
-        "own_reactions",
-        "mentioned_users",
-        "restricted_visibility",
-    ] {
+    for key in ["mentioned_users", "restricted_visibility"] {
         map.insert(key.into(), json!([]));
     }
-    map.insert("reaction_counts".into(), json!({}));
-    map.insert("reaction_scores".into(), json!({}));
     map.insert("reply_count".into(), json!(m.reply_count));
     map.insert("deleted_reply_count".into(), json!(0));
-    for key in ["shadowed", "mentioned_channel", "mentioned_here", "pinned"] {
+    for key in ["shadowed", "mentioned_channel", "mentioned_here"] {
         map.insert(key.into(), json!(false));
     }
+    crate::render_extra::add(app, &mut map, m, viewer);
     map.insert("silent".into(), json!(m.silent));
     if let Some(parent) = &m.parent_id {
         map.insert("parent_id".into(), json!(parent));
@@ -131,7 +146,7 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
     }
     flatten(&mut map, &m.custom);
     map.insert("custom".into(), Value::Object(m.custom.clone()));
-    Value::Object(map)
+    map
 }
 
 /// Minimal HTML rendering of message text (Stream renders markdown; plain

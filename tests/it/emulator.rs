@@ -12,16 +12,26 @@ mod devices;
 mod hiding;
 #[path = "emulator/members.rs"]
 mod members;
+#[path = "emulator/messages.rs"]
+mod messages;
+#[path = "emulator/polls.rs"]
+mod polls;
 #[path = "emulator/presence.rs"]
 mod presence;
+#[path = "emulator/reactions.rs"]
+mod reactions;
 #[path = "emulator/recipients.rs"]
 mod recipients;
 #[path = "emulator/schema.rs"]
 mod schema;
+#[path = "emulator/search.rs"]
+mod search;
 #[path = "emulator/support.rs"]
 mod support;
 #[path = "emulator/threads.rs"]
 mod threads;
+#[path = "emulator/uploads.rs"]
+mod uploads;
 
 use std::time::Duration;
 
