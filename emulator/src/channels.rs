@@ -68,6 +68,12 @@ pub(crate) fn state(
     let mut channel = render_chat::channel(app, ch);
     if let Some(c) = channel.as_object_mut() {
         c.insert("hidden".into(), json!(hidden));
+        if let Some(mute) = app.social.channel_muted(viewer, &ch.cid) {
+            c.insert("muted".into(), json!(true));
+            if let Some(t) = mute.expires {
+                c.insert("mute_expires_at".into(), json!(render::ts(t)));
+            }
+        }
     }
     let mut map = Map::new();
     map.insert("channel".into(), channel);
@@ -193,7 +199,7 @@ pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError>
 }
 
 /// Stream names member-defined ("distinct") channels `!members-<hash>`.
-fn distinct_id(members: &[String]) -> String {
+pub(crate) fn distinct_id(members: &[String]) -> String {
     let mut sorted = members.to_vec();
     sorted.sort();
     let digest = Sha256::digest(sorted.join(",").as_bytes());

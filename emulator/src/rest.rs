@@ -13,7 +13,10 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, devices, hiding, members, query, threads, users};
+use crate::{
+    actions, channel_admin, channels, devices, hiding, member_state, members, mutes, query,
+    threads, users,
+};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -96,6 +99,30 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::PATCH, ["channels", t, id]) => (
+            StatusCode::OK,
+            channel_admin::partial_update(app, &r, &cid(t, id)?)?,
+        ),
+        (&Method::DELETE, ["channels", t, id]) => (
+            StatusCode::OK,
+            channel_admin::delete(app, &r, &cid(t, id)?)?,
+        ),
+        (&Method::POST, ["channels", "delete"]) => (created, channel_admin::delete_many(app, &r)?),
+        (&Method::POST, ["channels", t, id, "truncate"]) => {
+            (created, channel_admin::truncate(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::PATCH, ["channels", t, id, "member"]) => {
+            (StatusCode::OK, member_state::update(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::GET, ["members"]) => (StatusCode::OK, member_state::query(app, &r)?),
+        (&Method::POST, ["moderation", "mute"]) => (created, mutes::mute(app, &r)?),
+        (&Method::POST, ["moderation", "unmute"]) => (created, mutes::unmute(app, &r)?),
+        (&Method::POST, ["moderation", "mute", "channel"]) => {
+            (created, mutes::mute_channel(app, &r)?)
+        }
+        (&Method::POST, ["moderation", "unmute", "channel"]) => {
+            (created, mutes::unmute_channel(app, &r)?)
         }
         (&Method::GET, ["messages", id, "replies"]) => {
             (StatusCode::OK, threads::replies(app, &r, id)?)

@@ -38,6 +38,8 @@ pub(crate) struct AppData {
     /// The app setting `revoke_tokens_issued_before` (`revokeTokens`): every user token issued
     /// before it, or without `iat`, is refused.
     pub revoke_tokens_issued_before: Option<OffsetDateTime>,
+    /// Mutes, blocks, bans, receipts, drafts, reminders, app settings (see `social`).
+    pub social: crate::social::Social,
 }
 
 /// One open WebSocket connection, as the rest of the emulator sees it.

@@ -6,6 +6,8 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/channel_admin.rs"]
+mod channel_admin;
 #[path = "emulator/devices.rs"]
 mod devices;
 #[path = "emulator/hiding.rs"]
