@@ -54,6 +54,7 @@ mod model;
 mod mutes;
 mod presence;
 mod query;
+mod reads;
 mod render;
 mod render_chat;
 mod req;

@@ -14,7 +14,7 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channel_admin, channels, devices, hiding, member_state, members, mutes, query,
+    actions, channel_admin, channels, devices, hiding, member_state, members, mutes, query, reads,
     threads, users,
 };
 
@@ -115,6 +115,13 @@ pub(crate) async fn dispatch(
         (&Method::PATCH, ["channels", t, id, "member"]) => {
             (StatusCode::OK, member_state::update(app, &r, &cid(t, id)?)?)
         }
+        (&Method::POST, ["channels", t, id, "unread"]) => {
+            (created, reads::mark_unread(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", "read"]) => (created, reads::mark_all_read(app, &r)?),
+        (&Method::POST, ["channels", "delivered"]) => (created, reads::mark_delivered(app, &r)?),
+        (&Method::GET, ["unread"]) => (StatusCode::OK, reads::unread_counts(app, &r)?),
+        (&Method::POST, ["sync"]) => (created, reads::sync(app, &r)?),
         (&Method::GET, ["members"]) => (StatusCode::OK, member_state::query(app, &r)?),
         (&Method::POST, ["moderation", "mute"]) => (created, mutes::mute(app, &r)?),
         (&Method::POST, ["moderation", "unmute"]) => (created, mutes::unmute(app, &r)?),

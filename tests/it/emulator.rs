@@ -16,6 +16,8 @@ mod hiding;
 mod members;
 #[path = "emulator/presence.rs"]
 mod presence;
+#[path = "emulator/reads.rs"]
+mod reads;
 #[path = "emulator/recipients.rs"]
 mod recipients;
 #[path = "emulator/schema.rs"]
