@@ -37,6 +37,8 @@
 
 mod actions;
 mod auth;
+mod bans;
+mod blocks;
 mod channel_admin;
 mod channels;
 mod config;
@@ -46,6 +48,7 @@ mod devices;
 mod error;
 mod events;
 mod filter;
+mod guests;
 mod handle;
 mod hiding;
 mod member_state;
@@ -64,6 +67,7 @@ mod server;
 mod social;
 mod store;
 mod threads;
+mod user_query;
 mod users;
 mod ws;
 

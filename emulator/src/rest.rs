@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channel_admin, channels, devices, hiding, member_state, members, mutes, query, reads,
-    threads, users,
+    actions, bans, blocks, channel_admin, channels, devices, guests, hiding, member_state, members,
+    mutes, query, reads, threads, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -27,6 +27,16 @@ pub(crate) async fn dispatch(
     ctx: &Ctx,
 ) -> Result<(StatusCode, Value), ApiError> {
     let key = query.get("api_key").ok_or_else(ApiError::unknown_api_key)?;
+    if req.method() == Method::POST && segs == ["guest"] {
+        // `setGuestUser` calls anonymously: the guest has no token until this answers.
+        let body = read_body(req).await?;
+        let mut store = ctx.emulator.lock();
+        let app = store
+            .apps
+            .get_mut(key)
+            .ok_or_else(ApiError::unknown_api_key)?;
+        return Ok((StatusCode::CREATED, guests::create(app, &body)?));
+    }
     let secrets = {
         let store = ctx.emulator.lock();
         store
@@ -137,7 +147,14 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["threads"]) => (created, threads::query(app, &r)?),
         (&Method::GET, ["threads", id]) => (StatusCode::OK, threads::get(app, &r, id)?),
         (&Method::PATCH, ["threads", id]) => (StatusCode::OK, threads::update(app, &r, id)?),
-        (&Method::GET, ["users"]) => (StatusCode::OK, users::query(app, &r)?),
+        (&Method::GET, ["users"]) => (StatusCode::OK, user_query::query(app, &r)?),
+        (&Method::POST, ["users", "block"]) => (created, blocks::block(app, &r)?),
+        (&Method::POST, ["users", "unblock"]) => (created, blocks::unblock(app, &r)?),
+        (&Method::GET, ["users", "block"]) => (StatusCode::OK, blocks::list(app, &r)?),
+        (&Method::POST, ["moderation", "ban"]) => (created, bans::ban(app, &r)?),
+        (&Method::DELETE, ["moderation", "ban"]) => (StatusCode::OK, bans::unban(app, &r)?),
+        (&Method::POST, ["moderation", "flag"]) => (created, bans::flag(app, &r)?),
+        (&Method::POST, ["moderation", "unflag"]) => (created, bans::unflag(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
         (&Method::POST, ["devices"]) => (created, devices::create(app, &ident, &body)?),

@@ -64,9 +64,7 @@ pub(crate) struct ChannelMute {
 #[derive(Clone)]
 pub(crate) struct Ban {
     pub shadow: bool,
-    pub by: Option<String>,
     pub reason: Option<String>,
-    pub created_at: OffsetDateTime,
     pub expires: Option<OffsetDateTime>,
 }
 
@@ -86,7 +84,6 @@ pub(crate) struct Flag {
     pub by: String,
     pub target_user: Option<String>,
     pub target_message: Option<String>,
-    pub created_at: OffsetDateTime,
 }
 
 // === impl Social ===

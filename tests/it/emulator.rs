@@ -14,6 +14,8 @@ mod devices;
 mod hiding;
 #[path = "emulator/members.rs"]
 mod members;
+#[path = "emulator/moderation.rs"]
+mod moderation;
 #[path = "emulator/presence.rs"]
 mod presence;
 #[path = "emulator/reads.rs"]
