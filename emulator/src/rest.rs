@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, bans, blocks, channel_admin, channels, devices, guests, hiding, member_state, members,
-    mutes, query, reads, threads, user_query, users,
+    actions, bans, blocks, channel_admin, channels, devices, drafts, guests, hiding, member_state,
+    members, mutes, query, reads, reminders, threads, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -132,6 +132,26 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", "delivered"]) => (created, reads::mark_delivered(app, &r)?),
         (&Method::GET, ["unread"]) => (StatusCode::OK, reads::unread_counts(app, &r)?),
         (&Method::POST, ["sync"]) => (created, reads::sync(app, &r)?),
+        (&Method::POST, ["channels", t, id, "draft"]) => {
+            (created, drafts::create(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::GET, ["channels", t, id, "draft"]) => {
+            (StatusCode::OK, drafts::get(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::DELETE, ["channels", t, id, "draft"]) => {
+            (StatusCode::OK, drafts::delete(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["drafts", "query"]) => (created, drafts::query(app, &r)?),
+        (&Method::POST, ["messages", id, "reminders"]) => {
+            (created, reminders::create(app, &r, id)?)
+        }
+        (&Method::PATCH, ["messages", id, "reminders"]) => {
+            (StatusCode::OK, reminders::update(app, &r, id)?)
+        }
+        (&Method::DELETE, ["messages", id, "reminders"]) => {
+            (StatusCode::OK, reminders::delete(app, &r, id)?)
+        }
+        (&Method::POST, ["reminders", "query"]) => (created, reminders::query(app, &r)?),
         (&Method::GET, ["members"]) => (StatusCode::OK, member_state::query(app, &r)?),
         (&Method::POST, ["moderation", "mute"]) => (created, mutes::mute(app, &r)?),
         (&Method::POST, ["moderation", "unmute"]) => (created, mutes::unmute(app, &r)?),

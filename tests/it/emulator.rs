@@ -10,6 +10,8 @@
 mod channel_admin;
 #[path = "emulator/devices.rs"]
 mod devices;
+#[path = "emulator/drafts.rs"]
+mod drafts;
 #[path = "emulator/hiding.rs"]
 mod hiding;
 #[path = "emulator/members.rs"]
