@@ -36,6 +36,7 @@
 //! a misbehaving client can exhaust neither memory nor the event queues.
 
 mod actions;
+mod app_settings;
 mod auth;
 mod bans;
 mod blocks;

@@ -14,8 +14,8 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, bans, blocks, channel_admin, channels, devices, drafts, guests, hiding, member_state,
-    members, mutes, query, reads, reminders, threads, user_query, users,
+    actions, app_settings, bans, blocks, channel_admin, channels, devices, drafts, guests, hiding,
+    member_state, members, mutes, query, reads, reminders, threads, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -180,11 +180,8 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["devices"]) => (created, devices::create(app, &ident, &body)?),
         (&Method::GET, ["devices"]) => (StatusCode::OK, devices::list(app, &ident, query)?),
         (&Method::DELETE, ["devices"]) => (StatusCode::OK, devices::delete(app, &ident, query)?),
-        (&Method::GET, ["app"]) => (StatusCode::OK, users::app_settings(app)),
-        (&Method::PATCH, ["app"]) => (
-            StatusCode::OK,
-            users::update_app_settings(app, &ident, &body)?,
-        ),
+        (&Method::GET, ["app"]) => (StatusCode::OK, app_settings::get(app)),
+        (&Method::PATCH, ["app"]) => (StatusCode::OK, app_settings::update(app, &ident, &body)?),
         _ => {
             return Err(ApiError::not_found(format!(
                 "route {method} /{} does not exist",

@@ -164,7 +164,7 @@ pub(crate) fn upsert(app: &mut AppData, ident: &Identity, body: &Value) -> Resul
 
 /// `revoke_tokens_issued_before` in a user object: only a server token may set it (a user token's
 /// value is ignored like any other server-managed field). `Some(None)` clears it.
-fn revocation(
+pub(crate) fn revocation(
     ident: &Identity,
     value: Option<&Value>,
 ) -> Result<Option<Option<OffsetDateTime>>, ApiError> {
@@ -185,49 +185,6 @@ fn revocation(
             "revoke_tokens_issued_before must be a date-time string or null",
         )),
     }
-}
-
-/// `GET /app` → `GetApplicationResponse` (the required `AppResponseFields`, plus the app's
-/// `revoke_tokens_issued_before` when set, as Stream's server-side API returns it).
-pub(crate) fn app_settings(app: &AppData) -> Value {
-    let upload = json!({
-        "allowed_file_extensions": [],
-        "blocked_file_extensions": [],
-        "allowed_mime_types": [],
-        "blocked_mime_types": [],
-        "size_limit": 0,
-    });
-    let mut fields = json!({
-        "id": 1,
-        "name": "stream-edge-emulator",
-        "placement": "",
-        "async_url_enrich_enabled": false,
-        "auto_translation_enabled": false,
-        "file_upload_config": upload.clone(),
-        "image_upload_config": upload,
-    });
-    if let (Some(t), Some(map)) = (app.revoke_tokens_issued_before, fields.as_object_mut()) {
-        map.insert("revoke_tokens_issued_before".into(), json!(render::ts(t)));
-    }
-    json!({ "app": fields })
-}
-
-/// `PATCH /app` (server token only) → `Response`. Only `revoke_tokens_issued_before` (`revokeTokens`)
-/// is applied; other settings are accepted and ignored.
-pub(crate) fn update_app_settings(
-    app: &mut AppData,
-    ident: &Identity,
-    body: &Value,
-) -> Result<Value, ApiError> {
-    if *ident != Identity::Server {
-        return Err(ApiError::forbidden(
-            "app settings can only be changed with a server token",
-        ));
-    }
-    if let Some(cutoff) = revocation(ident, body.get("revoke_tokens_issued_before"))? {
-        app.revoke_tokens_issued_before = cutoff;
-    }
-    Ok(json!({}))
 }
 
 /// `PATCH /users` with `{"users":[{"id","set","unset"}]}` → `UpdateUsersResponse`.

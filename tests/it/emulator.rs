@@ -8,6 +8,8 @@
 
 #[path = "emulator/channel_admin.rs"]
 mod channel_admin;
+#[path = "emulator/channel_list.rs"]
+mod channel_list;
 #[path = "emulator/devices.rs"]
 mod devices;
 #[path = "emulator/drafts.rs"]
