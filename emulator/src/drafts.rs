@@ -41,8 +41,8 @@ pub(crate) fn create(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
         return Err(ApiError::input("draft is too large"));
     }
     if message.get("text").is_some_and(|t| {
-        !t.as_str()
-            .is_some_and(|t| t.chars().count() <= MAX_MESSAGE_TEXT)
+        t.as_str()
+            .is_none_or(|t| t.chars().count() > MAX_MESSAGE_TEXT)
     }) {
         return Err(ApiError::input(format!(
             "text must be a string of at most {MAX_MESSAGE_TEXT} characters"

@@ -28,7 +28,7 @@ pub(crate) fn mute(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
     let now = OffsetDateTime::now_utc();
     let (found, missing): (Vec<String>, Vec<String>) =
         targets.into_iter().partition(|t| app.users.contains_key(t));
-    if found.iter().any(|t| *t == user) {
+    if found.contains(&user) {
         return Err(ApiError::input("a user cannot mute themselves"));
     }
     let social = app.social.users.entry(user.clone()).or_default();
