@@ -2,8 +2,8 @@
 //!
 //! This crate owns a small Stream Chat server: the WebSocket `/connect`
 //! handshake and heartbeat, the REST routes the `stream-chat` JS SDK 9.x uses
-//! for channels, messages, typing, read state, users, devices, hiding, members
-//! and threads, and the event fan-out between connections, per connection as
+//! for channels, messages, typing, read and delivery state, users, moderation, devices, hiding,
+//! members, threads, drafts, reminders and app settings, and the event fan-out between connections, per connection as
 //! Stream delivers it (watches, presence subscriptions and `notification.*` to
 //! the connections that do not watch), so it can serve as the tests' oracle for
 //! multiplexing. It is a product feature: `stream-edge serve
@@ -17,7 +17,11 @@
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
-//!   [`members`], [`threads`] – the REST handlers;
+//!   [`members`], [`threads`], [`channel_admin`], [`member_state`], [`mutes`], [`blocks`],
+//!   [`bans`], [`guests`], [`user_query`], [`reads`], [`drafts`], [`reminders`],
+//!   [`app_settings`] – the REST handlers ([`roles`]: invites and moderators within a channel
+//!   update);
+//! * [`filter`] – the filter operators the query routes share;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
@@ -27,6 +31,7 @@
 //! * [`auth`] – HS256 JWT verification with Stream's error codes;
 //! * [`store`] – the in-memory state (users, channels, connections, watchers);
 //! * [`model`] – the records it holds (users, devices, channels, members, messages, reads);
+//! * [`social`] – mutes, blocks, bans, receipts, truncations, drafts, reminders, app settings;
 //! * [`config`] – the apps, injected faults and bounds an embedder sets;
 //! * [`error`] – the Stream `APIError` body.
 //!

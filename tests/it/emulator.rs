@@ -2,7 +2,8 @@
 //! on `127.0.0.1:0`: WebSocket handshake and errors, heartbeat, event
 //! routing between watchers, users, REST errors, abrupt drops and shutdown; the
 //! submodules cover who receives what per connection (`recipients`, `presence`,
-//! `hiding`, `members`, `threads`) and devices.
+//! `hiding`, `members`, `threads`, `channel_admin`, `reads`, `moderation`, `drafts`,
+//! `channel_list`) and devices.
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
