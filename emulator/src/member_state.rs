@@ -1,4 +1,4 @@
-//! One member's own view of a channel: `PATCH /channels/{type}/{id}/member` (the SDK's `pin`,
+//! One member's own view of a channel: `PATCH /channels/{type}/{id}/member[/{user_id}]` (the SDK's `pin`,
 //! `unpin`, `archive`, `unarchive` and `updateMemberPartial`, `set: {pinned, archived}`), and
 //! `GET /members` (`queryMembers`) with the filters and sorts the SDK's member lists use.
 //!
@@ -25,10 +25,24 @@ pub(crate) const MAX_MEMBERS_LIMIT: usize = 300;
 /// Custom member fields, serialized.
 const MAX_MEMBER_CUSTOM_BYTES: usize = 5 * 1024;
 
-/// `PATCH /channels/{type}/{id}/member` → `UpdateMemberPartialResponse`.
-pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
+/// `PATCH /channels/{type}/{id}/member` (the spec) or `…/member/{user_id}` (what SDK 9.x
+/// sends) → `UpdateMemberPartialResponse`. A user token may only change its own membership.
+pub(crate) fn update(
+    app: &mut AppData,
+    req: &Req<'_>,
+    cid: &str,
+    target: Option<&str>,
+) -> Result<Value, ApiError> {
     existing(app, cid)?;
-    let user = req.acting_user(None)?;
+    if let Some(t) = target {
+        check_id(t)?;
+    }
+    let user = req.acting_user(target)?;
+    if target.is_some_and(|t| t != user) {
+        return Err(ApiError::forbidden(
+            "a user token can only update its own membership",
+        ));
+    }
     let set = match req.body.get("set") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(s)) => s.clone(),

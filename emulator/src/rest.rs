@@ -122,9 +122,14 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", t, id, "truncate"]) => {
             (created, channel_admin::truncate(app, &r, &cid(t, id)?)?)
         }
-        (&Method::PATCH, ["channels", t, id, "member"]) => {
-            (StatusCode::OK, member_state::update(app, &r, &cid(t, id)?)?)
-        }
+        (&Method::PATCH, ["channels", t, id, "member"]) => (
+            StatusCode::OK,
+            member_state::update(app, &r, &cid(t, id)?, None)?,
+        ),
+        (&Method::PATCH, ["channels", t, id, "member", user]) => (
+            StatusCode::OK,
+            member_state::update(app, &r, &cid(t, id)?, Some(user))?,
+        ),
         (&Method::POST, ["channels", t, id, "unread"]) => {
             (created, reads::mark_unread(app, &r, &cid(t, id)?)?)
         }

@@ -218,6 +218,25 @@ async fn invites_moderators_pins_and_member_queries() {
         .await;
     assert!(res["channel_member"]["archived_at"].is_null());
     assert!(res["channel_member"]["pinned_at"].is_string());
+    // SDK 9.x names the member in the path; only their own membership.
+    let res = a
+        .send(
+            "PATCH",
+            "/channels/messaging/room/member/alice",
+            json!({"set": {"pinned": false}}),
+            200,
+            "UpdateMemberPartialResponse",
+        )
+        .await;
+    assert!(res["channel_member"]["pinned_at"].is_null());
+    let (status, _) = a
+        .raw(
+            "PATCH",
+            "/channels/messaging/room/member/bob",
+            Some(json!({"set": {"pinned": true}})),
+        )
+        .await;
+    assert_eq!(status, 403);
     alice.drain().await;
 
     let payload = json!({"type": "messaging", "id": "room", "filter_conditions": {"is_moderator": true}, "sort": [{"field": "user_id", "direction": -1}]});
