@@ -52,7 +52,11 @@ pub(crate) fn state(
     let members: Vec<Value> = ch
         .members
         .iter()
-        .map(|m| render_chat::member(app, m))
+        .map(|m| {
+            let mut v = render_chat::member(app, m);
+            app.social.mark_channel_ban(&ch.cid, &mut v, false);
+            v
+        })
         .collect();
     let read: Vec<Value> = ch
         .members

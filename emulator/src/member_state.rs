@@ -120,12 +120,12 @@ pub(crate) fn query(app: &AppData, req: &Req<'_>) -> Result<Value, ApiError> {
     };
     let mut hits: Vec<&Member> = Vec::new();
     for m in &ch.members {
-        if member_matches(app, m, filter)? {
+        if member_matches(app, &ch.cid, m, filter)? {
             hits.push(m);
         }
     }
     let sort = sort_keys(payload.get("sort"));
-    hits.sort_by(|a, b| compare(app, a, b, &sort));
+    hits.sort_by(|a, b| compare(app, &ch.cid, a, b, &sort));
     let offset = payload.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = payload
         .get("limit")
@@ -137,13 +137,18 @@ pub(crate) fn query(app: &AppData, req: &Req<'_>) -> Result<Value, ApiError> {
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|m| crate::render_chat::member(app, m))
+        .map(|m| {
+            let mut v = crate::render_chat::member(app, m);
+            let server = *req.ident == crate::auth::Identity::Server;
+            app.social.mark_channel_ban(&ch.cid, &mut v, server);
+            v
+        })
         .collect();
     Ok(json!({ "members": members }))
 }
 
 /// The value a member filter key tests.
-fn field(app: &AppData, m: &Member, key: &str) -> Option<Value> {
+fn field(app: &AppData, cid: &str, m: &Member, key: &str) -> Option<Value> {
     let user = app.users.get(&m.user_id);
     let at = |t: Option<OffsetDateTime>| t.map(|t| json!(ts(t)));
     match key {
@@ -169,7 +174,10 @@ fn field(app: &AppData, m: &Member, key: &str) -> Option<Value> {
         "joined" => Some(json!(!m.invited && m.invite_rejected_at.is_none())),
         "pinned" => Some(json!(m.pinned_at.is_some())),
         "archived" => Some(json!(m.archived_at.is_some())),
-        "banned" => Some(json!(false)),
+        "banned" => Some(json!(app
+            .social
+            .channel_ban(cid, &m.user_id)
+            .is_some_and(|b| !b.shadow))),
         "last_active" => user.and_then(|u| at(u.last_active)),
         other => user
             .and_then(|u| u.fields.get(other.strip_prefix("user.").unwrap_or(other)))
@@ -179,6 +187,7 @@ fn field(app: &AppData, m: &Member, key: &str) -> Option<Value> {
 
 fn member_matches(
     app: &AppData,
+    cid: &str,
     m: &Member,
     filter: &Map<String, Value>,
 ) -> Result<bool, ApiError> {
@@ -197,7 +206,7 @@ fn member_matches(
                     if sub.keys().any(|k| k.starts_with('$')) {
                         return Err(ApiError::input("member filters nest only one level"));
                     }
-                    results.push(member_matches(app, m, sub)?);
+                    results.push(member_matches(app, cid, m, sub)?);
                 }
                 if key == "$and" {
                     results.iter().all(|r| *r)
@@ -210,7 +219,7 @@ fn member_matches(
                     "unsupported filter operator {other}"
                 )))
             }
-            other => value_match(field(app, m, other).as_ref(), cond)?,
+            other => value_match(field(app, cid, m, other).as_ref(), cond)?,
         };
         if !ok {
             return Ok(false);
@@ -241,14 +250,14 @@ fn sort_keys(sort: Option<&Value>) -> Vec<(String, bool)> {
     out
 }
 
-fn compare(app: &AppData, a: &Member, b: &Member, keys: &[(String, bool)]) -> Ordering {
+fn compare(app: &AppData, cid: &str, a: &Member, b: &Member, keys: &[(String, bool)]) -> Ordering {
     for (key, desc) in keys {
         let ord = match key.as_str() {
             "created_at" => a.created_at.cmp(&b.created_at),
             "updated_at" => a.updated_at.cmp(&b.updated_at),
             "pinned_at" => a.pinned_at.cmp(&b.pinned_at),
             other => {
-                let (x, y) = (field(app, a, other), field(app, b, other));
+                let (x, y) = (field(app, cid, a, other), field(app, cid, b, other));
                 x.as_ref()
                     .map(Value::to_string)
                     .cmp(&y.as_ref().map(Value::to_string))

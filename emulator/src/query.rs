@@ -161,6 +161,8 @@ fn field(app: &AppData, ch: &Channel, user: &str, key: &str) -> Option<Value> {
             })
         }),
         "pinned" => Some(json!(member.is_some_and(|m| m.pinned_at.is_some()))),
+        "pinned_at" => at(member.and_then(|m| m.pinned_at)),
+        "archived_at" => at(member.and_then(|m| m.archived_at)),
         "archived" => Some(json!(member.is_some_and(|m| m.archived_at.is_some()))),
         "muted" => Some(json!(app.social.channel_muted(user, &ch.cid).is_some())),
         "has_unread" => Some(json!(unread(ch, user) > 0)),

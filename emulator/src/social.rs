@@ -111,6 +111,28 @@ impl Social {
             .filter(|b| Self::live(b, now))
     }
 
+    /// Marks a rendered `ChannelMemberResponse` of `cid` banned when a channel ban is in force
+    /// (`render_chat::member` knows the member, not the channel). A shadow ban shows only to a
+    /// server token, which the caller says with `reveal_shadow`.
+    pub(crate) fn mark_channel_ban(&self, cid: &str, member: &mut Value, reveal_shadow: bool) {
+        let Some(user) = member.get("user_id").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(ban) = self.channel_ban(cid, user) else {
+            return;
+        };
+        let key = if ban.shadow {
+            "shadow_banned"
+        } else {
+            "banned"
+        };
+        if let Some(obj) = member.as_object_mut() {
+            if !ban.shadow || reveal_shadow {
+                obj.insert(key.into(), Value::Bool(true));
+            }
+        }
+    }
+
     /// Whether `user` has muted `cid` (and the mute has not expired).
     pub(crate) fn channel_muted(&self, user: &str, cid: &str) -> Option<&ChannelMute> {
         let now = OffsetDateTime::now_utc();

@@ -130,6 +130,23 @@ async fn bans_reach_the_banned_user_and_the_channel_and_stop_messages() {
     assert_eq!(bob.drain_types().await, ["user.banned"]);
     assert_eq!(bob_idle.drain_types().await, ["user.banned"]);
     assert!(carol.drain().await.is_empty());
+    let state = a.query_channel("room", json!({})).await;
+    let bob_m = state["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["user_id"] == "bob")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bob_m["banned"], true, "{bob_m}");
+    let payload = json!({"type": "messaging", "id": "room", "filter_conditions": {"banned": true}});
+    let res = a
+        .get(
+            &format!("/members?payload={}", enc(&payload.to_string())),
+            "MembersResponse",
+        )
+        .await;
+    assert_eq!(res["members"].as_array().map(Vec::len), Some(1));
     let (status, err) = b
         .raw(
             "POST",
