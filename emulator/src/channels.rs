@@ -98,6 +98,9 @@ pub(crate) fn state(
     if let Some(m) = own {
         map.insert("membership".into(), render_chat::member(app, m));
     }
+    if let Some(draft) = crate::drafts::for_state(app, viewer, &ch.cid) {
+        map.insert("draft".into(), draft);
+    }
     map
 }
 

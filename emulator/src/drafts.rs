@@ -9,7 +9,6 @@
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::channels::existing;
 use crate::config::MAX_MESSAGE_TEXT;
 use crate::error::ApiError;
 use crate::filter::value_match;
@@ -26,6 +25,30 @@ pub(crate) const MAX_DRAFTS_LIMIT: usize = 100;
 const MAX_DRAFT_BYTES: usize = 20 * 1024;
 
 type Key = (String, String, Option<String>);
+
+/// The channel must exist (not `channels::existing`: `channels` imports this module).
+fn existing(app: &AppData, cid: &str) -> Result<(), ApiError> {
+    if app.channels.contains_key(cid) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "channel \"{cid}\" does not exist"
+        )))
+    }
+}
+
+/// The viewer's channel draft for a channel state (`ChannelStateResponse.draft`), which the SDK's
+/// message composer restores; without the channel, which the state already carries.
+pub(crate) fn for_state(app: &AppData, viewer: &str, cid: &str) -> Option<Value> {
+    let key: Key = (viewer.to_owned(), cid.to_owned(), None);
+    app.social.drafts.contains_key(&key).then(|| {
+        let mut v = render(app, &key);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("channel");
+        }
+        v
+    })
+}
 
 /// `POST /channels/{type}/{id}/draft` → `CreateDraftResponse`.
 pub(crate) fn create(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {

@@ -48,6 +48,11 @@ async fn drafts_and_reminders_reach_only_their_owner() {
         .get("/channels/messaging/room/draft", "GetDraftResponse")
         .await;
     assert_eq!(res["draft"]["message"]["text"], "half a thought");
+    // The channel state carries the viewer's channel draft, for the composer to restore.
+    let state = a.query_channel("room", json!({})).await;
+    assert_eq!(state["draft"]["message"]["text"], "half a thought");
+    let state = h.client("bob").query_channel("room", json!({})).await;
+    assert!(state.get("draft").is_none(), "a draft is private");
     let res = a
         .post(
             "/drafts/query",
