@@ -101,6 +101,18 @@ async fn unread_all_read_delivered_counts_and_sync() {
         .raw("POST", "/sync", Some(json!({"channel_cids": []})))
         .await;
     assert_eq!(status, 400);
+    // `watch: true` makes the calling connection a watcher of the accessible channels.
+    b.post_conn(
+        "/sync",
+        &bob_idle,
+        json!({"channel_cids": ["messaging:room"], "last_sync_at": before, "watch": true}),
+        "SyncResponse",
+    )
+    .await;
+    a.send_message("room", "three").await;
+    // Bob watched through his other connection already: no user.watching.start, and now the
+    // channel event instead of notification.message_new.
+    assert_eq!(bob_idle.drain_types().await, ["message.new"]);
     for ws in [alice, bob, bob_idle] {
         ws.close().await;
     }
