@@ -158,7 +158,12 @@ pub(crate) fn query(
     let follower = req.conn_target(app, &user, req.flag("presence"))?;
     let now = OffsetDateTime::now_utc();
     if !app.channels.contains_key(&cid) {
+        let invites: Vec<String> = member_ids(data.get("invites"))?
+            .into_iter()
+            .filter(|i| !members.contains(i))
+            .collect();
         create(app, kind, &id, &user, members, data, now)?;
+        invite_on_create(app, &cid, &user, &invites, now);
     }
     if let Some(conn) = conn {
         watch(app, &conn, &cid, &user, now);
@@ -217,6 +222,7 @@ pub(crate) fn distinct_id(members: &[String]) -> String {
 /// `ChannelResponse` keys the server owns; never taken as custom channel data.
 const CHANNEL_RESERVED: &[&str] = &[
     "members",
+    "invites",
     "id",
     "type",
     "cid",
@@ -295,6 +301,43 @@ fn create(
         },
     );
     Ok(())
+}
+
+/// `data.invites` when creating a channel: invited members (`invited: true`), each told with a
+/// `notification.invited` on their connections (none watches a channel that did not exist).
+fn invite_on_create(
+    app: &mut AppData,
+    cid: &str,
+    creator: &str,
+    invites: &[String],
+    now: OffsetDateTime,
+) {
+    for id in invites {
+        app.ensure_user(id, now);
+        if let Some(ch) = app.channels.get_mut(cid) {
+            let mut m = Member::new(id.clone(), false, now);
+            m.invited = true;
+            ch.members.push(m);
+            ch.reads.insert(
+                id.clone(),
+                ReadState {
+                    last_read: now,
+                    last_read_message_id: None,
+                    unread: 0,
+                },
+            );
+        }
+    }
+    for id in invites {
+        let Some(member) = events::rendered(app, cid, id) else {
+            continue;
+        };
+        let mut ev = events::channel_base(app, "notification.invited", cid, now);
+        ev.insert("user".into(), render::user(app, creator));
+        ev.insert("member".into(), member);
+        let ev = events::with_channel(app, cid, ev);
+        events::to_unwatching(app, id, cid, &Value::Object(ev));
+    }
 }
 
 /// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`.

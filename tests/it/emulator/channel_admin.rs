@@ -156,6 +156,20 @@ async fn invites_moderators_pins_and_member_queries() {
     assert_eq!(seen[0]["type"], "notification.invited");
     assert_eq!(seen[0]["member"]["user_id"], "carol");
 
+    // Invites given when creating a channel.
+    let res = a
+        .query_channel(
+            "party",
+            json!({"data": {"members": ["alice"], "invites": ["carol"]}}),
+        )
+        .await;
+    assert!(res["channel"].get("invites").is_none(), "not custom data");
+    let seen = carol.drain().await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["type"], "notification.invited");
+    assert_eq!(seen[0]["channel"]["cid"], "messaging:party");
+    alice.drain().await;
+
     // Bob has no invite to answer.
     let (status, _) = h
         .client("bob")
