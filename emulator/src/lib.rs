@@ -18,7 +18,7 @@
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
 //!   [`members`], [`threads`], [`channel_admin`], [`member_state`], [`mutes`], [`blocks`],
-//!   [`bans`], [`guests`], [`user_query`], [`reads`], [`drafts`], [`reminders`],
+//!   [`bans`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`], [`drafts`], [`reminders`],
 //!   [`app_settings`] – the REST handlers ([`roles`]: invites and moderators within a channel
 //!   update);
 //! * [`filter`] – the filter operators the query routes share;
@@ -75,6 +75,7 @@ mod server;
 mod social;
 mod store;
 mod threads;
+mod user_lifecycle;
 mod user_query;
 mod users;
 mod ws;

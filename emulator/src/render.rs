@@ -98,6 +98,16 @@ fn user_map(app: &AppData, id: &str) -> Map<String, Value> {
     if app.social.global_ban(id).is_some_and(|b| !b.shadow) {
         map.insert("banned".into(), json!(true));
     }
+    if let Some(social) = app.social.users.get(id) {
+        for (key, at) in [
+            ("deactivated_at", social.deactivated_at),
+            ("deleted_at", social.deleted_at),
+        ] {
+            if let Some(t) = at {
+                map.insert(key.into(), json!(ts(t)));
+            }
+        }
+    }
     if let Some(t) = u.revoke_tokens_issued_before {
         map.insert("revoke_tokens_issued_before".into(), json!(ts(t)));
     }

@@ -15,7 +15,8 @@ use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
     actions, app_settings, bans, blocks, channel_admin, channels, devices, drafts, guests, hiding,
-    member_state, members, mutes, query, reads, reminders, threads, user_query, users,
+    member_state, members, mutes, query, reads, reminders, threads, user_lifecycle, user_query,
+    users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -77,6 +78,11 @@ pub(crate) async fn dispatch(
     if let Identity::User(user) = &ident {
         if app.token_revoked(user, iat) {
             return Err(auth::revoked());
+        }
+        if user_lifecycle::refused(app, user) {
+            return Err(ApiError::forbidden(format!(
+                "user {user} was deactivated or deleted"
+            )));
         }
     }
     let created = StatusCode::CREATED;
@@ -173,6 +179,13 @@ pub(crate) async fn dispatch(
         (&Method::GET, ["threads", id]) => (StatusCode::OK, threads::get(app, &r, id)?),
         (&Method::PATCH, ["threads", id]) => (StatusCode::OK, threads::update(app, &r, id)?),
         (&Method::GET, ["users"]) => (StatusCode::OK, user_query::query(app, &r)?),
+        (&Method::POST, ["users", id, "deactivate"]) => {
+            (created, user_lifecycle::deactivate(app, &r, id)?)
+        }
+        (&Method::POST, ["users", id, "reactivate"]) => {
+            (created, user_lifecycle::reactivate(app, &r, id)?)
+        }
+        (&Method::DELETE, ["users", id]) => (StatusCode::OK, user_lifecycle::delete(app, &r, id)?),
         (&Method::POST, ["users", "block"]) => (created, blocks::block(app, &r)?),
         (&Method::POST, ["users", "unblock"]) => (created, blocks::unblock(app, &r)?),
         (&Method::GET, ["users", "block"]) => (StatusCode::OK, blocks::list(app, &r)?),

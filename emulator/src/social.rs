@@ -47,6 +47,10 @@ pub(crate) struct UserSocial {
     /// Blocked user ids with when, oldest first.
     pub blocked: Vec<(String, OffsetDateTime)>,
     pub ban: Option<Ban>,
+    /// `deactivateUser`: the user's tokens are refused until `reactivateUser`.
+    pub deactivated_at: Option<OffsetDateTime>,
+    /// `deleteUser`: kept as a marker (messages still name the user).
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 pub(crate) struct Mute {

@@ -315,3 +315,54 @@ async fn query_users_filters_sorts_and_guests() {
     assert_eq!(ws.hello["me"]["role"], "guest");
     ws.close().await;
 }
+
+#[tokio::test]
+async fn deactivate_reactivate_and_delete_reach_the_user_and_refuse_their_tokens() {
+    if skip("deactivate_reactivate_and_delete_reach_the_user_and_refuse_their_tokens") {
+        return;
+    }
+    let h = Harness::start().await;
+    let mut dave = h.connect("dave").await;
+    let mut dave_2 = h.connect("dave").await;
+    let d = h.client("dave");
+    let s = h.server_client();
+    let (status, _) = d
+        .raw("POST", "/users/dave/deactivate", Some(json!({})))
+        .await;
+    assert_eq!(status, 403, "server side only");
+
+    let (status, res) = s
+        .raw("POST", "/users/dave/deactivate", Some(json!({})))
+        .await;
+    assert_eq!(status, 201, "{res}");
+    super::support::validate("UserResponse", &res["user"]);
+    assert!(res["user"]["deactivated_at"].is_string());
+    for ws in [&mut dave, &mut dave_2] {
+        assert_eq!(ws.drain_types().await, ["user.deactivated"]);
+    }
+    let (status, err) = d.raw("GET", "/users/block", None).await;
+    assert_eq!((status, err["code"].clone()), (403, json!(17)));
+
+    let (status, _) = s
+        .raw("POST", "/users/dave/reactivate", Some(json!({})))
+        .await;
+    assert_eq!(status, 201);
+    for ws in [&mut dave, &mut dave_2] {
+        assert_eq!(ws.drain_types().await, ["user.reactivated"]);
+    }
+    d.get("/users/block", "GetBlockedUsersResponse").await;
+
+    let (status, res) = s.raw("DELETE", "/users/dave?hard_delete=true", None).await;
+    assert_eq!(status, 200, "{res}");
+    let seen = dave_2.drain().await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["type"], "user.deleted");
+    assert_eq!(seen[0]["hard_delete"], true);
+    let (status, _) = d.raw("GET", "/users/block", None).await;
+    assert_eq!(status, 403);
+    let (status, _) = s.raw("DELETE", "/users/ghost", None).await;
+    assert_eq!(status, 404);
+    for ws in [dave, dave_2] {
+        ws.close().await;
+    }
+}
