@@ -342,6 +342,21 @@ async fn deactivate_reactivate_and_delete_reach_the_user_and_refuse_their_tokens
     }
     let (status, err) = d.raw("GET", "/users/block", None).await;
     assert_eq!((status, err["code"].clone()), (403, json!(17)));
+    let url = super::support::ws_url(
+        h.addr,
+        KEY,
+        "dave",
+        &h.token("dave", super::support::SECRET_OLD),
+        None,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let first = super::support::next_text(&mut ws).await;
+    assert_eq!(
+        first["error"]["code"], 17,
+        "a deactivated user cannot connect: {first}"
+    );
 
     let (status, _) = s
         .raw("POST", "/users/dave/reactivate", Some(json!({})))
