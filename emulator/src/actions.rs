@@ -95,6 +95,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::input("message must be an object"))?;
     let user = req.acting_user(sender_hint(msg))?;
+    crate::bans::check_can_post(app, cid, &user)?;
     if Value::Object(msg.clone()).to_string().len() > MAX_MESSAGE_BYTES {
         return Err(ApiError::input("message is too large"));
     }

@@ -70,7 +70,11 @@ pub(crate) fn state_paged(
     let members: Vec<Value> = ch
         .members
         .iter()
-        .map(|m| render_chat::member(app, m))
+        .map(|m| {
+            let mut v = render_chat::member(app, m);
+            app.social.mark_channel_ban(&ch.cid, &mut v, false);
+            v
+        })
         .collect();
     let read: Vec<Value> = ch
         .members
@@ -86,6 +90,12 @@ pub(crate) fn state_paged(
     let mut channel = render_chat::channel(app, ch);
     if let Some(c) = channel.as_object_mut() {
         c.insert("hidden".into(), json!(hidden));
+        if let Some(mute) = app.social.channel_muted(viewer, &ch.cid) {
+            c.insert("muted".into(), json!(true));
+            if let Some(t) = mute.expires {
+                c.insert("mute_expires_at".into(), json!(render::ts(t)));
+            }
+        }
     }
     let mut map = Map::new();
     map.insert("channel".into(), channel);
@@ -105,6 +115,9 @@ pub(crate) fn state_paged(
     }
     if let Some(m) = own {
         map.insert("membership".into(), render_chat::member(app, m));
+    }
+    if let Some(draft) = crate::drafts::for_state(app, viewer, &ch.cid) {
+        map.insert("draft".into(), draft);
     }
     map
 }
@@ -168,7 +181,12 @@ pub(crate) fn query(
     let follower = req.conn_target(app, &user, req.flag("presence"))?;
     let now = OffsetDateTime::now_utc();
     if !app.channels.contains_key(&cid) {
+        let invites: Vec<String> = member_ids(data.get("invites"))?
+            .into_iter()
+            .filter(|i| !members.contains(i))
+            .collect();
         create(app, kind, &id, &user, members, data, now)?;
+        invite_on_create(app, &cid, &user, &invites, now);
     }
     if let Some(conn) = conn {
         watch(app, &conn, &cid, &user, now);
@@ -209,7 +227,7 @@ pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError>
 }
 
 /// Stream names member-defined ("distinct") channels `!members-<hash>`.
-fn distinct_id(members: &[String]) -> String {
+pub(crate) fn distinct_id(members: &[String]) -> String {
     let mut sorted = members.to_vec();
     sorted.sort();
     let digest = Sha256::digest(sorted.join(",").as_bytes());
@@ -220,6 +238,7 @@ fn distinct_id(members: &[String]) -> String {
 /// `ChannelResponse` keys the server owns; never taken as custom channel data.
 const CHANNEL_RESERVED: &[&str] = &[
     "members",
+    "invites",
     "id",
     "type",
     "cid",
@@ -298,6 +317,43 @@ fn create(
         },
     );
     Ok(())
+}
+
+/// `data.invites` when creating a channel: invited members (`invited: true`), each told with a
+/// `notification.invited` on their connections (none watches a channel that did not exist).
+fn invite_on_create(
+    app: &mut AppData,
+    cid: &str,
+    creator: &str,
+    invites: &[String],
+    now: OffsetDateTime,
+) {
+    for id in invites {
+        app.ensure_user(id, now);
+        if let Some(ch) = app.channels.get_mut(cid) {
+            let mut m = Member::new(id.clone(), false, now);
+            m.invited = true;
+            ch.members.push(m);
+            ch.reads.insert(
+                id.clone(),
+                ReadState {
+                    last_read: now,
+                    last_read_message_id: None,
+                    unread: 0,
+                },
+            );
+        }
+    }
+    for id in invites {
+        let Some(member) = events::rendered(app, cid, id) else {
+            continue;
+        };
+        let mut ev = events::channel_base(app, "notification.invited", cid, now);
+        ev.insert("user".into(), render::user(app, creator));
+        ev.insert("member".into(), member);
+        let ev = events::with_channel(app, cid, ev);
+        events::to_unwatching(app, id, cid, &Value::Object(ev));
+    }
 }
 
 /// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`.

@@ -63,6 +63,17 @@ pub(crate) struct Member {
     pub hidden: bool,
     /// `hide` with `clear_history`: this member sees no message created before it.
     pub hide_messages_before: Option<OffsetDateTime>,
+    /// Promoted with `add_moderators` (the creator is one from the start).
+    pub moderator: bool,
+    /// Invited (`invites`) and not yet accepted or rejected.
+    pub invited: bool,
+    pub invite_accepted_at: Option<OffsetDateTime>,
+    pub invite_rejected_at: Option<OffsetDateTime>,
+    /// Per-member pin and archive (`PATCH …/member`, `set: {pinned, archived}`).
+    pub pinned_at: Option<OffsetDateTime>,
+    pub archived_at: Option<OffsetDateTime>,
+    /// When the membership last changed.
+    pub updated_at: OffsetDateTime,
 }
 
 // === impl Member ===
@@ -75,6 +86,13 @@ impl Member {
             is_creator,
             hidden: false,
             hide_messages_before: None,
+            moderator: is_creator,
+            invited: false,
+            invite_accepted_at: None,
+            invite_rejected_at: None,
+            pinned_at: None,
+            archived_at: None,
+            updated_at: now,
         }
     }
 }

@@ -57,6 +57,12 @@ pub(crate) fn channel(app: &AppData, ch: &Channel) -> Value {
     }
     map.insert("config".into(), config(&ch.kind, &created));
     map.insert("own_capabilities".into(), json!(OWN_CAPABILITIES));
+    if let Some((t, by)) = app.social.truncated_at.get(&ch.cid) {
+        map.insert("truncated_at".into(), json!(ts(*t)));
+        if let Some(by) = by {
+            map.insert("truncated_by".into(), user(app, by));
+        }
+    }
     flatten(&mut map, &ch.data);
     map.insert("custom".into(), Value::Object(ch.data.clone()));
     Value::Object(map)
@@ -70,8 +76,8 @@ fn config(kind: &str, created: &str) -> Value {
         "typing_events": true, "read_events": true, "connect_events": true,
         "delivery_events": true, "search": true, "reactions": true, "replies": true,
         "quotes": true, "mutes": true, "uploads": true, "url_enrichment": false,
-        "custom_events": true, "push_notifications": true, "reminders": false,
-        "mark_messages_pending": false, "polls": true, "user_message_reminders": false,
+        "custom_events": true, "push_notifications": true, "reminders": true,
+        "mark_messages_pending": false, "polls": true, "user_message_reminders": true,
         "shared_locations": false, "count_messages": true, "message_retention": "infinite",
         "max_message_length": crate::config::MAX_MESSAGE_TEXT, "automod": "disabled",
         "automod_behavior": "flag", "skip_last_msg_update_for_system_msgs": false,
@@ -81,15 +87,40 @@ fn config(kind: &str, created: &str) -> Value {
 
 /// `ChannelMemberResponse`.
 pub(crate) fn member(app: &AppData, m: &Member) -> Value {
-    let at = ts(m.created_at);
-    json!({
+    let role = if m.is_creator {
+        "owner"
+    } else if m.moderator {
+        "moderator"
+    } else {
+        "member"
+    };
+    let mut v = json!({
         "user_id": m.user_id, "user": user(app, &m.user_id),
-        "created_at": at, "updated_at": at,
+        "created_at": ts(m.created_at), "updated_at": ts(m.updated_at),
         "banned": false, "shadow_banned": false, "notifications_muted": false,
-        "channel_role": if m.is_creator { "channel_moderator" } else { "channel_member" },
-        "role": if m.is_creator { "owner" } else { "member" },
+        "channel_role": if m.moderator { "channel_moderator" } else { "channel_member" },
+        "is_moderator": m.moderator,
+        "role": role,
         "custom": {},
-    })
+    });
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    let optional = [
+        ("pinned_at", m.pinned_at),
+        ("archived_at", m.archived_at),
+        ("invite_accepted_at", m.invite_accepted_at),
+        ("invite_rejected_at", m.invite_rejected_at),
+    ];
+    for (key, at) in optional {
+        if let Some(t) = at {
+            obj.insert(key.into(), json!(ts(t)));
+        }
+    }
+    if m.invited {
+        obj.insert("invited".into(), json!(true));
+    }
+    v
 }
 
 /// `MessageResponse` as every watcher sees it (events): no `own_reactions`.

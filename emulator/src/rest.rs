@@ -14,8 +14,9 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, channels, devices, hiding, members, message_lists, messages, poll_options, poll_votes,
-    polls, query, reactions, search, threads, uploads, users,
+    actions, app_settings, bans, blocks, channel_admin, channels, devices, drafts, guests, hiding,
+    member_state, members, message_lists, messages, mutes, poll_options, poll_votes, polls, query,
+    reactions, reads, reminders, search, threads, uploads, user_lifecycle, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -27,6 +28,16 @@ pub(crate) async fn dispatch(
     ctx: &Ctx,
 ) -> Result<(StatusCode, Value), ApiError> {
     let key = query.get("api_key").ok_or_else(ApiError::unknown_api_key)?;
+    if req.method() == Method::POST && segs == ["guest"] {
+        // `setGuestUser` calls anonymously: the guest has no token until this answers.
+        let body = read_body(req).await?;
+        let mut store = ctx.emulator.lock();
+        let app = store
+            .apps
+            .get_mut(key)
+            .ok_or_else(ApiError::unknown_api_key)?;
+        return Ok((StatusCode::CREATED, guests::create(app, &body)?));
+    }
     let secrets = {
         let store = ctx.emulator.lock();
         store
@@ -87,6 +98,11 @@ pub(crate) async fn dispatch(
     if let Identity::User(user) = &ident {
         if app.token_revoked(user, iat) {
             return Err(auth::revoked());
+        }
+        if user_lifecycle::refused(app, user) {
+            return Err(ApiError::forbidden(format!(
+                "user {user} was deactivated or deleted"
+            )));
         }
     }
     let created = StatusCode::CREATED;
@@ -172,23 +188,90 @@ pub(crate) async fn dispatch(
         (&Method::GET, ["messages", id, "reactions"]) => {
             (StatusCode::OK, reactions::list(app, &r, id)?)
         }
+        (&Method::PATCH, ["channels", t, id]) => (
+            StatusCode::OK,
+            channel_admin::partial_update(app, &r, &cid(t, id)?)?,
+        ),
+        (&Method::DELETE, ["channels", t, id]) => (
+            StatusCode::OK,
+            channel_admin::delete(app, &r, &cid(t, id)?)?,
+        ),
+        (&Method::POST, ["channels", "delete"]) => (created, channel_admin::delete_many(app, &r)?),
+        (&Method::POST, ["channels", t, id, "truncate"]) => {
+            (created, channel_admin::truncate(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::PATCH, ["channels", t, id, "member"]) => (
+            StatusCode::OK,
+            member_state::update(app, &r, &cid(t, id)?, None)?,
+        ),
+        (&Method::PATCH, ["channels", t, id, "member", user]) => (
+            StatusCode::OK,
+            member_state::update(app, &r, &cid(t, id)?, Some(user))?,
+        ),
+        (&Method::POST, ["channels", t, id, "unread"]) => {
+            (created, reads::mark_unread(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", "read"]) => (created, reads::mark_all_read(app, &r)?),
+        (&Method::POST, ["channels", "delivered"]) => (created, reads::mark_delivered(app, &r)?),
+        (&Method::GET, ["unread"]) => (StatusCode::OK, reads::unread_counts(app, &r)?),
+        (&Method::POST, ["sync"]) => (created, reads::sync(app, &r)?),
+        (&Method::POST, ["channels", t, id, "draft"]) => {
+            (created, drafts::create(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::GET, ["channels", t, id, "draft"]) => {
+            (StatusCode::OK, drafts::get(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::DELETE, ["channels", t, id, "draft"]) => {
+            (StatusCode::OK, drafts::delete(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["drafts", "query"]) => (created, drafts::query(app, &r)?),
+        (&Method::POST, ["messages", id, "reminders"]) => {
+            (created, reminders::create(app, &r, id)?)
+        }
+        (&Method::PATCH, ["messages", id, "reminders"]) => {
+            (StatusCode::OK, reminders::update(app, &r, id)?)
+        }
+        (&Method::DELETE, ["messages", id, "reminders"]) => {
+            (StatusCode::OK, reminders::delete(app, &r, id)?)
+        }
+        (&Method::POST, ["reminders", "query"]) => (created, reminders::query(app, &r)?),
+        (&Method::GET, ["members"]) => (StatusCode::OK, member_state::query(app, &r)?),
+        (&Method::POST, ["moderation", "mute"]) => (created, mutes::mute(app, &r)?),
+        (&Method::POST, ["moderation", "unmute"]) => (created, mutes::unmute(app, &r)?),
+        (&Method::POST, ["moderation", "mute", "channel"]) => {
+            (created, mutes::mute_channel(app, &r)?)
+        }
+        (&Method::POST, ["moderation", "unmute", "channel"]) => {
+            (created, mutes::unmute_channel(app, &r)?)
+        }
         (&Method::GET, ["messages", id, "replies"]) => {
             (StatusCode::OK, threads::replies(app, &r, id)?)
         }
         (&Method::POST, ["threads"]) => (created, threads::query(app, &r)?),
         (&Method::GET, ["threads", id]) => (StatusCode::OK, threads::get(app, &r, id)?),
         (&Method::PATCH, ["threads", id]) => (StatusCode::OK, threads::update(app, &r, id)?),
-        (&Method::GET, ["users"]) => (StatusCode::OK, users::query(app, &r)?),
+        (&Method::GET, ["users"]) => (StatusCode::OK, user_query::query(app, &r)?),
+        (&Method::POST, ["users", id, "deactivate"]) => {
+            (created, user_lifecycle::deactivate(app, &r, id)?)
+        }
+        (&Method::POST, ["users", id, "reactivate"]) => {
+            (created, user_lifecycle::reactivate(app, &r, id)?)
+        }
+        (&Method::DELETE, ["users", id]) => (StatusCode::OK, user_lifecycle::delete(app, &r, id)?),
+        (&Method::POST, ["users", "block"]) => (created, blocks::block(app, &r)?),
+        (&Method::POST, ["users", "unblock"]) => (created, blocks::unblock(app, &r)?),
+        (&Method::GET, ["users", "block"]) => (StatusCode::OK, blocks::list(app, &r)?),
+        (&Method::POST, ["moderation", "ban"]) => (created, bans::ban(app, &r)?),
+        (&Method::DELETE, ["moderation", "ban"]) => (StatusCode::OK, bans::unban(app, &r)?),
+        (&Method::POST, ["moderation", "flag"]) => (created, bans::flag(app, &r)?),
+        (&Method::POST, ["moderation", "unflag"]) => (created, bans::unflag(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
         (&Method::POST, ["devices"]) => (created, devices::create(app, &ident, &body)?),
         (&Method::GET, ["devices"]) => (StatusCode::OK, devices::list(app, &ident, query)?),
         (&Method::DELETE, ["devices"]) => (StatusCode::OK, devices::delete(app, &ident, query)?),
-        (&Method::GET, ["app"]) => (StatusCode::OK, users::app_settings(app)),
-        (&Method::PATCH, ["app"]) => (
-            StatusCode::OK,
-            users::update_app_settings(app, &ident, &body)?,
-        ),
+        (&Method::GET, ["app"]) => (StatusCode::OK, app_settings::get(app)),
+        (&Method::PATCH, ["app"]) => (StatusCode::OK, app_settings::update(app, &ident, &body)?),
         _ => {
             return Err(ApiError::not_found(format!(
                 "route {method} /{} does not exist",

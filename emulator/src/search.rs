@@ -94,7 +94,7 @@ pub(crate) fn search(app: &AppData, req: &Req<'_>) -> Result<Value, ApiError> {
     let mut hits: Vec<(&Channel, &Message)> = Vec::new();
     for ch in app.channels.values() {
         let own = viewer.map(|v| ch.members.iter().find(|m| m.user_id == v));
-        if own.is_some_and(|m| m.is_none()) || !channel_matches(ch, user, channels)? {
+        if own.is_some_and(|m| m.is_none()) || !channel_matches(app, ch, user, channels)? {
             continue;
         }
         let cleared = own.flatten().and_then(|m| m.hide_messages_before);

@@ -46,6 +46,8 @@ pub(crate) struct AppData {
     pub upload_bytes: usize,
     /// Polls by id (bounded; see `polls`).
     pub polls: HashMap<String, Poll>,
+    /// Mutes, blocks, bans, receipts, drafts, reminders, app settings (see `social`).
+    pub social: crate::social::Social,
 }
 
 /// One open WebSocket connection, as the rest of the emulator sees it.
