@@ -26,6 +26,11 @@ static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with(|_| {}).await
+    }
+
+    /// [`Env::start`] with a config change.
+    pub async fn start_with(change: impl FnOnce(&mut stream_edge::config::Config)) -> Env {
         let pki = Pki::new();
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = tmpdir(&format!("sdk{n}"));
@@ -41,6 +46,7 @@ impl Env {
         // Stream's 25 s heartbeat and 75 s idle limit, in SDK time.
         cfg.ws.health_interval = units(25);
         cfg.ws.client_idle_timeout = units(75);
+        change(&mut cfg);
         let gw = TestGateway::start_with(cfg).await;
         Env { gw, pki, dir }
     }
@@ -174,10 +180,13 @@ pub async fn busy(sdk: Sdk) {
     let events = events.unwrap_or_else(|r| panic!("{sdk:?} left a busy session: {r:?}"));
     let messages = events.iter().filter(|e| e["type"] == "message.new").count();
     assert!(messages >= 5, "{sdk:?}: only {messages} messages flowed");
-    assert!(
-        c.health_checks >= 1,
-        "{sdk:?}: no health check answered its heartbeat"
-    );
+    // Unreal's empty keep-alive wants no answer (an error frame would have ended the run).
+    if sdk != Sdk::Unreal {
+        assert!(
+            c.health_checks >= 1,
+            "{sdk:?}: no health check answered its heartbeat"
+        );
+    }
 }
 
 /// An expired token: the SDK refreshes and its next connect succeeds.

@@ -6,6 +6,7 @@ use serde_json::json;
 use stream_edge::config::DEV_API_KEY;
 
 use super::scenarios::{self, Env};
+use super::wire::units;
 use super::wire::{Reaction, Sdk};
 
 /// The watchdog counts only health checks: they keep coming while events flow.
@@ -44,4 +45,33 @@ async fn an_empty_connection_id_on_rest_is_absent() {
     let (status, v) = env.https("POST", &target, &tok, Some(body)).await;
     assert!((200..300).contains(&status), "{status} {v}");
     assert!(v["channels"].is_array(), "{v}");
+}
+
+/// Between Unity's own pings, the gateway's health checks keep coming every health interval
+/// however busy the session is: with its pings off, the 30 s watchdog (health checks only)
+/// still never fires while another user posts every 2 s.
+#[tokio::test]
+async fn health_checks_keep_coming_while_events_flow() {
+    // A client silent this long would be closed as idle: not what is measured here.
+    let env = Env::start_with(|cfg| cfg.ws.client_idle_timeout = units(400)).await;
+    let (user, sender) = ("unity-steady", "unity-steady-s");
+    let mut c = env
+        .connect(Sdk::Unity, user, &scenarios::token(user))
+        .await
+        .expect("connected");
+    c.pings = false;
+    env.watch(&c, user, "steady", &[user, sender]).await;
+    let mut messages = 0;
+    for i in 0..40 {
+        let text = format!("s{i}");
+        assert_eq!(env.post(sender, "steady", &text).await, 201);
+        let events = c
+            .run(units(2), |_| false)
+            .await
+            .unwrap_or_else(|r| panic!("left after {i} messages: {r:?}"));
+        messages += events.len();
+    }
+    assert!(messages >= 30, "{messages}");
+    // 80 SDK seconds of traffic at a 25 s health interval.
+    assert!(c.health_checks >= 3, "{}", c.health_checks);
 }

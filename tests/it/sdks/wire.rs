@@ -340,6 +340,8 @@ pub struct Client {
     pong_deadline: Option<Instant>,
     /// `health.check` frames received after the connect.
     pub health_checks: usize,
+    /// Whether the SDK's pings are sent (off: what the gateway sends by itself).
+    pub pings: bool,
 }
 
 impl Client {
@@ -413,6 +415,7 @@ impl Client {
             next_ping: first,
             pong_deadline: None,
             health_checks: 0,
+            pings: true,
         }
     }
 
@@ -443,6 +446,9 @@ impl Client {
             }
             if self.pong_deadline.is_some_and(|d| now >= d) {
                 return Err(Reaction::Watchdog);
+            }
+            if now >= self.next_ping && !self.pings {
+                self.next_ping = end;
             }
             if now >= self.next_ping {
                 let ping = self.sdk.ping(&self.connected);
