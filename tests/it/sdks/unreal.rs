@@ -30,3 +30,62 @@ async fn a_bad_signature_is_retried() {
 async fn recovers_from_upstream_loss_expiry_and_drain() {
     scenarios::recovery(Sdk::Unreal).await;
 }
+
+/// Unreal's lenient target through the real front (plain TCP: the same front as TLS). The raw
+/// JSON connect is upgraded; nothing else a raw `"` or `{` could smuggle gets through: other
+/// paths keep hyper's 400, a space, CR or NUL inside the target is still refused, and the bytes
+/// after the request line are never reinterpreted.
+#[tokio::test]
+async fn the_lenient_target_opens_no_smuggling_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = crate::support::TestGateway::start().await;
+    let tok = super::scenarios::token("ue-raw");
+    let key = stream_edge::config::DEV_API_KEY;
+    let upgrade = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let answer = |raw: String| {
+        let addr = gw.running().addr;
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+            tcp.write_all(raw.as_bytes()).await.expect("write");
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(crate::support::WAIT, tcp.read(&mut buf))
+                .await
+                .expect("answer in time")
+                .unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+    };
+    let json = r#"{"user_details":{"id":"ue-raw","name":"A%20B"}}"#;
+    let ok = answer(format!(
+        "GET /connect?json={json}&api_key={key}&authorization={tok}&stream-auth-type=jwt HTTP/1.1\r\n{upgrade}\r\n"
+    ))
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+
+    for (what, raw) in [
+        (
+            "raw quotes on another path",
+            format!("GET /channels?x={json} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ),
+        (
+            "a second request line hidden behind a space",
+            format!("GET /connect?json={{\"a\":1}} HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\n{upgrade}\r\n")
+                .replacen("{\"a\":1} ", "{\"a\": 1} ", 1),
+        ),
+        (
+            "a bare CR in the target",
+            format!("GET /connect?json={{\"a\"}}\rX-Injected: 1 HTTP/1.1\r\n{upgrade}\r\n"),
+        ),
+        (
+            "a NUL in the target",
+            format!("GET /connect?json={{\"a\0\"}} HTTP/1.1\r\n{upgrade}\r\n"),
+        ),
+    ] {
+        let got = answer(raw).await;
+        assert!(
+            got.starts_with("HTTP/1.1 400") || got.is_empty(),
+            "{what}: {got}"
+        );
+    }
+}
