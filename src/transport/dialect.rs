@@ -52,9 +52,10 @@ struct Keys {
     user_token: Option<IgnoredAny>,
 }
 
-/// Recognises the client. The `X-Stream-Client` value decides when it names an SDK; without it,
-/// the shapes no other SDK produces: Unreal's `wss` subprotocol or payload without `user_id`,
-/// Swift's header-only token, Unity's `user_token` with no client header.
+/// Recognises the client. An `X-Stream-Client` value decides (a name that is no official SDK's
+/// is JS); without one (Unity and Unreal send none on the socket), the shapes no other SDK
+/// produces: Unreal's `wss` subprotocol or payload without `user_id`, Swift's header-only token,
+/// Unity's `user_token`.
 pub fn detect(h: &Hints<'_>) -> Dialect {
     if let Some(ua) = h.x_stream_client {
         let ua = ua.trim().trim_matches('"').to_ascii_lowercase();
@@ -74,9 +75,12 @@ pub fn detect(h: &Hints<'_>) -> Dialect {
         if ua.starts_with("stream-chat-javascript") {
             return Dialect::Js;
         }
-        if let Some((_, d)) = named.iter().find(|(p, _)| ua.starts_with(p)) {
-            return *d;
-        }
+        // Any other name (this gateway as another's upstream says `stream-edge-v…`, with its
+        // token in the header as Swift's) is a client that knows what it sends: served as JS.
+        return named
+            .iter()
+            .find(|(p, _)| ua.starts_with(p))
+            .map_or(Dialect::Js, |(_, d)| *d);
     }
     let offers_wss = h
         .ws_protocol
@@ -91,7 +95,7 @@ pub fn detect(h: &Hints<'_>) -> Dialect {
     if h.auth_header && !h.auth_query {
         return Dialect::Swift;
     }
-    if keys.user_token.is_some() && h.x_stream_client.is_none() {
+    if keys.user_token.is_some() {
         return Dialect::Unity;
     }
     Dialect::Js
@@ -165,6 +169,14 @@ mod tests {
         assert_eq!(with_ua("stream-chat-javascript-client-node"), Dialect::Js);
         assert_eq!(with_ua("stream-chat-react-native-v6"), Dialect::Js);
         assert_eq!(with_ua("stream-edge-tests"), Dialect::Js);
+        // This gateway as another gateway's upstream: header token only, but it names itself.
+        let chained = detect(&Hints {
+            x_stream_client: Some("stream-edge-v0.1.0"),
+            auth_header: true,
+            json: Some(r#"{"user_id":"a","user_details":{"id":"a"}}"#),
+            ..Hints::default()
+        });
+        assert_eq!(chained, Dialect::Js);
     }
 
     #[test]
