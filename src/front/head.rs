@@ -258,4 +258,28 @@ mod tests {
             raw.iter().filter(|&&b| b == b'\n').count()
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a `/connect` target holds, a rewrite changes only the target, and what it
+        /// makes parses as one request line (so hyper judges the rest as it would anyway).
+        #[test]
+        fn lenient_rewrites_touch_only_the_target(
+            target in proptest::collection::vec(proptest::sample::select(
+                b"aZ09-_.~%:/?&=+,;\"{}\\|^`<>#\x80\xc3\xa9 \t\r\n\0\x7f".to_vec()), 0..40),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut raw = b"GET /connect?json=".to_vec();
+            raw.extend_from_slice(&target);
+            raw.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+            raw.extend_from_slice(&tail);
+            if let Some(out) = super::lenient_connect_target(&raw) {
+                let nl = |b: &[u8]| b.iter().position(|&c| c == b'\n').unwrap();
+                proptest::prop_assert_eq!(&raw[nl(&raw)..], &out[nl(&out)..]);
+                let mut headers = [httparse::EMPTY_HEADER; 4];
+                let mut req = httparse::Request::new(&mut headers);
+                proptest::prop_assert!(req.parse(&out[..nl(&out) + 1]).is_ok());
+                proptest::prop_assert_eq!(req.method, Some("GET"));
+            }
+        }
+    }
 }
