@@ -146,6 +146,16 @@ pub async fn busy(sdk: Sdk) {
         .await
         .expect("connected");
     assert!(!c.conn_id.is_empty());
+    // Recognised as itself.
+    let label = match sdk {
+        Sdk::Kotlin => "android".to_string(),
+        other => tag(other),
+    };
+    let seen = env
+        .gw
+        .metric("stream_edge_ws_dialect_total", &[("dialect", &label)])
+        .await;
+    assert_eq!(seen, 1.0, "{sdk:?} recognised as {label}");
     env.watch(&c, &user, &channel, &[&user, &sender]).await;
     let first = format!("hello {}", tag(sdk));
     assert_eq!(env.post(&sender, &channel, &first).await, 201);

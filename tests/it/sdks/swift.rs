@@ -1,7 +1,7 @@
 //! iOS (stream-chat-swift 4.x/5.x): token only in the `Authorization` header, RFC 6455 pings
 //! that need a `health.check` within 3 s, errors read only as a typed `connection.error`.
 
-use super::scenarios::{self, Env};
+use super::scenarios;
 use super::wire::{Reaction, Sdk};
 
 #[tokio::test]
@@ -25,18 +25,4 @@ async fn a_bad_signature_ends_for_good() {
 #[tokio::test]
 async fn recovers_from_upstream_loss_expiry_and_drain() {
     scenarios::recovery(Sdk::Swift).await;
-}
-
-#[tokio::test]
-async fn is_recognised_as_swift() {
-    let env = Env::start().await;
-    let _c = env
-        .connect(Sdk::Swift, "swift-d", &scenarios::token("swift-d"))
-        .await
-        .expect("connected");
-    let m = env
-        .gw
-        .metric("stream_edge_ws_dialect_total", &[("dialect", "swift")])
-        .await;
-    assert_eq!(m, 1.0);
 }
