@@ -49,7 +49,7 @@ async fn an_empty_connection_id_on_rest_is_absent() {
 
 /// Between Unity's own pings, the gateway's health checks keep coming every health interval
 /// however busy the session is: with its pings off, the 30 s watchdog (health checks only)
-/// still never fires while another user posts every 2 s.
+/// still never fires while another user posts every 2 s, for 50 s.
 #[tokio::test]
 async fn health_checks_keep_coming_while_events_flow() {
     // A client silent this long would be closed as idle: not what is measured here.
@@ -62,7 +62,7 @@ async fn health_checks_keep_coming_while_events_flow() {
     c.pings = false;
     env.watch(&c, user, "steady", &[user, sender]).await;
     let mut messages = 0;
-    for i in 0..40 {
+    for i in 0..25 {
         let text = format!("s{i}");
         assert_eq!(env.post(sender, "steady", &text).await, 201);
         let events = c
@@ -71,7 +71,7 @@ async fn health_checks_keep_coming_while_events_flow() {
             .unwrap_or_else(|r| panic!("left after {i} messages: {r:?}"));
         messages += events.len();
     }
-    assert!(messages >= 30, "{messages}");
-    // 80 SDK seconds of traffic at a 25 s health interval.
-    assert!(c.health_checks >= 3, "{}", c.health_checks);
+    assert!(messages >= 20, "{messages}");
+    // 50 SDK seconds of traffic at a 25 s health interval.
+    assert!(c.health_checks >= 2, "{}", c.health_checks);
 }
