@@ -60,10 +60,11 @@ pub fn detect(h: &Hints<'_>) -> Dialect {
     if let Some(ua) = h.x_stream_client {
         let ua = ua.trim().trim_matches('"').to_ascii_lowercase();
         let named = [
+            // stream-chat-swift, -swiftui, and UIKit's `stream-chat-uikit-client-v4…`.
             ("stream-chat-swift", Dialect::Swift),
+            ("stream-chat-uikit", Dialect::Swift),
+            // stream-chat-android-…, -compose-…, -ui-components-….
             ("stream-chat-android", Dialect::Android),
-            ("stream-chat-kotlin", Dialect::Android),
-            ("stream-chat-java", Dialect::Android),
             ("stream-chat-dart", Dialect::Flutter),
             ("stream-chat-flutter", Dialect::Flutter),
             ("stream-chat-unity", Dialect::Unity),
@@ -71,10 +72,6 @@ pub fn detect(h: &Hints<'_>) -> Dialect {
             ("stream-chat-js", Dialect::Js),
             ("stream-chat-react", Dialect::Js),
         ];
-        // `stream-chat-javascript…` would match `stream-chat-java`: JS names are checked first.
-        if ua.starts_with("stream-chat-javascript") {
-            return Dialect::Js;
-        }
         // Any other name (this gateway as another's upstream says `stream-edge-v…`, with its
         // token in the header as Swift's) is a client that knows what it sends: served as JS.
         return named
@@ -159,6 +156,21 @@ mod tests {
             with_ua("stream-chat-android-6.0.0|os=Android 14"),
             Dialect::Android
         );
+        assert_eq!(
+            with_ua("stream-chat-android-compose-6.4.3"),
+            Dialect::Android
+        );
+        assert_eq!(
+            with_ua("stream-chat-uikit-client-v4.22.0|app=A|os=iOS 18.5"),
+            Dialect::Swift
+        );
+        assert_eq!(with_ua("stream-chat-swiftui-v4.60.0"), Dialect::Swift);
+        assert_eq!(
+            with_ua("stream-chat-react-12.13.1-stream-chat-js-v8.57.6-browser"),
+            Dialect::Js
+        );
+        // Stream's server-side Java SDK is no Android client.
+        assert_eq!(with_ua("stream-chat-java-1.29.0"), Dialect::Js);
         assert_eq!(
             with_ua("\"stream-chat-dart-client-android-10.2.0\""),
             Dialect::Flutter
