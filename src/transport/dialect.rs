@@ -114,8 +114,10 @@ impl Dialect {
     /// Every label, to pre-create the metric series.
     pub const LABELS: [&'static str; 6] = ["js", "swift", "android", "flutter", "unity", "unreal"];
 
-    /// Error frames as `{"type":"connection.error",…,"error":{…}}` (Swift 5 decodes no other);
-    /// everyone else gets the untyped `{"error":{…}}` (Unreal ignores a typed one).
+    /// Error frames as `{"type":"connection.error",…,"error":{…}}` (Swift 5 decodes no other;
+    /// Swift 4.x reads the same frame's `error`: with no `user`, it fails 4.100.1's event decoding
+    /// and falls to its error container); everyone else gets the untyped `{"error":{…}}` (Unreal
+    /// ignores a typed one).
     pub fn typed_errors(self) -> bool {
         self == Dialect::Swift
     }
