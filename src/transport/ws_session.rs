@@ -74,6 +74,7 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
         app = %owner.app,
         user = %owner.user,
         transport = "ws",
+        dialect = dialect.label(),
         duration_ms = started.elapsed().as_millis() as u64,
         close_code = end.close_code().unwrap_or(0),
         reason,
