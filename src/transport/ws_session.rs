@@ -37,6 +37,10 @@ pub fn socket_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(ws.max_frame_bytes))
 }
 
+/// How long the closing frames (Unreal's error frame, the close) may take to write: a client
+/// that does not read them is not waited for.
+const CLOSE_BUDGET: Duration = Duration::from_secs(1);
+
 /// Events written per flush, so a burst is batched into few syscalls without starving reads.
 const WRITE_BATCH: usize = 64;
 
@@ -83,8 +87,9 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
     if let Some(code) = end.close_code() {
         if dialect.error_before_close() {
             // Unreal reconnects on an untyped error frame (refreshing its token on code 40) but
-            // not on a clean close.
-            let _ = ws.send(Message::text(end_error(end))).await;
+            // not on a clean close. Bounded like the close: a slow consumer may not read it.
+            let frame = Message::text(end_error(end));
+            let _ = tokio::time::timeout(CLOSE_BUDGET, ws.send(frame)).await;
         }
         Box::pin(close_socket(&mut ws, code, end.text())).await;
     }
@@ -127,7 +132,8 @@ async fn reject(mut ws: Socket, err: &EdgeError, dialect: Dialect) {
     tracing::debug!(reason = class.label, error = %err, dialect = dialect.label(), "ws connect refused");
     if err.is_retryable() {
         if dialect.error_before_close() {
-            let _ = ws.send(Message::text(frames::error(err))).await;
+            let frame = Message::text(frames::error(err));
+            let _ = tokio::time::timeout(CLOSE_BUDGET, ws.send(frame)).await;
         }
         close_socket(&mut ws, class.close, class.label).await;
         return;
@@ -157,7 +163,7 @@ async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
         code: CloseCode::from(code),
         reason: reason.to_string().into(),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_BUDGET, ws.close(Some(frame))).await;
 }
 
 /// The live loop, until the session ends.
