@@ -89,3 +89,18 @@ async fn the_lenient_target_opens_no_smuggling_path() {
         );
     }
 }
+
+/// Every close Unreal should come back from has the error frame before it, the idle close
+/// (4008) included: with its keep-alives off, the gateway closes it as half-open, and Unreal
+/// reconnects at once instead of staying offline.
+#[tokio::test]
+async fn an_idle_close_brings_it_back_too() {
+    use super::wire::units;
+    let env = super::scenarios::Env::start_with(|cfg| cfg.ws.client_idle_timeout = units(10)).await;
+    let mut c = env
+        .connect(Sdk::Unreal, "ue-idle", &scenarios::token("ue-idle"))
+        .await
+        .expect("connected");
+    c.pings = false;
+    assert_eq!(c.reaction().await, Reaction::Reconnect { refresh: false });
+}
