@@ -67,6 +67,7 @@ pub enum Limit {
     RevocationCapacity,
     WatchHoldEvents,
     WatchesPerSession,
+    ThreadCacheEntries,
     PresenceUsersPerSession,
     ChannelInfoBytes,
     MaxMeBytes,
@@ -74,7 +75,7 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, so each label is pre-created at 0.
-    pub const ALL: [Limit; 20] = [
+    pub const ALL: [Limit; 21] = [
         Limit::MaxConnections,
         Limit::MaxSessions,
         Limit::MaxSessionsPerUser,
@@ -92,6 +93,7 @@ impl Limit {
         Limit::RevocationCapacity,
         Limit::WatchHoldEvents,
         Limit::WatchesPerSession,
+        Limit::ThreadCacheEntries,
         Limit::PresenceUsersPerSession,
         Limit::ChannelInfoBytes,
         Limit::MaxMeBytes,
@@ -117,6 +119,7 @@ impl Limit {
             Limit::RevocationCapacity => "revocation_capacity",
             Limit::WatchHoldEvents => "watch_hold_events",
             Limit::WatchesPerSession => "watches_per_session",
+            Limit::ThreadCacheEntries => "thread_cache_entries",
             Limit::PresenceUsersPerSession => "presence_users_per_session",
             Limit::ChannelInfoBytes => "channel_info_bytes",
             Limit::MaxMeBytes => "max_me_bytes",

@@ -67,6 +67,10 @@ pub const DEFAULT_WATCH_HOLD_EVENTS: usize = 1024;
 /// Channels one session may watch (`limits.watches_per_session`); further watches are not
 /// registered (their events are not delivered to it) and are counted.
 pub const DEFAULT_WATCHES_PER_SESSION: usize = 5_000;
+/// Threads a hub remembers its user's participation in (`limits.thread_cache_entries`), for
+/// `notification.thread_message_new`; when full it is cleared (and counted), and participation is
+/// asked of upstream again.
+pub const DEFAULT_THREAD_CACHE_ENTRIES: usize = 512;
 /// Users one session may subscribe to the presence of before it gets every presence event of its
 /// user's upstream connection (`limits.presence_users_per_session`).
 pub const DEFAULT_PRESENCE_USERS_PER_SESSION: usize = 5_000;
@@ -134,6 +138,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// `limits.watch_hold_events` ([`DEFAULT_WATCH_HOLD_EVENTS`]).
     pub watch_hold_events: usize,
+    /// `limits.thread_cache_entries` ([`DEFAULT_THREAD_CACHE_ENTRIES`]).
+    pub thread_cache_entries: usize,
     /// `limits.watches_per_session` ([`DEFAULT_WATCHES_PER_SESSION`]).
     pub watches_per_session: usize,
     /// `limits.presence_users_per_session` ([`DEFAULT_PRESENCE_USERS_PER_SESSION`]).
@@ -168,6 +174,7 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             watch_hold_events: DEFAULT_WATCH_HOLD_EVENTS,
             watches_per_session: DEFAULT_WATCHES_PER_SESSION,
+            thread_cache_entries: DEFAULT_THREAD_CACHE_ENTRIES,
             presence_users_per_session: DEFAULT_PRESENCE_USERS_PER_SESSION,
             channel_info_bytes: DEFAULT_CHANNEL_INFO_BYTES,
             trusted_proxies: Vec::new(),

@@ -30,6 +30,8 @@ pub struct EventHead<'a> {
 #[derive(Debug, Deserialize)]
 pub struct MessageHead<'a> {
     #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
     pub parent_id: Option<Cow<'a, str>>,
     #[serde(default)]
     pub show_in_channel: Option<bool>,

@@ -55,6 +55,10 @@ pub(super) struct State {
     pub(super) channels: HashMap<Cid, ChannelInfo>,
     /// The watching call in flight (at most one: they hold the lane), with its held events.
     pub(super) in_flight: Option<InFlight>,
+    /// Threads (by parent message id) the user is known to take part in, or not, with the parent's
+    /// author: learned from the user's own messages and from upstream (see `notify`); cleared when
+    /// it reaches `limits.thread_cache_entries`.
+    pub(super) threads: HashMap<Arc<str>, Participation>,
     /// Channels a release upstream is under way for (so an orphan is released once at a time).
     pub(super) releasing: std::collections::HashSet<Cid>,
 }
@@ -77,11 +81,19 @@ pub struct Hub {
     pub(super) bounds: Bounds,
 }
 
+/// Whether the user takes part in a thread, and who wrote its parent message.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Participation {
+    pub(super) takes_part: bool,
+    pub(super) author: Option<Arc<str>>,
+}
+
 /// The bounds a hub applies (`limits.watch_hold_events`, `limits.watches_per_session`,
 /// `limits.presence_users_per_session`, `limits.channel_info_bytes`).
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
     pub hold_events: usize,
+    pub thread_cache_entries: usize,
     pub watches_per_session: usize,
     pub presence_users: usize,
     pub channel_info_bytes: usize,

@@ -302,6 +302,7 @@ impl Hubs {
                     self.inner.metrics.clone(),
                     Bounds {
                         hold_events: limits.watch_hold_events,
+                        thread_cache_entries: limits.thread_cache_entries,
                         watches_per_session: limits.watches_per_session,
                         presence_users: limits.presence_users_per_session,
                         channel_info_bytes: limits.channel_info_bytes,
@@ -463,10 +464,12 @@ impl Hubs {
         }
     }
 
-    /// Runs what routing an event of `hub` asked for, apart from its event loop: the release of a
-    /// channel upstream still sends although no session watches it, or the thread-participation
-    /// lookup of a reply for the sessions that do not watch its channel.
-    pub(crate) fn follow_up(&self, hub: &Arc<Hub>, next: route::Followup) {
+    /// Runs what routing an event of `hub` asked for: the release of a channel upstream still
+    /// sends although no session watches it (in a task of its own), or the notification of a
+    /// thread reply for the sessions that do not watch its channel. The latter runs here, before
+    /// the hub's next event, so it keeps its place in each session's order; it asks upstream at
+    /// most once per thread (cached).
+    pub(crate) async fn follow_up(&self, hub: &Arc<Hub>, next: route::Followup) {
         match next {
             route::Followup::Release(cid) => self.inner.tasks.spawn(subscribe::release(
                 self.clone(),
@@ -479,14 +482,14 @@ impl Hubs {
                 parent,
                 frame,
                 received,
-            } => self.inner.tasks.spawn(notify::thread_reply(
-                self.clone(),
-                hub.clone(),
-                cid,
-                parent,
-                frame,
-                received,
-            )),
+            } => {
+                // Boxed: the lookup's future is large and rare; inline, it would sit in every
+                // hub's upstream task.
+                Box::pin(notify::thread_reply(
+                    self, hub, &cid, &parent, frame, received,
+                ))
+                .await;
+            }
         }
     }
 

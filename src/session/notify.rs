@@ -19,8 +19,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::event::EventHead;
-use super::hub::{Hub, State};
-use super::watch::Cid;
+use super::hub::{Hub, Participation, State};
 use super::Hubs;
 use crate::metrics::event_label;
 
@@ -134,31 +133,61 @@ struct ThreadAnswer {
 }
 
 /// `notification.thread_message_new` for the sessions of `hub`'s user that do not watch `cid`, when
-/// the user takes part in the thread of `parent`: its author or one of its participants, as
-/// upstream answers `GET /threads/{parent}` with the user's own authority (the gateway cannot know
-/// it from the events it saw). Runs apart from the event loop; a failed lookup notifies no one and
-/// is counted.
+/// the user takes part in the thread of `parent`: its author or one of its participants. Known from
+/// the user's own messages, or else asked of upstream (`GET /threads/{parent}`, with the user's own
+/// authority) and remembered. A failed lookup notifies no one and is counted.
 pub(super) async fn thread_reply(
-    hubs: Hubs,
-    hub: Arc<Hub>,
-    cid: Cid,
-    parent: String,
+    hubs: &Hubs,
+    hub: &Hub,
+    cid: &str,
+    parent: &str,
     frame: Utf8Bytes,
     received: Instant,
 ) {
-    let cutoff = hubs.revocations().cutoff(&hub.app, &hub.user);
-    let looked_up =
-        crate::upstream::calls::get_thread(hubs.upstream(), &hub.app, &hub.user, cutoff, &parent)
-            .await;
-    let answer = looked_up
-        .ok()
-        .and_then(|b| serde_json::from_slice::<ThreadAnswer>(&b).ok());
-    let Some(answer) = answer else {
-        hub.dropped("thread_lookup_failed", "notification.thread_message_new");
+    let known = hub.lock().threads.get(parent).cloned();
+    let part = match known {
+        Some(p) => p,
+        None => match lookup(hubs, hub, parent).await {
+            Some(p) => {
+                remember(hub, &mut hub.lock(), parent, p.clone());
+                p
+            }
+            None => {
+                hub.dropped("thread_lookup_failed", "notification.thread_message_new");
+                return;
+            }
+        },
+    };
+    if !part.takes_part {
+        return;
+    }
+    let st = hub.lock();
+    let Some(note) = thread_note(
+        frame.as_str(),
+        parent,
+        part.author.as_deref(),
+        st.channels.get(cid),
+    ) else {
         return;
     };
+    let kind = event_label("notification.thread_message_new");
+    let flight = st.in_flight.as_ref().map(|f| f.session.clone());
+    for (id, entry) in &st.sessions {
+        if Some(id) != flight.as_ref() && !st.watches.is_watching(id, cid) {
+            hub.deliver(entry, &note, received, kind);
+        }
+    }
+}
+
+/// Asks upstream who takes part in the thread of `parent`.
+async fn lookup(hubs: &Hubs, hub: &Hub, parent: &str) -> Option<Participation> {
+    let cutoff = hubs.revocations().cutoff(&hub.app, &hub.user);
+    let body =
+        crate::upstream::calls::get_thread(hubs.upstream(), &hub.app, &hub.user, cutoff, parent)
+            .await
+            .ok()?;
+    let t = serde_json::from_slice::<ThreadAnswer>(&body).ok()?.thread;
     let me = &*hub.user;
-    let t = answer.thread;
     let author = t
         .parent_message
         .as_ref()
@@ -168,24 +197,51 @@ pub(super) async fn thread_reply(
         .or(t.created_by_user_id);
     let takes_part =
         author.as_deref() == Some(me) || t.thread_participants.iter().any(|p| p.id() == Some(me));
-    if !takes_part {
-        return;
+    Some(Participation {
+        takes_part,
+        author: author.map(Arc::from),
+    })
+}
+
+/// Remembers the user's participation in the thread of `parent`, within
+/// `limits.thread_cache_entries` (cleared and counted when full).
+fn remember(hub: &Hub, st: &mut State, parent: &str, part: Participation) {
+    if st.threads.len() >= hub.bounds.thread_cache_entries && !st.threads.contains_key(parent) {
+        st.threads.clear();
+        hub.metrics
+            .limit_hit(crate::metrics::Limit::ThreadCacheEntries);
     }
-    let st = hub.lock();
-    let Some(note) = thread_note(
-        frame.as_str(),
-        &parent,
-        author.as_deref(),
-        st.channels.get(&*cid),
-    ) else {
+    st.threads.insert(Arc::from(parent), part);
+}
+
+/// Learns from the user's own `message.new`: a reply makes the user a participant of its thread; a
+/// top-level message is the parent of any thread under it.
+pub(super) fn learn_own_message(hub: &Hub, head: &EventHead<'_>, st: &mut State) {
+    let sender = head.user.as_ref().map(|u| u.id.as_ref());
+    let (Some(m), "message.new", true) = (&head.message, &*head.kind, sender == Some(&*hub.user))
+    else {
         return;
     };
-    let kind = event_label("notification.thread_message_new");
-    let flight = st.in_flight.as_ref().map(|f| f.session.clone());
-    for (id, entry) in &st.sessions {
-        if Some(id) != flight.as_ref() && !st.watches.is_watching(id, &cid) {
-            hub.deliver(entry, &note, received, kind);
+    match (
+        m.parent_id.as_deref().filter(|p| !p.is_empty()),
+        m.id.as_deref(),
+    ) {
+        (Some(parent), _) => {
+            let author = st.threads.get(parent).and_then(|p| p.author.clone());
+            let part = Participation {
+                takes_part: true,
+                author,
+            };
+            remember(hub, st, parent, part);
         }
+        (None, Some(id)) => {
+            let part = Participation {
+                takes_part: true,
+                author: Some(hub.user.clone()),
+            };
+            remember(hub, st, id, part);
+        }
+        (None, None) => {}
     }
 }
 

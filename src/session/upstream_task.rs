@@ -118,7 +118,7 @@ async fn serve(
                         hubs.learn_user(app, user.get());
                     }
                     if let Some(next) = hub.route(frame, last_rx, hubs.privacy()).await {
-                        hubs.follow_up(hub, next);
+                        hubs.follow_up(hub, next).await;
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
