@@ -8,7 +8,8 @@
 //
 // CI runs CI_SEEDS. Long mode: DIFF_SEEDS=<n> runs seeds 1..n, DIFF_SEED=<s> one seed;
 // DIFF_LENGTH=<ops> sets the operations per scenario; DIFF_ALL_OPS=1 also generates the operations
-// in GATEWAY_PENDING (whose gateway fixes have not landed yet).
+// in GATEWAY_PENDING (whose gateway fixes have not landed yet); DIFF_AGAINST=emulator compares two
+// oracle runs (the harness's own determinism).
 
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,6 +48,9 @@ const many = envInt('DIFF_SEEDS');
 const seeds = single !== undefined ? [single] : many !== undefined ? Array.from({ length: many }, (_, i) => i + 1) : CI_SEEDS;
 const length = envInt('DIFF_LENGTH') ?? CI_LENGTH;
 const allOps = process.env.DIFF_ALL_OPS === '1';
+// DIFF_AGAINST=emulator runs the second run on the emulator too: a check that the harness itself is
+// deterministic (any difference then is the harness's, not the gateway's).
+const againstEmulator = process.env.DIFF_AGAINST === 'emulator';
 
 /**
  * Which route-dependent operations the embedded upstream serves: a route it lacks answers 404
@@ -95,7 +99,9 @@ for (const seed of seeds) {
     const sc = generate(seed, { ops, length });
     const oracle = await runScenario(sc, { baseURL: cfg.emulatorUrl, tag: runTag() });
     await cleanup();
-    const gateway = await runScenario(sc, { baseURL: cfg.gatewayUrl, tag: runTag(), expectWatch: oracle.watch });
+    const gateway = againstEmulator
+      ? await runScenario(sc, { baseURL: cfg.emulatorUrl, tag: runTag() })
+      : await runScenario(sc, { baseURL: cfg.gatewayUrl, tag: runTag(), expectWatch: oracle.watch });
     const diffs = compareRuns(sc, oracle, gateway);
     const tabs = sc.users.map((u) => u.tabs).join('+');
     t.diagnostic(`seed ${seed}: ${sc.ops.length} ops, tabs ${tabs}, ${sc.channels.length} channels, ops [${[...ops].sort().join(' ')}]`);

@@ -106,6 +106,20 @@ test('events of a racing burst are ignored at the querying user only; helpers', 
   const raceUsers = new Map([[3, 0]]);
   assert.deepEqual(eventStreams(tab, { barrierCid: 'b', raceUsers, userIndex: 0 }), {});
   assert.deepEqual(eventStreams(tab, { barrierCid: 'b', raceUsers, userIndex: 1 }), { c: ['s3 message.new m=r3x0-T'] });
+  // At other users' tabs a racing step's events are compared in a canonical order.
+  const other = {
+    events: [
+      { step: 3, type: 'message.new', cid: 'c', mid: 'r3x0-T' },
+      { step: 3, type: 'user.watching.start', cid: 'c', user: 'u0-T' },
+      { step: 4, type: 'typing.start', cid: 'c', user: 'u0-T' },
+      { step: 4, type: 'typing.stop', cid: 'c', user: 'u0-T' },
+    ],
+  };
+  const swapped = { events: [other.events[1], other.events[0], ...other.events.slice(2)] };
+  const opts = { barrierCid: 'b', raceUsers, userIndex: 1 };
+  assert.deepEqual(eventStreams(other, opts), eventStreams(swapped, opts));
+  const late = { events: [other.events[0], other.events[1], other.events[3], other.events[2]] };
+  assert.notDeepEqual(eventStreams(other, opts), eventStreams(late, opts), 'other steps keep their order');
   assert.deepEqual(normalize({ a: ['x-T', 'T'] }, 'T'), { a: ['x-*', '*'] });
   assert.deepEqual(jsonDiff({ a: 1, b: [1, 2] }, { a: 1, b: [1, 3] }), [{ path: 'b.1', a: 2, b: 3 }]);
 });

@@ -4,7 +4,7 @@
 //
 // Per tab it compares the events received, grouped per channel (events without a cid form one
 // "user" stream), each as `s<step> <type> [m=<message>] [u=<user>] [t=<member>]` in arrival
-// order, and the SDK state the tab ended with. Ids are made comparable by replacing each run's
+// order (a racing step's events as a set), and the SDK state the tab ended with. Ids are made comparable by replacing each run's
 // tag with `*`. Barrier traffic and events of a racing burst at the querying user's tabs (their
 // arrival, event or query response, depends on timing even on the oracle) are left out.
 
@@ -32,9 +32,17 @@ export function eventStreams(tab, { barrierCid, raceUsers = new Map(), userIndex
     if (e.mid) parts.push(`m=${e.mid}`);
     if (e.user) parts.push(`u=${e.user}`);
     if (e.member) parts.push(`t=${e.member}`);
-    (streams[name] ??= []).push(parts.join(' '));
+    (streams[name] ??= []).push({ step: e.step, line: parts.join(' ') });
   }
-  return streams;
+  // Within a racing step, the order of the burst and the querying tab's `user.watching.start` at
+  // other users' tabs depends on timing even on the oracle: compare that step's events as a set.
+  const out = {};
+  for (const [name, list] of Object.entries(streams)) {
+    const keyed = list.map((x, i) => ({ ...x, i }));
+    keyed.sort((a, b) => a.step - b.step || (raceUsers.has(a.step) ? a.line.localeCompare(b.line) : a.i - b.i));
+    out[name] = keyed.map((x) => x.line);
+  }
+  return out;
 }
 
 /** Paths where two JSON-like values differ: [{path, a, b}] (at most `max`). */
@@ -66,13 +74,14 @@ export function compareRuns(scenario, oracle, gateway) {
   for (const key of keys) {
     const userIndex = Number(/^u(\d+)/.exec(key)?.[1]);
     const side = (run) => {
-      const tab = run.tabs[key] ?? { events: [], errors: [], state: null };
+      const tab = run.tabs[key] ?? { events: [], errors: [], facts: [], state: null };
       const barrierCid = `messaging:barrier-${run.tag}`;
       return normalize(
         {
           streams: eventStreams(tab, { barrierCid, raceUsers, userIndex }),
           state: tab.state,
           errors: tab.errors ?? [],
+          facts: tab.facts ?? [],
         },
         run.tag,
       );
@@ -93,6 +102,7 @@ export function compareRuns(scenario, oracle, gateway) {
     }
     for (const d of jsonDiff(a.state, b.state)) diffs.push({ tab: key, kind: 'state', ...d });
     for (const d of jsonDiff(a.errors, b.errors)) diffs.push({ tab: key, kind: 'errors', ...d });
+    for (const d of jsonDiff(a.facts, b.facts)) diffs.push({ tab: key, kind: 'facts', ...d });
   }
   return diffs;
 }

@@ -85,6 +85,7 @@ export async function runScenario(sc, { baseURL, tag, expectWatch, log = () => {
     await perform(run, ids, baseURL, op, i);
     await settle(run, ids, sc, direct, expectWatch, i);
     await barrierStep(run);
+    if (run.race) await finishRace(run, ids);
     log(i);
   }
 
@@ -93,6 +94,7 @@ export async function runScenario(sc, { baseURL, tag, expectWatch, log = () => {
     tabs[key] = {
       events: tab.events,
       errors: tab.errors,
+      facts: tab.facts,
       state: tab.client ? snapshot(tab.client, run.barrier.cid) : null,
     };
   }
@@ -105,7 +107,7 @@ function tabOf(run, u, t) {
 
 async function openTab(run, ids, baseURL, u, t, { watchBarrier }) {
   const key = `u${u}/t${t}`;
-  const tab = run.tabs.get(key) ?? { key, user: u, events: [], errors: [], channels: new Map() };
+  const tab = run.tabs.get(key) ?? { key, user: u, events: [], errors: [], facts: [] };
   run.tabs.set(key, tab);
   const client = newClient({ baseURL });
   const userId = ids.user(u);
@@ -122,7 +124,6 @@ async function openTab(run, ids, baseURL, u, t, { watchBarrier }) {
     });
   });
   tab.client = client;
-  tab.channels = new Map();
   if (watchBarrier) await client.channel('messaging', ids.barrierId).watch();
   return tab;
 }
@@ -178,10 +179,17 @@ async function perform(run, ids, baseURL, op, i) {
       case 'raceQuery': {
         const sender = tabOf(run, op.sender.user, op.sender.tab);
         const ch = channelOf(sender, ids, op.channel);
+        const burstIds = Array.from({ length: op.burst }, (_, k) => `r${i}x${k}-${run.tag}`);
         const burst = (async () => {
-          for (let k = 0; k < op.burst; k++) await ch.sendMessage({ id: `r${i}x${k}-${run.tag}`, text: `race ${k}` });
+          for (const id of burstIds) await ch.sendMessage({ id, text: 'race' });
         })();
-        await Promise.all([queryMine(tab, ids, false), burst]);
+        const cid = `messaging:${ids.channelId(op.channel)}`;
+        const seen = new Set();
+        const query = queryMine(tab, ids, false).then(() => {
+          for (const m of tab.client.activeChannels[cid]?.state.messages ?? []) seen.add(m.id);
+        });
+        await Promise.all([query, burst]);
+        run.race = { tab, step: i, burstIds, seen, channel: op.channel };
         break;
       }
       case 'hide':
@@ -204,6 +212,25 @@ async function perform(run, ids, baseURL, op, i) {
     }
   } catch (e) {
     record(e);
+  }
+}
+
+/**
+ * After a racing query's step (its barrier passed, so every event it caused has arrived): every
+ * burst message must have reached the querying tab, in the query's response or as an event (the
+ * SDK itself drops an event that arrives before it has built the channel, so the events the tab
+ * received count, not the SDK's message list). Then the channel is reloaded, so that the SDK's own
+ * race leaves no trace in the final state.
+ */
+async function finishRace(run, ids) {
+  const { tab, step, burstIds, seen, channel } = run.race;
+  run.race = undefined;
+  for (const e of tab.events) if (e.step === step && e.mid) seen.add(e.mid);
+  tab.facts.push({ step, race_missing: burstIds.filter((id) => !seen.has(id)) });
+  try {
+    await channelOf(tab, ids, channel).watch();
+  } catch (e) {
+    tab.errors.push({ step, op: 'raceQuery reload', error: errorText(e) });
   }
 }
 
