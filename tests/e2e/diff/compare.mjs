@@ -67,8 +67,10 @@ export function compareRuns(scenario, oracle, gateway) {
   const raceUsers = new Map();
   scenario.ops.forEach((op, i) => op.op === 'raceQuery' && raceUsers.set(i, op.user));
   const diffs = [];
-  for (const m of gateway.mismatches ?? []) {
-    diffs.push({ tab: '(upstream)', kind: 'watch', step: m.step, expected: m.expected, actual: m.actual });
+  // The first step whose upstream watchers differ (later steps usually inherit it).
+  const [first, ...later] = gateway.mismatches ?? [];
+  if (first) {
+    diffs.push({ tab: '(upstream)', kind: 'watch', step: first.step, expected: first.expected, actual: first.actual, later: later.length });
   }
   const keys = [...new Set([...Object.keys(oracle.tabs), ...Object.keys(gateway.tabs)])].sort();
   for (const key of keys) {
@@ -118,9 +120,12 @@ export function formatDiffs(seed, diffs, { max = 12, describeStep } = {}) {
         `  tab ${d.tab} ${d.stream} event #${d.index}${step(s)}: oracle "${d.oracle}" | gateway "${d.gateway}" (${d.oracleCount} vs ${d.gatewayCount} events)`,
       );
     } else if (d.kind === 'watch') {
-      lines.push(
-        `  upstream watchers after step ${d.step}${step(d.step)}: oracle ${JSON.stringify(d.expected)} | gateway ${JSON.stringify(d.actual)}`,
-      );
+      const cids = [...new Set([...Object.keys(d.expected ?? {}), ...Object.keys(d.actual ?? {})])].sort();
+      const differing = cids
+        .filter((c) => JSON.stringify(d.expected?.[c] ?? []) !== JSON.stringify(d.actual?.[c] ?? []))
+        .map((c) => `${c} oracle [${(d.expected?.[c] ?? []).join(',')}] gateway [${(d.actual?.[c] ?? []).join(',')}]`);
+      const more = d.later ? ` (and ${d.later} later step(s))` : '';
+      lines.push(`  upstream watchers after step ${d.step}${step(d.step)}: ${differing.join('; ') || 'unknown'}${more}`);
     } else {
       lines.push(`  tab ${d.tab} ${d.kind} ${d.path}: oracle ${JSON.stringify(d.a)} | gateway ${JSON.stringify(d.b)}`);
     }
