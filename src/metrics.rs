@@ -51,11 +51,14 @@ pub enum Limit {
     SendTimeout,
     RestBufferedTotalBytes,
     RevocationCapacity,
+    WatchHoldEvents,
+    PresenceUsersPerSession,
+    ChannelInfoBytes,
 }
 
 impl Limit {
     /// Every limit, so each label is pre-created at 0.
-    pub const ALL: [Limit; 15] = [
+    pub const ALL: [Limit; 18] = [
         Limit::MaxConnections,
         Limit::MaxSessions,
         Limit::MaxSessionsPerUser,
@@ -71,6 +74,9 @@ impl Limit {
         Limit::SendTimeout,
         Limit::RestBufferedTotalBytes,
         Limit::RevocationCapacity,
+        Limit::WatchHoldEvents,
+        Limit::PresenceUsersPerSession,
+        Limit::ChannelInfoBytes,
     ];
 
     /// The metric label.
@@ -91,6 +97,9 @@ impl Limit {
             Limit::SendTimeout => "send_timeout",
             Limit::RestBufferedTotalBytes => "rest_buffered_total_bytes",
             Limit::RevocationCapacity => "revocation_capacity",
+            Limit::WatchHoldEvents => "watch_hold_events",
+            Limit::PresenceUsersPerSession => "presence_users_per_session",
+            Limit::ChannelInfoBytes => "channel_info_bytes",
         }
     }
 }
@@ -124,6 +133,10 @@ pub struct Metrics {
     pub events_dropped: IntCounterVec,
     pub event_delivery_seconds: Histogram,
     pub watch_routing: IntCounterVec,
+    /// `stream_edge_subscriptions_released_total{via,outcome}`.
+    pub subscriptions_released: IntCounterVec,
+    /// `stream_edge_watch_held_events_total{outcome}`.
+    pub watch_held: IntCounterVec,
     pub rest_requests: IntCounterVec,
     pub rest_seconds: HistogramVec,
     pub bytes: IntCounterVec,
@@ -213,6 +226,8 @@ impl Metrics {
             events_dropped: counter(&r, "stream_edge_events_dropped_total", "Events deliberately not delivered, by reason and type.", &["reason", "type"]),
             event_delivery_seconds: histogram(&r, "stream_edge_event_delivery_seconds", "Time from receiving an event from upstream to writing it to a client.", &[], latency_buckets()).with_label_values(&[] as &[&str]),
             watch_routing: counter(&r, "stream_edge_watch_changes_total", "Watch routing table changes, by action.", &["action"]),
+            subscriptions_released: counter(&r, "stream_edge_subscriptions_released_total", "Channel subscriptions released upstream because no session of the user watches them any more, by cause (stop_watching, session_closed) and outcome.", &["via", "outcome"]),
+            watch_held: counter(&r, "stream_edge_watch_held_events_total", "Events held for a session while its watching call was in flight, by outcome (held, delivered, notified, discarded, dropped).", &["outcome"]),
             rest_requests: counter(&r, "stream_edge_rest_requests_total", "Proxied REST requests, by route template, method and status class.", &["route", "method", "status"]),
             rest_seconds: histogram(&r, "stream_edge_rest_request_duration_seconds", "Proxied REST request latency, by route template.", &["route"], latency_buckets()),
             bytes: counter(&r, "stream_edge_bytes_total", "Payload bytes to and from clients, by direction and transport.", &["direction", "transport"]),
@@ -265,6 +280,15 @@ impl Metrics {
         }
         for outcome in ["ok", "error"] {
             self.tls_reloads.with_label_values(&[outcome]);
+        }
+        for via in ["stop_watching", "session_closed"] {
+            for outcome in ["ok", "error"] {
+                self.subscriptions_released
+                    .with_label_values(&[via, outcome]);
+            }
+        }
+        for outcome in ["held", "delivered", "notified", "discarded", "dropped"] {
+            self.watch_held.with_label_values(&[outcome]);
         }
         for reason in ["encoding", "parse", "too_large"] {
             self.unfilterable.with_label_values(&[reason]);

@@ -10,7 +10,7 @@ use crate::config::{MAX_MESSAGE_TEXT, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Message};
-use crate::{events, render, render_chat};
+use crate::{events, hiding, render, render_chat};
 
 /// Largest stored message (text, attachments and custom fields), serialized.
 const MAX_MESSAGE_BYTES: usize = 20 * 1024;
@@ -161,7 +161,9 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
             "channel \"{cid}\" does not exist"
         )));
     };
+    let in_channel = message.parent_id.is_none() || message.show_in_channel;
     push_message(ch, message);
+    hiding::unhide_on_message(ch, &user, req.flag("keep_channel_hidden"), in_channel);
     if let Some(stored) = app.channels.get(cid).and_then(|c| c.messages.back()) {
         events::message_new(app, cid, stored, now);
     }

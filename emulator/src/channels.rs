@@ -12,7 +12,7 @@ use crate::config::{MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Channel, Member, Message, ReadState};
-use crate::{events, render, render_chat};
+use crate::{events, presence, render, render_chat};
 
 /// Channels one app may hold; creation beyond this is refused.
 const MAX_CHANNELS_PER_APP: usize = 100_000;
@@ -36,10 +36,13 @@ pub(crate) fn state(
     viewer: &str,
     opts: &StateOpts,
 ) -> Map<String, Value> {
+    let own = ch.members.iter().find(|m| m.user_id == viewer);
+    let cleared = own.and_then(|m| m.hide_messages_before);
     let visible: Vec<&Message> = ch
         .messages
         .iter()
         .filter(|m| m.parent_id.is_none() || m.show_in_channel)
+        .filter(|m| cleared.is_none_or(|t| m.created_at > t))
         .collect();
     let skip = visible.len().saturating_sub(opts.messages);
     let messages: Vec<Value> = visible[skip..]
@@ -61,8 +64,17 @@ pub(crate) fn state(
         })
         .collect();
     let watchers = app.watcher_users(&ch.cid);
+    let hidden = own.is_some_and(|m| m.hidden);
+    let mut channel = render_chat::channel(app, ch);
+    if let Some(c) = channel.as_object_mut() {
+        c.insert("hidden".into(), json!(hidden));
+    }
     let mut map = Map::new();
-    map.insert("channel".into(), render_chat::channel(app, ch));
+    map.insert("channel".into(), channel);
+    map.insert("hidden".into(), json!(hidden));
+    if let Some(t) = cleared {
+        map.insert("hide_messages_before".into(), json!(render::ts(t)));
+    }
     map.insert("messages".into(), Value::Array(messages));
     map.insert("pinned_messages".into(), json!([]));
     map.insert("threads".into(), json!([]));
@@ -73,7 +85,7 @@ pub(crate) fn state(
         let list: Vec<Value> = watchers.keys().map(|id| render::user(app, id)).collect();
         map.insert("watchers".into(), Value::Array(list));
     }
-    if let Some(m) = ch.members.iter().find(|m| m.user_id == viewer) {
+    if let Some(m) = own {
         map.insert("membership".into(), render_chat::member(app, m));
     }
     map
@@ -84,6 +96,16 @@ pub(crate) fn watch(app: &mut AppData, conn_id: &str, cid: &str, user: &str, now
     if app.bind(conn_id, cid) {
         events::watching(app, cid, user, true, now);
     }
+}
+
+/// `presence: true`: the connection follows the members of `cids`.
+pub(crate) fn follow_members(app: &mut AppData, conn_id: &str, cids: &[String]) {
+    let members: Vec<String> = cids
+        .iter()
+        .filter_map(|cid| app.channels.get(cid))
+        .flat_map(|ch| ch.members.iter().map(|m| m.user_id.clone()))
+        .collect();
+    presence::subscribe(app, conn_id, members.iter().map(String::as_str));
 }
 
 /// The channel behind `cid`, or Stream's 404.
@@ -120,12 +142,16 @@ pub(crate) fn query(
     check_id(&id)?;
     let cid = format!("{kind}:{id}");
     let conn = req.watch_target(app, &user)?;
+    let follower = req.conn_target(app, &user, req.flag("presence"))?;
     let now = OffsetDateTime::now_utc();
     if !app.channels.contains_key(&cid) {
         create(app, kind, &id, &user, members, data, now)?;
     }
     if let Some(conn) = conn {
         watch(app, &conn, &cid, &user, now);
+    }
+    if let Some(conn) = follower {
+        follow_members(app, &conn, std::slice::from_ref(&cid));
     }
     let limit = req
         .body
@@ -142,7 +168,7 @@ pub(crate) fn query(
     Ok(Value::Object(state(app, ch, &user, &opts)))
 }
 
-fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
+pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let Some(value) = value else {
         return Ok(Vec::new());
     };
@@ -175,6 +201,39 @@ fn distinct_id(members: &[String]) -> String {
     format!("!members-{hex}")
 }
 
+/// `ChannelResponse` keys the server owns; never taken as custom channel data.
+const CHANNEL_RESERVED: &[&str] = &[
+    "members",
+    "id",
+    "type",
+    "cid",
+    "created_by",
+    "created_by_id",
+    "created_at",
+    "updated_at",
+    "frozen",
+    "disabled",
+    "config",
+    "own_capabilities",
+    "member_count",
+    "message_count",
+    "last_message_at",
+    "hidden",
+    "custom",
+];
+
+/// The custom data of a channel from a request's `data` (flat fields and `custom`), bounded.
+pub(crate) fn custom_data(data: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut custom = render::custom_of(data, CHANNEL_RESERVED);
+    if let Some(Value::Object(extra)) = data.get("custom") {
+        custom.extend(extra.clone());
+    }
+    if Value::Object(custom.clone()).to_string().len() > MAX_USER_BYTES {
+        return Err(ApiError::input("channel data is too large"));
+    }
+    Ok(custom)
+}
+
 fn create(
     app: &mut AppData,
     kind: &str,
@@ -187,31 +246,7 @@ fn create(
     if app.channels.len() >= MAX_CHANNELS_PER_APP {
         return Err(ApiError::input("too many channels in this app"));
     }
-    const RESERVED: &[&str] = &[
-        "members",
-        "id",
-        "type",
-        "cid",
-        "created_by",
-        "created_by_id",
-        "created_at",
-        "updated_at",
-        "frozen",
-        "disabled",
-        "config",
-        "own_capabilities",
-        "member_count",
-        "message_count",
-        "last_message_at",
-        "custom",
-    ];
-    let mut custom = render::custom_of(data, RESERVED);
-    if let Some(Value::Object(extra)) = data.get("custom") {
-        custom.extend(extra.clone());
-    }
-    if Value::Object(custom.clone()).to_string().len() > MAX_USER_BYTES {
-        return Err(ApiError::input("channel data is too large"));
-    }
+    let custom = custom_data(data)?;
     let mut reads = std::collections::HashMap::new();
     let mut list = Vec::new();
     for m in members {
@@ -224,11 +259,8 @@ fn create(
                 unread: 0,
             },
         );
-        list.push(Member {
-            is_creator: m == creator,
-            user_id: m,
-            created_at: now,
-        });
+        let is_creator = m == creator;
+        list.push(Member::new(m, is_creator, now));
     }
     let cid = format!("{kind}:{id}");
     app.channels.insert(

@@ -15,6 +15,12 @@ pub const OUTBOUND_QUEUE_CAPACITY: usize = 256;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest accepted user object, serialized (Stream's documented limit).
 pub const MAX_USER_BYTES: usize = 5 * 1024;
+/// Push devices kept per user; registering one more forgets the oldest, as Stream does (its
+/// documented limit is 25).
+pub const MAX_DEVICES_PER_USER: usize = 25;
+/// Users one connection may follow the presence of (`presence: true`); later subscriptions of a
+/// connection at the limit are ignored.
+pub const MAX_PRESENCE_PER_CONNECTION: usize = 10_000;
 /// Longest accepted message text (the channel config's `max_message_length`).
 pub const MAX_MESSAGE_TEXT: usize = 5000;
 

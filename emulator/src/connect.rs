@@ -1,7 +1,7 @@
 //! The `/connect` handshake checks: api key, JWT (user tokens only), and the
-//! `json` payload's `user_id` and `user_details`. Unknown payload keys
-//! (`device`, `client_request_id`, `server_determines_connection_id`, …) are
-//! ignored, as Stream does.
+//! `json` payload's `user_id`, `user_details` and `device` (registered for the user once the
+//! connection opens). Unknown payload keys (`client_request_id`,
+//! `server_determines_connection_id`, …) are ignored, as Stream does.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,9 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Identity};
 use crate::ctx::Ctx;
+use crate::devices;
 use crate::error::ApiError;
+use crate::store::Device;
 use crate::users;
 
 /// A handshake that passed: who connects and the details to upsert.
@@ -18,6 +20,8 @@ pub(crate) struct Accepted {
     pub api_key: String,
     pub user_id: String,
     pub details: Map<String, Value>,
+    /// The payload's `device`, checked.
+    pub device: Option<Device>,
 }
 
 /// Validates api key, token and the `json` payload.
@@ -98,9 +102,14 @@ pub(crate) fn handshake(
             users::validate(d)?
         }
     };
+    let device = match payload.get("device") {
+        None | Some(Value::Null) => None,
+        Some(d) => Some(devices::parse(d)?),
+    };
     Ok(Accepted {
         api_key,
         user_id: token_user,
         details,
+        device,
     })
 }

@@ -1,13 +1,12 @@
 //! Server→client events: their JSON shapes (per the OpenAPI event schemas)
 //! and who receives them. Channel events go to every connection watching the
-//! cid (the sender's included); `notification.*` and a user's own updates go
-//! to all of that user's connections.
-
-use std::collections::HashSet;
+//! cid (the sender's included); channel `notification.*` to the member's connections that do not
+//! watch it; `notification.mark_read` to all of the user's connections.
 
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use crate::presence;
 use crate::render::{self, ts};
 use crate::render_chat;
 use crate::store::{frame, AppData, Conn, Message};
@@ -47,11 +46,19 @@ pub(crate) fn to_watchers(app: &AppData, cid: &str, event: &Value) {
 }
 
 /// Removes a connection from the store and sends `user.watching.stop` for every channel its user
-/// no longer watches through any connection. `None` if it was already gone.
+/// no longer watches through any connection, and `user.presence.changed` if it was the user's
+/// last. `None` if it was already gone.
 pub(crate) fn unregister(app: &mut AppData, conn_id: &str) -> Option<Conn> {
+    let was_online = app
+        .conns
+        .get(conn_id)
+        .is_some_and(|c| app.is_online(&c.user_id));
     let gone = app.unregister(conn_id)?;
     for cid in &gone.stopped_watching {
         watching(app, cid, &gone.conn.user_id, false, gone.at);
+    }
+    if was_online && !app.is_online(&gone.conn.user_id) {
+        presence::changed(app, &gone.conn.user_id, gone.at);
     }
     Some(gone.conn)
 }
@@ -70,7 +77,9 @@ pub(crate) fn watching(app: &AppData, cid: &str, user_id: &str, start: bool, now
 }
 
 /// `message.new` to watchers, each user with their own unread counters, and
-/// `notification.message_new` to members who watch the channel nowhere.
+/// `notification.message_new` to every connection of a member (the sender excepted) that does
+/// not watch the channel: Stream documents these notifications per client, so a member's tab
+/// that does not watch gets one even while another of their tabs watches.
 pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDateTime) {
     let Some(ch) = app.channels.get(cid) else {
         return;
@@ -92,15 +101,36 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
             app.push(conn_id, &bytes);
         }
     }
+    // A thread-only reply is no news for a channel list (Stream announces it to thread
+    // participants instead), and the sender never hears of their own message.
+    if msg.parent_id.is_some() && !msg.show_in_channel {
+        return;
+    }
     let channel = render_chat::channel(app, ch);
-    for m in &ch.members {
-        if watchers.contains_key(&m.user_id) || !app.user_conns.contains_key(&m.user_id) {
+    for m in ch.members.iter().filter(|m| m.user_id != msg.user_id) {
+        if !app.user_conns.contains_key(&m.user_id) {
             continue;
         }
         let mut ev = base.clone();
         ev.insert("type".into(), json!("notification.message_new"));
         ev.insert("channel".into(), channel.clone());
-        app.push_user(&m.user_id, &frame(&with_counters(app, ev, &m.user_id)));
+        to_unwatching(app, &m.user_id, cid, &with_counters(app, ev, &m.user_id));
+    }
+}
+
+/// Sends a channel `notification.*` to the connections of `user_id` that do not watch `cid`:
+/// Stream documents these per client, so a tab that does not watch gets one even while another
+/// tab of the same user watches (and gets the channel event instead).
+pub(crate) fn to_unwatching(app: &AppData, user_id: &str, cid: &str, event: &Value) {
+    let Some(conns) = app.user_conns.get(user_id) else {
+        return;
+    };
+    let watchers = app.channels.get(cid).map(|ch| &ch.watchers);
+    let bytes = frame(event);
+    for conn_id in conns {
+        if !watchers.is_some_and(|w| w.contains(conn_id)) {
+            app.push(conn_id, &bytes);
+        }
     }
 }
 
@@ -141,34 +171,4 @@ pub(crate) fn read(
     }
     app.push_user(user_id, &frame(&Value::Object(ev)));
     read
-}
-
-/// `user.updated` to the user's own connections and to every connection
-/// watching a channel the user is a member of.
-pub(crate) fn user_updated(app: &AppData, user_id: &str, now: OffsetDateTime) {
-    let mut ev = json!({
-        "type": "user.updated",
-        "created_at": ts(now),
-        "custom": {},
-        "user": render::user_with_privacy(app, user_id),
-    });
-    let own: HashSet<&String> = app.user_conns.get(user_id).into_iter().flatten().collect();
-    for conn_id in &own {
-        app.push(conn_id, &frame(&ev));
-    }
-    // Other users never learn someone's privacy settings (stream-protocol.md 5.1).
-    if let Some(u) = ev.get_mut("user").and_then(Value::as_object_mut) {
-        u.remove("privacy_settings");
-        u.remove("invisible");
-    }
-    let mut others: HashSet<&String> = HashSet::new();
-    for ch in app.channels.values() {
-        if ch.reads.contains_key(user_id) {
-            others.extend(ch.watchers.iter().filter(|c| !own.contains(c)));
-        }
-    }
-    let bytes = frame(&ev);
-    for conn_id in others {
-        app.push(conn_id, &bytes);
-    }
 }

@@ -14,11 +14,13 @@
 //! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
-//! * [`channels`], [`actions`], [`query`], [`users`] – the REST handlers;
+//! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
+//!   [`members`] – the REST handlers;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
 //! * [`events`] – event shapes and who receives them;
+//! * [`presence`] – per-connection presence subscriptions, `user.presence.changed`, `user.updated`;
 //! * [`render`], [`render_chat`] – JSON shapes of users, channels and messages per the OpenAPI spec;
 //! * [`auth`] – HS256 JWT verification with Stream's error codes;
 //! * [`store`] – the in-memory state (users, channels, connections, watchers);
@@ -37,9 +39,13 @@ mod config;
 mod connect;
 mod control_watchers;
 mod ctx;
+mod devices;
 mod error;
 mod events;
 mod handle;
+mod hiding;
+mod members;
+mod presence;
 mod query;
 mod render;
 mod render_chat;
@@ -51,8 +57,8 @@ mod users;
 mod ws;
 
 pub use config::{
-    App, Faults, DEFAULT_HEALTH_INTERVAL, MAX_BODY_BYTES, MAX_MESSAGES_PER_CHANNEL,
-    MAX_MESSAGE_TEXT, MAX_USER_BYTES, OUTBOUND_QUEUE_CAPACITY,
+    App, Faults, DEFAULT_HEALTH_INTERVAL, MAX_BODY_BYTES, MAX_DEVICES_PER_USER,
+    MAX_MESSAGES_PER_CHANNEL, MAX_MESSAGE_TEXT, MAX_USER_BYTES, OUTBOUND_QUEUE_CAPACITY,
 };
 pub use handle::Emulator;
 pub use server::serve;

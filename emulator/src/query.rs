@@ -7,8 +7,11 @@ use std::cmp::Ordering;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::channels::{state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES};
+use crate::channels::{
+    follow_members, state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES,
+};
 use crate::error::ApiError;
+use crate::hiding::is_hidden;
 use crate::req::Req;
 use crate::store::{AppData, Channel};
 
@@ -29,8 +32,10 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     };
     let sort = sort_keys(req.body.get("sort"))?;
     let mut hits: Vec<&Channel> = Vec::new();
+    // Hidden channels are left out unless the filter asks about `hidden` itself.
+    let hidden_asked = filter.contains_key("hidden");
     for ch in app.channels.values() {
-        if matches(ch, filter, 0)? {
+        if (hidden_asked || !is_hidden(ch, &user)) && matches(ch, &user, filter, 0)? {
             hits.push(ch);
         }
     }
@@ -49,11 +54,15 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
         .collect();
 
     let conn = req.watch_target(app, &user)?;
+    let follower = req.conn_target(app, &user, req.flag("presence"))?;
     if let Some(conn) = conn {
         let now = OffsetDateTime::now_utc();
         for cid in &cids {
             watch(app, &conn, cid, &user, now);
         }
+    }
+    if let Some(conn) = follower {
+        follow_members(app, &conn, &cids);
     }
     let messages = req
         .body
@@ -74,8 +83,13 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     Ok(json!({ "channels": channels }))
 }
 
-/// Whether `ch` satisfies every condition of `filter`.
-fn matches(ch: &Channel, filter: &Map<String, Value>, depth: usize) -> Result<bool, ApiError> {
+/// Whether `ch` satisfies every condition of `filter` for `user` (`hidden` is per user).
+fn matches(
+    ch: &Channel,
+    user: &str,
+    filter: &Map<String, Value>,
+    depth: usize,
+) -> Result<bool, ApiError> {
     if depth > MAX_FILTER_DEPTH {
         return Err(ApiError::input("filter_conditions nest too deeply"));
     }
@@ -90,7 +104,7 @@ fn matches(ch: &Channel, filter: &Map<String, Value>, depth: usize) -> Result<bo
                     let sub = sub
                         .as_object()
                         .ok_or_else(|| ApiError::input(format!("{key} items must be objects")))?;
-                    results.push(matches(ch, sub, depth + 1)?);
+                    results.push(matches(ch, user, sub, depth + 1)?);
                 }
                 if key == "$and" {
                     results.iter().all(|r| *r)
@@ -99,6 +113,7 @@ fn matches(ch: &Channel, filter: &Map<String, Value>, depth: usize) -> Result<bo
                 }
             }
             "members" => members_match(ch, cond)?,
+            "hidden" => scalar_match(Some(&json!(is_hidden(ch, user))), cond)?,
             "cid" => scalar_match(Some(&json!(ch.cid)), cond)?,
             "id" => scalar_match(Some(&json!(ch.id)), cond)?,
             "type" => scalar_match(Some(&json!(ch.kind)), cond)?,

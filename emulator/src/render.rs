@@ -43,7 +43,9 @@ pub(crate) fn full_user(app: &AppData, id: &str, with_privacy: bool) -> Value {
     let mut map = own_map(app, id);
     map.insert("shadow_banned".into(), json!(false));
     if !with_privacy {
+        // Another user's push tokens are as private as their settings.
         map.remove("privacy_settings");
+        map.insert("devices".into(), json!([]));
     }
     Value::Object(map)
 }
@@ -58,12 +60,8 @@ fn own_map(app: &AppData, id: &str) -> Map<String, Value> {
     add_privacy(app, id, &mut map);
     let c = app.counters(id);
     // Every array must be present: the SDK loops over mutes/channel_mutes.
-    for key in [
-        "devices",
-        "mutes",
-        "channel_mutes",
-        "latest_hidden_channels",
-    ] {
+    map.insert("devices".into(), crate::devices::render(app, id));
+    for key in ["mutes", "channel_mutes", "latest_hidden_channels"] {
         map.insert(key.into(), json!([]));
     }
     map.insert("unread_count".into(), json!(c.total_unread));

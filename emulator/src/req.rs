@@ -52,7 +52,19 @@ impl Req<'_> {
         app: &AppData,
         user: &str,
     ) -> Result<Option<String>, ApiError> {
-        if !self.flag("watch") {
+        self.conn_target(app, user, self.flag("watch"))
+    }
+
+    /// The connection a subscription (`watch`, `presence`) binds when `asked`: the request's
+    /// `connection_id`, which must be an open connection of `user`. Without one there is nothing
+    /// to bind (a server-side call).
+    pub(crate) fn conn_target(
+        &self,
+        app: &AppData,
+        user: &str,
+        asked: bool,
+    ) -> Result<Option<String>, ApiError> {
+        if !asked {
             return Ok(None);
         }
         let Some(id) = self.query.get("connection_id") else {

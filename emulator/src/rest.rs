@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, query, users};
+use crate::{actions, channels, devices, hiding, members, query, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -75,6 +75,7 @@ pub(crate) async fn dispatch(
     Ok(match (&method, segs) {
         (&Method::POST, ["channels"]) => (created, query::query_channels(app, &r)?),
         (&Method::POST, ["channels", t, "query"]) => (created, channels::query(app, &r, t, None)?),
+        (&Method::POST, ["channels", t, id]) => (created, members::update(app, &r, &cid(t, id)?)?),
         (&Method::POST, ["channels", t, id, "query"]) => {
             (created, channels::query(app, &r, t, Some(id))?)
         }
@@ -87,15 +88,21 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", t, id, "read"]) => {
             (created, actions::mark_read(app, &r, &cid(t, id)?)?)
         }
+        (&Method::POST, ["channels", t, id, "hide"]) => {
+            (created, hiding::hide(app, &r, &cid(t, id)?)?)
+        }
+        (&Method::POST, ["channels", t, id, "show"]) => {
+            (created, hiding::show(app, &r, &cid(t, id)?)?)
+        }
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
         }
-        (&Method::GET, ["users"]) => (
-            StatusCode::OK,
-            users::query(app, &ident, query.get("payload").map(String::as_str))?,
-        ),
+        (&Method::GET, ["users"]) => (StatusCode::OK, users::query(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),
+        (&Method::POST, ["devices"]) => (created, devices::create(app, &ident, &body)?),
+        (&Method::GET, ["devices"]) => (StatusCode::OK, devices::list(app, &ident, query)?),
+        (&Method::DELETE, ["devices"]) => (StatusCode::OK, devices::delete(app, &ident, query)?),
         (&Method::GET, ["app"]) => (StatusCode::OK, users::app_settings(app)),
         (&Method::PATCH, ["app"]) => (
             StatusCode::OK,

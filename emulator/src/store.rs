@@ -47,6 +47,8 @@ pub(crate) struct Conn {
     pub overflow: CancellationToken,
     /// cids this connection watches, to unbind them when it goes away.
     pub watching: HashSet<String>,
+    /// Users whose presence this connection follows (`presence: true`; see `presence`).
+    pub presence: HashSet<String>,
 }
 
 /// A user record. Typed fields are validated on the way in (see `users`).
@@ -62,6 +64,18 @@ pub(crate) struct User {
     /// `revokeUserToken`: this user's tokens issued before it (or without `iat`) are refused.
     /// Only a server token sets it.
     pub revoke_tokens_issued_before: Option<OffsetDateTime>,
+    /// Push devices, oldest first, at most `MAX_DEVICES_PER_USER` (see `devices`).
+    pub devices: Vec<Device>,
+}
+
+/// A push device (`DeviceResponse`): registered by `POST /devices` or the connect payload.
+#[derive(Clone)]
+pub(crate) struct Device {
+    /// The push token; unique in the app.
+    pub id: String,
+    pub push_provider: String,
+    pub push_provider_name: Option<String>,
+    pub created_at: OffsetDateTime,
 }
 
 /// A channel with its members, history and read state.
@@ -89,6 +103,24 @@ pub(crate) struct Member {
     pub user_id: String,
     pub created_at: OffsetDateTime,
     pub is_creator: bool,
+    /// Hidden for this member (`hide`) until shown or a new message arrives.
+    pub hidden: bool,
+    /// `hide` with `clear_history`: this member sees no message created before it.
+    pub hide_messages_before: Option<OffsetDateTime>,
+}
+
+// === impl Member ===
+
+impl Member {
+    pub(crate) fn new(user_id: String, is_creator: bool, now: OffsetDateTime) -> Self {
+        Self {
+            user_id,
+            created_at: now,
+            is_creator,
+            hidden: false,
+            hide_messages_before: None,
+        }
+    }
 }
 
 pub(crate) struct Message {
@@ -179,6 +211,7 @@ impl AppData {
             updated_at: now,
             last_active: None,
             revoke_tokens_issued_before: None,
+            devices: Vec::new(),
         })
     }
 
@@ -332,6 +365,7 @@ mod tests {
             abort: CancellationToken::new(),
             overflow: CancellationToken::new(),
             watching: HashSet::new(),
+            presence: HashSet::new(),
         };
         (conn, rx)
     }

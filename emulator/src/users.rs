@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use crate::auth::Identity;
 use crate::config::MAX_USER_BYTES;
 use crate::error::ApiError;
-use crate::req::check_id;
+use crate::req::{check_id, Req};
 use crate::store::AppData;
-use crate::{events, render};
+use crate::{presence, render};
 
 /// Keys the server manages; clients cannot set them.
 const READ_ONLY: &[&str] = &[
@@ -158,13 +158,15 @@ pub(crate) fn upsert(app: &mut AppData, ident: &Identity, body: &Value) -> Resul
         }
     }
     let now = OffsetDateTime::now_utc();
-    for (id, fields) in staged.iter().cloned() {
+    let ids: Vec<String> = staged.iter().map(|(id, _)| id.clone()).collect();
+    let was_online = online_of(app, &ids);
+    for (id, fields) in staged {
         apply(app, &id, fields, true, now);
     }
     for (id, cutoff) in revokes {
         app.ensure_user(&id, now).revoke_tokens_issued_before = cutoff;
     }
-    Ok(finish(app, staged.into_iter().map(|(id, _)| id), now))
+    Ok(finish(app, &ids, &was_online, now))
 }
 
 /// `revoke_tokens_issued_before` in a user object: only a server token may set it (a user token's
@@ -288,7 +290,9 @@ pub(crate) fn partial(
         merged.push((id, fields));
     }
     let now = OffsetDateTime::now_utc();
-    for (id, fields) in merged.iter().cloned() {
+    let ids: Vec<String> = merged.iter().map(|(id, _)| id.clone()).collect();
+    let was_online = online_of(app, &ids);
+    for (id, fields) in merged {
         apply(app, &id, fields, true, now);
     }
     for (id, revoke) in revokes {
@@ -296,27 +300,34 @@ pub(crate) fn partial(
             app.ensure_user(&id, now).revoke_tokens_issued_before = cutoff;
         }
     }
-    Ok(finish(app, merged.into_iter().map(|(id, _)| id), now))
+    Ok(finish(app, &ids, &was_online, now))
 }
 
-fn finish(app: &AppData, ids: impl Iterator<Item = String>, now: OffsetDateTime) -> Value {
+fn online_of(app: &AppData, ids: &[String]) -> Vec<bool> {
+    ids.iter().map(|id| app.is_online(id)).collect()
+}
+
+/// Announces the updates (`user.updated`, and `user.presence.changed` where `invisible` flipped
+/// the user's online status) and renders the response.
+fn finish(app: &AppData, ids: &[String], was_online: &[bool], now: OffsetDateTime) -> Value {
     let mut users = Map::new();
-    for id in ids {
-        events::user_updated(app, &id, now);
-        users.insert(id.clone(), render::full_user(app, &id, true));
+    for (id, was) in ids.iter().zip(was_online) {
+        presence::user_updated(app, id, now);
+        if app.is_online(id) != *was {
+            presence::changed(app, id, now);
+        }
+        users.insert(id.clone(), render::full_user(app, id, true));
     }
     json!({ "users": users, "membership_deletion_task_id": "" })
 }
 
 /// `GET /users?payload={"filter_conditions":{"id":{"$in":[…]}}}` →
 /// `QueryUsersResponse`. `privacy_settings` is included for a server token
-/// and for the caller's own user.
-pub(crate) fn query(
-    app: &AppData,
-    ident: &Identity,
-    payload: Option<&str>,
-) -> Result<Value, ApiError> {
-    let payload: Value = match payload {
+/// and for the caller's own user. With `"presence": true` in the payload, the calling connection
+/// (`connection_id`) follows the returned users.
+pub(crate) fn query(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> {
+    let ident = req.ident;
+    let payload: Value = match req.query.get("payload") {
         Some(p) => {
             serde_json::from_str(p).map_err(|_| ApiError::input("payload is not valid JSON"))?
         }
@@ -355,10 +366,15 @@ pub(crate) fn query(
         .get("limit")
         .and_then(Value::as_u64)
         .map_or(MAX_QUERY_USERS, |l| (l as usize).min(MAX_QUERY_USERS));
-    let users: Vec<Value> = ids
-        .into_iter()
-        .skip(offset)
-        .take(limit)
+    let page: Vec<String> = ids.into_iter().skip(offset).take(limit).cloned().collect();
+    if let Identity::User(me) = ident {
+        let asked = payload.get("presence") == Some(&Value::Bool(true));
+        if let Some(conn) = req.conn_target(app, me, asked)? {
+            presence::subscribe(app, &conn, page.iter().map(String::as_str));
+        }
+    }
+    let users: Vec<Value> = page
+        .iter()
         .map(|id| {
             let own = matches!(ident, Identity::User(me) if me == id);
             render::full_user(app, id, own || *ident == Identity::Server)

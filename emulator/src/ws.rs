@@ -25,8 +25,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{DEFAULT_HEALTH_INTERVAL, OUTBOUND_QUEUE_CAPACITY};
 use crate::connect;
 use crate::ctx::{json_response, Body, Ctx};
+use crate::devices;
 use crate::error::ApiError;
 use crate::events;
+use crate::presence;
 use crate::render::{self, ts};
 use crate::store::{frame, Conn};
 use crate::users;
@@ -161,7 +163,12 @@ async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: 
             return;
         };
         let now = OffsetDateTime::now_utc();
+        // Before the upsert: connecting with `invisible` can take an online user offline.
+        let was_online = app.is_online(&acc.user_id);
         users::apply(app, &acc.user_id, acc.details, false, now);
+        if let Some(device) = acc.device {
+            devices::register(app, &acc.user_id, device, now);
+        }
         if let Some(user) = app.users.get_mut(&acc.user_id) {
             user.last_active = Some(now);
         }
@@ -171,8 +178,12 @@ async fn session(mut ws: Ws, outcome: Result<connect::Accepted, ApiError>, ctx: 
             abort: abort.clone(),
             overflow: overflow.clone(),
             watching: Default::default(),
+            presence: Default::default(),
         };
         app.register(conn_id.clone(), conn);
+        if was_online != app.is_online(&acc.user_id) {
+            presence::changed(app, &acc.user_id, now);
+        }
         json!({
             "type": "health.check",
             "connection_id": conn_id,

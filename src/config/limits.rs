@@ -57,6 +57,15 @@ pub const DEFAULT_MAX_UPSTREAM_PER_APP: usize = 50_000;
 pub const DEFAULT_CONNECT_RATE_PER_IP: u32 = 20;
 /// Client IPs whose connect rate is tracked at once (`limits.connect_rate_tracked_ips`).
 pub const DEFAULT_CONNECT_RATE_TRACKED: u64 = 100_000;
+/// Events held for a session while its watching call is in flight, before the session is closed
+/// with a reconnect code (`limits.watch_hold_events`).
+pub const DEFAULT_WATCH_HOLD_EVENTS: usize = 1024;
+/// Users one session may subscribe to the presence of before it gets every presence event of its
+/// user's upstream connection (`limits.presence_users_per_session`).
+pub const DEFAULT_PRESENCE_USERS_PER_SESSION: usize = 5_000;
+/// Largest channel object kept per watched channel for synthesised notifications, in bytes
+/// (`limits.channel_info_bytes`); a larger one is not kept, and its notifications not made.
+pub const DEFAULT_CHANNEL_INFO_BYTES: usize = 16 * 1024;
 /// Largest proxied REST request body (`limits.max_body_bytes`); uploads stream through.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -114,6 +123,12 @@ pub struct Limits {
     pub connect_rate_tracked_ips: u64,
     /// `limits.max_body_bytes`: largest proxied request body ([`DEFAULT_MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
+    /// `limits.watch_hold_events` ([`DEFAULT_WATCH_HOLD_EVENTS`]).
+    pub watch_hold_events: usize,
+    /// `limits.presence_users_per_session` ([`DEFAULT_PRESENCE_USERS_PER_SESSION`]).
+    pub presence_users_per_session: usize,
+    /// `limits.channel_info_bytes` ([`DEFAULT_CHANNEL_INFO_BYTES`]).
+    pub channel_info_bytes: usize,
     /// `limits.trusted_proxies`: proxies whose `X-Forwarded-For` is believed (IPs or CIDRs);
     /// everyone else is identified by the TCP peer address (none).
     pub trusted_proxies: Vec<IpNet>,
@@ -139,6 +154,9 @@ impl Default for Limits {
             connect_rate_per_ip: DEFAULT_CONNECT_RATE_PER_IP,
             connect_rate_tracked_ips: DEFAULT_CONNECT_RATE_TRACKED,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            watch_hold_events: DEFAULT_WATCH_HOLD_EVENTS,
+            presence_users_per_session: DEFAULT_PRESENCE_USERS_PER_SESSION,
+            channel_info_bytes: DEFAULT_CHANNEL_INFO_BYTES,
             trusted_proxies: Vec::new(),
         }
     }

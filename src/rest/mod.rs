@@ -6,6 +6,7 @@
 
 mod headers;
 pub mod routes;
+mod subscribe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use serde::Deserialize;
 
 use crate::auth::{Credentials, Identity, TokenKind};
 use crate::config::OnLookupFailure;
@@ -83,22 +83,23 @@ struct Inbound {
 struct Plan {
     /// The request body is read whole (it is inspected).
     reads_body: bool,
-    /// A watching query whose returned cids join the session's routing table.
-    tracks_watch: bool,
+    /// A route that can subscribe the bound session (watch, presence); what it asks is read from
+    /// the request into `asks`.
+    subscribes: bool,
     /// The response carries other users' read, delivery or typing state and is filtered for this
     /// requester: `Some("")` for callers without a user token (every hidden entry goes), `None`
     /// for a backend (server token), which sees everything.
     requester: Option<String>,
     /// The response teaches the privacy registry (`POST`/`PATCH /users`).
     learn_users: bool,
-    /// The body asked to watch (`"watch": true`), known once the body was read.
-    watch_requested: bool,
+    /// What the request asks its session to subscribe to, known once the body was read.
+    asks: subscribe::Asks,
 }
 
 impl Plan {
     /// True when the gateway must read the response: it is never passed on unread.
     fn reads_response(&self) -> bool {
-        self.watch_requested || self.requester.is_some() || self.learn_users
+        self.asks.watch || self.asks.presence || self.requester.is_some() || self.learn_users
     }
 }
 
@@ -111,11 +112,16 @@ async fn forward(
 ) -> Result<Response<Body>, EdgeError> {
     let (parts, body) = req.into_parts();
     let inbound = inbound(&parts, shared)?;
+    // A stop-watching is decided in the user's subscription lane and forwarded holding it, so it
+    // cannot overtake a later watch of the same channel on the way upstream.
+    let mut _lane = None;
     if let (Kind::StopWatching { cid }, Some(b)) = (kind, &inbound.bound) {
+        let lane = b.hub.lane().await;
         if !b.hub.unwatch(&b.id, cid) {
             // Another session of this user still watches: keep the upstream subscription.
             return Ok(json(StatusCode::CREATED, r#"{"duration":"0.00ms"}"#));
         }
+        _lane = Some(lane);
     }
     let mut plan = plan(kind, &inbound);
     let (req_bytes, up_body, _budget) = request_body(&parts, body, plan.reads_body, shared).await?;
@@ -126,47 +132,31 @@ async fn forward(
     if plan.learn_users {
         forget_named_users(req_bytes, &inbound.app, shared).await;
     }
-    plan.watch_requested = plan.tracks_watch
-        && req_bytes
-            .and_then(|b| serde_json::from_slice::<WatchFlag>(b).ok())
-            .is_some_and(|w| w.watch);
-    // Register a named channel before upstream can emit its first events for this watch; undone
-    // when the watch fails.
-    let early = EarlyWatch::register(kind, inbound.bound.as_ref(), plan.watch_requested);
+    if plan.subscribes {
+        plan.asks = subscribe::asks(kind, parts.uri.query().unwrap_or(""), req_bytes);
+    }
+    // A watching call takes the user's subscription lane and, until its answer is read, holds the
+    // events of channels the session does not watch yet: none is lost while it is in flight.
+    let watching = match (&inbound.bound, plan.asks.watch) {
+        (Some(b), true) => Some(b.hub.begin_watch(&b.id).await),
+        _ => None,
+    };
     let up = upstream_request(&parts, path, up_body, peer, &inbound, &plan, shared)?;
     let resp = send(up, shared).await?;
-    outbound(resp, &parts, path, early, &plan, &inbound, shared).await
-}
-
-/// A watch registered before its query went upstream, released unless the query succeeds.
-struct EarlyWatch<'a> {
-    held: Option<(&'a Bound, String)>,
-}
-
-impl<'a> EarlyWatch<'a> {
-    fn register(kind: &Kind, bound: Option<&'a Bound>, watch_requested: bool) -> Self {
-        let held = match (kind, bound, watch_requested) {
-            (Kind::QueryChannel { cid: Some(cid) }, Some(b), true) => {
-                b.hub.watch(&b.id, std::slice::from_ref(cid));
-                Some((b, cid.clone()))
-            }
-            _ => None,
+    let stop_forwarded = _lane.is_some();
+    let out = outbound(resp, &parts, path, watching, &plan, &inbound, shared).await;
+    if stop_forwarded {
+        let outcome = match &out {
+            Ok(r) if r.status().is_success() => "ok",
+            _ => "error",
         };
-        EarlyWatch { held }
+        shared
+            .metrics
+            .subscriptions_released
+            .with_label_values(&["stop_watching", outcome])
+            .inc();
     }
-
-    /// The query succeeded: the watch stays.
-    fn keep(mut self) {
-        self.held = None;
-    }
-}
-
-impl Drop for EarlyWatch<'_> {
-    fn drop(&mut self) {
-        if let Some((b, cid)) = self.held.take() {
-            b.hub.unwatch(&b.id, &cid);
-        }
-    }
+    out
 }
 
 /// Send phase, part 1: the upstream request, with the client's headers (hop-by-hop removed,
@@ -237,7 +227,7 @@ async fn outbound(
     resp: Response<hyper::body::Incoming>,
     parts: &http::request::Parts,
     path: &str,
-    early: EarlyWatch<'_>,
+    watching: Option<crate::session::WatchCall>,
     plan: &Plan,
     inbound: &Inbound,
     shared: &Shared,
@@ -258,9 +248,14 @@ async fn outbound(
     if !rparts.status.is_success() {
         return Ok(Response::from_parts(rparts, full(bytes)));
     }
-    early.keep();
-    if let (true, Some(b)) = (plan.watch_requested, &inbound.bound) {
-        b.hub.watch(&b.id, &channel_cids(&bytes));
+    if let Some(b) = &inbound.bound {
+        if plan.asks.watch || plan.asks.presence {
+            let (watched, users) = subscribe::answered(&plan.asks, &bytes);
+            if let Some(call) = watching {
+                call.finish(watched);
+            }
+            b.hub.subscribe_presence(&b.id, users);
+        }
     }
     if plan.learn_users {
         // `revokeUserToken` through the proxy: the answer carries the user's new cutoff.
@@ -418,14 +413,14 @@ fn plan(kind: &Kind, inbound: &Inbound) -> Plan {
         None => Some(String::new()),
     };
     let carries_state = kind.carries_others_state();
-    let tracks_watch =
-        inbound.bound.is_some() && matches!(kind, Kind::QueryChannels | Kind::QueryChannel { .. });
+    let subscribes = inbound.bound.is_some() && kind.subscribes();
+    let posts = !matches!(kind, Kind::GetThread | Kind::QueryUsers);
     Plan {
-        reads_body: tracks_watch || matches!(kind, Kind::SendEvent { .. } | Kind::Users),
-        tracks_watch,
+        reads_body: (subscribes && posts) || matches!(kind, Kind::SendEvent { .. } | Kind::Users),
+        subscribes,
         requester: requester.filter(|_| carries_state && !inbound.app.is_empty()),
         learn_users: matches!(kind, Kind::Users) && !inbound.app.is_empty(),
-        watch_requested: false,
+        asks: subscribe::Asks::default(),
     }
 }
 
@@ -583,12 +578,6 @@ fn bind(
     })
 }
 
-#[derive(Deserialize)]
-struct WatchFlag {
-    #[serde(default)]
-    watch: bool,
-}
-
 async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, EdgeError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -602,43 +591,4 @@ where
             Some(client) => client.into(),
             None => EdgeError::PayloadTooLarge(format!("body over the {limit} byte limit")),
         })
-}
-
-/// Cids in a `POST /channels` (`channels[].channel.cid`) or query (`channel.cid`) response.
-fn channel_cids(body: &[u8]) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Channel {
-        cid: String,
-    }
-    #[derive(Deserialize)]
-    struct State {
-        channel: Option<Channel>,
-    }
-    #[derive(Deserialize)]
-    struct Resp {
-        #[serde(default)]
-        channels: Vec<State>,
-        channel: Option<Channel>,
-    }
-    match serde_json::from_slice::<Resp>(body) {
-        Ok(r) => r
-            .channels
-            .into_iter()
-            .filter_map(|s| s.channel.map(|c| c.cid))
-            .chain(r.channel.map(|c| c.cid))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cids_from_both_response_shapes() {
-        let q = br#"{"channels":[{"channel":{"cid":"m:a"},"read":[]},{"channel":{"cid":"m:b"}}],"duration":"1ms"}"#;
-        assert_eq!(super::channel_cids(q), vec!["m:a", "m:b"]);
-        let one = br#"{"channel":{"cid":"m:c","type":"m"},"messages":[]}"#;
-        assert_eq!(super::channel_cids(one), vec!["m:c"]);
-        assert!(super::channel_cids(b"garbage").is_empty());
-    }
 }

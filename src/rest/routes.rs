@@ -21,6 +21,14 @@ pub enum Kind {
         channel_type: String,
         channel_id: String,
     },
+    /// `POST /threads` (`queryThreads`; `watch` ties the threads' channels to the session).
+    QueryThreads,
+    /// `GET /threads/{id}` (`getThread`; `?watch=true` ties its channel to the session).
+    GetThread,
+    /// `POST /sync` (`watch` ties the listed channels to the session).
+    Sync,
+    /// `GET /users` (`presence: true` subscribes the session to the returned users).
+    QueryUsers,
     /// Other responses that can carry other users' state ([`carrier_route`]).
     ReadState,
     /// `POST`/`PATCH /users`: may change privacy settings.
@@ -36,6 +44,9 @@ impl Kind {
             self,
             Kind::QueryChannels
                 | Kind::QueryChannel { .. }
+                | Kind::QueryThreads
+                | Kind::GetThread
+                | Kind::Sync
                 | Kind::ReadState
                 | Kind::SendEvent { .. }
         )
@@ -162,9 +173,15 @@ pub fn classify(method: &Method, path: &str) -> Route {
             ["channels", t, id, "stop-watching"] => Kind::StopWatching {
                 cid: format!("{t}:{id}"),
             },
+            ["threads"] => Kind::QueryThreads,
+            ["sync"] => Kind::Sync,
             segs if carrier_route(segs) => Kind::ReadState,
             _ => Kind::Other,
         }
+    } else if method == Method::GET && matches!(segs.as_slice(), ["threads", _]) {
+        Kind::GetThread
+    } else if method == Method::GET && segs.as_slice() == ["users"] {
+        Kind::QueryUsers
     } else if matches!(*method, Method::GET | Method::PATCH) && carrier_route(&segs) {
         Kind::ReadState
     } else {

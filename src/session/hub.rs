@@ -1,24 +1,20 @@
-//! One user's hub: the sessions of one (app, user), their watch table, and the status of the single
-//! upstream connection they share. Routing an upstream event to the right sessions happens here.
+//! One user's hub: the sessions of one (app, user), their subscriptions (watch table, presence,
+//! the watching call in flight), and the status of the single upstream connection they share.
+//! Routing an upstream event to the right sessions is in `route`; the subscription lane, holds and
+//! releases in `subscribe`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::time::Instant;
 
 use serde_json::value::RawValue;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::mailbox::{Delivery, Mailbox, Pushed};
-
 use super::end::SessionEnd;
-use super::event::{Audience, EventHead};
-use super::watch::{SessionId, WatchTable};
+use super::mailbox::Mailbox;
+use super::watch::{ChannelInfo, Cid, InFlight, Presence, SessionId, WatchTable};
 use super::Transport;
-use crate::metrics::{event_label, Metrics};
-use crate::privacy::filter::{self, Known, Verdict};
-use crate::privacy::Privacy;
+use crate::metrics::Metrics;
 
 /// The upstream connection's handshake result.
 pub struct Ready {
@@ -52,6 +48,13 @@ pub(super) struct State {
     pub(super) epoch: u64,
     /// The `user_details` last sent upstream, to forward changes from later sessions.
     pub(super) details: String,
+    /// Presence subscriptions per session (`presence: true` on queries).
+    pub(super) presence: HashMap<SessionId, Presence>,
+    /// What a watching answer said about each watched channel (for notifications synthesised for
+    /// sessions that do not watch it); removed with the channel's last watcher.
+    pub(super) channels: HashMap<Cid, ChannelInfo>,
+    /// The watching call in flight (at most one: they hold the lane), with its held events.
+    pub(super) in_flight: Option<InFlight>,
 }
 
 /// Sessions of one (app, user) sharing one upstream connection.
@@ -63,6 +66,20 @@ pub struct Hub {
     /// Cancelled when the hub retires; stops the upstream task.
     pub(super) cancel: CancellationToken,
     pub(super) metrics: Arc<Metrics>,
+    /// Held by every call that changes a channel subscription upstream until upstream answered
+    /// (see `subscribe`), so they reach upstream in the order the gateway decided them.
+    pub(super) lane: Arc<tokio::sync::Mutex<()>>,
+    /// Per-hub bounds, from `[limits]`.
+    pub(super) bounds: Bounds,
+}
+
+/// The bounds a hub applies (`limits.watch_hold_events`, `limits.presence_users_per_session`,
+/// `limits.channel_info_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub hold_events: usize,
+    pub presence_users: usize,
+    pub channel_info_bytes: usize,
 }
 
 impl Hub {
@@ -72,6 +89,7 @@ impl Hub {
         details: String,
         cancel: CancellationToken,
         metrics: Arc<Metrics>,
+        bounds: Bounds,
     ) -> Self {
         Hub {
             app,
@@ -83,6 +101,8 @@ impl Hub {
             status: watch::Sender::new(Status::Connecting),
             cancel,
             metrics,
+            lane: Arc::default(),
+            bounds,
         }
     }
 
@@ -105,26 +125,17 @@ impl Hub {
         self.lock().sessions.len()
     }
 
-    /// Records that `session` watches each of `cids`.
-    pub fn watch(&self, session: &SessionId, cids: &[String]) {
-        let mut st = self.lock();
-        if !st.sessions.contains_key(session) {
-            return;
-        }
-        for cid in cids {
-            if st.watches.watch(session, cid) {
-                self.metrics
-                    .watch_routing
-                    .with_label_values(&["watch"])
-                    .inc();
-            }
-        }
-    }
-
     /// Stops `session` watching `cid`; true when no session of this user watches it any more, so
-    /// the upstream subscription may be released.
+    /// the upstream subscription may be released. Call it holding the lane ([`Hub::lane`]).
     pub fn unwatch(&self, session: &SessionId, cid: &str) -> bool {
-        let released = self.lock().watches.unwatch(session, cid);
+        let released = {
+            let mut st = self.lock();
+            let released = st.watches.unwatch(session, cid);
+            if released {
+                st.channels.remove(cid);
+            }
+            released
+        };
         let action = if released {
             "unwatch_upstream"
         } else {
@@ -135,134 +146,6 @@ impl Hub {
             .with_label_values(&[action])
             .inc();
         released
-    }
-
-    /// Delivers one upstream frame to the sessions that should see it, after the privacy filter.
-    /// Sessions of one hub are one user, so the privacy verdict is taken once per event.
-    pub async fn route(&self, frame: Utf8Bytes, received: Instant, privacy: &Privacy) {
-        // Checked here, not inside the boxed filter: most events embed no carrier and must not
-        // pay for the box.
-        let frame = if frame.as_str().contains("\"thread_participants\"") {
-            match Box::pin(self.filter_embedded(frame, privacy)).await {
-                Some(f) => f,
-                None => return,
-            }
-        } else {
-            frame
-        };
-        let head = match EventHead::parse(frame.as_str()) {
-            Ok(h) => h,
-            Err(_) => {
-                self.metrics
-                    .events_dropped
-                    .with_label_values(&["unparseable", "other"])
-                    .inc();
-                return;
-            }
-        };
-        let kind = event_label(&head.kind);
-        self.metrics
-            .events_received
-            .with_label_values(&[kind])
-            .inc();
-        let sender = head.user.as_ref().map(|u| u.id.as_ref());
-        if filter::indicator(&head.kind).is_some() && sender.is_some_and(|s| s != &*self.user) {
-            let known = match sender {
-                // Boxed: the lookup's future is large and only typing/read events from other
-                // users need it; inline, it would sit in every hub's upstream task.
-                Some(s) => match Box::pin(privacy.get(&self.app, s)).await {
-                    Ok(settings) => Known::Settings(settings),
-                    Err(_) => Known::Unknown,
-                },
-                None => Known::Unknown,
-            };
-            let policy = privacy.config().on_lookup_failure;
-            if let Verdict::Drop(reason) =
-                filter::verdict(&head.kind, sender, &self.user, || known, policy)
-            {
-                self.metrics
-                    .events_dropped
-                    .with_label_values(&[reason, kind])
-                    .inc();
-                return;
-            }
-        }
-        let st = self.lock();
-        match head.audience() {
-            Audience::Gateway => {}
-            Audience::AllSessions => {
-                for entry in st.sessions.values() {
-                    self.deliver(entry, &frame, received, kind);
-                }
-            }
-            Audience::Watchers(cid) => match st.watches.watchers(cid) {
-                Some(ids) => {
-                    for id in ids {
-                        if let Some(entry) = st.sessions.get(id) {
-                            self.deliver(entry, &frame, received, kind);
-                        }
-                    }
-                }
-                None => self
-                    .metrics
-                    .events_dropped
-                    .with_label_values(&["not_watched", kind])
-                    .inc(),
-            },
-        }
-    }
-
-    /// Removes other users' hidden state that an event embeds (thread participants' `last_read_at`
-    /// in `message.read`, `notification.mark_read` and `thread.updated`: the carriers of
-    /// [`crate::privacy::stream`]), for this hub's user; [`Hub::route`] calls it only for frames
-    /// that mention a carrier, and every other frame passes as the bytes upstream sent. An
-    /// embedding frame that cannot be filtered is dropped and counted, never delivered.
-    async fn filter_embedded(&self, frame: Utf8Bytes, privacy: &Privacy) -> Option<Utf8Bytes> {
-        let bytes = bytes::Bytes::from(frame.clone());
-        let shape = crate::privacy::stream::Shape::Event;
-        let filtered = crate::privacy::rewrite::filter_body(
-            bytes.clone(),
-            shape,
-            &self.user,
-            &self.app,
-            privacy,
-        )
-        .await;
-        match filtered.map(Utf8Bytes::try_from) {
-            Ok(Ok(out)) if out.len() == bytes.len() => Some(frame),
-            Ok(Ok(out)) => Some(out),
-            _ => {
-                self.metrics
-                    .events_dropped
-                    .with_label_values(&["unfilterable", "other"])
-                    .inc();
-                None
-            }
-        }
-    }
-
-    fn deliver(&self, entry: &Entry, frame: &Utf8Bytes, received: Instant, kind: &'static str) {
-        match entry.mailbox.push(Delivery {
-            frame: frame.clone(),
-            received,
-        }) {
-            Pushed::Queued => self
-                .metrics
-                .events_delivered
-                .with_label_values(&[entry.transport.label(), kind])
-                .inc(),
-            Pushed::Full => {
-                // Policy: a session that cannot keep up is closed with a reconnect code (its SDK
-                // then recovers state), never allowed to slow the user's other sessions.
-                self.metrics
-                    .events_dropped
-                    .with_label_values(&["slow_consumer", kind])
-                    .inc();
-                self.metrics.limit_hit(crate::metrics::Limit::SessionQueue);
-                entry.mailbox.close(SessionEnd::SlowConsumer);
-            }
-            Pushed::Closed => {}
-        }
     }
 
     /// Ends, as an expired token ends them, the sessions whose token `revoked` says is revoked.

@@ -16,6 +16,9 @@ pub mod event;
 mod hub;
 pub mod longpoll;
 pub mod mailbox;
+mod notify;
+mod route;
+pub mod subscribe;
 mod upstream_task;
 pub mod watch;
 
@@ -27,8 +30,9 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 pub use end::SessionEnd;
-pub use hub::{Hub, Ready, Status};
+pub use hub::{Bounds, Hub, Ready, Status};
 pub use mailbox::{Delivery, Mailbox, Next};
+pub use subscribe::{WatchCall, Watched};
 pub use upstream_task::DISCONNECT_REASONS;
 pub use watch::SessionId;
 
@@ -293,6 +297,11 @@ impl Hubs {
                     details.get().to_string(),
                     self.inner.shutdown.child_token(),
                     self.inner.metrics.clone(),
+                    Bounds {
+                        hold_events: limits.watch_hold_events,
+                        presence_users: limits.presence_users_per_session,
+                        channel_info_bytes: limits.channel_info_bytes,
+                    },
                 ));
                 hubs.insert(key, hub.clone());
                 (hub, true)
@@ -339,12 +348,30 @@ impl Hubs {
 
     fn detach(&self, hub: &Arc<Hub>, id: &SessionId) {
         lock(&self.inner.sessions).remove(id);
-        let (removed, idle, epoch) = {
+        let (removed, idle, epoch, orphaned) = {
             let mut st = hub.lock();
             let removed = st.sessions.remove(id).is_some();
-            st.watches.remove_session(id);
-            (removed, st.sessions.is_empty() && !st.retired, st.epoch)
+            st.presence.remove(id);
+            let orphaned = st.watches.remove_session(id);
+            for cid in &orphaned {
+                st.channels.remove(cid);
+            }
+            let retired = st.retired;
+            (
+                removed,
+                st.sessions.is_empty() && !retired,
+                st.epoch,
+                orphaned,
+            )
         };
+        if !orphaned.is_empty() && !hub.cancel.is_cancelled() {
+            // A closed (or reconnecting) tab's channels that no other tab watches are released
+            // upstream now, not when the hub retires: other users see `user.watching.stop`, and
+            // the user's other tabs get `notification.*` for them again.
+            self.inner
+                .tasks
+                .spawn(subscribe::release(self.clone(), hub.clone(), orphaned));
+        }
         if removed {
             self.inner
                 .metrics

@@ -1,13 +1,53 @@
-//! Which session of a user watches which channel. The upstream connection watches the union; a
+//! Which session of a user watches which channel (and the other per-session subscription state a
+//! hub keeps: presence, the watching call in flight). The upstream connection watches the union; a
 //! channel is unwatched upstream only when the last session of the user stops watching it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A gateway-minted session (`connection_id`) id.
 pub type SessionId = Arc<str>;
 /// A channel id, `type:id`.
 pub type Cid = Arc<str>;
+
+/// What the hub keeps about a watched channel.
+pub(crate) struct ChannelInfo {
+    pub(crate) channel: Box<RawValue>,
+    pub(crate) member: bool,
+}
+
+/// An event held for the session whose watching call is in flight.
+pub(crate) struct Held {
+    pub(crate) frame: Utf8Bytes,
+    pub(crate) received: Instant,
+}
+
+/// The watching call in flight, and the events held for its session.
+pub(crate) struct InFlight {
+    pub(crate) session: SessionId,
+    pub(crate) held: VecDeque<Held>,
+}
+
+/// A session's presence subscriptions.
+pub(crate) enum Presence {
+    Users(HashSet<Arc<str>>),
+    /// Over `limits.presence_users_per_session`: every presence event (over-delivery is harmless
+    /// to the SDK; losing one is not).
+    All,
+}
+
+impl Presence {
+    pub(crate) fn covers(&self, user: &str) -> bool {
+        match self {
+            Presence::Users(users) => users.contains(user),
+            Presence::All => true,
+        }
+    }
+}
 
 /// Reference-counted watch subscriptions of one user's sessions.
 #[derive(Debug, Default)]

@@ -212,3 +212,56 @@ mod tests {
         assert_eq!(out["custom"], serde_json::json!({"hobby":"x"}));
     }
 }
+
+/// Unwatches `cid` on the user's upstream connection `connection_id`, with that user's own
+/// authority (the call the user's SDK makes for `stopWatching`): the gateway makes it when no
+/// session of the user watches the channel any more (a tab closed or reconnected).
+///
+/// # Errors
+/// A malformed cid, upstream unreachable, or a non-success answer.
+pub async fn stop_watching(
+    upstream: &Upstream,
+    app: &str,
+    user: &str,
+    not_before_ms: Option<i64>,
+    connection_id: &str,
+    cid: &str,
+) -> Result<(), UpstreamError> {
+    let (kind, id) = cid
+        .split_once(':')
+        .filter(|(k, i)| !k.is_empty() && !i.is_empty())
+        .ok_or_else(|| UpstreamError::Protocol("malformed cid".into()))?;
+    // Cids come from upstream answers; escaped anyway, so no cid can change the path.
+    const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'/')
+        .add(b'?')
+        .add(b'#')
+        .add(b'%')
+        .add(b'"');
+    let seg = |s: &str| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string();
+    let path = format!("/channels/{}/{}/stop-watching", seg(kind), seg(id));
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("connection_id", connection_id)
+        .finish();
+    let (status, _) = call(
+        upstream,
+        app,
+        Authority::User {
+            id: user,
+            not_before_ms,
+        },
+        Method::POST,
+        &path,
+        &query,
+        Some("{}".into()),
+    )
+    .await?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(UpstreamError::Protocol(format!(
+            "stop-watching answered {status}"
+        )))
+    }
+}

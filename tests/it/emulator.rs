@@ -4,6 +4,16 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/devices.rs"]
+mod devices;
+#[path = "emulator/hiding.rs"]
+mod hiding;
+#[path = "emulator/members.rs"]
+mod members;
+#[path = "emulator/presence.rs"]
+mod presence;
+#[path = "emulator/recipients.rs"]
+mod recipients;
 #[path = "emulator/schema.rs"]
 mod schema;
 #[path = "emulator/support.rs"]

@@ -10,6 +10,7 @@ mod emulator;
 mod exhaustion;
 mod faults;
 mod holes;
+mod invisible;
 mod lifecycle;
 mod limits;
 mod longpoll;

@@ -226,8 +226,23 @@ async fn later_details_merge_and_keep_privacy_settings() {
         .ws_raw(&gw.connect_url(&json1, DEV_API_KEY, &gw.token("mg", None)))
         .await;
     let (mut other, oc) = gw.connect("mg-other").await;
-    gw.watch("mg-other", &oc, "mg-ch", &["mg", "mg-other"])
+    // Another user's `user.updated` reaches the sessions that follow their presence.
+    gw.watch_with("mg-other", &oc, "mg-ch", &["mg", "mg-other"], true)
         .await;
+    // Other users' `user.updated` goes to the connections that follow their presence (as Stream).
+    let url = format!(
+        "{}/channels/messaging/mg-ch/query?api_key={DEV_API_KEY}&connection_id={oc}",
+        gw.base
+    );
+    let tok = gw.token("mg-other", None);
+    let (status, _) = http(
+        Method::POST,
+        &url,
+        Some(r#"{"state":true,"presence":true}"#),
+        &[("authorization", &tok)],
+    )
+    .await;
+    assert!(status.is_success());
     let json2 = r#"{"user_id":"mg","user_details":{"id":"mg","name":"Tab Two"}}"#;
     let (_t2, _) = gw
         .ws_raw(&gw.connect_url(json2, DEV_API_KEY, &gw.token("mg", None)))

@@ -1,6 +1,7 @@
 //! Test harness: the real gateway (with its embedded upstream) on ephemeral loopback ports, a
 //! WebSocket client speaking the SDK's connect protocol, a tiny HTTP client, and metric scraping.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -122,13 +123,26 @@ impl TestGateway {
         channel: &str,
         members: &[&str],
     ) -> serde_json::Value {
+        self.watch_with(user, conn, channel, members, false).await
+    }
+
+    /// [`TestGateway::watch`], subscribing to the members' presence too when `presence`.
+    pub async fn watch_with(
+        &self,
+        user: &str,
+        conn: &str,
+        channel: &str,
+        members: &[&str],
+        presence: bool,
+    ) -> serde_json::Value {
         let tok = self.token(user, None);
         let url = format!(
             "{}/channels/messaging/{channel}/query?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
             self.base
         );
         let body =
-            serde_json::json!({"data":{"members":members},"state":true,"watch":true}).to_string();
+            serde_json::json!({"data":{"members":members},"state":true,"watch":true,"presence":presence})
+                .to_string();
         let (status, text) = http(
             hyper::Method::POST,
             &url,
@@ -383,4 +397,26 @@ pub fn skip_without_openapi(test: &str) -> bool {
          chat-openapi-clientside.yaml; set {OPENAPI_ENV} to its path to run this test"
     );
     true
+}
+
+/// A gateway config whose upstream is `addr`.
+pub fn upstream_at(addr: SocketAddr) -> stream_edge::config::Config {
+    let mut c = test_config();
+    c.upstream.target =
+        stream_edge::config::UpstreamTarget::Url(format!("http://{addr}").parse().unwrap());
+    c.upstream.request_timeout = Duration::from_secs(5);
+    c
+}
+
+/// The embedded upstream on its own port.
+pub async fn emulator() -> (SocketAddr, tokio_util::sync::CancellationToken) {
+    let emu = stream_edge_emulator::Emulator::new(vec![stream_edge_emulator::App {
+        api_key: DEV_API_KEY.into(),
+        secrets: vec![DEV_API_SECRET.into()],
+    }]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(stream_edge_emulator::serve(listener, emu, stop.clone()));
+    (addr, stop)
 }

@@ -5,38 +5,16 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Method;
 use serde_json::{json, Value};
-use stream_edge::config::{UpstreamTarget, DEV_API_KEY, DEV_API_SECRET};
+use stream_edge::config::{DEV_API_KEY, DEV_API_SECRET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
-
-/// A gateway config whose upstream is `addr`.
-fn upstream_at(addr: SocketAddr) -> stream_edge::config::Config {
-    let mut c = test_config();
-    c.upstream.target = UpstreamTarget::Url(format!("http://{addr}").parse().unwrap());
-    c.upstream.request_timeout = Duration::from_secs(5);
-    c
-}
-
-/// The embedded upstream on its own port.
-async fn emulator() -> (SocketAddr, tokio_util::sync::CancellationToken) {
-    let emu = stream_edge_emulator::Emulator::new(vec![stream_edge_emulator::App {
-        api_key: DEV_API_KEY.into(),
-        secrets: vec![DEV_API_SECRET.into()],
-    }]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(stream_edge_emulator::serve(listener, emu, stop.clone()));
-    (addr, stop)
-}
 
 /// A TCP proxy that records every byte the gateway sends upstream (plain HTTP/1.1 on loopback).
 struct Recorder {

@@ -76,7 +76,22 @@ impl Harness {
     }
 
     pub async fn connect_with(&self, user: &str, token: &str, details: Option<Value>) -> WsConn {
-        let url = ws_url(self.addr, KEY, user, token, details);
+        self.connect_url(ws_url(self.addr, KEY, user, token, details))
+            .await
+    }
+
+    /// Connects with the SDK's payload plus `extra` keys (e.g. `device`).
+    pub async fn connect_extra(&self, user: &str, extra: Value) -> WsConn {
+        let mut payload = json!({ "user_id": user, "user_details": {"id": user} });
+        if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        let token = self.token(user, SECRET_OLD);
+        self.connect_url(payload_url(self.addr, KEY, &token, &payload))
+            .await
+    }
+
+    async fn connect_url(&self, url: String) -> WsConn {
         let (mut inner, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connect");
@@ -137,6 +152,11 @@ pub fn ws_url(
     if let Some(d) = details {
         payload["user_details"] = d;
     }
+    payload_url(addr, key, token, &payload)
+}
+
+/// The `/connect` URL for any `json` payload.
+pub fn payload_url(addr: SocketAddr, key: &str, token: &str, payload: &Value) -> String {
     format!(
         "ws://{addr}/connect?json={}&api_key={}&authorization={}&stream-auth-type=jwt&X-Stream-Client={}",
         enc(&payload.to_string()),
@@ -218,6 +238,26 @@ impl WsConn {
                 return seen;
             }
         }
+    }
+
+    /// Every event queued for this connection so far, in order. A ping's `health.check` reply
+    /// comes after them (the session sends its queued events first), so whatever the emulator
+    /// decided to send before this call is in the result: a barrier, not a sleep.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        self.send_text(r#"[{"type":"health.check","client_id":"barrier"}]"#)
+            .await;
+        let mut seen = self.collect_until("health.check").await;
+        seen.pop();
+        seen
+    }
+
+    /// Types of the events `drain` returns.
+    pub async fn drain_types(&mut self) -> Vec<String> {
+        self.drain()
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// The socket must end without a close frame.
@@ -350,6 +390,16 @@ impl Client {
         self.post(
             &format!("{path}{sep}connection_id={}", ws.conn_id()),
             body,
+            schema,
+        )
+        .await
+    }
+
+    /// A GET carrying the connection's id.
+    pub async fn get_conn(&self, path: &str, ws: &WsConn, schema: &str) -> Value {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.get(
+            &format!("{path}{sep}connection_id={}", ws.conn_id()),
             schema,
         )
         .await
