@@ -95,13 +95,13 @@ export function generate(seed, { ops, length }) {
     const t = r.int(0, users[u].tabs - 1);
     const tab = tabs[u][t];
     const mine = memberOf(u);
-    const op = makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership });
+    const op = makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops });
     if (op) script.push(op);
   }
   return { seed, users, channels, ops: script };
 }
 
-function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership }) {
+function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops }) {
   const base = { op: name, user: u, tab: t };
   const openTabsOf = (v) => tabs[v].map((x, i) => (x.open ? i : -1)).filter((i) => i >= 0);
   if (name === 'reopen') {
@@ -132,21 +132,30 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership })
     }
     case 'queryUsers':
       return { ...base, presence: r.chance(0.7) };
-    case 'send':
-    case 'typing': {
+    case 'send': {
       if (!mine.length) return null;
       const c = r.pick(mine);
       tab.inst.add(c);
-      return name === 'send' ? { ...base, channel: c } : { ...base, channel: c, start: r.chance(0.6) };
+      return { ...base, channel: c };
+    }
+    case 'typing': {
+      // The SDK sends typing only on a channel it has loaded.
+      const loaded = [...tab.loaded];
+      if (!loaded.length) return null;
+      return { ...base, channel: r.pick(loaded), start: r.chance(0.6) };
     }
     case 'markRead': {
       const loaded = [...tab.loaded];
       if (!loaded.length) return null;
       return { ...base, channel: r.pick(loaded) };
     }
-    case 'close':
+    case 'close': {
+      // Without reopen, keep two tabs open somewhere, or the script runs out of operations.
+      const open = tabs.flat().filter((x) => x.open).length;
+      if (!ops.has('reopen') && open <= 2) return null;
       Object.assign(tab, { open: false, inst: new Set(), loaded: new Set(), watching: new Set() });
       return base;
+    }
     case 'drop':
       // recoverState re-queries (and so watches) every channel in activeChannels.
       tab.loaded = new Set(tab.inst);
