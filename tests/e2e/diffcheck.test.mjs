@@ -109,6 +109,15 @@ test('an extra event, a state difference and an upstream watch mismatch are each
   }
 });
 
+test("in a swapWatch step the user's own watching pair on that channel is ignored, and only that", () => {
+  const scenario = { ops: [{ op: 'swapWatch', user: 0, tab: 0, other: 1, channel: 2 }] };
+  const run = (tag, events) => ({ tag, tabs: { 'u1/t0': { events, errors: [], facts: [], state: null } }, mismatches: [] });
+  const stop = (tag, user = 'u0') => ({ step: 0, type: 'user.watching.stop', cid: `messaging:c2-${tag}`, user: `${user}-${tag}` });
+  const start = (tag) => ({ step: 0, type: 'user.watching.start', cid: `messaging:c2-${tag}`, user: `u0-${tag}` });
+  assert.deepEqual(compareRuns(scenario, run('A', [stop('A'), start('A')]), run('B', [])), []);
+  assert.equal(compareRuns(scenario, run('A', [stop('A', 'u2')]), run('B', [])).length, 1, "another user's stop counts");
+});
+
 test('events of a racing burst are ignored at the querying user only; helpers', () => {
   const tab = { events: [{ step: 3, type: 'message.new', cid: 'c', mid: 'r3x0-T' }] };
   const raceUsers = new Map([[3, 0]]);

@@ -31,6 +31,7 @@ export const LOCAL_EVENTS = new Set([
   'transport.changed',
   'capabilities.changed',
   'channels.queried',
+  'message.read_locally',
 ]);
 
 /** `Error`s of an operation that the run records instead of throwing (both runs must agree). */
@@ -116,6 +117,9 @@ async function openTab(run, ids, baseURL, u, t, { watchBarrier }) {
   await client.connectUser({ id: userId, name: userId }, longLivedToken(userId));
   client.on((e) => {
     if (LOCAL_EVENTS.has(e.type)) return;
+    // The SDK's own typing.stop for a typing.start older than 7 s (ChannelState#clean, on a
+    // timer) carries no created_at; a server's does.
+    if (e.type === 'typing.stop' && !e.created_at) return;
     tab.events.push({
       step: run.step,
       type: e.type,
@@ -194,6 +198,15 @@ async function perform(run, ids, baseURL, op, i) {
         run.race = { tab, step: i, burstIds, seen, channel: op.channel };
         break;
       }
+      case 'swapWatch': {
+        const other = tabOf(run, op.user, op.other);
+        const results = await Promise.allSettled([
+          channelOf(tab, ids, op.channel).stopWatching(),
+          channelOf(other, ids, op.channel).watch(),
+        ]);
+        for (const r of results) if (r.status === 'rejected') record(r.reason);
+        break;
+      }
       case 'hide':
         await channelOf(tab, ids, op.channel).hide();
         break;
@@ -234,6 +247,8 @@ async function finishRace(run, ids) {
   } catch (e) {
     tab.errors.push({ step, op: 'raceQuery reload', error: errorText(e) });
   }
+  // The reload may itself cause events (a watch of a channel the query did not return).
+  await barrierStep(run);
 }
 
 /** queryChannels over this user's scenario channels (not the barrier), watching them all. */

@@ -41,6 +41,9 @@ export const OP_WEIGHTS = {
   // queryChannels while another member sends a burst of messages to one of its channels
   // (issue 15 point 2: events for a subscription in flight).
   raceQuery: 2,
+  // One tab stops watching a channel while another tab of the same user starts watching it, both
+  // in flight at once (issue 15 point 3: a stop must not overtake a later watch upstream).
+  swapWatch: 2,
   // Need routes the embedded upstream may not have yet; `probeCaps` turns them on.
   hide: 2,
   show: 2,
@@ -86,6 +89,8 @@ export function generate(seed, { ops, length }) {
   // Membership as add/remove ops change it (channel choices for watch and send keep to the initial
   // members, so that they never depend on whether a member op was enabled).
   const membership = channels.map((ch) => new Set(ch.members));
+  // Channels each user has hidden: queryChannels leaves them out, and a new message shows them.
+  const hidden = users.map(() => new Set());
   const weighted = Object.entries(OP_WEIGHTS).filter(([name]) => ops.has(name));
   const script = [];
   let guard = 0;
@@ -95,13 +100,14 @@ export function generate(seed, { ops, length }) {
     const t = r.int(0, users[u].tabs - 1);
     const tab = tabs[u][t];
     const mine = memberOf(u);
-    const op = makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops });
+    const op = makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops, hidden });
     if (op) script.push(op);
   }
   return { seed, users, channels, ops: script };
 }
 
-function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops }) {
+function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops, hidden }) {
+  const shown = (c) => hidden.forEach((set) => set.delete(c));
   const base = { op: name, user: u, tab: t };
   const openTabsOf = (v) => tabs[v].map((x, i) => (x.open ? i : -1)).filter((i) => i >= 0);
   if (name === 'reopen') {
@@ -127,7 +133,7 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, o
       return { ...base, channel: c };
     }
     case 'queryChannels': {
-      for (const c of mine) [tab.inst, tab.loaded, tab.watching].forEach((s) => s.add(c));
+      for (const c of mine) if (!hidden[u].has(c)) [tab.inst, tab.loaded, tab.watching].forEach((s) => s.add(c));
       return { ...base, presence: r.chance(0.5) };
     }
     case 'queryUsers':
@@ -136,6 +142,7 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, o
       if (!mine.length) return null;
       const c = r.pick(mine);
       tab.inst.add(c);
+      shown(c);
       return { ...base, channel: c };
     }
     case 'typing': {
@@ -171,16 +178,35 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, o
         }
       }
       if (!options.length) return null;
-      const { c, v, s } = r.pick(options);
+      // Not on a channel this user hid: the burst shows it again, so whether the query returns it
+      // would depend on timing even on the oracle.
+      const visible = options.filter((o) => !hidden[u].has(o.c));
+      if (!visible.length) return null;
+      const { c, v, s } = r.pick(visible);
       tabs[v][s].inst.add(c);
-      for (const m of mine) [tab.inst, tab.loaded, tab.watching].forEach((set) => set.add(m));
+      for (const m of mine) if (!hidden[u].has(m)) [tab.inst, tab.loaded, tab.watching].forEach((set) => set.add(m));
+      shown(c);
       return { ...base, channel: c, sender: { user: v, tab: s }, burst: RACE_BURST };
+    }
+    case 'swapWatch': {
+      const watching = [...tab.watching];
+      if (!watching.length) return null;
+      const c = r.pick(watching);
+      const others = openTabsOf(u).filter((i) => i !== t && !tabs[u][i].watching.has(c));
+      if (!others.length) return null;
+      const other = r.pick(others);
+      tab.watching.delete(c);
+      for (const set of ['inst', 'loaded', 'watching']) tabs[u][other][set].add(c);
+      return { ...base, channel: c, other };
     }
     case 'hide':
     case 'show': {
       const loaded = [...tab.loaded];
       if (!loaded.length) return null;
-      return { ...base, channel: r.pick(loaded) };
+      const c = r.pick(loaded);
+      if (name === 'hide') hidden[u].add(c);
+      else hidden[u].delete(c);
+      return { ...base, channel: c };
     }
     case 'addMember':
     case 'removeMember': {
@@ -230,6 +256,7 @@ export function describeOp(op, i) {
   if (op.channel !== undefined) parts.push(`c${op.channel}`);
   if (op.sender) parts.push(`sender u${op.sender.user}/t${op.sender.tab} x${op.burst}`);
   if (op.target !== undefined) parts.push(`target u${op.target}`);
+  if (op.other !== undefined) parts.push(`while u${op.user}/t${op.other} watches`);
   if (op.presence !== undefined) parts.push(`presence=${op.presence}`);
   if (op.start !== undefined) parts.push(op.start ? 'start' : 'stop');
   return parts.join(' ');
