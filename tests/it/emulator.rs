@@ -4,6 +4,8 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/control_watchers.rs"]
+mod control_watchers;
 #[path = "emulator/devices.rs"]
 mod devices;
 #[path = "emulator/hiding.rs"]

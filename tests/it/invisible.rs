@@ -441,5 +441,8 @@ async fn presence_goes_to_the_tabs_that_asked() {
             break ev;
         }
     };
-    assert_eq!(ev["type"], "message.new", "no presence for a tab that did not ask: {ev}");
+    assert_eq!(
+        ev["type"], "message.new",
+        "no presence for a tab that did not ask: {ev}"
+    );
 }
