@@ -70,7 +70,7 @@ fn main() {
         rt.block_on(async {
             for _ in 0..n {
                 let head = EventHead::parse(std::hint::black_box(frame)).expect("valid frame");
-                let _ = std::hint::black_box(head.audience());
+                let _ = std::hint::black_box(head.audience("u"));
                 let sender = head.user.as_ref().map(|u| u.id.as_ref());
                 if indicator(&head.kind).is_some() && sender.is_some_and(|s| s != receiver) {
                     let known = match privacy.get("k", sender.unwrap_or_default()).await {

@@ -32,6 +32,20 @@ pub const EVENT_TYPES: &[&str] = &[
     "channel.updated",
 ];
 
+/// Every `stream_edge_me_changes_total{change}` label (`session::me::Change`).
+pub const ME_CHANGES: [&str; 7] = [
+    "counters",
+    "user",
+    "mutes",
+    "devices",
+    "blocks",
+    "too_large",
+    "unreadable",
+];
+
+/// Every `stream_edge_device_registrations_total{outcome}` label.
+pub const DEVICE_REGISTRATION_OUTCOMES: [&str; 4] = ["ok", "known", "refused", "error"];
+
 /// Every bound that counts its hits in `stream_edge_limit_hits_total{limit}`; each is named for
 /// its config key (README, "Limits and overload").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,11 +68,12 @@ pub enum Limit {
     WatchHoldEvents,
     PresenceUsersPerSession,
     ChannelInfoBytes,
+    MaxMeBytes,
 }
 
 impl Limit {
     /// Every limit, so each label is pre-created at 0.
-    pub const ALL: [Limit; 18] = [
+    pub const ALL: [Limit; 19] = [
         Limit::MaxConnections,
         Limit::MaxSessions,
         Limit::MaxSessionsPerUser,
@@ -77,6 +92,7 @@ impl Limit {
         Limit::WatchHoldEvents,
         Limit::PresenceUsersPerSession,
         Limit::ChannelInfoBytes,
+        Limit::MaxMeBytes,
     ];
 
     /// The metric label.
@@ -100,6 +116,7 @@ impl Limit {
             Limit::WatchHoldEvents => "watch_hold_events",
             Limit::PresenceUsersPerSession => "presence_users_per_session",
             Limit::ChannelInfoBytes => "channel_info_bytes",
+            Limit::MaxMeBytes => "max_me_bytes",
         }
     }
 }
@@ -152,6 +169,12 @@ pub struct Metrics {
     pub upstream_up: IntGauge,
     pub tls_reloads: IntCounterVec,
     pub config_warnings: IntCounterVec,
+    /// First frames of sessions, by whether their `me` changed since the hub's handshake.
+    pub me_refreshes: IntCounterVec,
+    /// Changes learned into a hub's live `me`, by kind.
+    pub me_changes: IntCounterVec,
+    /// Connect payload devices, by registration outcome.
+    pub device_registrations: IntCounterVec,
 }
 
 /// Registers a metric built from static names, labels and buckets.
@@ -255,6 +278,9 @@ impl Metrics {
                 "Configuration problems noticed at run time (each warned once), by warning.",
                 &["warning"],
             ),
+            me_refreshes: counter(&r, "stream_edge_me_refreshes_total", "Sessions' first frames, by whether their `me` was updated since the upstream connection opened.", &["outcome"]),
+            me_changes: counter(&r, "stream_edge_me_changes_total", "Changes learned into a user's live `me` (events, devices, blocks), by kind.", &["change"]),
+            device_registrations: counter(&r, "stream_edge_device_registrations_total", "Push devices from connect payloads, by registration outcome upstream.", &["outcome"]),
             registry: r,
 
         };
@@ -295,6 +321,15 @@ impl Metrics {
         }
         self.config_warnings
             .with_label_values(&["untrusted_forwarded_for"]);
+        for outcome in ["updated", "unchanged"] {
+            self.me_refreshes.with_label_values(&[outcome]);
+        }
+        for change in ME_CHANGES {
+            self.me_changes.with_label_values(&[change]);
+        }
+        for outcome in DEVICE_REGISTRATION_OUTCOMES {
+            self.device_registrations.with_label_values(&[outcome]);
+        }
     }
 
     /// Counts one hit of `limit`.

@@ -10,7 +10,7 @@ use crate::config::{MAX_MESSAGE_TEXT, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Message};
-use crate::{events, hiding, render, render_chat};
+use crate::{events, hiding, render, render_chat, threads};
 
 /// Largest stored message (text, attachments and custom fields), serialized.
 const MAX_MESSAGE_BYTES: usize = 20 * 1024;
@@ -125,6 +125,9 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         .get("parent_id")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    if let Some(parent) = &parent_id {
+        threads::check_parent(app, cid, parent)?;
+    }
     let mut attachments = Vec::new();
     if let Some(list) = msg.get("attachments").and_then(Value::as_array) {
         for a in list.iter().take(MAX_ATTACHMENTS) {
@@ -151,6 +154,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         attachments,
         custom,
         reply_count: 0,
+        thread: None,
         created_at: now,
         updated_at: now,
     };
@@ -166,6 +170,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
     hiding::unhide_on_message(ch, &user, req.flag("keep_channel_hidden"), in_channel);
     if let Some(stored) = app.channels.get(cid).and_then(|c| c.messages.back()) {
         events::message_new(app, cid, stored, now);
+        threads::reply_notification(app, cid, stored, now);
     }
     Ok(json!({ "message": rendered }))
 }

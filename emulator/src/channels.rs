@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::config::{MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::store::{AppData, Channel, Member, Message, ReadState};
+use crate::store::{AppData, Channel, Member, Message, ReadState, Thread};
 use crate::{events, presence, render, render_chat};
 
 /// Channels one app may hold; creation beyond this is refused.
@@ -289,6 +289,21 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
     if let Some(parent) = msg.parent_id.as_deref() {
         if let Some(p) = ch.messages.iter_mut().find(|m| m.id == parent) {
             p.reply_count = p.reply_count.saturating_add(1);
+            let at = msg.created_at;
+            let author = p.user_id.clone();
+            let thread = p.thread.get_or_insert_with(|| Thread {
+                started_at: at,
+                last_reply_at: at,
+                updated_at: at,
+                participants: vec![(author, at)],
+                title: None,
+                custom: Map::new(),
+            });
+            thread.last_reply_at = at;
+            thread.updated_at = at;
+            if !thread.participants.iter().any(|(u, _)| *u == msg.user_id) {
+                thread.participants.push((msg.user_id.clone(), at));
+            }
         }
     }
     let counts_as_unread = msg.parent_id.is_none() || msg.show_in_channel;

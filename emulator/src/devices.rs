@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::auth::Identity;
 use crate::config::MAX_DEVICES_PER_USER;
 use crate::error::ApiError;
-use crate::render::ts;
+use crate::render;
 use crate::store::{AppData, Device};
 
 /// `CreateDeviceRequest.push_provider`'s enum.
@@ -85,30 +85,6 @@ pub(crate) fn register(app: &mut AppData, user_id: &str, device: Device, now: Of
     }
 }
 
-/// `DeviceResponse` list of a user, oldest first.
-pub(crate) fn render(app: &AppData, user_id: &str) -> Value {
-    let list: Vec<Value> = app
-        .users
-        .get(user_id)
-        .map(|u| u.devices.iter().map(|d| one(user_id, d)).collect())
-        .unwrap_or_default();
-    Value::Array(list)
-}
-
-fn one(user_id: &str, d: &Device) -> Value {
-    let mut v = json!({
-        "id": d.id,
-        "push_provider": d.push_provider,
-        "user_id": user_id,
-        "created_at": ts(d.created_at),
-        "disabled": false,
-    });
-    if let (Some(name), Some(map)) = (&d.push_provider_name, v.as_object_mut()) {
-        map.insert("push_provider_name".into(), json!(name));
-    }
-    v
-}
-
 /// The user a devices call acts for: a user token acts for itself (naming anyone else is
 /// refused), a server token must name the user.
 fn owner(ident: &Identity, named: Option<&str>) -> Result<String, ApiError> {
@@ -143,7 +119,7 @@ pub(crate) fn list(
     query: &HashMap<String, String>,
 ) -> Result<Value, ApiError> {
     let user = owner(ident, query.get("user_id").map(String::as_str))?;
-    Ok(json!({ "devices": render(app, &user) }))
+    Ok(json!({ "devices": render::devices(app, &user) }))
 }
 
 /// `DELETE /devices?id=` → `Response`. An id the user has no device with is an input error.

@@ -2,8 +2,11 @@
 //!
 //! This crate owns a small Stream Chat server: the WebSocket `/connect`
 //! handshake and heartbeat, the REST routes the `stream-chat` JS SDK 9.x uses
-//! for channels, messages, typing, read state and users, and the event
-//! fan-out between connections. It is a product feature: `stream-edge serve
+//! for channels, messages, typing, read state, users, devices, hiding, members
+//! and threads, and the event fan-out between connections, per connection as
+//! Stream delivers it (watches, presence subscriptions and `notification.*` to
+//! the connections that do not watch), so it can serve as the tests' oracle for
+//! multiplexing. It is a product feature: `stream-edge serve
 //! --upstream embedded` runs it on a loopback port behind the gateway, and
 //! `stream-edge emulator --listen ADDR` runs it standalone so the real SDK can
 //! chat against it directly.
@@ -15,7 +18,7 @@
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
-//!   [`members`] – the REST handlers;
+//!   [`members`], [`threads`] – the REST handlers;
 //! * [`ctx`] – what the front shares with the handlers: the server context and JSON responses;
 //! * [`req`] – what a REST handler receives (identity, query, body) and the id check;
 //! * [`handle`] – the [`Emulator`] handle tests and the gateway hold;
@@ -24,6 +27,7 @@
 //! * [`render`], [`render_chat`] – JSON shapes of users, channels and messages per the OpenAPI spec;
 //! * [`auth`] – HS256 JWT verification with Stream's error codes;
 //! * [`store`] – the in-memory state (users, channels, connections, watchers);
+//! * [`model`] – the records it holds (users, devices, channels, members, messages, reads);
 //! * [`config`] – the apps, injected faults and bounds an embedder sets;
 //! * [`error`] – the Stream `APIError` body.
 //!
@@ -45,6 +49,7 @@ mod events;
 mod handle;
 mod hiding;
 mod members;
+mod model;
 mod presence;
 mod query;
 mod render;
@@ -53,6 +58,7 @@ mod req;
 mod rest;
 mod server;
 mod store;
+mod threads;
 mod users;
 mod ws;
 

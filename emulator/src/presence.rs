@@ -36,16 +36,22 @@ pub(crate) fn subscribe<'a>(
             );
             return;
         }
-        conn.presence.insert(user.to_owned());
+        if conn.presence.insert(user.to_owned()) {
+            app.followers
+                .entry(user.to_owned())
+                .or_default()
+                .insert(conn_id.to_owned());
+        }
     }
 }
 
 /// Connections of other users that follow `user_id`'s presence.
 pub(crate) fn followers<'a>(app: &'a AppData, user_id: &str) -> Vec<&'a String> {
-    app.conns
-        .iter()
-        .filter(|(_, c)| c.user_id != user_id && c.presence.contains(user_id))
-        .map(|(id, _)| id)
+    app.followers
+        .get(user_id)
+        .into_iter()
+        .flatten()
+        .filter(|c| app.conns.get(*c).is_some_and(|c| c.user_id != user_id))
         .collect()
 }
 
@@ -81,5 +87,64 @@ pub(crate) fn user_updated(app: &AppData, user_id: &str, now: OffsetDateTime) {
     let bytes = frame(&ev);
     for conn_id in followers(app, user_id) {
         app.push(conn_id, &bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::store::Conn;
+
+    fn register(app: &mut AppData, id: &str, user: &str) {
+        let (tx, _rx) = mpsc::channel(1);
+        let conn = Conn {
+            user_id: user.to_owned(),
+            tx,
+            abort: CancellationToken::new(),
+            overflow: CancellationToken::new(),
+            watching: HashSet::new(),
+            presence: HashSet::new(),
+        };
+        app.register(id.to_owned(), conn);
+    }
+
+    #[test]
+    fn the_followers_index_keeps_in_step_and_leaves_out_the_user_s_own_connections() {
+        let mut app = AppData::default();
+        register(&mut app, "a1", "alice");
+        register(&mut app, "b1", "bob");
+        subscribe(&mut app, "a1", ["bob", "alice"]);
+        subscribe(&mut app, "b1", ["alice"]);
+        assert_eq!(followers(&app, "bob"), ["a1"]);
+        assert_eq!(followers(&app, "alice"), ["b1"], "not her own connection");
+        assert!(app.unregister("a1").is_some());
+        assert!(followers(&app, "bob").is_empty());
+        assert!(
+            !app.followers.contains_key("bob"),
+            "emptied sets are dropped"
+        );
+        subscribe(&mut app, "gone", ["bob"]);
+        assert!(
+            followers(&app, "bob").is_empty(),
+            "an unknown connection follows nobody"
+        );
+    }
+
+    #[test]
+    fn a_connection_follows_at_most_the_limit() {
+        let mut app = AppData::default();
+        register(&mut app, "a1", "alice");
+        let many: Vec<String> = (0..=MAX_PRESENCE_PER_CONNECTION)
+            .map(|i| format!("u{i}"))
+            .collect();
+        subscribe(&mut app, "a1", many.iter().map(String::as_str));
+        let count = app.conns.get("a1").map_or(0, |c| c.presence.len());
+        assert_eq!(count, MAX_PRESENCE_PER_CONNECTION);
+        assert!(followers(&app, &many[MAX_PRESENCE_PER_CONNECTION]).is_empty());
     }
 }

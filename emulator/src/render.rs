@@ -1,5 +1,5 @@
 //! JSON shapes of users (`UserResponse`, `UserResponsePrivacyFields`,
-//! `FullUserResponse`, `OwnUserResponse`) exactly as the OpenAPI schemas
+//! `FullUserResponse`, `OwnUserResponse`, `DeviceResponse`) exactly as the OpenAPI schemas
 //! require them, plus the helpers shared with `render_chat`.
 //! Custom fields go both into `custom` (the spec) and onto the top level
 //! (where the JS SDK reads them, e.g. `user.name`, `channel.data.name`).
@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::store::{AppData, User};
+use crate::store::{AppData, Device, User};
 
 /// User keys with a typed meaning; everything else a client sends is custom.
 pub(crate) const USER_TYPED: &[&str] = &[
@@ -60,10 +60,18 @@ fn own_map(app: &AppData, id: &str) -> Map<String, Value> {
     add_privacy(app, id, &mut map);
     let c = app.counters(id);
     // Every array must be present: the SDK loops over mutes/channel_mutes.
-    map.insert("devices".into(), crate::devices::render(app, id));
-    for key in ["mutes", "channel_mutes", "latest_hidden_channels"] {
+    map.insert("devices".into(), devices(app, id));
+    for key in ["mutes", "channel_mutes"] {
         map.insert(key.into(), json!([]));
     }
+    let mut hidden: Vec<&String> = app
+        .channels
+        .values()
+        .filter(|ch| ch.members.iter().any(|m| m.user_id == id && m.hidden))
+        .map(|ch| &ch.cid)
+        .collect();
+    hidden.sort();
+    map.insert("latest_hidden_channels".into(), json!(hidden));
     map.insert("unread_count".into(), json!(c.total_unread));
     map.insert("total_unread_count".into(), json!(c.total_unread));
     map.insert("unread_channels".into(), json!(c.unread_channels));
@@ -154,6 +162,30 @@ pub(crate) fn privacy(user: Option<&User>) -> Value {
         out.insert(key.into(), json!({ "enabled": enabled }));
     }
     Value::Object(out)
+}
+
+/// `DeviceResponse` list of a user, oldest first.
+pub(crate) fn devices(app: &AppData, user_id: &str) -> Value {
+    let list: Vec<Value> = app
+        .users
+        .get(user_id)
+        .map(|u| u.devices.iter().map(|d| device(user_id, d)).collect())
+        .unwrap_or_default();
+    Value::Array(list)
+}
+
+fn device(user_id: &str, d: &Device) -> Value {
+    let mut v = json!({
+        "id": d.id,
+        "push_provider": d.push_provider,
+        "user_id": user_id,
+        "created_at": ts(d.created_at),
+        "disabled": false,
+    });
+    if let (Some(name), Some(map)) = (&d.push_provider_name, v.as_object_mut()) {
+        map.insert("push_provider_name".into(), json!(name));
+    }
+    v
 }
 
 /// Custom fields: everything in `fields` not in `typed`.

@@ -125,6 +125,10 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
         map.insert("parent_id".into(), json!(parent));
         map.insert("show_in_channel".into(), json!(m.show_in_channel));
     }
+    if let Some(t) = &m.thread {
+        let users: Vec<Value> = t.participants.iter().map(|(id, _)| user(app, id)).collect();
+        map.insert("thread_participants".into(), Value::Array(users));
+    }
     flatten(&mut map, &m.custom);
     map.insert("custom".into(), Value::Object(m.custom.clone()));
     Value::Object(map)

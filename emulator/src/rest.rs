@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
-use crate::{actions, channels, devices, hiding, members, query, users};
+use crate::{actions, channels, devices, hiding, members, query, threads, users};
 
 /// Authenticates a REST request and runs its handler; returns the status and
 /// the body (without `duration`, which the caller adds).
@@ -97,6 +97,12 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["channels", t, id, "stop-watching"]) => {
             (created, actions::stop_watching(app, &r, &cid(t, id)?)?)
         }
+        (&Method::GET, ["messages", id, "replies"]) => {
+            (StatusCode::OK, threads::replies(app, &r, id)?)
+        }
+        (&Method::POST, ["threads"]) => (created, threads::query(app, &r)?),
+        (&Method::GET, ["threads", id]) => (StatusCode::OK, threads::get(app, &r, id)?),
+        (&Method::PATCH, ["threads", id]) => (StatusCode::OK, threads::update(app, &r, id)?),
         (&Method::GET, ["users"]) => (StatusCode::OK, users::query(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),
         (&Method::PATCH, ["users"]) => (StatusCode::OK, users::partial(app, &ident, &body)?),

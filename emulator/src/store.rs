@@ -1,9 +1,9 @@
-//! The emulator's in-memory state: per app, its users, channels (members,
-//! bounded message history, read state, watching connections) and open
-//! WebSocket connections with their bounded outbound queues. Everything here
-//! is plain data behind one mutex; no lock is held across an `.await`.
+//! The emulator's in-memory state: per app, its users, channels and open WebSocket connections
+//! with their bounded outbound queues and subscriptions (watches, presence). The records
+//! themselves are in `model`. Everything here is plain data behind one mutex; no lock is held
+//! across an `.await`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{App, Faults};
+pub(crate) use crate::model::{Channel, Device, Member, Message, ReadState, Thread, User};
 
 /// All apps, keyed by API key.
 pub(crate) struct Store {
@@ -31,6 +32,9 @@ pub(crate) struct AppData {
     pub conns: HashMap<String, Conn>,
     /// user id → connection ids; kept in step with `conns`.
     pub user_conns: HashMap<String, HashSet<String>>,
+    /// user id → connections following that user's presence; kept in step with each
+    /// `Conn::presence`, so a presence change costs its followers, not a scan of every connection.
+    pub followers: HashMap<String, HashSet<String>>,
     /// The app setting `revoke_tokens_issued_before` (`revokeTokens`): every user token issued
     /// before it, or without `iat`, is refused.
     pub revoke_tokens_issued_before: Option<OffsetDateTime>,
@@ -49,99 +53,6 @@ pub(crate) struct Conn {
     pub watching: HashSet<String>,
     /// Users whose presence this connection follows (`presence: true`; see `presence`).
     pub presence: HashSet<String>,
-}
-
-/// A user record. Typed fields are validated on the way in (see `users`).
-pub(crate) struct User {
-    pub id: String,
-    pub role: String,
-    /// name, image, language, teams, invisible, privacy_settings and custom
-    /// fields, as last upserted.
-    pub fields: Map<String, Value>,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub last_active: Option<OffsetDateTime>,
-    /// `revokeUserToken`: this user's tokens issued before it (or without `iat`) are refused.
-    /// Only a server token sets it.
-    pub revoke_tokens_issued_before: Option<OffsetDateTime>,
-    /// Push devices, oldest first, at most `MAX_DEVICES_PER_USER` (see `devices`).
-    pub devices: Vec<Device>,
-}
-
-/// A push device (`DeviceResponse`): registered by `POST /devices` or the connect payload.
-#[derive(Clone)]
-pub(crate) struct Device {
-    /// The push token; unique in the app.
-    pub id: String,
-    pub push_provider: String,
-    pub push_provider_name: Option<String>,
-    pub created_at: OffsetDateTime,
-}
-
-/// A channel with its members, history and read state.
-pub(crate) struct Channel {
-    pub kind: String,
-    pub id: String,
-    pub cid: String,
-    pub created_by: String,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub last_message_at: Option<OffsetDateTime>,
-    /// Custom channel data (`name`, `image`, …).
-    pub data: Map<String, Value>,
-    pub members: Vec<Member>,
-    /// The newest `MAX_MESSAGES_PER_CHANNEL` messages, oldest first.
-    pub messages: VecDeque<Message>,
-    pub message_count: u64,
-    /// user id → read state; every member has one.
-    pub reads: HashMap<String, ReadState>,
-    /// Connection ids watching this channel.
-    pub watchers: HashSet<String>,
-}
-
-pub(crate) struct Member {
-    pub user_id: String,
-    pub created_at: OffsetDateTime,
-    pub is_creator: bool,
-    /// Hidden for this member (`hide`) until shown or a new message arrives.
-    pub hidden: bool,
-    /// `hide` with `clear_history`: this member sees no message created before it.
-    pub hide_messages_before: Option<OffsetDateTime>,
-}
-
-// === impl Member ===
-
-impl Member {
-    pub(crate) fn new(user_id: String, is_creator: bool, now: OffsetDateTime) -> Self {
-        Self {
-            user_id,
-            created_at: now,
-            is_creator,
-            hidden: false,
-            hide_messages_before: None,
-        }
-    }
-}
-
-pub(crate) struct Message {
-    pub id: String,
-    pub user_id: String,
-    pub text: String,
-    pub parent_id: Option<String>,
-    pub show_in_channel: bool,
-    pub silent: bool,
-    pub attachments: Vec<Value>,
-    /// Custom message fields.
-    pub custom: Map<String, Value>,
-    pub reply_count: u32,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-}
-
-pub(crate) struct ReadState {
-    pub last_read: OffsetDateTime,
-    pub last_read_message_id: Option<String>,
-    pub unread: u32,
 }
 
 /// A connection just removed from the store, with what its removal changed for the other
@@ -245,6 +156,14 @@ impl AppData {
             set.remove(conn_id);
             if set.is_empty() {
                 self.user_conns.remove(&conn.user_id);
+            }
+        }
+        for followed in &conn.presence {
+            if let Some(set) = self.followers.get_mut(followed) {
+                set.remove(conn_id);
+                if set.is_empty() {
+                    self.followers.remove(followed);
+                }
             }
         }
         let now = OffsetDateTime::now_utc();

@@ -16,8 +16,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(head) = EventHead::parse(text) {
-        if let Audience::Watchers(cid) = head.audience() {
-            assert!(!cid.is_empty() && cid != "*");
+        match head.audience("me") {
+            Audience::Watchers(cid) => assert!(!cid.is_empty() && cid != "*"),
+            // Another user's presence, never the user's own.
+            Audience::Presence(user) => assert_ne!(user, "me"),
+            Audience::AllSessions | Audience::Gateway => {}
         }
         let sender = head.user.as_ref().map(|u| u.id.as_ref());
         if let Some(s) = sender {

@@ -45,6 +45,10 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Largest `user_details` object accepted on connect, Stream's documented 5 KB user limit
 /// (`limits.max_user_details_bytes`).
 pub const DEFAULT_MAX_USER_DETAILS: usize = 5 * 1024;
+/// Largest live `me` kept per user (`limits.max_me_bytes`): a change that would make it larger
+/// (many mutes, devices or blocked users) is not kept, the last good `me` is, and the hit is
+/// counted. A typical `me` is 1-2 KB; 256 KiB leaves room for a few hundred mutes.
+pub const DEFAULT_MAX_ME_BYTES: usize = 256 * 1024;
 
 /// Client sessions (WebSocket + long-poll) open at once (`limits.max_sessions`).
 pub const DEFAULT_MAX_SESSIONS: usize = 50_000;
@@ -94,6 +98,8 @@ pub struct Limits {
     /// `limits.max_user_details_bytes`: `user_details` in the connect payload
     /// ([`DEFAULT_MAX_USER_DETAILS`]).
     pub max_user_details_bytes: usize,
+    /// `limits.max_me_bytes`: the live `me` kept per user ([`DEFAULT_MAX_ME_BYTES`]).
+    pub max_me_bytes: usize,
     /// `limits.session_queue`: events queued per session before it is closed as a slow consumer
     /// ([`DEFAULT_SESSION_QUEUE`]).
     pub session_queue: usize,
@@ -144,6 +150,7 @@ impl Default for Limits {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             max_user_details_bytes: DEFAULT_MAX_USER_DETAILS,
+            max_me_bytes: DEFAULT_MAX_ME_BYTES,
             session_queue: DEFAULT_SESSION_QUEUE,
             rest_max_buffered_body: DEFAULT_REST_MAX_BUFFERED_BODY,
             rest_buffered_total: DEFAULT_REST_BUFFERED_TOTAL,

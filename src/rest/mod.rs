@@ -21,6 +21,7 @@ use crate::config::OnLookupFailure;
 use crate::error::EdgeError;
 use crate::http::{full, json, json_error, Body, ReqBody};
 use crate::privacy;
+use crate::session::me::RestChange as MeChange;
 use crate::session::{Hub, SessionId};
 use crate::state::Shared;
 use routes::Kind;
@@ -124,8 +125,11 @@ async fn forward(
         _lane = Some(lane);
     }
     let mut plan = plan(kind, &inbound);
+    plan.reads_body |= MeChange::reads_body(&parts.method, path);
     let (req_bytes, up_body, _budget) = request_body(&parts, body, plan.reads_body, shared).await?;
     let req_bytes = req_bytes.as_deref();
+    let identity = inbound.identity.as_ref();
+    let me_change = MeChange::of(&parts.method, path, parts.uri.query(), req_bytes, identity);
     if let Some(ack) = answer_typing(kind, &inbound, req_bytes, shared).await {
         return Ok(json(StatusCode::CREATED, ack));
     }
@@ -143,6 +147,7 @@ async fn forward(
     };
     let up = upstream_request(&parts, path, up_body, peer, &inbound, &plan, shared)?;
     let resp = send(up, shared).await?;
+    me_change.after(resp.status(), &shared.hubs, &inbound.app);
     let stop_forwarded = _lane.is_some();
     let out = outbound(resp, &parts, path, watching, &plan, &inbound, shared).await;
     if stop_forwarded {

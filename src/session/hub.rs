@@ -66,6 +66,8 @@ pub struct Hub {
     /// Cancelled when the hub retires; stops the upstream task.
     pub(super) cancel: CancellationToken,
     pub(super) metrics: Arc<Metrics>,
+    /// The user's `me`, kept current for sessions that join later.
+    pub(super) me: super::me::LiveMe,
     /// Held by every call that changes a channel subscription upstream until upstream answered
     /// (see `subscribe`), so they reach upstream in the order the gateway decided them.
     pub(super) lane: Arc<tokio::sync::Mutex<()>>,
@@ -103,6 +105,7 @@ impl Hub {
             metrics,
             lane: Arc::default(),
             bounds,
+            me: super::me::LiveMe::default(),
         }
     }
 

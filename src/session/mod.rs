@@ -16,6 +16,7 @@ pub mod event;
 mod hub;
 pub mod longpoll;
 pub mod mailbox;
+pub mod me;
 mod notify;
 mod route;
 pub mod subscribe;

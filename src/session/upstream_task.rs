@@ -113,6 +113,7 @@ async fn serve(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
+                    super::me::on_event(hub, hubs, frame.as_str());
                     if let Some(user) = updated_user(frame.as_str()) {
                         hubs.learn_user(app, user.get());
                     }

@@ -21,6 +21,9 @@ pub struct ConnectRequest {
     pub user_id: String,
     /// `user_details` as sent (a JSON object with `id`), forwarded upstream verbatim.
     pub details: Box<RawValue>,
+    /// The push device to register for the user (validated; `None` when absent or `null`).
+    /// Boxed: most connects have none, and the request travels by value.
+    pub device: Option<Box<crate::session::me::Device>>,
 }
 
 #[derive(Deserialize)]
@@ -29,7 +32,9 @@ struct Payload<'a> {
     user_id: Option<Cow<'a, str>>,
     #[serde(default)]
     user_details: Option<Box<RawValue>>,
-    // Other keys (device, client_request_id, and the Flutter SDK's
+    #[serde(default)]
+    device: Option<Box<RawValue>>,
+    // Other keys (client_request_id, and the Flutter SDK's
     // server_determines_connection_id and user_token) are accepted and ignored.
 }
 
@@ -123,6 +128,9 @@ pub async fn open(
             r = attach => r?,
             _ = shared.shutdown.cancelled() => return Err(EdgeError::Draining),
         };
+        let device = req.device.as_deref();
+        let device = device.filter(|_| prepared.identity.kind != crate::auth::TokenKind::Anonymous);
+        crate::session::me::register_device(&att, device, &shared.hubs).await;
         Ok((prepared, att))
     };
     opened.await.inspect_err(|e| {
@@ -213,6 +221,14 @@ pub fn parse(
         (Some(d), None) => with_id(d.get(), &user_id)?,
         (None, _) => with_id("{}", &user_id)?,
     };
+    // A malformed device is refused like malformed details (code 4), not silently ignored: the
+    // app would otherwise never learn why its pushes do not arrive.
+    let device = match &payload.device {
+        Some(d) => crate::session::me::Device::parse(d.get())
+            .map_err(|e| EdgeError::BadInput(e.to_string()))?
+            .map(Box::new),
+        None => None,
+    };
     let anonymous = match auth_type.as_deref() {
         None | Some("jwt") | Some("") => false,
         Some("anonymous") => true,
@@ -228,6 +244,7 @@ pub fn parse(
         anonymous,
         user_id,
         details,
+        device,
     })
 }
 

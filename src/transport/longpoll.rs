@@ -137,7 +137,7 @@ async fn open(
     let (prepared, att) = connect::open(prepared, Transport::LongPoll, shared).await?;
     let body = format!(
         "{{\"event\":{}}}",
-        super::frames::connected(&att.id, &att.ready.me)
+        super::frames::connected(&att.id, &att.me())
     );
     let id = att.id.clone();
     shared

@@ -92,7 +92,7 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, At
             return None;
         }
     };
-    let first = frames::connected(&att.id, &att.ready.me);
+    let first = frames::connected(&att.id, &att.me());
     if ws.send(Message::text(first)).await.is_err() {
         return None;
     }

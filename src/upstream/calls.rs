@@ -190,27 +190,34 @@ pub async fn update_user(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_managed_fields_never_forwarded() {
-        let details: Map<String, Value> = serde_json::from_str(
-            r#"{"id":"a","name":"A","role":"admin","teams":["t"],"teams_role":{"t":"admin"},
-                "banned":false,"revoke_tokens_issued_before":null,"deactivated_at":null,
-                "invisible":true,"privacy_settings":{"read_receipts":{"enabled":false}},
-                "color":"red","custom":{"role":"admin","hobby":"x"}}"#,
-        )
-        .unwrap();
-        let out = self_editable(&details);
-        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            ["color", "custom", "invisible", "name", "privacy_settings"]
-        );
-        assert_eq!(out["custom"], serde_json::json!({"hobby":"x"}));
-    }
+/// Registers a push device for `user` (`POST /devices`) with that user's own authority, its `iat`
+/// never before the user's revocation cutoff. `body` is a `CreateDeviceRequest` that names no
+/// user: the token's user is the one the device is for. Returns upstream's status.
+///
+/// # Errors
+/// As [`call`].
+pub async fn create_device(
+    upstream: &Upstream,
+    app: &str,
+    user: &str,
+    not_before_ms: Option<i64>,
+    body: String,
+) -> Result<StatusCode, UpstreamError> {
+    let authority = Authority::User {
+        id: user,
+        not_before_ms,
+    };
+    let (status, _) = call(
+        upstream,
+        app,
+        authority,
+        Method::POST,
+        "/devices",
+        "",
+        Some(body),
+    )
+    .await?;
+    Ok(status)
 }
 
 /// Unwatches `cid` on the user's upstream connection `connection_id`, with that user's own
@@ -263,5 +270,28 @@ pub async fn stop_watching(
         Err(UpstreamError::Protocol(format!(
             "stop-watching answered {status}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_managed_fields_never_forwarded() {
+        let details: Map<String, Value> = serde_json::from_str(
+            r#"{"id":"a","name":"A","role":"admin","teams":["t"],"teams_role":{"t":"admin"},
+                "banned":false,"revoke_tokens_issued_before":null,"deactivated_at":null,
+                "invisible":true,"privacy_settings":{"read_receipts":{"enabled":false}},
+                "color":"red","custom":{"role":"admin","hobby":"x"}}"#,
+        )
+        .unwrap();
+        let out = self_editable(&details);
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["color", "custom", "invisible", "name", "privacy_settings"]
+        );
+        assert_eq!(out["custom"], serde_json::json!({"hobby":"x"}));
     }
 }

@@ -322,4 +322,41 @@ describe('multiplexing', () => {
     // dave is unaffected.
     assert.equal(await upstreamCount(daveId), 1);
   });
+
+  test('a later session gets the current me: unread counts, profile and devices', TEST_OPTS, async () => {
+    const carolId = uid('carol');
+    const daveId = uid('dave');
+    // carol's first session watches nothing: dave's messages reach it as notifications.
+    const { client: carol1, response: first } = await connect(carolId);
+    assert.equal(first.me.total_unread_count, 0);
+    const { daveChans } = await daveWithChannels(daveId, carolId, [uid('me')]);
+    const second = waitForEvent(carol1, 'notification.message_new', (e) => e.total_unread_count === 2);
+    await daveChans[0].sendMessage({ text: 'one' });
+    await daveChans[0].sendMessage({ text: 'two' });
+    await second;
+
+    // A later session, with a push device: its me has the counts of now, not of the upstream's open.
+    const device = { id: uid('push'), push_provider: 'firebase' };
+    const { client: carol2, response: r2 } = await connect(carolId, { clientOptions: { device } });
+    assert.equal(r2.me.total_unread_count, 2, 'current unread count in the connect answer');
+    assert.equal(carol2.user.unread_channels, 1, "the SDK's client.user has it");
+    assert.ok(r2.me.devices.some((d) => d.id === device.id), 'its own device is registered');
+
+    // A device added through the SDK, and a profile change, show in the next session's me.
+    const added = uid('push');
+    await carol2.addDevice(added, 'apn');
+    const renamed = waitForEvent(carol1, 'user.updated', (e) => e.user?.name === 'Carol Two');
+    await carol2.partialUpdateUser({ id: carolId, set: { name: 'Carol Two' } });
+    await renamed;
+    const { client: carol3, response: r3 } = await connect(carolId, { user: { name: 'Carol Two' } });
+    const ids = r3.me.devices.map((d) => d.id).sort();
+    assert.deepEqual(ids, [device.id, added].sort(), 'me.devices as upstream lists them');
+    assert.deepEqual(
+      (await carol3.getDevices()).devices.map((d) => d.id).sort(),
+      ids,
+      "me.devices matches upstream's own list",
+    );
+    assert.equal(carol3.user.name, 'Carol Two');
+    assert.equal(carol3.user.total_unread_count, 2);
+  });
 });

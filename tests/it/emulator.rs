@@ -1,6 +1,8 @@
 //! Integration tests of the embedded Stream emulator, run against `serve()`
 //! on `127.0.0.1:0`: WebSocket handshake and errors, heartbeat, event
-//! routing between watchers, users, REST errors, abrupt drops and shutdown.
+//! routing between watchers, users, REST errors, abrupt drops and shutdown; the
+//! submodules cover who receives what per connection (`recipients`, `presence`,
+//! `hiding`, `members`, `threads`) and devices.
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
@@ -20,6 +22,8 @@ mod recipients;
 mod schema;
 #[path = "emulator/support.rs"]
 mod support;
+#[path = "emulator/threads.rs"]
+mod threads;
 
 use std::time::Duration;
 

@@ -446,3 +446,60 @@ async fn presence_goes_to_the_tabs_that_asked() {
         "no presence for a tab that did not ask: {ev}"
     );
 }
+
+/// Sends a message as `user` to `messaging:{channel}` (a reply when `parent` is given); its id.
+async fn message(
+    gw: &TestGateway,
+    user: &str,
+    channel: &str,
+    text: &str,
+    parent: Option<&str>,
+) -> String {
+    let url = format!(
+        "{}/channels/messaging/{channel}/message?user_id={user}&api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let mut msg = json!({"text": text});
+    if let Some(p) = parent {
+        msg["parent_id"] = json!(p);
+    }
+    let tok = gw.token(user, None);
+    let body = json!({ "message": msg }).to_string();
+    let (status, text) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["message"]["id"].as_str().unwrap().to_string()
+}
+
+/// Point 6 (threads): `getThread` and `queryThreads` with `watch` subscribe the calling tab to the
+/// thread's channel, so replies reach a Threads view.
+#[tokio::test]
+async fn thread_watches_are_tracked() {
+    let (gw, _gate, _stop) = gated().await;
+    let (mut t1, c1) = gw.connect("th-a").await;
+    let (mut t2, c2) = gw.connect("th-a").await;
+    let (_b, cb) = gw.connect("th-b").await;
+    gw.watch("th-b", &cb, "th-ch", &["th-a", "th-b"]).await;
+    let parent = message(&gw, "th-a", "th-ch", "topic", None).await;
+    let tok = gw.token("th-a", None);
+    let url = format!(
+        "{}/threads/{parent}?watch=true&user_id=th-a&api_key={DEV_API_KEY}&connection_id={c1}",
+        gw.base
+    );
+    let (status, text) = http(Method::GET, &url, None, &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    message(&gw, "th-b", "th-ch", "first reply", Some(&parent)).await;
+    let ev = until(&mut t1, "message.new").await;
+    assert_eq!(ev["message"]["parent_id"], parent.as_str(), "{ev}");
+
+    let url = format!(
+        "{}/threads?user_id=th-a&api_key={DEV_API_KEY}&connection_id={c2}",
+        gw.base
+    );
+    let body = json!({"watch": true, "limit": 10}).to_string();
+    let (status, text) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    message(&gw, "th-b", "th-ch", "second reply", Some(&parent)).await;
+    let ev = until(&mut t2, "message.new").await;
+    assert_eq!(ev["message"]["text"], "second reply", "{ev}");
+}

@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod longpoll;
 mod lp_front;
+mod me;
 mod multiplex;
 mod observability;
 mod privacy;

@@ -17,13 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::*;
 
 /// A TCP proxy that records every byte the gateway sends upstream (plain HTTP/1.1 on loopback).
-struct Recorder {
-    addr: SocketAddr,
-    sent: Arc<Mutex<Vec<u8>>>,
+pub(crate) struct Recorder {
+    pub(crate) addr: SocketAddr,
+    pub(crate) sent: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Recorder {
-    async fn start(target: SocketAddr) -> Self {
+    pub(crate) async fn start(target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -62,7 +62,7 @@ impl Recorder {
     }
 
     /// The first recorded request whose request line starts with `start`: (head, body).
-    fn request(&self, start: &str) -> Option<(String, String)> {
+    pub(crate) fn request(&self, start: &str) -> Option<(String, String)> {
         let sent = String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned();
         let at = sent.find(start)?;
         let rest = &sent[at..];
@@ -79,14 +79,14 @@ impl Recorder {
     }
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
 
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("a JWT");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)

@@ -68,6 +68,16 @@ async fn hide_and_show_reach_every_connection_of_the_member() {
         bob.drain().await.is_empty(),
         "hiding is the member's own business"
     );
+    // A later connection's `me` lists it.
+    let fresh = h.connect("alice").await;
+    assert_eq!(
+        fresh.hello["me"]["latest_hidden_channels"],
+        json!(["messaging:room"])
+    );
+    fresh.close().await;
+    for ws in [&mut watching, &mut idle] {
+        ws.drain().await;
+    }
     assert_eq!(cids(&a, mine.clone()).await, ["messaging:other"]);
     assert_eq!(
         cids(&b, json!({"members": {"$in": ["bob"]}})).await.len(),

@@ -118,6 +118,20 @@ async fn presence_events_go_to_the_connections_that_subscribed() {
         .await;
     assert_eq!(follows.drain_types().await, ["user.updated"]);
     assert_eq!(other_tab.drain_types().await, ["user.updated"]);
+    // `POST /channels` with presence: bob's connection follows the members of what it returned.
+    let body = json!({"filter_conditions": {"members": {"$in": ["bob"]}}, "presence": true});
+    h.client("bob")
+        .post_conn("/channels", &bob, body, "QueryChannelsResponse")
+        .await;
+    bob.drain().await;
+    let patch = json!({"users": [{"id": "carol", "set": {"invisible": false}}]});
+    server
+        .send("PATCH", "/users", patch, 200, "UpdateUsersResponse")
+        .await;
+    assert_eq!(
+        bob.drain_types().await,
+        ["user.updated", "user.presence.changed"]
+    );
     // A connection_id that is not the caller's is refused, as for watches.
     let bad = json!({"state": true, "presence": true});
     let (status, err) = a

@@ -148,6 +148,33 @@ fn known_event_types_map_to_their_schemas() {
     );
     assert_eq!(event_schema("user.watching.stop"), "UserWatchingStopEvent");
     assert_eq!(event_schema("poke"), "CustomEvent");
+    // Every server event type the emulator sends has a schema of its own: a misspelt type would
+    // fall through to the lax `CustomEvent` and pass validation unnoticed.
+    for (kind, schema) in [
+        ("user.presence.changed", "UserPresenceChangedEvent"),
+        ("user.updated", "UserUpdatedEvent"),
+        ("channel.hidden", "ChannelHiddenEvent"),
+        ("channel.visible", "ChannelVisibleEvent"),
+        ("channel.updated", "ChannelUpdatedEvent"),
+        ("member.added", "MemberAddedEvent"),
+        ("member.removed", "MemberRemovedEvent"),
+        (
+            "notification.added_to_channel",
+            "NotificationAddedToChannelEvent",
+        ),
+        (
+            "notification.removed_from_channel",
+            "NotificationRemovedFromChannelEvent",
+        ),
+        ("notification.message_new", "NotificationNewMessageEvent"),
+        (
+            "notification.thread_message_new",
+            "NotificationThreadMessageNewEvent",
+        ),
+        ("thread.updated", "ThreadUpdatedEvent"),
+    ] {
+        assert_eq!(event_schema(kind), schema, "{kind}");
+    }
 }
 
 #[test]
