@@ -219,8 +219,18 @@ async function perform(run, ids, baseURL, op, i) {
       case 'removeMember':
         await channelOf(tab, ids, op.channel).removeMembers([ids.user(op.target)]);
         break;
+      case 'reply':
+        await channelOf(tab, ids, op.channel).sendMessage({
+          id: `m${i}-${run.tag}`,
+          text: `reply ${i}`,
+          parent_id: `m${op.parent}-${run.tag}`,
+        });
+        break;
       case 'queryThreads':
         await tab.client.queryThreads({ watch: true });
+        break;
+      case 'getThread':
+        await tab.client.getThread(`m${op.parent}-${run.tag}`, { watch: true });
         break;
       default:
         throw new Error(`unknown op ${op.op}`);

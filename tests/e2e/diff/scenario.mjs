@@ -49,7 +49,10 @@ export const OP_WEIGHTS = {
   show: 2,
   addMember: 1,
   removeMember: 1,
+  // A reply in a thread of an earlier message (threads exist only when the emulator has them).
+  reply: 3,
   queryThreads: 1,
+  getThread: 1,
 };
 
 /** Operations that need an embedded-upstream route, with the probe that shows it exists. */
@@ -58,7 +61,9 @@ export const OPS_NEEDING_ROUTES = {
   show: 'show',
   addMember: 'members',
   removeMember: 'members',
+  reply: 'threads',
   queryThreads: 'threads',
+  getThread: 'threads',
 };
 
 /** Messages a `raceQuery` sends while the query is in flight. */
@@ -91,6 +96,10 @@ export function generate(seed, { ops, length }) {
   const membership = channels.map((ch) => new Set(ch.members));
   // Channels each user has hidden: queryChannels leaves them out, and a new message shows them.
   const hidden = users.map(() => new Set());
+  // Steps whose op sent a top-level message, per channel: parents for replies and getThread.
+  const sent = channels.map(() => []);
+  // Parents that have at least one reply (getThread and queryThreads find a thread there).
+  const threads = [];
   const weighted = Object.entries(OP_WEIGHTS).filter(([name]) => ops.has(name));
   const script = [];
   let guard = 0;
@@ -100,13 +109,13 @@ export function generate(seed, { ops, length }) {
     const t = r.int(0, users[u].tabs - 1);
     const tab = tabs[u][t];
     const mine = memberOf(u);
-    const op = makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops, hidden });
+    const op = makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops, hidden, sent, threads, step: script.length });
     if (op) script.push(op);
   }
   return { seed, users, channels, ops: script };
 }
 
-function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops, hidden }) {
+function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, ops, hidden, sent, threads, step }) {
   const shown = (c) => hidden.forEach((set) => set.delete(c));
   const base = { op: name, user: u, tab: t };
   const openTabsOf = (v) => tabs[v].map((x, i) => (x.open ? i : -1)).filter((i) => i >= 0);
@@ -143,6 +152,7 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, o
       const c = r.pick(mine);
       tab.inst.add(c);
       shown(c);
+      sent[c].push(step);
       return { ...base, channel: c };
     }
     case 'typing': {
@@ -223,6 +233,19 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, o
       else members.delete(target);
       return { ...base, channel: c, target };
     }
+    case 'reply': {
+      const options = mine.filter((c) => sent[c].length);
+      if (!options.length) return null;
+      const c = r.pick(options);
+      const parent = r.pick(sent[c]);
+      tab.inst.add(c);
+      if (!threads.includes(parent)) threads.push(parent);
+      return { ...base, channel: c, parent };
+    }
+    case 'getThread': {
+      if (!threads.length) return null;
+      return { ...base, parent: r.pick(threads) };
+    }
     case 'queryThreads':
       return base;
     default:
@@ -256,6 +279,7 @@ export function describeOp(op, i) {
   if (op.channel !== undefined) parts.push(`c${op.channel}`);
   if (op.sender) parts.push(`sender u${op.sender.user}/t${op.sender.tab} x${op.burst}`);
   if (op.target !== undefined) parts.push(`target u${op.target}`);
+  if (op.parent !== undefined) parts.push(`parent m${op.parent}`);
   if (op.other !== undefined) parts.push(`while u${op.user}/t${op.other} watches`);
   if (op.presence !== undefined) parts.push(`presence=${op.presence}`);
   if (op.start !== undefined) parts.push(op.start ? 'start' : 'stop');
