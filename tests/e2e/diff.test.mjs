@@ -44,6 +44,11 @@ export const GATEWAY_PENDING = new Map([
   // A thread reply in a channel one tab watches: the oracle's other tabs of a member (not
   // watching) get notification.thread_message_new; through the gateway they get nothing.
   ['reply', 'issue 15 #8: notification.thread_message_new not synthesised for the non-watching tabs'],
+  // A getThread with watch makes its tab watch the thread's channel: the oracle's other tabs of
+  // that user (not watching) then get notification.message_new for the channel, through the
+  // gateway none; and the tab's channel state shows watcher_count 0 where the oracle has the count.
+  // (Only reachable with reply, which makes threads.)
+  ['getThread', 'issue 15 #6/#8: thread watch: no notification.message_new for the other tabs; watcher_count 0'],
 ]);
 
 before(() => requireEnv());

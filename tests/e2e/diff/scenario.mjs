@@ -190,7 +190,10 @@ function makeOp(r, name, { u, t, tab, tabs, mine, channels, users, membership, o
       if (!options.length) return null;
       // Not on a channel this user hid: the burst shows it again, so whether the query returns it
       // would depend on timing even on the oracle.
-      const visible = options.filter((o) => !hidden[u].has(o.c));
+      // Both still members (a removed member's query does not return the channel).
+      const visible = options.filter(
+        (o) => !hidden[u].has(o.c) && membership[o.c].has(u) && membership[o.c].has(o.v),
+      );
       if (!visible.length) return null;
       const { c, v, s } = r.pick(visible);
       tabs[v][s].inst.add(c);
