@@ -66,6 +66,7 @@ pub enum Limit {
     RestBufferedTotalBytes,
     RevocationCapacity,
     WatchHoldEvents,
+    WatchesPerSession,
     PresenceUsersPerSession,
     ChannelInfoBytes,
     MaxMeBytes,
@@ -73,7 +74,7 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, so each label is pre-created at 0.
-    pub const ALL: [Limit; 19] = [
+    pub const ALL: [Limit; 20] = [
         Limit::MaxConnections,
         Limit::MaxSessions,
         Limit::MaxSessionsPerUser,
@@ -90,6 +91,7 @@ impl Limit {
         Limit::RestBufferedTotalBytes,
         Limit::RevocationCapacity,
         Limit::WatchHoldEvents,
+        Limit::WatchesPerSession,
         Limit::PresenceUsersPerSession,
         Limit::ChannelInfoBytes,
         Limit::MaxMeBytes,
@@ -114,6 +116,7 @@ impl Limit {
             Limit::RestBufferedTotalBytes => "rest_buffered_total_bytes",
             Limit::RevocationCapacity => "revocation_capacity",
             Limit::WatchHoldEvents => "watch_hold_events",
+            Limit::WatchesPerSession => "watches_per_session",
             Limit::PresenceUsersPerSession => "presence_users_per_session",
             Limit::ChannelInfoBytes => "channel_info_bytes",
             Limit::MaxMeBytes => "max_me_bytes",
@@ -307,7 +310,7 @@ impl Metrics {
         for outcome in ["ok", "error"] {
             self.tls_reloads.with_label_values(&[outcome]);
         }
-        for via in ["stop_watching", "session_closed"] {
+        for via in ["stop_watching", "session_closed", "orphan"] {
             for outcome in ["ok", "error"] {
                 self.subscriptions_released
                     .with_label_values(&[via, outcome]);

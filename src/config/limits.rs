@@ -64,6 +64,9 @@ pub const DEFAULT_CONNECT_RATE_TRACKED: u64 = 100_000;
 /// Events held for a session while its watching call is in flight, before the session is closed
 /// with a reconnect code (`limits.watch_hold_events`).
 pub const DEFAULT_WATCH_HOLD_EVENTS: usize = 1024;
+/// Channels one session may watch (`limits.watches_per_session`); further watches are not
+/// registered (their events are not delivered to it) and are counted.
+pub const DEFAULT_WATCHES_PER_SESSION: usize = 5_000;
 /// Users one session may subscribe to the presence of before it gets every presence event of its
 /// user's upstream connection (`limits.presence_users_per_session`).
 pub const DEFAULT_PRESENCE_USERS_PER_SESSION: usize = 5_000;
@@ -131,6 +134,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// `limits.watch_hold_events` ([`DEFAULT_WATCH_HOLD_EVENTS`]).
     pub watch_hold_events: usize,
+    /// `limits.watches_per_session` ([`DEFAULT_WATCHES_PER_SESSION`]).
+    pub watches_per_session: usize,
     /// `limits.presence_users_per_session` ([`DEFAULT_PRESENCE_USERS_PER_SESSION`]).
     pub presence_users_per_session: usize,
     /// `limits.channel_info_bytes` ([`DEFAULT_CHANNEL_INFO_BYTES`]).
@@ -162,6 +167,7 @@ impl Default for Limits {
             connect_rate_tracked_ips: DEFAULT_CONNECT_RATE_TRACKED,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             watch_hold_events: DEFAULT_WATCH_HOLD_EVENTS,
+            watches_per_session: DEFAULT_WATCHES_PER_SESSION,
             presence_users_per_session: DEFAULT_PRESENCE_USERS_PER_SESSION,
             channel_info_bytes: DEFAULT_CHANNEL_INFO_BYTES,
             trusted_proxies: Vec::new(),

@@ -21,7 +21,7 @@ use crate::config::OnLookupFailure;
 use crate::error::EdgeError;
 use crate::http::{full, json, json_error, Body, ReqBody};
 use crate::privacy;
-use crate::session::me::RestChange as MeChange;
+use crate::session::device::RestChange as MeChange;
 use crate::session::{Hub, SessionId};
 use crate::state::Shared;
 use routes::Kind;
@@ -113,8 +113,12 @@ async fn forward(
 ) -> Result<Response<Body>, EdgeError> {
     let (parts, body) = req.into_parts();
     let inbound = inbound(&parts, shared)?;
+    let mut plan = plan(kind, &inbound);
+    plan.reads_body |= MeChange::reads_body(&parts.method, path);
+    let (req_bytes, up_body, _budget) = request_body(&parts, body, plan.reads_body, shared).await?;
     // A stop-watching is decided in the user's subscription lane and forwarded holding it, so it
-    // cannot overtake a later watch of the same channel on the way upstream.
+    // cannot overtake a later watch of the same channel on the way upstream. Its (small) body was
+    // read first: a slow client cannot hold the lane.
     let mut _lane = None;
     if let (Kind::StopWatching { cid }, Some(b)) = (kind, &inbound.bound) {
         let lane = b.hub.lane().await;
@@ -124,9 +128,6 @@ async fn forward(
         }
         _lane = Some(lane);
     }
-    let mut plan = plan(kind, &inbound);
-    plan.reads_body |= MeChange::reads_body(&parts.method, path);
-    let (req_bytes, up_body, _budget) = request_body(&parts, body, plan.reads_body, shared).await?;
     let req_bytes = req_bytes.as_deref();
     let identity = inbound.identity.as_ref();
     let me_change = MeChange::of(&parts.method, path, parts.uri.query(), req_bytes, identity);
@@ -142,7 +143,13 @@ async fn forward(
     // A watching call takes the user's subscription lane and, until its answer is read, holds the
     // events of channels the session does not watch yet: none is lost while it is in flight.
     let watching = match (&inbound.bound, plan.asks.watch) {
-        (Some(b), true) => Some(b.hub.begin_watch(&b.id).await),
+        (Some(b), true) => {
+            let only = match kind {
+                Kind::QueryChannel { cid: Some(cid) } => Some(cid.as_str()),
+                _ => None,
+            };
+            Some(b.hub.begin_watch(&b.id, only).await)
+        }
         _ => None,
     };
     let up = upstream_request(&parts, path, up_body, peer, &inbound, &plan, shared)?;
@@ -421,7 +428,11 @@ fn plan(kind: &Kind, inbound: &Inbound) -> Plan {
     let subscribes = inbound.bound.is_some() && kind.subscribes();
     let posts = !matches!(kind, Kind::GetThread | Kind::QueryUsers);
     Plan {
-        reads_body: (subscribes && posts) || matches!(kind, Kind::SendEvent { .. } | Kind::Users),
+        reads_body: (subscribes && posts)
+            || matches!(
+                kind,
+                Kind::SendEvent { .. } | Kind::Users | Kind::StopWatching { .. }
+            ),
         subscribes,
         requester: requester.filter(|_| carries_state && !inbound.app.is_empty()),
         learn_users: matches!(kind, Kind::Users) && !inbound.app.is_empty(),
@@ -494,9 +505,14 @@ async fn read_response(
             "upstream answered a compressed body the gateway must filter".into(),
         ));
     }
-    read_limited(rbody, shared.config.limits.rest_max_buffered_response)
-        .await
-        .map_err(|_| unfilterable(shared, "too_large", "upstream response too large".into()))
+    // Bounded in time too: a watching call holds the user's subscription lane while it reads.
+    let read = read_limited(rbody, shared.config.limits.rest_max_buffered_response);
+    match tokio::time::timeout(shared.config.upstream.request_timeout, read).await {
+        Err(_) => Err(EdgeError::UpstreamTimeout),
+        Ok(r) => {
+            r.map_err(|_| unfilterable(shared, "too_large", "upstream response too large".into()))
+        }
+    }
 }
 
 /// True when a body carries any content coding but `identity`: the gateway cannot read it.

@@ -169,21 +169,21 @@ pub(super) fn answered(asks: &Asks, body: &[u8]) -> (Vec<Watched>, Vec<String>) 
         watched.push(Watched {
             cid,
             channel: Some(channel),
-            member: s.membership.is_some(),
+            member: Some(s.membership.is_some()),
         });
     }
     for t in a.threads.into_iter().chain(a.thread) {
         watched.push(Watched {
             cid: t.channel_cid,
             channel: t.channel,
-            member: false,
+            member: None,
         });
     }
     for cid in &asks.sync_cids {
         watched.push(Watched {
             cid: cid.clone(),
             channel: None,
-            member: false,
+            member: None,
         });
     }
     if asks.presence {
@@ -213,7 +213,7 @@ mod tests {
         let q = br#"{"channels":[{"channel":{"cid":"m:a","type":"m"},"membership":{"user_id":"u"},"members":[{"user_id":"u"},{"user":{"id":"v"}}]},{"channel":{"cid":"m:b"},"membership":null}],"duration":"1ms"}"#;
         let (w, users) = answered(&watch, q);
         assert_eq!(cids(&w), vec!["m:a", "m:b"]);
-        assert!(w[0].member && !w[1].member);
+        assert_eq!((w[0].member, w[1].member), (Some(true), Some(false)));
         assert_eq!(users, vec!["u", "v"]);
         let one = br#"{"channel":{"cid":"m:c","type":"m"},"messages":[]}"#;
         assert_eq!(cids(&answered(&watch, one).0), vec!["m:c"]);

@@ -55,6 +55,8 @@ pub(super) struct State {
     pub(super) channels: HashMap<Cid, ChannelInfo>,
     /// The watching call in flight (at most one: they hold the lane), with its held events.
     pub(super) in_flight: Option<InFlight>,
+    /// Channels a release upstream is under way for (so an orphan is released once at a time).
+    pub(super) releasing: std::collections::HashSet<Cid>,
 }
 
 /// Sessions of one (app, user) sharing one upstream connection.
@@ -75,11 +77,12 @@ pub struct Hub {
     pub(super) bounds: Bounds,
 }
 
-/// The bounds a hub applies (`limits.watch_hold_events`, `limits.presence_users_per_session`,
-/// `limits.channel_info_bytes`).
+/// The bounds a hub applies (`limits.watch_hold_events`, `limits.watches_per_session`,
+/// `limits.presence_users_per_session`, `limits.channel_info_bytes`).
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
     pub hold_events: usize,
+    pub watches_per_session: usize,
     pub presence_users: usize,
     pub channel_info_bytes: usize,
 }

@@ -14,22 +14,15 @@
 //! Counters are kept apart and laid over the `me` only when a session asks for it: they change
 //! with most `message.new` frames and must not cost a parse of the whole `me` each time.
 
-mod device;
 #[cfg(test)]
 mod tests;
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-
-use super::hub::{Hub, Ready, Status};
-use super::{Attachment, Hubs};
-use crate::metrics::Limit;
-
-pub use device::{register_device, Device, DeviceError, RestChange};
 
 /// Fields a `user.updated` that lacks them leaves as they are; any other field it lacks was
 /// removed (the SDK's `_handleUserEvent`). They are the `OwnUserResponse` fields a
@@ -380,79 +373,4 @@ impl LiveMe {
 
 fn is_user(raw: &RawValue, user: &str) -> bool {
     serde_json::from_str::<Id<'_>>(raw.get()).is_ok_and(|u| u.id == user)
-}
-
-/// The hub's upstream connection's handshake, once ready.
-fn ready(hub: &Hub) -> Option<Arc<Ready>> {
-    match &*hub.status.borrow() {
-        Status::Ready(r) => Some(r.clone()),
-        _ => None,
-    }
-}
-
-/// Counts one change of a hub's `me`.
-fn count(hub: &Hub, change: Change) {
-    if change == Change::TooLarge {
-        hub.metrics.limit_hit(Limit::MaxMeBytes);
-    }
-    if change != Change::None {
-        hub.metrics
-            .me_changes
-            .with_label_values(&[change.label()])
-            .inc();
-    }
-}
-
-/// Hook for every upstream frame of `hub`, before it is routed (or dropped as not watched).
-pub(super) fn on_event(hub: &Hub, hubs: &Hubs, frame: &str) {
-    let Some(ready) = ready(hub) else { return };
-    let max = hubs.inner.limits.max_me_bytes;
-    count(hub, hub.me.apply_event(frame, &hub.user, &ready.me, max));
-}
-
-/// Applies `f` to `hub`'s `me` (a change learned outside the event stream) and counts it.
-fn edit_hub(
-    hub: &Hub,
-    hubs: &Hubs,
-    done: Change,
-    f: impl FnOnce(&mut Map<String, Value>),
-) -> Change {
-    let Some(ready) = ready(hub) else {
-        return Change::None;
-    };
-    let max = hubs.inner.limits.max_me_bytes;
-    let change = hub.me.edit(&ready.me, max, done, f);
-    count(hub, change);
-    change
-}
-
-impl Hubs {
-    /// The hub of (`app`, `user`), if one is open.
-    pub(crate) fn hub_of(&self, app: &str, user: &str) -> Option<Arc<Hub>> {
-        super::lock(&self.inner.hubs)
-            .get(&(Arc::from(app), Arc::from(user)))
-            .cloned()
-    }
-}
-
-impl Attachment {
-    /// The `me` of this session's first frame: its hub's live `me`, current now
-    /// (`stream_edge_me_refreshes_total{outcome}`).
-    pub fn me(&self) -> Cow<'_, RawValue> {
-        let current = self.hub.me.current(&self.ready.me);
-        let outcome = if current.is_some() {
-            "updated"
-        } else {
-            "unchanged"
-        };
-        self.hub
-            .metrics
-            .me_refreshes
-            .with_label_values(&[outcome])
-            .inc();
-        match current {
-            Some(me) => Cow::Owned(me),
-            None => Cow::Borrowed(&*self.ready.me),
-        }
-    }
 }

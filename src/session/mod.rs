@@ -11,6 +11,7 @@
 
 pub mod app_settings;
 mod backoff;
+pub mod device;
 pub mod end;
 pub mod event;
 mod hub;
@@ -18,6 +19,7 @@ pub mod longpoll;
 pub mod mailbox;
 pub mod me;
 mod notify;
+mod refresh;
 mod route;
 pub mod subscribe;
 mod upstream_task;
@@ -300,6 +302,7 @@ impl Hubs {
                     self.inner.metrics.clone(),
                     Bounds {
                         hold_events: limits.watch_hold_events,
+                        watches_per_session: limits.watches_per_session,
                         presence_users: limits.presence_users_per_session,
                         channel_info_bytes: limits.channel_info_bytes,
                     },
@@ -353,10 +356,10 @@ impl Hubs {
             let mut st = hub.lock();
             let removed = st.sessions.remove(id).is_some();
             st.presence.remove(id);
-            let orphaned = st.watches.remove_session(id);
-            for cid in &orphaned {
-                st.channels.remove(cid);
-            }
+            // The channel objects stay until the release is done: meanwhile upstream still sends
+            // the channel event, and the remaining tabs get its notification form.
+            let mut orphaned = st.watches.remove_session(id);
+            orphaned.retain(|cid| st.releasing.insert(cid.clone()));
             let retired = st.retired;
             (
                 removed,
@@ -369,9 +372,12 @@ impl Hubs {
             // A closed (or reconnecting) tab's channels that no other tab watches are released
             // upstream now, not when the hub retires: other users see `user.watching.stop`, and
             // the user's other tabs get `notification.*` for them again.
-            self.inner
-                .tasks
-                .spawn(subscribe::release(self.clone(), hub.clone(), orphaned));
+            self.inner.tasks.spawn(subscribe::release(
+                self.clone(),
+                hub.clone(),
+                orphaned,
+                "session_closed",
+            ));
         }
         if removed {
             self.inner
@@ -454,6 +460,33 @@ impl Hubs {
     pub fn learn_users_response(&self, app: &str, body: &[u8]) {
         for id in self.inner.revocations.learn_users_response(app, body) {
             self.end_revoked(app, Some(&id));
+        }
+    }
+
+    /// Runs what routing an event of `hub` asked for, apart from its event loop: the release of a
+    /// channel upstream still sends although no session watches it, or the thread-participation
+    /// lookup of a reply for the sessions that do not watch its channel.
+    pub(crate) fn follow_up(&self, hub: &Arc<Hub>, next: route::Followup) {
+        match next {
+            route::Followup::Release(cid) => self.inner.tasks.spawn(subscribe::release(
+                self.clone(),
+                hub.clone(),
+                vec![cid],
+                "orphan",
+            )),
+            route::Followup::ThreadReply {
+                cid,
+                parent,
+                frame,
+                received,
+            } => self.inner.tasks.spawn(notify::thread_reply(
+                self.clone(),
+                hub.clone(),
+                cid,
+                parent,
+                frame,
+                received,
+            )),
         }
     }
 

@@ -14,8 +14,14 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
 use super::event::EventHead;
-use super::hub::State;
+use super::hub::{Hub, State};
+use super::watch::Cid;
+use super::Hubs;
 use crate::metrics::event_label;
 
 /// The notification type a non-watching session gets for `head`, if any.
@@ -55,21 +61,148 @@ pub(super) fn for_non_watchers(
     Some((rewrite(frame, kind, &info.channel)?, event_label(kind)))
 }
 
-/// Re-reads a frame held while a watching call was in flight, for a session that did not end up
-/// watching its channel: the notification form, if it has one.
-pub(super) fn for_held(frame: &str, me: &str, st: &State) -> Option<(Utf8Bytes, &'static str)> {
-    let head = EventHead::parse(frame).ok()?;
-    let cid = head.cid.as_deref()?;
-    for_non_watchers(frame, &head, cid, me, st)
-}
-
-/// Rewrites `frame` as `kind` with `channel`. Only this path pays for a full parse: the channel
-/// event's fields stay as upstream sent them (the user's own unread counters included), with the
-/// type and the channel object set.
+/// Rewrites `frame` as `kind`, with `channel` unless the event carries a (current) channel of its
+/// own. Only this path pays for a full parse: the channel event's fields stay as upstream sent them
+/// (the user's own unread counters included).
 fn rewrite(frame: &str, kind: &str, channel: &RawValue) -> Option<Utf8Bytes> {
     let mut map: Map<String, Value> = serde_json::from_str(frame).ok()?;
     map.insert("type".into(), Value::String(kind.into()));
-    let channel: Value = serde_json::from_str(channel.get()).ok()?;
-    map.insert("channel".into(), channel);
+    if !map.get("channel").is_some_and(Value::is_object) {
+        let channel: Value = serde_json::from_str(channel.get()).ok()?;
+        map.insert("channel".into(), channel);
+    }
+    serde_json::to_string(&map).ok().map(Utf8Bytes::from)
+}
+
+/// The parent of a thread-only reply someone else sent (`message.new` with `parent_id`, not shown in
+/// the channel), for which Stream notifies the thread's participants that do not watch the channel.
+pub(super) fn thread_reply_parent(head: &EventHead<'_>, me: &str) -> Option<String> {
+    let m = head.message.as_ref()?;
+    let parent = m.parent_id.as_deref().filter(|p| !p.is_empty())?;
+    let sender = head.user.as_ref().map(|u| u.id.as_ref());
+    (head.kind == "message.new" && m.show_in_channel != Some(true) && sender != Some(me))
+        .then(|| parent.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct Id {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    user: Option<Box<Id>>,
+}
+
+impl Id {
+    fn id(&self) -> Option<&str> {
+        self.id
+            .as_deref()
+            .or(self.user_id.as_deref())
+            .or_else(|| self.user.as_ref().and_then(|u| u.id()))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Author {
+    #[serde(default)]
+    user: Option<Id>,
+}
+
+/// The part of `ThreadStateResponse` that says who takes part.
+#[derive(serde::Deserialize)]
+struct Thread {
+    #[serde(default)]
+    created_by_user_id: Option<String>,
+    #[serde(default)]
+    parent_message: Option<Author>,
+    #[serde(default)]
+    thread_participants: Vec<Id>,
+}
+
+#[derive(serde::Deserialize)]
+struct ThreadAnswer {
+    thread: Thread,
+}
+
+/// `notification.thread_message_new` for the sessions of `hub`'s user that do not watch `cid`, when
+/// the user takes part in the thread of `parent`: its author or one of its participants, as
+/// upstream answers `GET /threads/{parent}` with the user's own authority (the gateway cannot know
+/// it from the events it saw). Runs apart from the event loop; a failed lookup notifies no one and
+/// is counted.
+pub(super) async fn thread_reply(
+    hubs: Hubs,
+    hub: Arc<Hub>,
+    cid: Cid,
+    parent: String,
+    frame: Utf8Bytes,
+    received: Instant,
+) {
+    let cutoff = hubs.revocations().cutoff(&hub.app, &hub.user);
+    let looked_up =
+        crate::upstream::calls::get_thread(hubs.upstream(), &hub.app, &hub.user, cutoff, &parent)
+            .await;
+    let answer = looked_up
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ThreadAnswer>(&b).ok());
+    let Some(answer) = answer else {
+        hub.dropped("thread_lookup_failed", "notification.thread_message_new");
+        return;
+    };
+    let me = &*hub.user;
+    let t = answer.thread;
+    let author = t
+        .parent_message
+        .as_ref()
+        .and_then(|m| m.user.as_ref())
+        .and_then(Id::id)
+        .map(str::to_owned)
+        .or(t.created_by_user_id);
+    let takes_part =
+        author.as_deref() == Some(me) || t.thread_participants.iter().any(|p| p.id() == Some(me));
+    if !takes_part {
+        return;
+    }
+    let st = hub.lock();
+    let Some(note) = thread_note(
+        frame.as_str(),
+        &parent,
+        author.as_deref(),
+        st.channels.get(&*cid),
+    ) else {
+        return;
+    };
+    let kind = event_label("notification.thread_message_new");
+    let flight = st.in_flight.as_ref().map(|f| f.session.clone());
+    for (id, entry) in &st.sessions {
+        if Some(id) != flight.as_ref() && !st.watches.is_watching(id, &cid) {
+            hub.deliver(entry, &note, received, kind);
+        }
+    }
+}
+
+/// The reply event as `notification.thread_message_new`: `thread_id`, `parent_author`, and the
+/// channel object when one is known.
+fn thread_note(
+    frame: &str,
+    parent: &str,
+    author: Option<&str>,
+    info: Option<&super::watch::ChannelInfo>,
+) -> Option<Utf8Bytes> {
+    let mut map: Map<String, Value> = serde_json::from_str(frame).ok()?;
+    map.insert(
+        "type".into(),
+        Value::String("notification.thread_message_new".into()),
+    );
+    map.insert("thread_id".into(), Value::String(parent.into()));
+    if let Some(a) = author {
+        map.insert("parent_author".into(), Value::String(a.into()));
+    }
+    if let (false, Some(info)) = (map.get("channel").is_some_and(Value::is_object), info) {
+        map.insert(
+            "channel".into(),
+            serde_json::from_str(info.channel.get()).ok()?,
+        );
+    }
     serde_json::to_string(&map).ok().map(Utf8Bytes::from)
 }

@@ -11,21 +11,43 @@ use super::event::{Audience, EventHead};
 use super::hub::{Entry, Hub, State};
 use super::mailbox::{Delivery, Pushed};
 use super::notify;
-use super::watch::{Held, SessionId};
+use super::watch::{Cid, Held, SessionId};
 use crate::metrics::{event_label, Limit};
 use crate::privacy::filter::{self, Known, Verdict};
 use crate::privacy::Privacy;
+use std::sync::Arc;
+
+/// What the upstream task does after routing an event (it holds what the hub does not: the
+/// upstream and the task tracker).
+pub enum Followup {
+    /// Release this channel upstream: no session watches it.
+    Release(Cid),
+    /// A thread reply in a channel some sessions do not watch.
+    ThreadReply {
+        cid: Cid,
+        parent: String,
+        frame: Utf8Bytes,
+        received: Instant,
+    },
+}
 
 impl Hub {
     /// Delivers one upstream frame to the sessions that should see it, after the privacy filter.
     /// Sessions of one hub are one user, so the privacy verdict is taken once per event.
-    pub async fn route(&self, frame: Utf8Bytes, received: Instant, privacy: &Privacy) {
+    ///
+    /// Returns what the upstream task must do next, if anything ([`Followup`]).
+    pub async fn route(
+        &self,
+        frame: Utf8Bytes,
+        received: Instant,
+        privacy: &Privacy,
+    ) -> Option<Followup> {
         // Checked here, not inside the boxed filter: most events embed no carrier and must not
         // pay for the box.
         let frame = if frame.as_str().contains("\"thread_participants\"") {
             match Box::pin(self.filter_embedded(frame, privacy)).await {
                 Some(f) => f,
-                None => return,
+                None => return None,
             }
         } else {
             frame
@@ -37,7 +59,7 @@ impl Hub {
                     .events_dropped
                     .with_label_values(&["unparseable", "other"])
                     .inc();
-                return;
+                return None;
             }
         };
         let kind = event_label(&head.kind);
@@ -64,89 +86,141 @@ impl Hub {
                     .events_dropped
                     .with_label_values(&[reason, kind])
                     .inc();
-                return;
+                return None;
             }
         }
         let mut st = self.lock();
-        match head.audience(&self.user) {
-            Audience::Gateway => {}
+        let audience = head.audience(&self.user);
+        // The session whose watching call is in flight gets nothing directly: every event it
+        // would or might get is held, in order, and replayed once its answer is read
+        // (`subscribe`), so a held `message.new` never arrives after a later event of its channel.
+        let flight = st.in_flight.as_ref().map(|f| f.session.clone());
+        let skip = |id: &SessionId| flight.as_ref() == Some(id);
+        let mut reached = 0usize;
+        match &audience {
+            Audience::Gateway => return None,
             Audience::AllSessions => {
-                for entry in st.sessions.values() {
+                for (_, entry) in st.sessions.iter().filter(|(id, _)| !skip(id)) {
                     self.deliver(entry, &frame, received, kind);
+                    reached += 1;
                 }
             }
-            Audience::Watchers(cid) => self.to_watchers(&mut st, &head, cid, &frame, received),
             Audience::Presence(user) => {
-                let mut reached = false;
-                for (id, entry) in &st.sessions {
+                for (id, entry) in st.sessions.iter().filter(|(id, _)| !skip(id)) {
                     if st.presence.get(id).is_some_and(|p| p.covers(user)) {
                         self.deliver(entry, &frame, received, kind);
-                        reached = true;
+                        reached += 1;
                     }
                 }
-                if !reached {
-                    self.dropped("not_subscribed", kind);
-                }
             }
+            Audience::Watchers(cid) => {
+                reached += self.to_watchers(&st, &head, cid, &frame, received, flight.as_ref());
+            }
+        }
+        if let Some(session) = &flight {
+            if wanted_by_flight(&st, session, &audience) {
+                reached += 1;
+                self.hold(&mut st, &frame, received, kind);
+            }
+        }
+        if reached > 0 {
+            let Audience::Watchers(cid) = audience else {
+                return None;
+            };
+            // A thread reply: the sessions that do not watch its channel get
+            // `notification.thread_message_new` if the user takes part in the thread, which only
+            // upstream knows (see `notify::thread_reply`).
+            let parent = notify::thread_reply_parent(&head, &self.user)?;
+            let unwatched = st
+                .sessions
+                .keys()
+                .any(|id| !skip(id) && !st.watches.is_watching(id, cid));
+            return unwatched.then(|| Followup::ThreadReply {
+                cid: Arc::from(cid),
+                parent,
+                frame: frame.clone(),
+                received,
+            });
+        }
+        match audience {
+            Audience::Watchers(cid) => {
+                self.dropped("not_watched", kind);
+                // Upstream still sends a channel no session watches (a watching call whose answer
+                // was never read, a failed release): release it now. Once per channel at a time.
+                let cid: Cid = Arc::from(cid);
+                st.releasing
+                    .insert(cid.clone())
+                    .then_some(Followup::Release(cid))
+            }
+            Audience::Presence(_) => {
+                self.dropped("not_subscribed", kind);
+                None
+            }
+            _ => None,
         }
     }
 
-    /// A channel event: to the sessions watching `cid`; held for the session whose watching call
-    /// is in flight (it may be subscribing to `cid`); and, for the sessions that watch it nowhere,
-    /// the notification Stream sends a client that does not watch the channel (see `notify`).
+    /// Holds `frame` for the session whose watching call is in flight; past
+    /// `limits.watch_hold_events` the session is closed with a reconnect code instead.
+    fn hold(&self, st: &mut State, frame: &Utf8Bytes, received: Instant, kind: &'static str) {
+        let Some(f) = st.in_flight.as_mut() else {
+            return;
+        };
+        if f.overflowed {
+            return;
+        }
+        if f.held.len() < self.bounds.hold_events {
+            f.held.push_back(Held {
+                frame: frame.clone(),
+                received,
+            });
+            self.metrics.watch_held.with_label_values(&["held"]).inc();
+            return;
+        }
+        // Policy: a session that would lose events of a channel it is subscribing to is closed
+        // with a reconnect code; its SDK then recovers the state.
+        f.overflowed = true;
+        self.metrics
+            .watch_held
+            .with_label_values(&["dropped"])
+            .inc();
+        self.metrics.limit_hit(Limit::WatchHoldEvents);
+        self.dropped("watch_hold_full", kind);
+        let session = f.session.clone();
+        if let Some(entry) = st.sessions.get(&session) {
+            entry.mailbox.close(SessionEnd::SlowConsumer);
+        }
+    }
+
+    /// A channel event: to the sessions watching `cid` and, for the sessions that watch it nowhere,
+    /// the notification Stream sends a client that does not watch the channel (see `notify`). The
+    /// session of the call in flight (`flight`) is left to the hold. Returns how many it reached.
     fn to_watchers(
         &self,
-        st: &mut State,
+        st: &State,
         head: &EventHead<'_>,
         cid: &str,
         frame: &Utf8Bytes,
         received: Instant,
-    ) {
+        flight: Option<&SessionId>,
+    ) -> usize {
         let kind = event_label(&head.kind);
         let mut reached = 0;
         if let Some(ids) = st.watches.watchers(cid) {
-            for id in ids {
+            for id in ids.iter().filter(|id| Some(*id) != flight) {
                 if let Some(entry) = st.sessions.get(id) {
                     self.deliver(entry, frame, received, kind);
                     reached += 1;
                 }
             }
         }
-        let mut held_for: Option<SessionId> = None;
-        if let Some(f) = st.in_flight.as_mut() {
-            if !st.watches.is_watching(&f.session, cid) {
-                held_for = Some(f.session.clone());
-                if f.held.len() < self.bounds.hold_events {
-                    f.held.push_back(Held {
-                        frame: frame.clone(),
-                        received,
-                    });
-                    self.metrics.watch_held.with_label_values(&["held"]).inc();
-                } else {
-                    // Policy: a session that would lose events of a channel it is subscribing to
-                    // is closed with a reconnect code; its SDK then recovers the state.
-                    self.metrics
-                        .watch_held
-                        .with_label_values(&["dropped"])
-                        .inc();
-                    self.metrics.limit_hit(Limit::WatchHoldEvents);
-                    self.dropped("watch_hold_full", kind);
-                    if let Some(entry) = st.sessions.get(&f.session) {
-                        entry.mailbox.close(SessionEnd::SlowConsumer);
-                    }
-                }
-            }
-        }
-        let others = st
-            .sessions
-            .len()
-            .saturating_sub(reached + usize::from(held_for.is_some()));
-        if others > 0 {
+        let watching = st.watches.watchers(cid).map_or(0, |w| w.len());
+        if st.sessions.len() > watching + usize::from(flight.is_some()) {
             if let Some((note, note_kind)) =
                 notify::for_non_watchers(frame.as_str(), head, cid, &self.user, st)
             {
                 for (id, entry) in &st.sessions {
-                    if held_for.as_ref() == Some(id) || st.watches.is_watching(id, cid) {
+                    if Some(id) == flight || st.watches.is_watching(id, cid) {
                         continue;
                     }
                     self.deliver(entry, &note, received, note_kind);
@@ -154,9 +228,7 @@ impl Hub {
                 }
             }
         }
-        if reached == 0 && held_for.is_none() {
-            self.dropped("not_watched", kind);
-        }
+        reached
     }
 
     /// Counts an event deliberately not delivered.
@@ -217,6 +289,24 @@ impl Hub {
                 entry.mailbox.close(SessionEnd::SlowConsumer);
             }
             Pushed::Closed => {}
+        }
+    }
+}
+
+/// Whether the session of the watching call in flight would get this event now, or may get it once
+/// the call's answer is read (a channel it may be subscribing to: the call's one channel, or any
+/// for calls whose channels are known only from their answer).
+fn wanted_by_flight(st: &State, session: &SessionId, audience: &Audience<'_>) -> bool {
+    match audience {
+        Audience::Gateway => false,
+        Audience::AllSessions => true,
+        Audience::Presence(user) => st.presence.get(session).is_some_and(|p| p.covers(user)),
+        Audience::Watchers(cid) => {
+            st.watches.is_watching(session, cid)
+                || st
+                    .in_flight
+                    .as_ref()
+                    .is_none_or(|f| f.only.as_deref().is_none_or(|only| only == *cid))
         }
     }
 }

@@ -16,9 +16,12 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use tokio::sync::OwnedMutexGuard;
 
-use super::hub::Hub;
+use futures_util::StreamExt;
+
+use super::event::Audience;
+use super::hub::{Hub, State};
 use super::notify;
-use super::watch::{ChannelInfo, Cid, InFlight, Presence, SessionId};
+use super::watch::{valid_cid, ChannelInfo, Cid, InFlight, Presence, SessionId};
 use super::Hubs;
 use crate::metrics::{event_label, Limit};
 
@@ -29,8 +32,9 @@ pub struct Watched {
     /// The channel object as upstream returned it, kept for the notifications of sessions that do
     /// not watch the channel (see `notify`).
     pub channel: Option<Box<RawValue>>,
-    /// The answer carried the user's `membership`.
-    pub member: bool,
+    /// Whether the answer said the user is a member (`membership`); `None` when the answer says
+    /// nothing of it (threads, `sync`).
+    pub member: Option<bool>,
 }
 
 /// A watching call of one session, from before it goes upstream until its answer is read. Dropped
@@ -68,13 +72,20 @@ impl Hub {
         self.lane.clone().lock_owned().await
     }
 
-    /// Starts a watching call of `session`: takes the lane, then holds the events of channels the
-    /// session does not watch yet until the call ends.
-    pub async fn begin_watch(self: &Arc<Self>, session: &SessionId) -> WatchCall {
+    /// Starts a watching call of `session`: takes the lane, then holds every event the session
+    /// would or might get (`only`: the one channel a single-channel query subscribes to) until the
+    /// call ends.
+    pub async fn begin_watch(
+        self: &Arc<Self>,
+        session: &SessionId,
+        only: Option<&str>,
+    ) -> WatchCall {
         let lane = self.lane().await;
         self.lock().in_flight = Some(InFlight {
             session: session.clone(),
+            only: only.map(Arc::from),
             held: VecDeque::new(),
+            overflowed: false,
         });
         WatchCall {
             hub: self.clone(),
@@ -84,6 +95,9 @@ impl Hub {
         }
     }
 
+    /// Ends the call in flight: registers what it watched (a session gone meanwhile registers
+    /// nothing; its channels are released when upstream next sends one), then replays the held
+    /// events to the session in order, each decided as it would be now.
     fn end_watch(&self, session: &SessionId, watched: Vec<Watched>) {
         let mut st = self.lock();
         let Some(flight) = st.in_flight.take() else {
@@ -91,26 +105,7 @@ impl Hub {
         };
         if st.sessions.contains_key(session) {
             for w in watched {
-                if st.watches.watch(session, &w.cid) {
-                    self.metrics
-                        .watch_routing
-                        .with_label_values(&["watch"])
-                        .inc();
-                }
-                if let Some(channel) = w.channel {
-                    if channel.get().len() <= self.bounds.channel_info_bytes {
-                        let cid: Cid = Arc::from(w.cid.as_str());
-                        st.channels.insert(
-                            cid,
-                            ChannelInfo {
-                                channel,
-                                member: w.member,
-                            },
-                        );
-                    } else {
-                        self.metrics.limit_hit(Limit::ChannelInfoBytes);
-                    }
-                }
+                self.register(&mut st, session, w);
             }
         }
         let Some(entry) = st.sessions.get(session) else {
@@ -121,22 +116,66 @@ impl Hub {
                 continue;
             };
             let kind = event_label(&head.kind);
-            let watching = head
-                .cid
-                .as_deref()
-                .is_some_and(|cid| st.watches.is_watching(session, cid));
-            let outcome = if watching {
-                self.deliver(entry, &held.frame, held.received, kind);
-                "delivered"
-            } else if let Some((note, note_kind)) =
-                notify::for_held(held.frame.as_str(), &self.user, &st)
-            {
-                self.deliver(entry, &note, held.received, note_kind);
-                "notified"
-            } else {
-                "discarded"
+            let outcome = match head.audience(&self.user) {
+                Audience::Gateway => "discarded",
+                Audience::AllSessions => "delivered",
+                Audience::Presence(user) => {
+                    if st.presence.get(session).is_some_and(|p| p.covers(user)) {
+                        "delivered"
+                    } else {
+                        "discarded"
+                    }
+                }
+                Audience::Watchers(cid) if st.watches.is_watching(session, cid) => "delivered",
+                Audience::Watchers(cid) => {
+                    match notify::for_non_watchers(held.frame.as_str(), &head, cid, &self.user, &st)
+                    {
+                        Some((note, note_kind)) => {
+                            self.deliver(entry, &note, held.received, note_kind);
+                            "notified"
+                        }
+                        None => "discarded",
+                    }
+                }
             };
+            if outcome == "delivered" {
+                self.deliver(entry, &held.frame, held.received, kind);
+            }
             self.metrics.watch_held.with_label_values(&[outcome]).inc();
+        }
+    }
+
+    /// Registers one watched channel of `session` (at most `limits.watches_per_session`), and what
+    /// the answer said about it.
+    fn register(&self, st: &mut State, session: &SessionId, w: Watched) {
+        if !valid_cid(&w.cid) {
+            return;
+        }
+        if !st.watches.is_watching(session, &w.cid) {
+            if st.watches.count(session) >= self.bounds.watches_per_session {
+                self.metrics.limit_hit(Limit::WatchesPerSession);
+                return;
+            }
+            st.watches.watch(session, &w.cid);
+            self.metrics
+                .watch_routing
+                .with_label_values(&["watch"])
+                .inc();
+        }
+        let cid: Cid = Arc::from(w.cid.as_str());
+        let known = st.channels.get(&cid).map(|c| c.member);
+        // An answer that says nothing of membership (threads, sync) keeps what was known.
+        let member = w.member.or(known).unwrap_or(false);
+        match w.channel {
+            Some(channel) if channel.get().len() <= self.bounds.channel_info_bytes => {
+                st.channels.insert(cid, ChannelInfo { channel, member });
+            }
+            Some(_) => self.metrics.limit_hit(Limit::ChannelInfoBytes),
+            None => {
+                if let Some(info) = st.channels.get_mut(&cid) {
+                    info.member = member;
+                }
+            }
         }
     }
 
@@ -163,43 +202,64 @@ impl Hub {
     }
 }
 
-/// Unwatches upstream the channels a closed session was the last to watch, in the lane: a channel
-/// watched again meanwhile (another tab, or the same tab after reconnecting) is kept.
-pub(super) async fn release(hubs: Hubs, hub: Arc<Hub>, cids: Vec<Cid>) {
+/// Calls to release channels that run at once, in the lane.
+const RELEASE_CONCURRENCY: usize = 8;
+
+/// Unwatches upstream, in the lane, channels no session watches: those a closed session was the
+/// last to watch (`via` = `session_closed`), or one upstream still sends (`orphan`). A channel
+/// watched again meanwhile (another tab, or the same tab after reconnecting) is kept. The calls
+/// run a few at a time, so a reconnecting tab's `recoverState` does not wait behind them one by one.
+pub(super) async fn release(hubs: Hubs, hub: Arc<Hub>, cids: Vec<Cid>, via: &'static str) {
     let work = async {
         let _lane = hub.lane().await;
-        for cid in cids {
-            if hub.lock().watches.watchers(&cid).is_some() {
-                continue;
-            }
-            let Some(conn) = hub.upstream_connection_id() else {
-                return;
-            };
-            let cutoff = hubs.revocations().cutoff(&hub.app, &hub.user);
-            let outcome = match crate::upstream::calls::stop_watching(
-                hubs.upstream(),
-                &hub.app,
-                &hub.user,
-                cutoff,
-                &conn,
-                &cid,
-            )
-            .await
-            {
-                Ok(()) => "ok",
-                Err(e) => {
-                    tracing::debug!(app = %hub.app, error = %e, "releasing a channel upstream failed");
-                    "error"
+        futures_util::stream::iter(cids)
+            .for_each_concurrent(RELEASE_CONCURRENCY, |cid| {
+                let (hubs, hub) = (&hubs, &hub);
+                async move {
+                    let outcome = release_one(hubs, hub, &cid).await;
+                    let mut st = hub.lock();
+                    st.releasing.remove(&cid);
+                    if outcome == Some("ok") && st.watches.watchers(&cid).is_none() {
+                        st.channels.remove(&cid);
+                    }
+                    drop(st);
+                    if let Some(outcome) = outcome {
+                        hub.metrics
+                            .subscriptions_released
+                            .with_label_values(&[via, outcome])
+                            .inc();
+                    }
                 }
-            };
-            hub.metrics
-                .subscriptions_released
-                .with_label_values(&["session_closed", outcome])
-                .inc();
-        }
+            })
+            .await;
     };
     tokio::select! {
         () = work => {}
         () = hub.cancel.cancelled() => {}
     }
+}
+
+/// One release call; `None` when none was needed (watched again) or possible (no connection).
+async fn release_one(hubs: &Hubs, hub: &Hub, cid: &str) -> Option<&'static str> {
+    if hub.lock().watches.watchers(cid).is_some() || !valid_cid(cid) {
+        return None;
+    }
+    let conn = hub.upstream_connection_id()?;
+    let cutoff = hubs.revocations().cutoff(&hub.app, &hub.user);
+    let called = crate::upstream::calls::stop_watching(
+        hubs.upstream(),
+        &hub.app,
+        &hub.user,
+        cutoff,
+        &conn,
+        cid,
+    )
+    .await;
+    Some(match called {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::debug!(app = %hub.app, error = %e, "releasing a channel upstream failed");
+            "error"
+        }
+    })
 }

@@ -113,11 +113,13 @@ async fn serve(
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(frame))) => {
                     last_rx = Instant::now();
-                    super::me::on_event(hub, hubs, frame.as_str());
+                    super::refresh::on_event(hub, hubs, frame.as_str());
                     if let Some(user) = updated_user(frame.as_str()) {
                         hubs.learn_user(app, user.get());
                     }
-                    hub.route(frame, last_rx, hubs.privacy()).await;
+                    if let Some(next) = hub.route(frame, last_rx, hubs.privacy()).await {
+                        hubs.follow_up(hub, next);
+                    }
                 }
                 Some(Ok(Message::Close(_))) | None => break "closed_by_upstream",
                 Some(Err(_)) => break "error",

@@ -29,7 +29,12 @@ pub(crate) struct Held {
 /// The watching call in flight, and the events held for its session.
 pub(crate) struct InFlight {
     pub(crate) session: SessionId,
+    /// The one channel a single-channel query subscribes to; `None` when the call's channels are
+    /// known only from its answer (`POST /channels`, threads, `sync`).
+    pub(crate) only: Option<Cid>,
     pub(crate) held: VecDeque<Held>,
+    /// The hold hit its bound and the session was closed: nothing more is held.
+    pub(crate) overflowed: bool,
 }
 
 /// A session's presence subscriptions.
@@ -47,6 +52,23 @@ impl Presence {
             Presence::All => true,
         }
     }
+}
+
+/// Whether `cid` is a well-formed channel id, `type:id`, in Stream's alphabet (type: lower-case
+/// letters, digits, `_`, `-`; id: letters, digits, `_`, `-`, `!`, `@`), at most 255 bytes: only
+/// such cids are registered from an answer or a request, and released upstream, so no cid can
+/// reshape a path the gateway builds.
+pub fn valid_cid(cid: &str) -> bool {
+    let Some((kind, id)) = cid.split_once(':') else {
+        return false;
+    };
+    let kind_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-';
+    let id_ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'!' | b'@');
+    cid.len() <= 255
+        && !kind.is_empty()
+        && !id.is_empty()
+        && kind.bytes().all(kind_ok)
+        && id.bytes().all(id_ok)
 }
 
 /// Reference-counted watch subscriptions of one user's sessions.
@@ -115,6 +137,11 @@ impl WatchTable {
         orphaned
     }
 
+    /// How many channels `session` watches.
+    pub fn count(&self, session: &SessionId) -> usize {
+        self.by_session.get(session).map_or(0, HashSet::len)
+    }
+
     /// Sessions watching `cid`.
     pub fn watchers(&self, cid: &str) -> Option<&HashSet<SessionId>> {
         self.by_cid.get(cid)
@@ -150,6 +177,23 @@ mod tests {
 
     fn sid(n: u8) -> SessionId {
         Arc::from(format!("s{n}"))
+    }
+
+    #[test]
+    fn only_well_formed_cids_pass() {
+        for ok in [
+            "messaging:general",
+            "team-a:x_1",
+            "messaging:!members-abc",
+            "m:a@b",
+        ] {
+            assert!(valid_cid(ok), "{ok}");
+        }
+        for bad in [
+            "", "general", ":x", "m:", "m:..", "m:a/b", "M:x", "m:a b", "m:a%2F", "m:a?b", "m:a:b",
+        ] {
+            assert!(!valid_cid(bad), "{bad}");
+        }
     }
 
     #[test]

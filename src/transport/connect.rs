@@ -23,7 +23,7 @@ pub struct ConnectRequest {
     pub details: Box<RawValue>,
     /// The push device to register for the user (validated; `None` when absent or `null`).
     /// Boxed: most connects have none, and the request travels by value.
-    pub device: Option<Box<crate::session::me::Device>>,
+    pub device: Option<Box<crate::session::device::Device>>,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +130,7 @@ pub async fn open(
         };
         let device = req.device.as_deref();
         let device = device.filter(|_| prepared.identity.kind != crate::auth::TokenKind::Anonymous);
-        crate::session::me::register_device(&att, device, &shared.hubs).await;
+        crate::session::device::register_device(&att, device, &shared.hubs).await;
         Ok((prepared, att))
     };
     opened.await.inspect_err(|e| {
@@ -224,7 +224,7 @@ pub fn parse(
     // A malformed device is refused like malformed details (code 4), not silently ignored: the
     // app would otherwise never learn why its pushes do not arrive.
     let device = match &payload.device {
-        Some(d) => crate::session::me::Device::parse(d.get())
+        Some(d) => crate::session::device::Device::parse(d.get())
             .map_err(|e| EdgeError::BadInput(e.to_string()))?
             .map(Box::new),
         None => None,

@@ -220,6 +220,47 @@ pub async fn create_device(
     Ok(status)
 }
 
+/// Escapes one path segment the gateway builds from ids it did not choose.
+fn seg(s: &str) -> String {
+    const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'/')
+        .add(b'?')
+        .add(b'#')
+        .add(b'%')
+        .add(b'"')
+        .add(b'.');
+    percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
+}
+
+/// Reads the thread of parent message `id` (`GET /threads/{id}`, without watching) with `user`'s
+/// own authority: what that user may see of it. Returns the answer's body.
+///
+/// # Errors
+/// Upstream unreachable, or a non-success answer.
+pub async fn get_thread(
+    upstream: &Upstream,
+    app: &str,
+    user: &str,
+    not_before_ms: Option<i64>,
+    id: &str,
+) -> Result<Bytes, UpstreamError> {
+    let authority = Authority::User {
+        id: user,
+        not_before_ms,
+    };
+    let path = format!("/threads/{}", seg(id));
+    let query = "watch=false&reply_limit=0&participant_limit=100";
+    let (status, body) = call(upstream, app, authority, Method::GET, &path, query, None).await?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(UpstreamError::Protocol(format!(
+            "get thread answered {status}"
+        )))
+    }
+}
+
 /// Unwatches `cid` on the user's upstream connection `connection_id`, with that user's own
 /// authority (the call the user's SDK makes for `stopWatching`): the gateway makes it when no
 /// session of the user watches the channel any more (a tab closed or reconnected).
@@ -239,14 +280,6 @@ pub async fn stop_watching(
         .filter(|(k, i)| !k.is_empty() && !i.is_empty())
         .ok_or_else(|| UpstreamError::Protocol("malformed cid".into()))?;
     // Cids come from upstream answers; escaped anyway, so no cid can change the path.
-    const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'/')
-        .add(b'?')
-        .add(b'#')
-        .add(b'%')
-        .add(b'"');
-    let seg = |s: &str| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string();
     let path = format!("/channels/{}/{}/stop-watching", seg(kind), seg(id));
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("connection_id", connection_id)

@@ -503,3 +503,147 @@ async fn thread_watches_are_tracked() {
     let ev = until(&mut t2, "message.new").await;
     assert_eq!(ev["message"]["text"], "second reply", "{ev}");
 }
+
+/// Starts `POST /channels` (watch) for `user`'s session `conn` in the background.
+fn query_channels(
+    gw: &TestGateway,
+    user: &str,
+    conn: &str,
+) -> tokio::task::JoinHandle<(hyper::StatusCode, String)> {
+    let url = format!(
+        "{}/channels?user_id={user}&api_key={DEV_API_KEY}&connection_id={conn}",
+        gw.base
+    );
+    let tok = gw.token(user, None);
+    let body = json!({"filter_conditions":{"members":{"$in":[user]}},"watch":true,"state":true});
+    tokio::spawn(async move {
+        http(
+            Method::POST,
+            &url,
+            Some(&body.to_string()),
+            &[("authorization", &tok)],
+        )
+        .await
+    })
+}
+
+/// A tab that closes while its watching call is in flight registers nothing; the channels upstream
+/// subscribed for it are released as soon as upstream sends one of them (no tab watches it).
+#[tokio::test]
+async fn a_watch_whose_tab_left_is_released() {
+    let (gw, gate, _stop) = gated().await;
+    let (t1, c1) = gw.connect("lf-a").await;
+    let (_t2, _c2) = gw.connect("lf-a").await;
+    let (mut b, cb) = gw.connect("lf-b").await;
+    gw.watch("lf-b", &cb, "lf-ch", &["lf-a", "lf-b"]).await;
+    let held = gate.arm("POST /channels?", Hold::Response);
+    let query = query_channels(&gw, "lf-a", &c1);
+    held.wait_hit().await;
+    // Upstream has acted on the call: lf-a watches the channel there.
+    loop {
+        let start = until(&mut b, "user.watching.start").await;
+        if start["user"]["id"] == "lf-a" {
+            break;
+        }
+    }
+    drop(t1);
+    eventually("the tab's session ends", || async {
+        gw.metric("stream_edge_sessions_closed_total", &[]).await >= 1.0
+    })
+    .await;
+    held.open();
+    let _ = query.await;
+    gw.send("lf-b", "lf-ch", "anyone?").await;
+    let stop = until(&mut b, "user.watching.stop").await;
+    assert_eq!(stop["user"]["id"], "lf-a", "{stop}");
+    let released = gw
+        .metric(
+            "stream_edge_subscriptions_released_total",
+            &[("via", "orphan"), ("outcome", "ok")],
+        )
+        .await;
+    assert_eq!(released, 1.0);
+}
+
+/// Every event for the tab of the watching call in flight is held in one queue, so per-channel
+/// order holds across audiences: a held `message.new` is not overtaken by the
+/// `notification.mark_read` another tab's read causes.
+#[tokio::test]
+async fn held_events_keep_their_order_across_audiences() {
+    let (gw, gate, _stop) = gated().await;
+    let (mut t1, c1) = gw.connect("or-a").await;
+    let (_t2, c2) = gw.connect("or-a").await;
+    let (_b, cb) = gw.connect("or-b").await;
+    gw.watch("or-b", &cb, "or-ch", &["or-a", "or-b"]).await;
+    gw.watch("or-a", &c2, "or-ch", &["or-a", "or-b"]).await;
+    let held = gate.arm("POST /channels?", Hold::Response);
+    let query = query_channels(&gw, "or-a", &c1);
+    held.wait_hit().await;
+    gw.send("or-b", "or-ch", "unread").await;
+    let url = format!(
+        "{}/channels/messaging/or-ch/read?user_id=or-a&api_key={DEV_API_KEY}&connection_id={c2}",
+        gw.base
+    );
+    let tok = gw.token("or-a", None);
+    let (status, text) = http(Method::POST, &url, Some("{}"), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    eventually("both events are held", || async {
+        gw.metric(
+            "stream_edge_watch_held_events_total",
+            &[("outcome", "held")],
+        )
+        .await
+            >= 2.0
+    })
+    .await;
+    held.open();
+    assert!(query.await.unwrap().0.is_success());
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let ev = next_json(&mut t1).await;
+        let kind = ev["type"].as_str().unwrap_or_default().to_string();
+        if kind == "message.new" || kind == "notification.mark_read" {
+            order.push(kind);
+        }
+    }
+    assert_eq!(order, ["message.new", "notification.mark_read"]);
+}
+
+/// Point 8 for threads: a tab that does not watch the channel gets
+/// `notification.thread_message_new` for a reply in a thread the user takes part in, and nothing
+/// for a thread the user has no part in.
+#[tokio::test]
+async fn a_tab_not_watching_hears_of_replies_in_its_threads() {
+    let (gw, _gate, _stop) = gated().await;
+    let (mut t1, c1) = gw.connect("tr-a").await;
+    let (mut t2, _c2) = gw.connect("tr-a").await;
+    gw.connect("tr-b").await;
+    gw.watch("tr-a", &c1, "tr-ch", &["tr-a", "tr-b", "tr-c"])
+        .await;
+    let mine = message(&gw, "tr-a", "tr-ch", "my topic", None).await;
+    let theirs = message(&gw, "tr-b", "tr-ch", "their topic", None).await;
+    message(&gw, "tr-c", "tr-ch", "not my thread", Some(&theirs)).await;
+    message(&gw, "tr-b", "tr-ch", "in my thread", Some(&mine)).await;
+    let ev = loop {
+        let ev = until(&mut t1, "message.new").await;
+        if ev["message"]["text"] == "in my thread" {
+            break ev;
+        }
+    };
+    assert_eq!(ev["message"]["parent_id"], mine.as_str());
+    let note = loop {
+        let ev = next_json(&mut t2).await;
+        let kind = ev["type"].as_str().unwrap_or_default();
+        if kind == "notification.thread_message_new" {
+            break ev;
+        }
+    };
+    assert_eq!(
+        note["thread_id"],
+        mine.as_str(),
+        "only the user's own thread: {note}"
+    );
+    assert_eq!(note["message"]["text"], "in my thread", "{note}");
+    assert_eq!(note["parent_author"], "tr-a", "{note}");
+    assert_eq!(note["cid"], "messaging:tr-ch", "{note}");
+}

@@ -270,8 +270,8 @@ proptest! {
 }
 
 mod device_tests {
-    use super::super::device::*;
     use crate::auth::{Identity, TokenKind};
+    use crate::session::device::*;
     use http::{Method, StatusCode};
     use serde_json::json;
 

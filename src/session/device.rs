@@ -7,7 +7,8 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{edit_hub, Change};
+use super::me::Change;
+use super::refresh::edit_hub;
 use crate::auth::{Identity, TokenKind};
 use crate::session::{Attachment, Hub, Hubs};
 
