@@ -8,7 +8,8 @@
 //
 // CI runs CI_SEEDS. Long mode: DIFF_SEEDS=<n> runs seeds 1..n, DIFF_SEED=<s> one seed;
 // DIFF_LENGTH=<ops> sets the operations per scenario; DIFF_ALL_OPS=1 also generates the operations
-// in GATEWAY_PENDING (whose gateway fixes have not landed yet); DIFF_AGAINST=emulator compares two
+// in GATEWAY_PENDING (whose gateway fixes have not landed yet), DIFF_ENABLE=<op,…> only some of
+// them; DIFF_AGAINST=emulator compares two
 // oracle runs (the harness's own determinism).
 
 import { after, afterEach, before, test } from 'node:test';
@@ -29,12 +30,10 @@ const CI_LENGTH = 30;
  * until their fix lands; DIFF_ALL_OPS=1 puts them back. Each names what it shows today.
  */
 export const GATEWAY_PENDING = new Map([
-  // A new session's `me` is the upstream connection's first one (unread counts 0, …).
-  ['reopen', 'issue 15 #4: stale me (total_unread_count, unread_channels)'],
-  // The same, and: when the dropped tab is its user's only one, the oracle's presence
-  // subscribers see user.presence.changed (offline, online); through the gateway the upstream
-  // stays and they see nothing. A protocol choice to make, then accept or fix.
-  ['drop', 'issue 15 #4: stale me; presence blip of a single-tab user not reproduced'],
+  // When the dropped tab is its user's only one, the oracle's presence subscribers see
+  // user.presence.changed (offline, online); through the gateway the upstream stays and they see
+  // nothing. A protocol choice to make (and document), then accept here or fix.
+  ['drop', 'presence blip of a single-tab user not reproduced'],
   // The synthesised notification.added_to_channel (for a tab not watching a channel another tab
   // watches) carries a `user`; the upstream's has none (nor has the spec's event).
   ['addMember', 'issue 15 #8: synthesised notification.added_to_channel has an extra user'],
@@ -68,6 +67,8 @@ const many = envInt('DIFF_SEEDS');
 const seeds = single !== undefined ? [single] : many !== undefined ? Array.from({ length: many }, (_, i) => i + 1) : CI_SEEDS;
 const length = envInt('DIFF_LENGTH') ?? CI_LENGTH;
 const allOps = process.env.DIFF_ALL_OPS === '1';
+// DIFF_ENABLE=drop,reply turns on only those pending operations.
+const enableOps = new Set((process.env.DIFF_ENABLE ?? '').split(',').filter(Boolean));
 // DIFF_AGAINST=emulator runs the second run on the emulator too: a check that the harness itself is
 // deterministic (any difference then is the harness's, not the gateway's).
 const againstEmulator = process.env.DIFF_AGAINST === 'emulator';
@@ -107,7 +108,7 @@ async function enabledOps() {
   enabled = new Set(
     Object.keys(OP_WEIGHTS).filter(
       (op) =>
-        (!OPS_NEEDING_ROUTES[op] || routes.has(OPS_NEEDING_ROUTES[op])) && (allOps || !GATEWAY_PENDING.has(op)),
+        (!OPS_NEEDING_ROUTES[op] || routes.has(OPS_NEEDING_ROUTES[op])) && (allOps || enableOps.has(op) || !GATEWAY_PENDING.has(op)),
     ),
   );
   return enabled;
