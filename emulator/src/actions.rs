@@ -10,15 +10,15 @@ use crate::config::{MAX_MESSAGE_TEXT, MAX_USER_BYTES};
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Message};
-use crate::{events, hiding, render, render_chat, threads};
+use crate::{events, hiding, message_refs, render, render_chat, threads};
 
 /// Largest stored message (text, attachments and custom fields), serialized.
-const MAX_MESSAGE_BYTES: usize = 20 * 1024;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 20 * 1024;
 /// Attachments per message.
-const MAX_ATTACHMENTS: usize = 30;
+pub(crate) const MAX_ATTACHMENTS: usize = 30;
 
 /// `MessageResponse` keys the server owns; never taken as custom fields.
-const MESSAGE_RESERVED: &[&str] = &[
+pub(crate) const MESSAGE_RESERVED: &[&str] = &[
     "id",
     "text",
     "html",
@@ -52,6 +52,8 @@ const MESSAGE_RESERVED: &[&str] = &[
     "thread_participants",
     "i18n",
     "deleted_at",
+    "poll_id",
+    "poll",
 ];
 
 /// Event keys the server fills in itself.
@@ -93,6 +95,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::input("message must be an object"))?;
     let user = req.acting_user(sender_hint(msg))?;
+    crate::bans::check_can_post(app, cid, &user)?;
     if Value::Object(msg.clone()).to_string().len() > MAX_MESSAGE_BYTES {
         return Err(ApiError::input("message is too large"));
     }
@@ -142,6 +145,14 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
     if let Some(Value::Object(extra)) = msg.get("custom") {
         custom.extend(extra.clone());
     }
+    // A poll is attached by id; it must exist (see `polls`).
+    let poll_id = match msg.get("poll_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if app.polls.contains_key(p) => Some(p.clone()),
+        Some(_) => return Err(ApiError::input("poll_id names no poll")),
+    };
+    let quoted_message_id = message_refs::quoted(app, cid, msg.get("quoted_message_id"))?;
+    let mentioned_users = message_refs::mentioned(msg.get("mentioned_users"))?;
     let now = OffsetDateTime::now_utc();
     let message = Message {
         id,
@@ -157,6 +168,12 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         thread: None,
         created_at: now,
         updated_at: now,
+        extra: crate::model::MessageExtra {
+            poll_id,
+            quoted_message_id,
+            mentioned_users,
+            ..Default::default()
+        },
     };
     app.ensure_user(&user, now);
     let rendered = render_chat::message(app, cid, &message);

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::config::{MAX_MESSAGES_PER_CHANNEL, MAX_USER_BYTES};
 use crate::error::ApiError;
+use crate::history::{self, Page};
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Channel, Member, Message, ReadState, Thread};
 use crate::{events, presence, render, render_chat};
@@ -29,12 +30,23 @@ pub(crate) struct StateOpts {
     pub presence: bool,
 }
 
-/// `ChannelStateResponseFields` of `cid` as `viewer` sees it.
+/// `ChannelStateResponseFields` of `cid` as `viewer` sees it, with the newest messages.
 pub(crate) fn state(
     app: &AppData,
     ch: &Channel,
     viewer: &str,
     opts: &StateOpts,
+) -> Map<String, Value> {
+    state_paged(app, ch, viewer, opts, &Page::latest(opts.messages))
+}
+
+/// `ChannelStateResponseFields` with the history `page` (the channel query's `messages`).
+pub(crate) fn state_paged(
+    app: &AppData,
+    ch: &Channel,
+    viewer: &str,
+    opts: &StateOpts,
+    page: &Page,
 ) -> Map<String, Value> {
     let own = ch.members.iter().find(|m| m.user_id == viewer);
     let cleared = own.and_then(|m| m.hide_messages_before);
@@ -44,15 +56,25 @@ pub(crate) fn state(
         .filter(|m| m.parent_id.is_none() || m.show_in_channel)
         .filter(|m| cleared.is_none_or(|t| m.created_at > t))
         .collect();
-    let skip = visible.len().saturating_sub(opts.messages);
-    let messages: Vec<Value> = visible[skip..]
+    let messages: Vec<Value> = page
+        .select(&visible)
         .iter()
-        .map(|m| render_chat::message(app, &ch.cid, m))
+        .map(|m| render_chat::message_for(app, &ch.cid, m, Some(viewer)))
+        .collect();
+    let pinned: Vec<Value> = history::pinned(ch, OffsetDateTime::now_utc())
+        .into_iter()
+        .filter(|m| cleared.is_none_or(|t| m.created_at > t))
+        .take(history::DEFAULT_PINNED_IN_STATE)
+        .map(|m| render_chat::message_for(app, &ch.cid, m, Some(viewer)))
         .collect();
     let members: Vec<Value> = ch
         .members
         .iter()
-        .map(|m| render_chat::member(app, m))
+        .map(|m| {
+            let mut v = render_chat::member(app, m);
+            app.social.mark_channel_ban(&ch.cid, &mut v, false);
+            v
+        })
         .collect();
     let read: Vec<Value> = ch
         .members
@@ -68,6 +90,12 @@ pub(crate) fn state(
     let mut channel = render_chat::channel(app, ch);
     if let Some(c) = channel.as_object_mut() {
         c.insert("hidden".into(), json!(hidden));
+        if let Some(mute) = app.social.channel_muted(viewer, &ch.cid) {
+            c.insert("muted".into(), json!(true));
+            if let Some(t) = mute.expires {
+                c.insert("mute_expires_at".into(), json!(render::ts(t)));
+            }
+        }
     }
     let mut map = Map::new();
     map.insert("channel".into(), channel);
@@ -76,7 +104,7 @@ pub(crate) fn state(
         map.insert("hide_messages_before".into(), json!(render::ts(t)));
     }
     map.insert("messages".into(), Value::Array(messages));
-    map.insert("pinned_messages".into(), json!([]));
+    map.insert("pinned_messages".into(), Value::Array(pinned));
     map.insert("threads".into(), json!([]));
     map.insert("members".into(), Value::Array(members));
     map.insert("read".into(), Value::Array(read));
@@ -87,6 +115,9 @@ pub(crate) fn state(
     }
     if let Some(m) = own {
         map.insert("membership".into(), render_chat::member(app, m));
+    }
+    if let Some(draft) = crate::drafts::for_state(app, viewer, &ch.cid) {
+        map.insert("draft".into(), draft);
     }
     map
 }
@@ -141,11 +172,21 @@ pub(crate) fn query(
     };
     check_id(&id)?;
     let cid = format!("{kind}:{id}");
+    let page = Page::from_json(
+        req.body.get("messages").and_then(Value::as_object),
+        DEFAULT_STATE_MESSAGES,
+        MAX_STATE_MESSAGES,
+    )?;
     let conn = req.watch_target(app, &user)?;
     let follower = req.conn_target(app, &user, req.flag("presence"))?;
     let now = OffsetDateTime::now_utc();
     if !app.channels.contains_key(&cid) {
+        let invites: Vec<String> = member_ids(data.get("invites"))?
+            .into_iter()
+            .filter(|i| !members.contains(i))
+            .collect();
         create(app, kind, &id, &user, members, data, now)?;
+        invite_on_create(app, &cid, &user, &invites, now);
     }
     if let Some(conn) = conn {
         watch(app, &conn, &cid, &user, now);
@@ -153,19 +194,12 @@ pub(crate) fn query(
     if let Some(conn) = follower {
         follow_members(app, &conn, std::slice::from_ref(&cid));
     }
-    let limit = req
-        .body
-        .pointer("/messages/limit")
-        .and_then(Value::as_u64)
-        .map_or(DEFAULT_STATE_MESSAGES, |l| {
-            (l as usize).min(MAX_STATE_MESSAGES)
-        });
     let opts = StateOpts {
-        messages: limit,
+        messages: page.limit,
         presence: req.flag("presence"),
     };
     let ch = existing(app, &cid)?;
-    Ok(Value::Object(state(app, ch, &user, &opts)))
+    Ok(Value::Object(state_paged(app, ch, &user, &opts, &page)))
 }
 
 pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
@@ -193,7 +227,7 @@ pub(crate) fn member_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError>
 }
 
 /// Stream names member-defined ("distinct") channels `!members-<hash>`.
-fn distinct_id(members: &[String]) -> String {
+pub(crate) fn distinct_id(members: &[String]) -> String {
     let mut sorted = members.to_vec();
     sorted.sort();
     let digest = Sha256::digest(sorted.join(",").as_bytes());
@@ -204,6 +238,7 @@ fn distinct_id(members: &[String]) -> String {
 /// `ChannelResponse` keys the server owns; never taken as custom channel data.
 const CHANNEL_RESERVED: &[&str] = &[
     "members",
+    "invites",
     "id",
     "type",
     "cid",
@@ -282,6 +317,43 @@ fn create(
         },
     );
     Ok(())
+}
+
+/// `data.invites` when creating a channel: invited members (`invited: true`), each told with a
+/// `notification.invited` on their connections (none watches a channel that did not exist).
+fn invite_on_create(
+    app: &mut AppData,
+    cid: &str,
+    creator: &str,
+    invites: &[String],
+    now: OffsetDateTime,
+) {
+    for id in invites {
+        app.ensure_user(id, now);
+        if let Some(ch) = app.channels.get_mut(cid) {
+            let mut m = Member::new(id.clone(), false, now);
+            m.invited = true;
+            ch.members.push(m);
+            ch.reads.insert(
+                id.clone(),
+                ReadState {
+                    last_read: now,
+                    last_read_message_id: None,
+                    unread: 0,
+                },
+            );
+        }
+    }
+    for id in invites {
+        let Some(member) = events::rendered(app, cid, id) else {
+            continue;
+        };
+        let mut ev = events::channel_base(app, "notification.invited", cid, now);
+        ev.insert("user".into(), render::user(app, creator));
+        ev.insert("member".into(), member);
+        let ev = events::with_channel(app, cid, ev);
+        events::to_unwatching(app, id, cid, &Value::Object(ev));
+    }
 }
 
 /// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`.

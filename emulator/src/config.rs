@@ -21,6 +21,14 @@ pub const MAX_DEVICES_PER_USER: usize = 25;
 /// Users one connection may follow the presence of (`presence: true`); later subscriptions of a
 /// connection at the limit are ignored.
 pub const MAX_PRESENCE_PER_CONNECTION: usize = 10_000;
+/// Largest accepted upload request (`multipart/form-data` to `…/file` or `…/image`); larger ones
+/// get 413. Other REST bodies stay within `MAX_BODY_BYTES`.
+pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+/// Bytes of uploaded files one app keeps in memory; an upload beyond it is refused (413) until
+/// files are deleted.
+pub const MAX_UPLOADS_TOTAL_BYTES: usize = 256 * 1024 * 1024;
+/// Uploaded files one app keeps.
+pub const MAX_UPLOADS_PER_APP: usize = 10_000;
 /// Longest accepted message text (the channel config's `max_message_length`).
 pub const MAX_MESSAGE_TEXT: usize = 5000;
 

@@ -63,6 +63,15 @@ pub(crate) fn handshake(
             {
                 return Err(auth::revoked());
             }
+            if store
+                .apps
+                .get(&api_key)
+                .is_some_and(|app| crate::user_lifecycle::refused(app, &id))
+            {
+                return Err(ApiError::forbidden(format!(
+                    "user {id} was deactivated or deleted"
+                )));
+            }
             id
         }
         (Identity::Server, _) => {

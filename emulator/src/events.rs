@@ -172,3 +172,25 @@ pub(crate) fn read(
     app.push_user(user_id, &frame(&Value::Object(ev)));
     read
 }
+
+/// The channel and its counts, added to a channel event.
+pub(crate) fn with_channel(
+    app: &AppData,
+    cid: &str,
+    mut ev: Map<String, Value>,
+) -> Map<String, Value> {
+    if let Some(ch) = app.channels.get(cid) {
+        ev.insert("channel".into(), render_chat::channel(app, ch));
+        ev.insert("channel_member_count".into(), json!(ch.members.len()));
+        ev.insert("channel_message_count".into(), json!(ch.message_count));
+    }
+    ev
+}
+
+/// `user_id`'s membership of `cid`, rendered.
+pub(crate) fn rendered(app: &AppData, cid: &str, user_id: &str) -> Option<Value> {
+    app.channels
+        .get(cid)
+        .and_then(|ch| ch.members.iter().find(|m| m.user_id == user_id))
+        .map(|m| render_chat::member(app, m))
+}

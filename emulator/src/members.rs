@@ -6,17 +6,18 @@
 //! `notification.removed_from_channel` to the connections of the added or removed user that do
 //! not watch the channel. `channel.updated` is sent only when `data` changes the channel: a member
 //! change already has its own events, and the SDK's `member.*` handlers update the member count.
-//! The optional `message` (a system message announcing the change) is not supported.
+//! The optional `message` (a system message announcing the change) is not supported. Invites and
+//! moderators ride on the same request; `roles` handles them.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::channels::{custom_data, existing, member_ids};
 use crate::error::ApiError;
-use crate::events::{channel_base, to_unwatching, to_watchers};
+use crate::events::{channel_base, rendered, to_unwatching, to_watchers, with_channel};
 use crate::req::{check_id, Req};
 use crate::store::{AppData, Member, ReadState};
-use crate::{render, render_chat};
+use crate::{render, render_chat, roles};
 
 /// Members one channel may have; adding beyond it is refused.
 const MAX_CHANNEL_MEMBERS: usize = 1_000;
@@ -49,6 +50,7 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
             "a channel has at most {MAX_CHANNEL_MEMBERS} members"
         )));
     }
+    let roles = roles::plan(app, req, cid, &user)?;
     let now = OffsetDateTime::now_utc();
     if let Some(custom) = data {
         if let Some(ch) = app.channels.get_mut(cid) {
@@ -88,6 +90,7 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
             announce(app, cid, id, member, false, now);
         }
     }
+    roles::apply(app, cid, &user, roles, now);
     let ch = existing(app, cid)?;
     let members: Vec<Value> = ch
         .members
@@ -117,22 +120,6 @@ fn removed_ids(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
         }
     }
     Ok(out)
-}
-
-fn with_channel(app: &AppData, cid: &str, mut ev: Map<String, Value>) -> Map<String, Value> {
-    if let Some(ch) = app.channels.get(cid) {
-        ev.insert("channel".into(), render_chat::channel(app, ch));
-        ev.insert("channel_member_count".into(), json!(ch.members.len()));
-        ev.insert("channel_message_count".into(), json!(ch.message_count));
-    }
-    ev
-}
-
-fn rendered(app: &AppData, cid: &str, user_id: &str) -> Option<Value> {
-    app.channels
-        .get(cid)
-        .and_then(|ch| ch.members.iter().find(|m| m.user_id == user_id))
-        .map(|m| render_chat::member(app, m))
 }
 
 /// `member.added` / `member.removed` to the watchers, and the matching notification to the

@@ -1,5 +1,5 @@
 //! The records the store holds: users and their devices, channels with their members, bounded
-//! message history (threads included) and read state. Plain data with no behaviour beyond
+//! message history (threads, reactions and pins included), uploads and read state. Plain data with no behaviour beyond
 //! construction; `store` owns the maps they live in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -63,6 +63,17 @@ pub(crate) struct Member {
     pub hidden: bool,
     /// `hide` with `clear_history`: this member sees no message created before it.
     pub hide_messages_before: Option<OffsetDateTime>,
+    /// Promoted with `add_moderators` (the creator is one from the start).
+    pub moderator: bool,
+    /// Invited (`invites`) and not yet accepted or rejected.
+    pub invited: bool,
+    pub invite_accepted_at: Option<OffsetDateTime>,
+    pub invite_rejected_at: Option<OffsetDateTime>,
+    /// Per-member pin and archive (`PATCH …/member`, `set: {pinned, archived}`).
+    pub pinned_at: Option<OffsetDateTime>,
+    pub archived_at: Option<OffsetDateTime>,
+    /// When the membership last changed.
+    pub updated_at: OffsetDateTime,
 }
 
 // === impl Member ===
@@ -75,6 +86,13 @@ impl Member {
             is_creator,
             hidden: false,
             hide_messages_before: None,
+            moderator: is_creator,
+            invited: false,
+            invite_accepted_at: None,
+            invite_rejected_at: None,
+            pinned_at: None,
+            archived_at: None,
+            updated_at: now,
         }
     }
 }
@@ -94,6 +112,8 @@ pub(crate) struct Message {
     pub thread: Option<Thread>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// What happened to it after it was sent: edits, pin, reactions, deletion.
+    pub extra: MessageExtra,
 }
 
 /// A thread: what a parent message gains with its first reply.
@@ -115,4 +135,85 @@ pub(crate) struct ReadState {
     pub last_read: OffsetDateTime,
     pub last_read_message_id: Option<String>,
     pub unread: u32,
+}
+
+/// A message's life after it was sent (see `messages`, `reactions`).
+#[derive(Default)]
+pub(crate) struct MessageExtra {
+    /// Set by `pinned: true` on an update; cleared by `pinned: false` or when it expires.
+    pub pin: Option<Pin>,
+    /// Soft deletion: the message stays, as `type: deleted`.
+    pub deleted_at: Option<OffsetDateTime>,
+    /// The last change of `text` by an update.
+    pub text_updated_at: Option<OffsetDateTime>,
+    /// Oldest first; at most one per (user, type), at most `MAX_REACTIONS_PER_MESSAGE`.
+    pub reactions: Vec<Reaction>,
+    /// The poll this message carries (`poll_id` when sent; see `polls`).
+    pub poll_id: Option<String>,
+    /// The message of the same channel it quotes, and the users it mentions (`message_refs`).
+    pub quoted_message_id: Option<String>,
+    pub mentioned_users: Vec<String>,
+}
+
+pub(crate) struct Pin {
+    pub at: OffsetDateTime,
+    pub by: String,
+    pub expires: Option<OffsetDateTime>,
+}
+
+/// One user's reaction of one type to a message (`ReactionResponse`).
+#[derive(Clone)]
+pub(crate) struct Reaction {
+    pub user_id: String,
+    pub kind: String,
+    pub score: u32,
+    pub custom: Map<String, Value>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A file stored by `POST /channels/{type}/{id}/file|image`, served back at its URL.
+pub(crate) struct Upload {
+    pub cid: String,
+    pub user_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub bytes: bytes::Bytes,
+}
+
+/// A poll (`POST /polls`), attached to a message by its `poll_id`.
+pub(crate) struct Poll {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub options: Vec<PollOption>,
+    /// Option votes and answers, oldest first, at most `MAX_VOTES_PER_POLL`.
+    pub votes: Vec<PollVote>,
+    pub voting_visibility: String,
+    pub enforce_unique_vote: bool,
+    pub allow_answers: bool,
+    pub allow_user_suggested_options: bool,
+    pub max_votes_allowed: Option<u32>,
+    pub is_closed: bool,
+    pub custom: Map<String, Value>,
+}
+
+pub(crate) struct PollOption {
+    pub id: String,
+    pub text: String,
+    pub custom: Map<String, Value>,
+}
+
+/// A vote for an option, or (with `answer_text`) an answer.
+#[derive(Clone)]
+pub(crate) struct PollVote {
+    pub id: String,
+    pub user_id: String,
+    pub option_id: Option<String>,
+    pub answer_text: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
 }

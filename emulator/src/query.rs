@@ -11,7 +11,9 @@ use crate::channels::{
     follow_members, state, watch, StateOpts, DEFAULT_STATE_MESSAGES, MAX_STATE_MESSAGES,
 };
 use crate::error::ApiError;
+use crate::filter::{list, value_match};
 use crate::hiding::is_hidden;
+use crate::render::ts;
 use crate::req::Req;
 use crate::store::{AppData, Channel};
 
@@ -35,11 +37,11 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     // Hidden channels are left out unless the filter asks about `hidden` itself.
     let hidden_asked = filter.contains_key("hidden");
     for ch in app.channels.values() {
-        if (hidden_asked || !is_hidden(ch, &user)) && matches(ch, &user, filter, 0)? {
+        if (hidden_asked || !is_hidden(ch, &user)) && matches(app, ch, &user, filter, 0)? {
             hits.push(ch);
         }
     }
-    hits.sort_by(|a, b| compare(a, b, &sort));
+    hits.sort_by(|a, b| compare(a, b, &user, &sort));
     let offset = req.body.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = req
         .body
@@ -83,8 +85,20 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     Ok(json!({ "channels": channels }))
 }
 
+/// Whether `ch` satisfies the channel filter `filter` for `user` (also what `search` selects
+/// channels with).
+pub(crate) fn channel_matches(
+    app: &AppData,
+    ch: &Channel,
+    user: &str,
+    filter: &Map<String, Value>,
+) -> Result<bool, ApiError> {
+    matches(app, ch, user, filter, 0)
+}
+
 /// Whether `ch` satisfies every condition of `filter` for `user` (`hidden` is per user).
 fn matches(
+    app: &AppData,
     ch: &Channel,
     user: &str,
     filter: &Map<String, Value>,
@@ -104,7 +118,7 @@ fn matches(
                     let sub = sub
                         .as_object()
                         .ok_or_else(|| ApiError::input(format!("{key} items must be objects")))?;
-                    results.push(matches(ch, user, sub, depth + 1)?);
+                    results.push(matches(app, ch, user, sub, depth + 1)?);
                 }
                 if key == "$and" {
                     results.iter().all(|r| *r)
@@ -113,17 +127,14 @@ fn matches(
                 }
             }
             "members" => members_match(ch, cond)?,
-            "hidden" => scalar_match(Some(&json!(is_hidden(ch, user))), cond)?,
-            "cid" => scalar_match(Some(&json!(ch.cid)), cond)?,
-            "id" => scalar_match(Some(&json!(ch.id)), cond)?,
-            "type" => scalar_match(Some(&json!(ch.kind)), cond)?,
-            "created_by_id" => scalar_match(Some(&json!(ch.created_by)), cond)?,
+            "member.user.name" => member_names_match(app, ch, cond)?,
+            "hidden" => value_match(Some(&json!(is_hidden(ch, user))), cond)?,
             other if other.starts_with('$') => {
                 return Err(ApiError::input(format!(
                     "unsupported filter operator {other}"
                 )))
             }
-            other => scalar_match(ch.data.get(other), cond)?,
+            other => value_match(field(app, ch, user, other).as_ref(), cond)?,
         };
         if !ok {
             return Ok(false);
@@ -132,28 +143,58 @@ fn matches(
     Ok(true)
 }
 
-/// Value equality or one of `$eq`, `$ne`, `$in`, `$nin`, `$exists`.
-fn scalar_match(actual: Option<&Value>, cond: &Value) -> Result<bool, ApiError> {
-    let Some(ops) = cond
-        .as_object()
-        .filter(|o| o.keys().all(|k| k.starts_with('$')))
-    else {
-        return Ok(actual == Some(cond));
-    };
-    for (op, arg) in ops {
-        let ok = match op.as_str() {
-            "$eq" => actual == Some(arg),
-            "$ne" => actual != Some(arg),
-            "$in" => list(arg, op)?.iter().any(|v| Some(v) == actual),
-            "$nin" => !list(arg, op)?.iter().any(|v| Some(v) == actual),
-            "$exists" => actual.is_some() == (arg == &Value::Bool(true)),
-            _ => return Err(ApiError::input(format!("unsupported filter operator {op}"))),
-        };
-        if !ok {
-            return Ok(false);
+/// The value a channel filter key tests, as `user` sees the channel (membership, pins, archive,
+/// mutes and unread counts are theirs).
+fn field(app: &AppData, ch: &Channel, user: &str, key: &str) -> Option<Value> {
+    let member = ch.members.iter().find(|m| m.user_id == user);
+    let at = |t: Option<OffsetDateTime>| t.map(|t| json!(ts(t)));
+    match key {
+        "cid" => Some(json!(ch.cid)),
+        "id" => Some(json!(ch.id)),
+        "type" => Some(json!(ch.kind)),
+        "created_by_id" => Some(json!(ch.created_by)),
+        "created_at" => at(Some(ch.created_at)),
+        "updated_at" => at(Some(ch.updated_at)),
+        "last_message_at" => at(ch.last_message_at),
+        "last_updated" => at(Some(last_updated(ch))),
+        "member_count" => Some(json!(ch.members.len())),
+        "frozen" | "disabled" => Some(json!(false)),
+        "joined" => Some(json!(
+            member.is_some_and(|m| !m.invited && m.invite_rejected_at.is_none())
+        )),
+        "invite" => member.map(|m| {
+            json!(if m.invited {
+                "pending"
+            } else if m.invite_rejected_at.is_some() {
+                "rejected"
+            } else {
+                "accepted"
+            })
+        }),
+        "pinned" => Some(json!(member.is_some_and(|m| m.pinned_at.is_some()))),
+        "pinned_at" => at(member.and_then(|m| m.pinned_at)),
+        "archived_at" => at(member.and_then(|m| m.archived_at)),
+        "archived" => Some(json!(member.is_some_and(|m| m.archived_at.is_some()))),
+        "muted" => Some(json!(app.social.channel_muted(user, &ch.cid).is_some())),
+        "has_unread" => Some(json!(unread(ch, user) > 0)),
+        other => ch.data.get(other).cloned(),
+    }
+}
+
+fn unread(ch: &Channel, user: &str) -> u32 {
+    ch.reads.get(user).map_or(0, |r| r.unread)
+}
+
+/// `member.user.name`: some member's name satisfies the condition (`$autocomplete` in a channel
+/// search box).
+fn member_names_match(app: &AppData, ch: &Channel, cond: &Value) -> Result<bool, ApiError> {
+    for m in &ch.members {
+        let name = app.users.get(&m.user_id).and_then(|u| u.fields.get("name"));
+        if value_match(name, cond)? {
+            return Ok(true);
         }
     }
-    Ok(true)
+    Ok(false)
 }
 
 /// `members`: `{"$in":[ids]}` (any of them is a member), `{"$eq":[ids]}` or a
@@ -192,12 +233,6 @@ fn members_match(ch: &Channel, cond: &Value) -> Result<bool, ApiError> {
     }
 }
 
-fn list<'a>(arg: &'a Value, op: &str) -> Result<&'a [Value], ApiError> {
-    arg.as_array()
-        .map(Vec::as_slice)
-        .ok_or_else(|| ApiError::input(format!("{op} needs an array")))
-}
-
 /// Sort keys as (field, descending); default `last_message_at` descending.
 fn sort_keys(sort: Option<&Value>) -> Result<Vec<(String, bool)>, ApiError> {
     let mut out = Vec::new();
@@ -217,10 +252,20 @@ fn sort_keys(sort: Option<&Value>) -> Result<Vec<(String, bool)>, ApiError> {
     Ok(out)
 }
 
-fn compare(a: &Channel, b: &Channel, keys: &[(String, bool)]) -> Ordering {
+fn compare(a: &Channel, b: &Channel, user: &str, keys: &[(String, bool)]) -> Ordering {
+    let pinned = |ch: &Channel| {
+        ch.members
+            .iter()
+            .find(|m| m.user_id == user)
+            .and_then(|m| m.pinned_at)
+    };
     for (field, desc) in keys {
         let ord = match field.as_str() {
             "last_message_at" => nulls_last(a.last_message_at, b.last_message_at, *desc),
+            // Unpinned channels come after the pinned ones either way, as in Stream's lists.
+            "pinned_at" => nulls_last(pinned(a), pinned(b), *desc),
+            "unread_count" => unread(a, user).cmp(&unread(b, user)),
+            "has_unread" => (unread(a, user) > 0).cmp(&(unread(b, user) > 0)),
             "last_updated" => last_updated(a).cmp(&last_updated(b)),
             "created_at" => a.created_at.cmp(&b.created_at),
             "updated_at" => a.updated_at.cmp(&b.updated_at),
@@ -230,7 +275,7 @@ fn compare(a: &Channel, b: &Channel, keys: &[(String, bool)]) -> Ordering {
             // Unknown fields do not reorder; Stream ignores them too.
             _ => Ordering::Equal,
         };
-        let ord = if *desc && field != "last_message_at" {
+        let ord = if *desc && field != "last_message_at" && field != "pinned_at" {
             ord.reverse()
         } else {
             ord

@@ -61,9 +61,9 @@ fn own_map(app: &AppData, id: &str) -> Map<String, Value> {
     let c = app.counters(id);
     // Every array must be present: the SDK loops over mutes/channel_mutes.
     map.insert("devices".into(), devices(app, id));
-    for key in ["mutes", "channel_mutes"] {
-        map.insert(key.into(), json!([]));
-    }
+    map.insert("mutes".into(), mutes(app, id));
+    map.insert("channel_mutes".into(), channel_mutes(app, id));
+    map.insert("blocked_user_ids".into(), json!(app.social.blocked_ids(id)));
     let mut hidden: Vec<&String> = app
         .channels
         .values()
@@ -94,6 +94,20 @@ fn user_map(app: &AppData, id: &str) -> Map<String, Value> {
         u.last_active,
         app.is_online(id),
     );
+    // A shadow ban is invisible: the user and everyone else see an ordinary user.
+    if app.social.global_ban(id).is_some_and(|b| !b.shadow) {
+        map.insert("banned".into(), json!(true));
+    }
+    if let Some(social) = app.social.users.get(id) {
+        for (key, at) in [
+            ("deactivated_at", social.deactivated_at),
+            ("deleted_at", social.deleted_at),
+        ] {
+            if let Some(t) = at {
+                map.insert(key.into(), json!(ts(t)));
+            }
+        }
+    }
     if let Some(t) = u.revoke_tokens_issued_before {
         map.insert("revoke_tokens_issued_before".into(), json!(ts(t)));
     }
@@ -204,4 +218,62 @@ pub(crate) fn flatten(map: &mut Map<String, Value>, custom: &Map<String, Value>)
             map.insert(k.clone(), v.clone());
         }
     }
+}
+
+/// `UserMuteResponse` list of the users `id` muted (expired mutes left out).
+pub(crate) fn mutes(app: &AppData, id: &str) -> Value {
+    let now = OffsetDateTime::now_utc();
+    let Some(social) = app.social.users.get(id) else {
+        return json!([]);
+    };
+    let list: Vec<Value> = social
+        .mutes
+        .iter()
+        .filter(|m| m.expires.is_none_or(|t| t > now))
+        .map(|m| {
+            let mut v = json!({
+                "user": user(app, id),
+                "target": user(app, &m.target),
+                "created_at": ts(m.created_at),
+                "updated_at": ts(m.created_at),
+            });
+            if let (Some(t), Some(obj)) = (m.expires, v.as_object_mut()) {
+                obj.insert("expires".into(), json!(ts(t)));
+            }
+            v
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// `ChannelMute` list of the channels `id` muted. The channel is the `ChannelResponse`'s required
+/// fields only: the SDK reads `channel.cid`, and the full rendering lives above this module.
+pub(crate) fn channel_mutes(app: &AppData, id: &str) -> Value {
+    let now = OffsetDateTime::now_utc();
+    let Some(social) = app.social.users.get(id) else {
+        return json!([]);
+    };
+    let list: Vec<Value> = social
+        .channel_mutes
+        .iter()
+        .filter(|m| m.expires.is_none_or(|t| t > now))
+        .filter_map(|m| app.channels.get(&m.cid).map(|ch| (m, ch)))
+        .map(|(m, ch)| {
+            let mut v = json!({
+                "user": user(app, id),
+                "channel": {
+                    "id": ch.id, "type": ch.kind, "cid": ch.cid,
+                    "created_at": ts(ch.created_at), "updated_at": ts(ch.updated_at),
+                    "frozen": false, "disabled": false, "custom": ch.data,
+                },
+                "created_at": ts(m.created_at),
+                "updated_at": ts(m.created_at),
+            });
+            if let (Some(t), Some(obj)) = (m.expires, v.as_object_mut()) {
+                obj.insert("expires".into(), json!(ts(t)));
+            }
+            v
+        })
+        .collect();
+    Value::Array(list)
 }

@@ -29,6 +29,10 @@ const OWN_CAPABILITIES: &[&str] = &[
     "typing-events",
     "update-own-message",
     "upload-file",
+    // Polls (stream-chat-react gates its poll UI on these).
+    "send-poll",
+    "cast-poll-vote",
+    "query-poll-votes",
 ];
 
 /// `ChannelResponse`, including the `config` and `own_capabilities` the SDK
@@ -53,6 +57,12 @@ pub(crate) fn channel(app: &AppData, ch: &Channel) -> Value {
     }
     map.insert("config".into(), config(&ch.kind, &created));
     map.insert("own_capabilities".into(), json!(OWN_CAPABILITIES));
+    if let Some((t, by)) = app.social.truncated_at.get(&ch.cid) {
+        map.insert("truncated_at".into(), json!(ts(*t)));
+        if let Some(by) = by {
+            map.insert("truncated_by".into(), user(app, by));
+        }
+    }
     flatten(&mut map, &ch.data);
     map.insert("custom".into(), Value::Object(ch.data.clone()));
     Value::Object(map)
@@ -66,8 +76,8 @@ fn config(kind: &str, created: &str) -> Value {
         "typing_events": true, "read_events": true, "connect_events": true,
         "delivery_events": true, "search": true, "reactions": true, "replies": true,
         "quotes": true, "mutes": true, "uploads": true, "url_enrichment": false,
-        "custom_events": true, "push_notifications": true, "reminders": false,
-        "mark_messages_pending": false, "polls": false, "user_message_reminders": false,
+        "custom_events": true, "push_notifications": true, "reminders": true,
+        "mark_messages_pending": false, "polls": true, "user_message_reminders": true,
         "shared_locations": false, "count_messages": true, "message_retention": "infinite",
         "max_message_length": crate::config::MAX_MESSAGE_TEXT, "automod": "disabled",
         "automod_behavior": "flag", "skip_last_msg_update_for_system_msgs": false,
@@ -77,19 +87,61 @@ fn config(kind: &str, created: &str) -> Value {
 
 /// `ChannelMemberResponse`.
 pub(crate) fn member(app: &AppData, m: &Member) -> Value {
-    let at = ts(m.created_at);
-    json!({
+    let role = if m.is_creator {
+        "owner"
+    } else if m.moderator {
+        "moderator"
+    } else {
+        "member"
+    };
+    let mut v = json!({
         "user_id": m.user_id, "user": user(app, &m.user_id),
-        "created_at": at, "updated_at": at,
+        "created_at": ts(m.created_at), "updated_at": ts(m.updated_at),
         "banned": false, "shadow_banned": false, "notifications_muted": false,
-        "channel_role": if m.is_creator { "channel_moderator" } else { "channel_member" },
-        "role": if m.is_creator { "owner" } else { "member" },
+        "channel_role": if m.moderator { "channel_moderator" } else { "channel_member" },
+        "is_moderator": m.moderator,
+        "role": role,
         "custom": {},
-    })
+    });
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    let optional = [
+        ("pinned_at", m.pinned_at),
+        ("archived_at", m.archived_at),
+        ("invite_accepted_at", m.invite_accepted_at),
+        ("invite_rejected_at", m.invite_rejected_at),
+    ];
+    for (key, at) in optional {
+        if let Some(t) = at {
+            obj.insert(key.into(), json!(ts(t)));
+        }
+    }
+    if m.invited {
+        obj.insert("invited".into(), json!(true));
+    }
+    v
 }
 
-/// `MessageResponse`.
+/// `MessageResponse` as every watcher sees it (events): no `own_reactions`.
 pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
+    message_for(app, cid, m, None)
+}
+
+/// `MessageResponse` as `viewer` sees it: with their `own_reactions`.
+pub(crate) fn message_for(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Value {
+    let mut map = message_map(app, cid, m, viewer);
+    // The quoted message comes without its own quote, as Stream sends it (and so no chain of quotes
+    // is ever rendered).
+    if let Some(q) = crate::render_extra::quoted(app, cid, m) {
+        map.insert("quoted_message_id".into(), json!(q.id));
+        let quoted = Value::Object(message_map(app, cid, q, viewer));
+        map.insert("quoted_message".into(), quoted);
+    }
+    Value::Object(map)
+}
+
+fn message_map(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("id".into(), json!(m.id));
     map.insert("text".into(), json!(m.text));
@@ -105,21 +157,15 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
     map.insert("created_at".into(), json!(ts(m.created_at)));
     map.insert("updated_at".into(), json!(ts(m.updated_at)));
     map.insert("attachments".into(), Value::Array(m.attachments.clone()));
-    for key in [
-        "latest_reactions",
-        "own_reactions",
-        "mentioned_users",
-        "restricted_visibility",
-    ] {
+    for key in ["mentioned_users", "restricted_visibility"] {
         map.insert(key.into(), json!([]));
     }
-    map.insert("reaction_counts".into(), json!({}));
-    map.insert("reaction_scores".into(), json!({}));
     map.insert("reply_count".into(), json!(m.reply_count));
     map.insert("deleted_reply_count".into(), json!(0));
-    for key in ["shadowed", "mentioned_channel", "mentioned_here", "pinned"] {
+    for key in ["shadowed", "mentioned_channel", "mentioned_here"] {
         map.insert(key.into(), json!(false));
     }
+    crate::render_extra::add(app, &mut map, m, viewer);
     map.insert("silent".into(), json!(m.silent));
     if let Some(parent) = &m.parent_id {
         map.insert("parent_id".into(), json!(parent));
@@ -131,7 +177,7 @@ pub(crate) fn message(app: &AppData, cid: &str, m: &Message) -> Value {
     }
     flatten(&mut map, &m.custom);
     map.insert("custom".into(), Value::Object(m.custom.clone()));
-    Value::Object(map)
+    map
 }
 
 /// Minimal HTML rendering of message text (Stream renders markdown; plain

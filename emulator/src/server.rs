@@ -27,7 +27,7 @@ use crate::config::Faults;
 use crate::ctx::{json_response, Body, Ctx};
 use crate::error::ApiError;
 use crate::handle::Emulator;
-use crate::{control_watchers, rest, ws};
+use crate::{control_watchers, rest, uploads, ws};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin.
@@ -115,6 +115,8 @@ async fn route(req: Request<Incoming>, ctx: &Arc<Ctx>) -> Response<Body> {
     let query = parse_query(req.uri().query());
     match (req.method(), segs.as_slice()) {
         (&Method::GET, ["connect"]) => return ws::upgrade(req, &query, ctx),
+        // Uploaded files are fetched by browsers (`<img src>`), without credentials.
+        (&Method::GET, ["uploads", key, id, _name]) => return uploads::serve(ctx, key, id),
         (_, ["_emulator", ..]) if ctx.emulator.control() => {
             return introspect(req.method(), &segs, &query, ctx)
         }

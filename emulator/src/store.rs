@@ -12,7 +12,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{App, Faults};
-pub(crate) use crate::model::{Channel, Device, Member, Message, ReadState, Thread, User};
+pub(crate) use crate::model::{
+    Channel, Device, Member, Message, Pin, Poll, PollOption, PollVote, Reaction, ReadState, Thread,
+    Upload, User,
+};
 
 /// All apps, keyed by API key.
 pub(crate) struct Store {
@@ -38,6 +41,13 @@ pub(crate) struct AppData {
     /// The app setting `revoke_tokens_issued_before` (`revokeTokens`): every user token issued
     /// before it, or without `iat`, is refused.
     pub revoke_tokens_issued_before: Option<OffsetDateTime>,
+    /// Uploaded files by id, and their total size (bounded; see `uploads`).
+    pub uploads: HashMap<String, Upload>,
+    pub upload_bytes: usize,
+    /// Polls by id (bounded; see `polls`).
+    pub polls: HashMap<String, Poll>,
+    /// Mutes, blocks, bans, receipts, drafts, reminders, app settings (see `social`).
+    pub social: crate::social::Social,
 }
 
 /// One open WebSocket connection, as the rest of the emulator sees it.

@@ -13,6 +13,7 @@ use crate::channels::{watch, MAX_STATE_MESSAGES};
 use crate::config::MAX_USER_BYTES;
 use crate::error::ApiError;
 use crate::events::{channel_base, to_unwatching, to_watchers};
+use crate::history::Page;
 use crate::render::{self, ts};
 use crate::render_chat;
 use crate::req::{check_id, Req};
@@ -69,31 +70,16 @@ fn limit(value: Option<&Value>, text: Option<&String>, default: usize, max: usiz
 }
 
 /// `GET /messages/{parent_id}/replies` → `GetRepliesResponse`: oldest first; the newest `limit`,
-/// or those before `id_lt` / after `id_gt`.
+/// or a page before, after or around an anchor (see `history`).
 pub(crate) fn replies(app: &AppData, req: &Req<'_>, parent_id: &str) -> Result<Value, ApiError> {
+    let viewer = req.acting_user(None).ok();
     let (ch, _) = parent(app, parent_id)?;
-    let n = limit(
-        None,
-        req.query.get("limit"),
-        DEFAULT_REPLY_PAGE,
-        MAX_STATE_MESSAGES,
-    );
+    let page = Page::from_query(req.query, DEFAULT_REPLY_PAGE, MAX_STATE_MESSAGES)?;
     let all: Vec<&Message> = replies_of(ch, parent_id).collect();
-    let position = |id: &String| all.iter().position(|m| &m.id == id);
-    let page: &[&Message] = if let Some(i) = req.query.get("id_gt").and_then(position) {
-        let rest = all.get(i + 1..).unwrap_or_default();
-        rest.get(..n.min(rest.len())).unwrap_or_default()
-    } else {
-        let end = req
-            .query
-            .get("id_lt")
-            .and_then(position)
-            .unwrap_or(all.len());
-        all.get(end.saturating_sub(n)..end).unwrap_or_default()
-    };
     let messages: Vec<Value> = page
+        .select(&all)
         .iter()
-        .map(|m| render_chat::message(app, &ch.cid, m))
+        .map(|m| render_chat::message_for(app, &ch.cid, m, viewer.as_deref()))
         .collect();
     Ok(json!({ "messages": messages }))
 }

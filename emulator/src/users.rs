@@ -1,9 +1,5 @@
 //! Users: validation of client-supplied user objects (connect `user_details`,
-//! `POST /users`, `PATCH /users`) and the user REST handlers, including
-//! `GET /users`, which with a server token exposes `privacy_settings` so a
-//! gateway can learn other users' settings.
-
-use std::collections::HashSet;
+//! `POST /users`, `PATCH /users`) and the user REST handlers; `GET /users` is in `user_query`.
 
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
@@ -11,7 +7,7 @@ use time::OffsetDateTime;
 use crate::auth::Identity;
 use crate::config::MAX_USER_BYTES;
 use crate::error::ApiError;
-use crate::req::{check_id, Req};
+use crate::req::check_id;
 use crate::store::AppData;
 use crate::{presence, render};
 
@@ -44,9 +40,6 @@ const READ_ONLY: &[&str] = &[
     "ban_expires",
     "anon",
 ];
-
-/// Most users one `GET /users` returns.
-const MAX_QUERY_USERS: usize = 100;
 
 /// Validates a user object and returns the fields to store. `custom: {…}`
 /// (new-style SDKs) is flattened into plain custom fields.
@@ -171,7 +164,7 @@ pub(crate) fn upsert(app: &mut AppData, ident: &Identity, body: &Value) -> Resul
 
 /// `revoke_tokens_issued_before` in a user object: only a server token may set it (a user token's
 /// value is ignored like any other server-managed field). `Some(None)` clears it.
-fn revocation(
+pub(crate) fn revocation(
     ident: &Identity,
     value: Option<&Value>,
 ) -> Result<Option<Option<OffsetDateTime>>, ApiError> {
@@ -192,49 +185,6 @@ fn revocation(
             "revoke_tokens_issued_before must be a date-time string or null",
         )),
     }
-}
-
-/// `GET /app` → `GetApplicationResponse` (the required `AppResponseFields`, plus the app's
-/// `revoke_tokens_issued_before` when set, as Stream's server-side API returns it).
-pub(crate) fn app_settings(app: &AppData) -> Value {
-    let upload = json!({
-        "allowed_file_extensions": [],
-        "blocked_file_extensions": [],
-        "allowed_mime_types": [],
-        "blocked_mime_types": [],
-        "size_limit": 0,
-    });
-    let mut fields = json!({
-        "id": 1,
-        "name": "stream-edge-emulator",
-        "placement": "",
-        "async_url_enrich_enabled": false,
-        "auto_translation_enabled": false,
-        "file_upload_config": upload.clone(),
-        "image_upload_config": upload,
-    });
-    if let (Some(t), Some(map)) = (app.revoke_tokens_issued_before, fields.as_object_mut()) {
-        map.insert("revoke_tokens_issued_before".into(), json!(render::ts(t)));
-    }
-    json!({ "app": fields })
-}
-
-/// `PATCH /app` (server token only) → `Response`. Only `revoke_tokens_issued_before` (`revokeTokens`)
-/// is applied; other settings are accepted and ignored.
-pub(crate) fn update_app_settings(
-    app: &mut AppData,
-    ident: &Identity,
-    body: &Value,
-) -> Result<Value, ApiError> {
-    if *ident != Identity::Server {
-        return Err(ApiError::forbidden(
-            "app settings can only be changed with a server token",
-        ));
-    }
-    if let Some(cutoff) = revocation(ident, body.get("revoke_tokens_issued_before"))? {
-        app.revoke_tokens_issued_before = cutoff;
-    }
-    Ok(json!({}))
 }
 
 /// `PATCH /users` with `{"users":[{"id","set","unset"}]}` → `UpdateUsersResponse`.
@@ -319,66 +269,4 @@ fn finish(app: &AppData, ids: &[String], was_online: &[bool], now: OffsetDateTim
         users.insert(id.clone(), render::full_user(app, id, true));
     }
     json!({ "users": users, "membership_deletion_task_id": "" })
-}
-
-/// `GET /users?payload={"filter_conditions":{"id":{"$in":[…]}}}` →
-/// `QueryUsersResponse`. `privacy_settings` is included for a server token
-/// and for the caller's own user. With `"presence": true` in the payload, the calling connection
-/// (`connection_id`) follows the returned users.
-pub(crate) fn query(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> {
-    let ident = req.ident;
-    let payload: Value = match req.query.get("payload") {
-        Some(p) => {
-            serde_json::from_str(p).map_err(|_| ApiError::input("payload is not valid JSON"))?
-        }
-        None => json!({}),
-    };
-    let filter = payload
-        .get("filter_conditions")
-        .cloned()
-        .unwrap_or(json!({}));
-    let wanted: Option<HashSet<String>> = match filter.get("id") {
-        None => None,
-        Some(Value::String(id)) => Some(HashSet::from([id.clone()])),
-        Some(v) => match v.get("$in").or_else(|| v.get("$eq")) {
-            Some(Value::Array(ids)) => Some(
-                ids.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            Some(Value::String(id)) => Some(HashSet::from([id.clone()])),
-            _ => {
-                return Err(ApiError::input(
-                    "unsupported id filter; use a value, $eq or $in",
-                ))
-            }
-        },
-    };
-    let mut ids: Vec<&String> = app
-        .users
-        .keys()
-        .filter(|id| wanted.as_ref().is_none_or(|w| w.contains(*id)))
-        .collect();
-    ids.sort();
-    let offset = payload.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let limit = payload
-        .get("limit")
-        .and_then(Value::as_u64)
-        .map_or(MAX_QUERY_USERS, |l| (l as usize).min(MAX_QUERY_USERS));
-    let page: Vec<String> = ids.into_iter().skip(offset).take(limit).cloned().collect();
-    if let Identity::User(me) = ident {
-        let asked = payload.get("presence") == Some(&Value::Bool(true));
-        if let Some(conn) = req.conn_target(app, me, asked)? {
-            presence::subscribe(app, &conn, page.iter().map(String::as_str));
-        }
-    }
-    let users: Vec<Value> = page
-        .iter()
-        .map(|id| {
-            let own = matches!(ident, Identity::User(me) if me == id);
-            render::full_user(app, id, own || *ident == Identity::Server)
-        })
-        .collect();
-    Ok(json!({ "users": users }))
 }

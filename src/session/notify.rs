@@ -67,6 +67,14 @@ pub(super) fn for_non_watchers(
 fn rewrite(frame: &str, kind: &str, channel: &RawValue) -> Option<Utf8Bytes> {
     let mut map: Map<String, Value> = serde_json::from_str(frame).ok()?;
     map.insert("type".into(), Value::String(kind.into()));
+    if matches!(
+        kind,
+        "notification.added_to_channel" | "notification.removed_from_channel"
+    ) {
+        // The member event's acting `user` is not part of these notifications (spec, and what
+        // upstream sends a client that does not watch).
+        map.remove("user");
+    }
     if !map.get("channel").is_some_and(Value::is_object) {
         let channel: Value = serde_json::from_str(channel.get()).ok()?;
         map.insert("channel".into(), channel);
@@ -205,4 +213,25 @@ fn thread_note(
         );
     }
     serde_json::to_string(&map).ok().map(Utf8Bytes::from)
+}
+
+/// Keeps the user's membership of `cid` current from the member events of the user itself, so a
+/// removed member's other tabs are not notified of the channel's messages any more.
+pub(super) fn learn_membership(head: &EventHead<'_>, cid: &str, me: &str, st: &mut State) {
+    let own = head
+        .member
+        .as_ref()
+        .and_then(|m| m.user_id.as_deref())
+        .is_some_and(|u| u == me);
+    if !own {
+        return;
+    }
+    let member = match &*head.kind {
+        "member.added" => true,
+        "member.removed" => false,
+        _ => return,
+    };
+    if let Some(info) = st.channels.get_mut(cid) {
+        info.member = member;
+    }
 }

@@ -115,6 +115,7 @@ impl Hub {
             }
             Audience::Watchers(cid) => {
                 reached += self.to_watchers(&st, &head, cid, &frame, received, flight.as_ref());
+                notify::learn_membership(&head, cid, &self.user, &mut st);
             }
         }
         if let Some(session) = &flight {

@@ -164,8 +164,10 @@ impl Hub {
         }
         let cid: Cid = Arc::from(w.cid.as_str());
         let known = st.channels.get(&cid).map(|c| c.member);
-        // An answer that says nothing of membership (threads, sync) keeps what was known.
-        let member = w.member.or(known).unwrap_or(false);
+        // An answer that says nothing of membership (threads, sync) keeps what was known; with
+        // nothing known, the user is taken for a member: a thread or a channel one syncs is one
+        // the user can read, which for the channel types that notify means a member.
+        let member = w.member.or(known).unwrap_or(true);
         match w.channel {
             Some(channel) if channel.get().len() <= self.bounds.channel_info_bytes => {
                 st.channels.insert(cid, ChannelInfo { channel, member });

@@ -2,28 +2,49 @@
 //! on `127.0.0.1:0`: WebSocket handshake and errors, heartbeat, event
 //! routing between watchers, users, REST errors, abrupt drops and shutdown; the
 //! submodules cover who receives what per connection (`recipients`, `presence`,
-//! `hiding`, `members`, `threads`) and devices.
+//! `hiding`, `members`, `threads`, `channel_admin`, `reads`, `moderation`, `drafts`,
+//! `channel_list`) and devices.
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/channel_admin.rs"]
+mod channel_admin;
+#[path = "emulator/channel_list.rs"]
+mod channel_list;
 #[path = "emulator/control_watchers.rs"]
 mod control_watchers;
 #[path = "emulator/devices.rs"]
 mod devices;
+#[path = "emulator/drafts.rs"]
+mod drafts;
 #[path = "emulator/hiding.rs"]
 mod hiding;
 #[path = "emulator/members.rs"]
 mod members;
+#[path = "emulator/messages.rs"]
+mod messages;
+#[path = "emulator/moderation.rs"]
+mod moderation;
+#[path = "emulator/polls.rs"]
+mod polls;
 #[path = "emulator/presence.rs"]
 mod presence;
+#[path = "emulator/reactions.rs"]
+mod reactions;
+#[path = "emulator/reads.rs"]
+mod reads;
 #[path = "emulator/recipients.rs"]
 mod recipients;
 #[path = "emulator/schema.rs"]
 mod schema;
+#[path = "emulator/search.rs"]
+mod search;
 #[path = "emulator/support.rs"]
 mod support;
 #[path = "emulator/threads.rs"]
 mod threads;
+#[path = "emulator/uploads.rs"]
+mod uploads;
 
 use std::time::Duration;
 

@@ -647,3 +647,41 @@ async fn a_tab_not_watching_hears_of_replies_in_its_threads() {
     assert_eq!(note["parent_author"], "tr-a", "{note}");
     assert_eq!(note["cid"], "messaging:tr-ch", "{note}");
 }
+
+/// Point 8 for members: a tab not watching gets `notification.removed_from_channel` (in the shape
+/// upstream sends it, without the acting user) when another of its user's tabs watches the
+/// channel, and after the removal no `notification.message_new` for the channel any more.
+#[tokio::test]
+async fn a_removed_member_is_not_notified_any_more() {
+    let (gw, _gate, _stop) = gated().await;
+    let (_t1, c1) = gw.connect("rm-a").await;
+    let (mut t2, _c2) = gw.connect("rm-a").await;
+    gw.connect("rm-b").await;
+    gw.watch("rm-a", &c1, "rm-ch", &["rm-a", "rm-b"]).await;
+    let url = format!(
+        "{}/channels/messaging/rm-ch?user_id=rm-b&api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let tok = gw.token("rm-b", None);
+    let body = json!({"remove_members": ["rm-a"]}).to_string();
+    let (status, text) = http(Method::POST, &url, Some(&body), &[("authorization", &tok)]).await;
+    assert!(status.is_success(), "{status} {text}");
+    let note = until(&mut t2, "notification.removed_from_channel").await;
+    assert_eq!(note["cid"], "messaging:rm-ch", "{note}");
+    assert!(note.get("user").is_none(), "no acting user: {note}");
+    gw.send("rm-b", "rm-ch", "after removal").await;
+    // The sentinel: a message in a channel rm-a still belongs to.
+    let (_b2, cb) = gw.connect("rm-b").await;
+    gw.watch("rm-b", &cb, "rm-other", &["rm-a", "rm-b"]).await;
+    gw.send("rm-b", "rm-other", "sentinel").await;
+    let ev = loop {
+        let ev = next_json(&mut t2).await;
+        if ev["type"] == "notification.message_new" {
+            break ev;
+        }
+    };
+    assert_eq!(
+        ev["message"]["text"], "sentinel",
+        "nothing for a channel left: {ev}"
+    );
+}
