@@ -44,9 +44,10 @@ export const GATEWAY_PENDING = new Map([
   ['reply', 'issue 15 #8: notification.thread_message_new not synthesised for the non-watching tabs'],
   // A getThread with watch makes its tab watch the thread's channel: the oracle's other tabs of
   // that user (not watching) then get notification.message_new for the channel, through the
-  // gateway none; and the watcher_count in that tab's channel state differs (0 on one side; which
-  // side is right is still to examine). Only reachable with reply, which makes the threads.
-  ['getThread', 'issue 15 #6/#8: thread watch: no notification.message_new for the other tabs; watcher_count'],
+  // gateway none. Also: the watcher_count of that channel in the tab's SDK state differs between
+  // two oracle runs too (SDK-side timing): leave it out of the comparison before turning this on.
+  // Only reachable with reply, which makes the threads.
+  ['getThread', 'issue 15 #6/#8: thread watch: no notification.message_new for the other tabs'],
 ]);
 
 before(() => requireEnv());

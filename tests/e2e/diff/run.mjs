@@ -113,6 +113,10 @@ async function openTab(run, ids, baseURL, u, t, { watchBarrier }) {
   const tab = run.tabs.get(key) ?? { key, user: u, events: [], errors: [], facts: [] };
   run.tabs.set(key, tab);
   const client = newClient({ baseURL });
+  // The SDK reports deliveries (message.delivered) on a throttling timer of its own, so when they
+  // go out depends on timing, not on the script: both runs leave them out.
+  client.messageDeliveryReporter.announceDelivery = () => {};
+  client.messageDeliveryReporter.announceDeliveryBuffered = () => {};
   const userId = ids.user(u);
   await client.connectUser({ id: userId, name: userId }, longLivedToken(userId));
   client.on((e) => {
