@@ -33,21 +33,9 @@ export const GATEWAY_PENDING = new Map([
   // user.presence.changed (offline, online); through the gateway the upstream stays and they see
   // nothing. A protocol choice to make (and document), then accept here or fix.
   ['drop', 'presence blip of a single-tab user not reproduced'],
-  // The synthesised notification.added_to_channel (for a tab not watching a channel another tab
-  // watches) carries a `user`; the upstream's has none (nor has the spec's event).
-  ['addMember', 'issue 15 #8: synthesised notification.added_to_channel has an extra user'],
   // A member removed from a channel that another of their tabs still watches: the gateway
   // synthesises notification.message_new for their other tabs; the upstream sends none.
   ['removeMember', 'issue 15 #8: notification.message_new synthesised for a removed member'],
-  // A thread reply in a channel one tab watches: the oracle's other tabs of a member (not
-  // watching) get notification.thread_message_new; through the gateway they get nothing.
-  ['reply', 'issue 15 #8: notification.thread_message_new not synthesised for the non-watching tabs'],
-  // A getThread with watch makes its tab watch the thread's channel: the oracle's other tabs of
-  // that user (not watching) then get notification.message_new for the channel, through the
-  // gateway none. Also: the watcher_count of that channel in the tab's SDK state differs between
-  // two oracle runs too (SDK-side timing): leave it out of the comparison before turning this on.
-  // Only reachable with reply, which makes the threads.
-  ['getThread', 'issue 15 #6/#8: thread watch: no notification.message_new for the other tabs'],
 ]);
 
 before(() => requireEnv());

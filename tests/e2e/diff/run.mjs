@@ -367,7 +367,10 @@ export function snapshot(client, barrierCid) {
       initialized: Boolean(ch.initialized),
       messages: (ch.state.messages ?? []).map((m) => m.id),
       read,
-      watcher_count: ch.state.watcher_count ?? null,
+      // A channel the tab never queried (known from a thread, a send) counts watchers only from
+      // events, and whether its first event came before the SDK built the channel is timing:
+      // compared for loaded channels only.
+      watcher_count: ch.initialized ? (ch.state.watcher_count ?? null) : null,
       members: Object.keys(ch.state.members ?? {}).sort(),
       hidden: ch.data?.hidden ?? null,
     };
