@@ -178,6 +178,8 @@ pub struct Metrics {
     pub me_changes: IntCounterVec,
     /// Connect payload devices, by registration outcome.
     pub device_registrations: IntCounterVec,
+    /// WebSocket upgrades, by the client SDK recognised (`transport::dialect`).
+    pub ws_dialects: IntCounterVec,
 }
 
 /// Registers a metric built from static names, labels and buckets.
@@ -284,6 +286,7 @@ impl Metrics {
             me_refreshes: counter(&r, "stream_edge_me_refreshes_total", "Sessions' first frames, by whether their `me` was updated since the upstream connection opened.", &["outcome"]),
             me_changes: counter(&r, "stream_edge_me_changes_total", "Changes learned into a user's live `me` (events, devices, blocks), by kind.", &["change"]),
             device_registrations: counter(&r, "stream_edge_device_registrations_total", "Push devices from connect payloads, by registration outcome upstream.", &["outcome"]),
+            ws_dialects: counter(&r, "stream_edge_ws_dialect_total", "WebSocket connects, by the client SDK dialect recognised from the upgrade (js also counts unrecognised clients).", &["dialect"]),
             registry: r,
 
         };
@@ -324,6 +327,9 @@ impl Metrics {
         }
         self.config_warnings
             .with_label_values(&["untrusted_forwarded_for"]);
+        for d in crate::transport::dialect::Dialect::LABELS {
+            self.ws_dialects.with_label_values(&[d]);
+        }
         for outcome in ["updated", "unchanged"] {
             self.me_refreshes.with_label_values(&[outcome]);
         }

@@ -15,8 +15,9 @@ pub const DEFAULT_WS_MAX_FRAME: usize = 64 * 1024;
 pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// Bytes queued in a socket's write buffer before writes wait (`ws.max_write_buffer_bytes`).
 pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
-/// A `health.check` is sent to a session after this much outbound silence
-/// (`ws.health_interval_seconds`); the SDK's watchdog fires after 35 s.
+/// A `health.check` is sent to a session after this much outbound silence, and to a Unity session
+/// this often however busy it is (`ws.health_interval_seconds`): the JS SDK's watchdog fires after
+/// 35 s of silence, Unity's after 30 s without a health check.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(25);
 /// A client that sends nothing (not even its 25 s ping) for this long is half-open and is closed
 /// (`ws.client_idle_timeout_seconds`).

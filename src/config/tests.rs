@@ -248,3 +248,11 @@ fn readme_table_lists_every_key_with_its_default() {
         assert_eq!(literal, default, "README default of {key}");
     }
 }
+
+#[test]
+fn health_interval_stays_under_unitys_watchdog() {
+    for (secs, ok) in [(25, true), (29, true), (30, false), (34, false), (0, false)] {
+        let c = file(&format!("[ws]\nhealth_interval_seconds = {secs}\n")).unwrap();
+        assert_eq!(c.validate().is_ok(), ok, "{secs}");
+    }
+}

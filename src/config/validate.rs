@@ -59,10 +59,10 @@ impl Config {
                 "must exceed upstream.ping_interval_seconds",
             ));
         }
-        if self.ws.health_interval >= Duration::from_secs(35) || self.ws.health_interval.is_zero() {
+        if self.ws.health_interval >= Duration::from_secs(30) || self.ws.health_interval.is_zero() {
             return Err(ConfigError::invalid(
                 "ws.health_interval_seconds",
-                "must be 1-34 s: the SDK drops a socket after 35 s of silence",
+                "must be 1-29 s: the Unity SDK drops a socket after 30 s without a health.check",
             ));
         }
         if self.ws.client_idle_timeout <= Duration::from_secs(30) {

@@ -1,6 +1,7 @@
 //! Request heads on the lean front, as pure functions (unit-tested and fuzzed: `longpoll_head`):
-//! where a head ends ([`head_end`]) and whether it is a `GET /longpoll` this front answers
-//! ([`parse_head`]).
+//! where a head ends ([`head_end`]), whether it is a `GET /longpoll` this front answers
+//! ([`parse_head`]), and the percent-encoding of an Unreal connect's raw JSON target
+//! ([`lenient_connect_target`]).
 
 use http::{HeaderMap, HeaderValue};
 
@@ -101,6 +102,55 @@ pub fn parse_head(buf: &[u8]) -> Option<RawHead> {
     })
 }
 
+/// Rewrites the request line of a `GET /connect` whose target holds bytes RFC 3986 does not allow
+/// there (`"`, `{`, `}`, `\\`, `|`, `^`, `` ` ``, `<`, `>`, `#`, and bytes over 0x7F), each as
+/// `%XX`, so hyper accepts it: Unreal puts its connect payload in the URL as raw JSON with only
+/// spaces encoded, which Stream's Go server takes and hyper refuses with a plain 400.
+///
+/// Only the target of a well-formed request line `GET SP target SP HTTP/1.x` changes, and only
+/// by replacing single visible bytes with their escapes: a target with a control byte (CR, LF,
+/// NUL, tab…), a space or DEL is left alone for hyper to refuse, the headers and anything after
+/// them are copied as they are, and the method and version are checked exactly. `None` when
+/// there is nothing to rewrite or the request is anything else.
+pub fn lenient_connect_target(buf: &[u8]) -> Option<Vec<u8>> {
+    let line_end = buf.iter().position(|&b| b == b'\n')?;
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
+    let rest = line.strip_prefix(b"GET ")?;
+    let sp = rest.iter().rposition(|&b| b == b' ')?;
+    let (target, version) = (&rest[..sp], &rest[sp + 1..]);
+    if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
+        return None;
+    }
+    let path_end = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let path = std::str::from_utf8(&target[..path_end]).ok()?;
+    if normalize(path) != "/connect" {
+        return None;
+    }
+    let lenient = |b: u8| b >= 0x80 || b"\"{}\\|^`<>#".contains(&b);
+    if target.iter().any(|&b| b <= b' ' || b == 0x7f) || !target.iter().any(|&b| lenient(b)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(buf.len() + 2 * target.len());
+    out.extend_from_slice(b"GET ");
+    for &b in target {
+        if lenient(b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b' ');
+    out.extend_from_slice(version);
+    // The line's own ending (CRLF or LF) and everything after it, unchanged.
+    out.extend_from_slice(&buf[line.len()..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_head;
@@ -151,5 +201,85 @@ mod tests {
             b"GET /longpoll HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
         ));
         assert!(!h(b"GET /longpoll HTTP/1.1\r\nconnection: Close\r\n\r\n"));
+    }
+
+    #[test]
+    fn unreal_raw_json_targets_are_percent_encoded_and_nothing_else_changes() {
+        use super::lenient_connect_target as fix;
+        let raw = b"GET /connect?json={\"user_details\":{\"id\":\"u\",\"name\":\"A%20B\"}}&api_key=k HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Protocol: wss\r\n\r\n";
+        let out = fix(raw).expect("rewritten");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(
+            "GET /connect?json=%7B%22user_details%22:%7B%22id%22:%22u%22,%22name%22:%22A%20B%22%7D%7D&api_key=k HTTP/1.1\r\nHost: x\r\n"
+        ), "{text}");
+        assert!(text.ends_with("Sec-WebSocket-Protocol: wss\r\n\r\n"));
+        // Bytes over 0x7F (a UTF-8 name) are escaped too; a bare-LF line ending is kept.
+        let out = fix("GET /connect?json={\"n\":\"é\"} HTTP/1.0\nHost: x\n\n".as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /connect?json=%7B%22n%22:%22%C3%A9%22%7D HTTP/1.0\nHost: x\n\n"
+        );
+    }
+
+    #[test]
+    fn lenient_targets_refuse_every_smuggling_shape() {
+        use super::lenient_connect_target as fix;
+        for attack in [
+            // Nothing to rewrite: hyper sees the request unchanged.
+            &b"GET /connect?json=%7B%7D HTTP/1.1\r\n\r\n"[..],
+            // Other paths and methods are never touched.
+            b"GET /channels?x={} HTTP/1.1\r\n\r\n",
+            b"POST /connect?x={} HTTP/1.1\r\n\r\n",
+            b"GET /connectx?x={} HTTP/1.1\r\n\r\n",
+            // A space inside the target (a second request line hidden in it), tabs, NUL, DEL.
+            b"GET /connect?json={\"a\":1} HTTP/1.1 HTTP/1.1\r\n\r\n",
+            b"GET /connect?json={} x HTTP/1.1\r\n\r\n",
+            b"GET /connect?json={\t} HTTP/1.1\r\n\r\n",
+            b"GET /connect?json={\0} HTTP/1.1\r\n\r\n",
+            b"GET /connect?json={\x7f} HTTP/1.1\r\n\r\n",
+            // A bare CR cannot end the line early or hide a header.
+            b"GET /connect?json={}\rX-Injected: 1 HTTP/1.1\r\n\r\n",
+            // Versions other than HTTP/1.0 and 1.1, lower-case methods, absolute forms of a
+            // different shape are left to hyper.
+            b"GET /connect?json={} HTTP/2.0\r\n\r\n",
+            b"get /connect?json={} HTTP/1.1\r\n\r\n",
+            b"GET /connect?json={} HTTP/1.1",
+            b"GET  /connect?json={} HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(fix(attack).is_none(), "{}", String::from_utf8_lossy(attack));
+        }
+        // The head after the request line is copied byte for byte, whatever it holds: a header
+        // with a quote stays a header (hyper judges it), and the rewrite never adds CR or LF.
+        let raw = b"GET /connect?j={} HTTP/1.1\r\nX-A: \"q\"\r\nContent-Length: 5\r\n\r\nhello";
+        let out = fix(raw).unwrap();
+        assert!(out.ends_with(b"\r\nX-A: \"q\"\r\nContent-Length: 5\r\n\r\nhello"));
+        assert_eq!(
+            out.iter().filter(|&&b| b == b'\n').count(),
+            raw.iter().filter(|&&b| b == b'\n').count()
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever a `/connect` target holds, a rewrite changes only the target, and what it
+        /// makes parses as one request line (so hyper judges the rest as it would anyway).
+        #[test]
+        fn lenient_rewrites_touch_only_the_target(
+            target in proptest::collection::vec(proptest::sample::select(
+                b"aZ09-_.~%:/?&=+,;\"{}\\|^`<>#\x80\xc3\xa9 \t\r\n\0\x7f".to_vec()), 0..40),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let mut raw = b"GET /connect?json=".to_vec();
+            raw.extend_from_slice(&target);
+            raw.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+            raw.extend_from_slice(&tail);
+            if let Some(out) = super::lenient_connect_target(&raw) {
+                let nl = |b: &[u8]| b.iter().position(|&c| c == b'\n').unwrap();
+                proptest::prop_assert_eq!(&raw[nl(&raw)..], &out[nl(&out)..]);
+                let mut headers = [httparse::EMPTY_HEADER; 4];
+                let mut req = httparse::Request::new(&mut headers);
+                proptest::prop_assert!(req.parse(&out[..nl(&out) + 1]).is_ok());
+                proptest::prop_assert_eq!(req.method, Some("GET"));
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! is held; the response is written directly. Measured by the benchmark's long-poll scenario.
 //!
 //! A request that is anything else (another path or method, a body, an upgrade, pipelined bytes,
-//! a head that does not parse or is too large) goes to hyper with the bytes already read; hyper
+//! a head that does not parse or is too large) goes to hyper with the bytes already read (an
+//! Unreal `/connect` target's raw JSON percent-encoded first, see
+//! [`super::head::lenient_connect_target`]); hyper
 //! answers errors in its own well-tested way. When hyper is done with it and the next request is
 //! a long-poll again, the connection comes back here (see [`super::io::Switch`]), so a browser's
 //! pooled connection that carried a REST call does not keep hyper's buffers through its next
@@ -24,7 +26,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::head::{head_end, parse_head};
+use super::head::{head_end, lenient_connect_target, parse_head};
 use crate::http::{Body, Io};
 use crate::state::Shared;
 use crate::transport::longpoll::{self, LpHead};
@@ -83,7 +85,15 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
                 http10,
             } => (head, keep_alive, http10),
             Head::Other => {
-                let read = Bytes::from(std::mem::take(&mut buf));
+                let mut read = std::mem::take(&mut buf);
+                if let Some(fixed) = lenient_connect_target(&read) {
+                    // Unreal's raw JSON target, percent-encoded; the escapes must still fit.
+                    if head_end(&fixed).unwrap_or(fixed.len()) > limits.max_header_bytes {
+                        return Box::pin(refuse_large_head(io, &shared)).await;
+                    }
+                    read = fixed;
+                }
+                let read = Bytes::from(read);
                 let back = Box::pin(super::hyper::serve_hyper(io, read, peer, shared.clone()));
                 match back.await {
                     Some((s, next)) => {

@@ -329,10 +329,21 @@ async fn forget_named_users(body: Option<&[u8]>, app: &str, shared: &Shared) {
 /// Inbound checks: the api key is known, the credential is valid, and every `connection_id` names
 /// a session of the caller's own user and app (rewritten to its hub's upstream connection).
 fn inbound(parts: &http::request::Parts, shared: &Shared) -> Result<Inbound, EdgeError> {
-    let raw = parts.uri.query().unwrap_or("");
+    let mut raw = parts.uri.query().unwrap_or("");
     let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
         .into_owned()
         .collect();
+    // An empty `connection_id=` is absent: Unity sends one on every call before its first
+    // connect. It is not forwarded either.
+    let before = pairs.len();
+    pairs.retain(|(k, v)| !(k == "connection_id" && v.is_empty()));
+    let reencoded;
+    if pairs.len() != before {
+        reencoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter())
+            .finish();
+        raw = &reencoded;
+    }
     let param = |name: &str| {
         pairs
             .iter()

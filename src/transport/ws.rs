@@ -9,6 +9,7 @@ use http::{header, Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::connect::{self, admit_ip, Prepared};
+use super::dialect::{self, Dialect, Hints};
 use crate::error::EdgeError;
 use crate::http::{empty, json_error, Body, BoxIo, ReqBody};
 use crate::state::Shared;
@@ -39,6 +40,7 @@ fn is_upgrade(req: &Request<ReqBody>) -> Option<String> {
 /// An accepted upgrade: the connect's outcome, to be served once hyper hands over the stream.
 pub struct Accepted {
     prepared: Result<Prepared, EdgeError>,
+    dialect: Dialect,
 }
 
 impl Accepted {
@@ -47,6 +49,7 @@ impl Accepted {
         let pending = Box::new(super::ws_session::Pending {
             io,
             prepared: self.prepared,
+            dialect: self.dialect,
         });
         shared
             .tasks
@@ -88,14 +91,24 @@ pub fn upgrade(req: Request<ReqBody>, peer: std::net::SocketAddr, shared: &Share
         return Upgrade::Refused(resp);
     }
     let prepared = admit(&req, peer, shared).and_then(|()| prepare(&req, shared));
-    match Response::builder()
+    let dialect = detect(&req);
+    shared
+        .metrics
+        .ws_dialects
+        .with_label_values(&[dialect.label()])
+        .inc();
+    let mut resp = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .body(empty())
-    {
-        Ok(resp) => Upgrade::Accepted(resp, Accepted { prepared }),
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if offers_wss(&req) {
+        // Unreal asks for the `wss` subprotocol; a client that offers one may fail a handshake
+        // that selects none. It is the only one ever selected (the frames are the same).
+        resp = resp.header(header::SEC_WEBSOCKET_PROTOCOL, "wss");
+    }
+    match resp.body(empty()) {
+        Ok(resp) => Upgrade::Accepted(resp, Accepted { prepared, dialect }),
         Err(_) => Upgrade::Refused(json_error(&EdgeError::NotFound)),
     }
 }
@@ -111,6 +124,38 @@ fn admit<B>(
 ) -> Result<(), EdgeError> {
     let ip = crate::limits::client_ip(peer, req.headers(), &shared.config.limits.trusted_proxies);
     admit_ip(ip, shared)
+}
+
+fn offers_wss<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim() == "wss"))
+}
+
+/// The client's SDK, from the upgrade's headers and query (see [`dialect::detect`]).
+fn detect<B>(req: &Request<B>) -> Dialect {
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut ua_query = None;
+    let mut json = None;
+    let mut auth_query = false;
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match &*k {
+            "X-Stream-Client" | "x-stream-client" => ua_query = Some(v),
+            "json" => json = Some(v),
+            "authorization" => auth_query |= !v.is_empty(),
+            _ => {}
+        }
+    }
+    dialect::detect(&Hints {
+        x_stream_client: header("x-stream-client").or(ua_query.as_deref()),
+        ws_protocol: header("sec-websocket-protocol"),
+        auth_header: header("authorization").is_some_and(|t| !t.is_empty()),
+        auth_query,
+        json: json.as_deref(),
+    })
 }
 
 fn prepare(req: &Request<ReqBody>, shared: &Shared) -> Result<Prepared, EdgeError> {

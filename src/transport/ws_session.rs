@@ -1,6 +1,8 @@
 //! One WebSocket session after the upgrade: the handshake frame, then a loop that writes the hub's
-//! events, answers pings, keeps the SDK's 35 s watchdog fed, ends the session when its token
-//! expires, and closes with a code whose meaning the SDK acts on.
+//! events, answers pings (text pings in any SDK's shape, RFC 6455 pings with a `health.check`
+//! too, empty keep-alive frames with nothing), keeps the SDK's watchdog fed, ends the session when
+//! its token expires, and closes with a code whose meaning the SDK acts on. Errors and closes are
+//! said in the client's [`Dialect`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::connect::Prepared;
+use super::dialect::Dialect;
 use super::frames;
 use crate::error::{close, EdgeError};
 use crate::http::BoxIo;
@@ -34,6 +37,10 @@ pub fn socket_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(ws.max_frame_bytes))
 }
 
+/// How long the closing frames (Unreal's error frame, the close) may take to write: a client
+/// that does not read them is not waited for.
+const CLOSE_BUDGET: Duration = Duration::from_secs(1);
+
 /// Events written per flush, so a burst is batched into few syscalls without starving reads.
 const WRITE_BATCH: usize = 64;
 
@@ -41,6 +48,7 @@ const WRITE_BATCH: usize = 64;
 pub(super) struct Pending {
     pub(super) io: BoxIo,
     pub(super) prepared: Result<Prepared, EdgeError>,
+    pub(super) dialect: Dialect,
 }
 
 /// Who a live session belongs to, for its closing log line.
@@ -54,6 +62,7 @@ struct Owner {
 /// setup runs in its own boxed future, so only the live loop's state stays allocated for the
 /// session's lifetime.
 pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
+    let dialect = pending.dialect;
     let Some((mut ws, att, owner)) = Box::pin(open(pending, &shared)).await else {
         return;
     };
@@ -61,7 +70,7 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
     m.sessions_opened.with_label_values(&["ws"]).inc();
     m.sessions_open.with_label_values(&["ws"]).inc();
     let started = Instant::now();
-    let end = serve(&mut ws, att, owner.exp, &shared).await;
+    let end = serve(&mut ws, att, owner.exp, dialect, &shared).await;
     let reason = end.label();
     m.sessions_open.with_label_values(&["ws"]).dec();
     m.sessions_closed.with_label_values(&["ws", reason]).inc();
@@ -69,12 +78,19 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
         app = %owner.app,
         user = %owner.user,
         transport = "ws",
+        dialect = dialect.label(),
         duration_ms = started.elapsed().as_millis() as u64,
         close_code = end.close_code().unwrap_or(0),
         reason,
         "session closed"
     );
     if let Some(code) = end.close_code() {
+        if dialect.error_before_close() {
+            // Unreal reconnects on an untyped error frame (refreshing its token on code 40) but
+            // not on a clean close. Bounded like the close: a slow consumer may not read it.
+            let frame = Message::text(end_error(end));
+            let _ = tokio::time::timeout(CLOSE_BUDGET, ws.send(frame)).await;
+        }
         Box::pin(close_socket(&mut ws, code, end.text())).await;
     }
 }
@@ -82,13 +98,17 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
 /// Completes the upgrade, attaches the session to its hub and sends the `health.check` that
 /// opens it; refusals are answered here.
 async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, Attachment, Owner)> {
-    let Pending { io, prepared } = *pending;
+    let Pending {
+        io,
+        prepared,
+        dialect,
+    } = *pending;
     let config = socket_config(shared);
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (prepared, att) = match super::connect::open(prepared, Transport::Ws, shared).await {
         Ok(opened) => opened,
         Err(e) => {
-            reject(ws, &e).await;
+            reject(ws, &e, dialect).await;
             return None;
         }
     };
@@ -105,17 +125,37 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, At
 }
 
 /// Refuses a connect: retryable failures close with a reconnect code and no error frame (the SDK
-/// would treat an error frame as final); everything else gets the error frame and close 1000.
-async fn reject(mut ws: Socket, err: &EdgeError) {
+/// would treat an error frame as final), except for Unreal, which reconnects only on an error
+/// frame; everything else gets the error frame in the client's dialect and close 1000.
+async fn reject(mut ws: Socket, err: &EdgeError, dialect: Dialect) {
     let class = err.class();
-    tracing::debug!(reason = class.label, error = %err, "ws connect refused");
+    tracing::debug!(reason = class.label, error = %err, dialect = dialect.label(), "ws connect refused");
     if err.is_retryable() {
+        if dialect.error_before_close() {
+            let frame = Message::text(frames::error(err));
+            let _ = tokio::time::timeout(CLOSE_BUDGET, ws.send(frame)).await;
+        }
         close_socket(&mut ws, class.close, class.label).await;
         return;
     }
-    if ws.send(Message::text(frames::error(err))).await.is_ok() {
+    if ws
+        .send(Message::text(frames::error_in(dialect, "", err)))
+        .await
+        .is_ok()
+    {
         close_socket(&mut ws, close::REJECTED, class.label).await;
     }
+}
+
+/// The untyped error frame that makes Unreal reconnect at once when a live session ends: code 40
+/// when the token ended it (Unreal then reconnects with a refreshed token), -1 otherwise.
+fn end_error(end: SessionEnd) -> String {
+    let (code, status) = if end.is_token() {
+        (40, http::StatusCode::UNAUTHORIZED)
+    } else {
+        (-1, http::StatusCode::SERVICE_UNAVAILABLE)
+    };
+    serde_json::json!({ "error": crate::error::api_error(code, status, end.text()) }).to_string()
 }
 
 async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
@@ -123,7 +163,7 @@ async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
         code: CloseCode::from(code),
         reason: reason.to_string().into(),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_BUDGET, ws.close(Some(frame))).await;
 }
 
 /// The live loop, until the session ends.
@@ -131,6 +171,7 @@ async fn serve(
     ws: &mut Socket,
     mut att: Attachment,
     exp: Option<u64>,
+    dialect: Dialect,
     shared: &Shared,
 ) -> SessionEnd {
     let m = &shared.metrics;
@@ -178,7 +219,11 @@ async fn serve(
                 if ws.flush().await.is_err() {
                     return SessionEnd::WriteError;
                 }
-                health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+                // Events feed most SDKs' watchdogs; Unity's counts only health checks, so its
+                // clock keeps running however busy the session is.
+                if !dialect.steady_health() {
+                    health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+                }
             }
             _ = &mut health => {
                 if ws.send(Message::text(frames::health_check(&att.id))).await.is_err() {
@@ -201,6 +246,11 @@ async fn serve(
                     Some(Err(_)) => return SessionEnd::ReadError,
                     Some(Ok(Message::Text(t))) => {
                         bytes_in.inc_by(t.len() as u64);
+                        if t.is_empty() {
+                            // Unreal's keep-alive (every 20 s): it needs no answer, and an error
+                            // frame would make it reconnect.
+                            continue;
+                        }
                         let reply = match frames::is_ping(t.as_str()) {
                             Ok(true) => frames::health_check(&att.id),
                             Ok(false) => {
@@ -225,6 +275,14 @@ async fn serve(
                         if ws.send(Message::text(frames::error(&err))).await.is_err() {
                             return SessionEnd::WriteError;
                         }
+                    }
+                    Some(Ok(Message::Ping(_))) => {
+                        // Swift pings with RFC 6455 pings and counts only a `health.check` as
+                        // the answer (tungstenite queues the pong, flushed with this write).
+                        if ws.send(Message::text(frames::health_check(&att.id))).await.is_err() {
+                            return SessionEnd::WriteError;
+                        }
+                        health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
                     }
                     Some(Ok(_)) => {}
                 }

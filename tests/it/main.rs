@@ -21,6 +21,7 @@ mod observability;
 mod privacy;
 mod rest;
 mod sdk;
+mod sdks;
 mod soak;
 mod support;
 mod tls;

@@ -10,12 +10,12 @@ use tokio_tungstenite::Connector;
 
 use crate::support::*;
 
-struct Pki {
+pub(crate) struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         Pki {
@@ -24,7 +24,7 @@ impl Pki {
     }
 
     /// A leaf for 127.0.0.1/localhost: (cert PEM, key PEM, cert DER).
-    fn leaf(&self) -> (String, String, Vec<u8>) {
+    pub(crate) fn leaf(&self) -> (String, String, Vec<u8>) {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
@@ -32,7 +32,7 @@ impl Pki {
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     }
 
-    fn client(&self) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn client(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -46,7 +46,7 @@ impl Pki {
     }
 }
 
-fn tmpdir(tag: &str) -> std::path::PathBuf {
+pub(crate) fn tmpdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("se-tls-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
