@@ -14,6 +14,7 @@
 //!
 //! Layout (one concept per file), from the top down; each module imports only modules below it:
 //! * [`server`] – accept loop, hyper HTTP/1.1 connections, routing, CORS preflight, control routes;
+//! * [`control_watchers`] – the `/_emulator/watchers` control route (who watches what upstream);
 //! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
@@ -54,6 +55,7 @@ mod channel_admin;
 mod channels;
 mod config;
 mod connect;
+mod control_watchers;
 mod ctx;
 mod devices;
 mod drafts;

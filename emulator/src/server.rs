@@ -27,7 +27,7 @@ use crate::config::Faults;
 use crate::ctx::{json_response, Body, Ctx};
 use crate::error::ApiError;
 use crate::handle::Emulator;
-use crate::{rest, uploads, ws};
+use crate::{control_watchers, rest, uploads, ws};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin.
@@ -163,6 +163,7 @@ fn introspect(
                 &json!({ "total": ctx.emulator.connections_total(), "users": users }),
             )
         }
+        (&Method::GET, ["_emulator", "watchers"]) => control_watchers::watchers(query, ctx),
         (&Method::POST, ["_emulator", "faults"]) => {
             let faults = Faults {
                 fail_user_queries: query.get("fail_user_queries").map(String::as_str)

@@ -11,6 +11,8 @@
 mod channel_admin;
 #[path = "emulator/channel_list.rs"]
 mod channel_list;
+#[path = "emulator/control_watchers.rs"]
+mod control_watchers;
 #[path = "emulator/devices.rs"]
 mod devices;
 #[path = "emulator/drafts.rs"]

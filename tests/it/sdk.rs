@@ -11,6 +11,9 @@ use crate::support::*;
 /// The token-lifecycle file runs against its own gateway (see [`stream_chat_sdk_token_lifecycle`]).
 const OWN_GATEWAY: &[&str] = &["tokens.test.mjs"];
 
+/// Time the whole Node run gets unless `SDK_TIMEOUT_SECS` says otherwise.
+const DEFAULT_SDK_TIMEOUT_SECS: u64 = 300;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_chat_sdk_end_to_end() {
     let mut cfg = test_config();
@@ -29,6 +32,12 @@ async fn stream_chat_sdk_token_lifecycle() {
     run_sdk_files(cfg, |name| OWN_GATEWAY.contains(&name)).await;
 }
 
+/// `SDK_FILES=diff.test.mjs,core.test.mjs` narrows a run to those files (a developer's loop, or a
+/// long differential run with `DIFF_SEEDS`); unset runs them all.
+fn only(name: &str) -> bool {
+    std::env::var("SDK_FILES").map_or(true, |list| list.split(',').any(|f| f.trim() == name))
+}
+
 async fn run_sdk_files(cfg: stream_edge::config::Config, pick: impl Fn(&str) -> bool) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
     assert!(
@@ -40,9 +49,13 @@ async fn run_sdk_files(cfg: stream_edge::config::Config, pick: impl Fn(&str) -> 
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".test.mjs") && pick(n))
+        .filter(|n| n.ends_with(".test.mjs") && pick(n) && only(n))
         .collect();
     files.sort();
+    if files.is_empty() {
+        eprintln!("no SDK file of this test is in SDK_FILES; nothing to run");
+        return;
+    }
     let child = tokio::process::Command::new("node")
         .args(["--test", "--test-concurrency=1", "--test-force-exit"])
         .args(&files)
@@ -54,9 +67,14 @@ async fn run_sdk_files(cfg: stream_edge::config::Config, pick: impl Fn(&str) -> 
         .env("STREAM_API_SECRET", DEV_API_SECRET)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), child)
+    // A long differential run (`DIFF_SEEDS`) sets its own budget with `SDK_TIMEOUT_SECS`.
+    let budget = std::env::var("SDK_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SDK_TIMEOUT_SECS);
+    let out = tokio::time::timeout(Duration::from_secs(budget), child)
         .await
-        .expect("SDK suite finishes within 5 minutes")
+        .expect("SDK suite finishes within its time budget (SDK_TIMEOUT_SECS)")
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
