@@ -28,20 +28,8 @@ const CI_LENGTH = 30;
  * Operations the gateway does not yet get right (issue 15), left out of generated scenarios
  * until their fix lands; DIFF_ALL_OPS=1 puts them back. Each names what it shows today.
  */
-export const GATEWAY_PENDING = new Map([
-  // When the dropped tab is its user's only one, the oracle's presence subscribers see
-  // user.presence.changed (offline, online); through the gateway the upstream stays and they see
-  // nothing. A protocol choice to make (and document), then accept here or fix.
-  ['drop', 'presence blip of a single-tab user not reproduced'],
-  // A member removed from a channel that another of their tabs still watches: the gateway
-  // synthesises notification.message_new for their other tabs; the upstream sends none.
-  ['removeMember', 'issue 15 #8: notification.message_new synthesised for a removed member'],
-  // A thread reply: the synthesised notification.thread_message_new for a tab that does not watch
-  // the channel waits for an upstream participation lookup, so it can arrive after events the
-  // upstream sent later (after the step's barrier): the oracle has it in order. (3 of 60 seeds.)
-  // Without reply no thread exists, so getThread and queryThreads run but find no thread.
-  ['reply', 'issue 15 #8: synthesised notification.thread_message_new out of order'],
-]);
+// Every operation is on: the last ones (drop, removeMember, reply) landed with issue 15.
+export const GATEWAY_PENDING = new Map([]);
 
 before(() => requireEnv());
 afterEach(cleanup);
