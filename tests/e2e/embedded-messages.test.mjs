@@ -67,8 +67,11 @@ describe('embedded upstream: messages, reactions, search, uploads, polls', () =>
     const { alice, bob, ca, cb } = await pair();
     const { message } = await ca.sendMessage({ text: 'react' });
     const seen = waitForEvent(ca, 'reaction.new');
+    // Bob's own copy is updated by his own reaction.new: wait for it too.
+    const seenByBob = waitForEvent(cb, 'reaction.new');
     await cb.sendReaction(message.id, { type: 'love' });
     const ev = await seen;
+    await seenByBob;
     assert.equal(ev.reaction.user_id, bob.userID);
     const inAlice = ca.state.messages.find((m) => m.id === message.id);
     assert.equal(inAlice.reaction_counts.love, 1);
