@@ -1,7 +1,7 @@
 // Bundles src/main.jsx (React, stream-chat-react, stream-chat) with the pinned esbuild into dist/:
 // index.html, main.js, main.css and the fonts/images the CSS refers to.
 //   node build.mjs            build once
-//   node build.mjs --serve    build, then serve dist/ on 127.0.0.1 (PORT, default 8080)
+//   node build.mjs --serve    build, then serve dist/ on 127.0.0.1 (PORT, default 8081; the gateway's default is 8080)
 // ui.test.mjs imports `build` and `serve` (port 0) from here.
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -78,7 +78,7 @@ export async function serve(port = 0) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await build();
   if (process.argv.includes('--serve')) {
-    const site = await serve(Number(process.env.PORT ?? 8080));
+    const site = await serve(Number(process.env.PORT ?? 8081));
     console.log(`chat page: ${site.url}/?base=<gateway URL>&key=<api key>&user=<user id>&token=<user JWT>`);
   } else {
     console.log(`built ${DIST}`);

@@ -53,9 +53,13 @@ async fn thread_replies_watches_and_notifications() {
 
     reply(&b, &parent, "first").await;
     let seen = alice.drain().await;
-    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0]["type"], "message.new");
     assert_eq!(seen[0]["message"]["parent_id"], parent);
+    // The parent, with its new count, for the watchers' message lists ("1 reply").
+    assert_eq!(seen[1]["type"], "message.updated");
+    assert_eq!(seen[1]["message"]["id"], parent);
+    assert_eq!(seen[1]["message"]["reply_count"], 1);
     // The parent's author takes part: her tab that does not watch hears of the reply.
     let seen = alice_idle.drain().await;
     assert_eq!(seen.len(), 1, "{seen:?}");
