@@ -131,14 +131,14 @@ async fn thread_replies_watches_and_notifications() {
     let res = c.get_conn(&path, &carol, "GetThreadResponse").await;
     assert_eq!(texts(&res["thread"]["latest_replies"]), ["third"]);
     reply(&a, &parent, "fourth").await;
-    // Bob sees carol start watching, then the reply as a watcher.
+    // Bob sees carol start watching, then the reply and its parent as a watcher.
     assert_eq!(
         bob.drain_types().await,
-        ["user.watching.start", "message.new"]
+        ["user.watching.start", "message.new", "message.updated"]
     );
     assert_eq!(
         carol.drain_types().await,
-        ["user.watching.start", "message.new"]
+        ["user.watching.start", "message.new", "message.updated"]
     );
     assert_eq!(
         alice_idle.drain_types().await,
