@@ -1,6 +1,7 @@
 // The chat page: stream-chat-react's stock components on the real stream-chat SDK, pointed at a
 // stream-edge gateway. Everything comes from the query string, so one bundle serves any gateway:
-//   ?base=http://127.0.0.1:3030&key=<api key>&user=<user id>&token=<user JWT>[&name=<display name>]
+//   ?base=http://127.0.0.1:8080&key=<api key>&user=<user id>&token=<user JWT>[&name=<display name>]
+//   [&channel=<id>&members=<id>,<id>]  first create (or join) messaging:<id> with those members
 // `window.__chat` exposes the client to the test (diagnostics, clean disconnect).
 import React, { useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
@@ -23,6 +24,8 @@ const key = q.get('key');
 const userId = q.get('user');
 const token = q.get('token');
 const name = q.get('name') || userId;
+const channelId = q.get('channel');
+const members = (q.get('members') || '').split(',').filter(Boolean);
 
 // Native emoji instead of the default sprite, which is fetched from Stream's CDN: the page works
 // offline.
@@ -45,6 +48,12 @@ function App() {
     window.__chat = c;
     let cancelled = false;
     c.connectUser({ id: userId, name }, token)
+      // Optional: a channel to start with, so an empty app has something to show.
+      .then(() =>
+        channelId
+          ? c.channel('messaging', channelId, { name: channelId, members: [...new Set([userId, ...members])] }).watch()
+          : null,
+      )
       .then(() => !cancelled && setClient(c))
       .catch((e) => !cancelled && setError(String(e?.message ?? e)));
     return () => {
