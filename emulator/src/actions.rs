@@ -187,6 +187,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
     hiding::unhide_on_message(ch, &user, req.flag("keep_channel_hidden"), in_channel);
     if let Some(stored) = app.channels.get(cid).and_then(|c| c.messages.back()) {
         events::message_new(app, cid, stored, now);
+        threads::parent_updated(app, cid, stored, now);
         threads::reply_notification(app, cid, stored, now);
     }
     Ok(json!({ "message": rendered }))

@@ -332,6 +332,28 @@ pub(crate) fn query(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError>
     Ok(Value::Object(out))
 }
 
+/// A reply changed its parent (`reply_count`, thread participants): the parent goes to the
+/// watchers as `message.updated`. That is how a channel's message list learns the count: the SDK
+/// never bumps it locally, and stream-chat-react's "1 reply" button reads it.
+pub(crate) fn parent_updated(app: &AppData, cid: &str, reply: &Message, now: OffsetDateTime) {
+    let Some(parent_id) = reply.parent_id.as_deref() else {
+        return;
+    };
+    let Some(ch) = app.channels.get(cid) else {
+        return;
+    };
+    let Some(parent) = ch.messages.iter().find(|m| m.id == parent_id) else {
+        return;
+    };
+    let mut ev = channel_base(app, "message.updated", cid, now);
+    ev.insert("message_id".into(), json!(parent.id));
+    ev.insert("message".into(), render_chat::message(app, cid, parent));
+    ev.insert("user".into(), render::user(app, &reply.user_id));
+    ev.insert("channel_member_count".into(), json!(ch.members.len()));
+    ev.insert("channel_message_count".into(), json!(ch.message_count));
+    to_watchers(app, cid, &Value::Object(ev));
+}
+
 /// `notification.thread_message_new` for reply `msg` to the connections of the thread's
 /// participants (the sender excepted) that do not watch the channel.
 pub(crate) fn reply_notification(app: &AppData, cid: &str, msg: &Message, now: OffsetDateTime) {

@@ -53,9 +53,13 @@ async fn thread_replies_watches_and_notifications() {
 
     reply(&b, &parent, "first").await;
     let seen = alice.drain().await;
-    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0]["type"], "message.new");
     assert_eq!(seen[0]["message"]["parent_id"], parent);
+    // The parent, with its new count, for the watchers' message lists ("1 reply").
+    assert_eq!(seen[1]["type"], "message.updated");
+    assert_eq!(seen[1]["message"]["id"], parent);
+    assert_eq!(seen[1]["message"]["reply_count"], 1);
     // The parent's author takes part: her tab that does not watch hears of the reply.
     let seen = alice_idle.drain().await;
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -127,14 +131,14 @@ async fn thread_replies_watches_and_notifications() {
     let res = c.get_conn(&path, &carol, "GetThreadResponse").await;
     assert_eq!(texts(&res["thread"]["latest_replies"]), ["third"]);
     reply(&a, &parent, "fourth").await;
-    // Bob sees carol start watching, then the reply as a watcher.
+    // Bob sees carol start watching, then the reply and its parent as a watcher.
     assert_eq!(
         bob.drain_types().await,
-        ["user.watching.start", "message.new"]
+        ["user.watching.start", "message.new", "message.updated"]
     );
     assert_eq!(
         carol.drain_types().await,
-        ["user.watching.start", "message.new"]
+        ["user.watching.start", "message.new", "message.updated"]
     );
     assert_eq!(
         alice_idle.drain_types().await,
