@@ -140,7 +140,8 @@ async fn route(
     shared
         .proxy_warning
         .check(req.headers(), &shared.config.limits, &shared.metrics);
-    let mut resp = if req.method() == Method::OPTIONS {
+    let is_preflight = req.method() == Method::OPTIONS;
+    let mut resp = if is_preflight {
         cors::preflight(&req)
     } else if path == "/connect" {
         match ws::upgrade(req, peer, &shared) {
@@ -164,6 +165,10 @@ async fn route(
         Box::pin(crate::rest::proxy(req, &path, peer, shared)).await
     };
     cors::decorate(&mut resp);
+    // Not on a preflight (browsers cache those by `access-control-max-age`) nor on a 101.
+    if !is_preflight && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        crate::http::no_store(&mut resp);
+    }
     resp
 }
 

@@ -196,6 +196,10 @@ pub(crate) async fn refuse<S: Io>(mut io: S, status: StatusCode, code: i32, mess
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     let written = tokio::time::timeout(
         REFUSE_DRAIN,
         write_response(&mut io, status, &headers, body.as_bytes(), Some("close")),
