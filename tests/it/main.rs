@@ -19,6 +19,7 @@ mod me;
 mod multiplex;
 mod observability;
 mod privacy;
+mod proxies;
 mod rest;
 mod sdk;
 mod sdks;
