@@ -10,6 +10,7 @@
 //! and the section's `Default`, and a README row.
 
 mod auth;
+pub mod http2;
 mod limits;
 mod sessions;
 pub mod sources;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::auth::*;
+pub use self::http2::*;
 pub use self::limits::*;
 pub use self::sessions::*;
 pub use self::upstream::*;
@@ -121,6 +123,8 @@ pub struct TlsConfig {
     /// `tls.reload_interval_seconds`: how often both files are checked for changes
     /// ([`DEFAULT_TLS_RELOAD_INTERVAL`]).
     pub reload_interval: Duration,
+    /// `tls.http2` and the `tls.h2_*` limits.
+    pub http2: Http2Config,
 }
 
 /// `[tls]` as written: both files or neither. Without them there is no [`TlsConfig`].
@@ -134,14 +138,46 @@ mod tls_section {
         key_file: Option<PathBuf>,
         #[serde(rename = "reload_interval_seconds", with = "super::value::seconds")]
         reload_interval: Duration,
+        http2: bool,
+        h2_max_concurrent_streams: u32,
+        h2_stream_window_bytes: u32,
+        h2_connection_window_bytes: u32,
+        h2_max_send_buffer_bytes: usize,
+        #[serde(
+            rename = "h2_keepalive_interval_seconds",
+            with = "super::value::seconds"
+        )]
+        h2_keepalive_interval: Duration,
     }
 
     impl Default for Section {
         fn default() -> Self {
+            Section::new(
+                None,
+                None,
+                DEFAULT_TLS_RELOAD_INTERVAL,
+                &Http2Config::default(),
+            )
+        }
+    }
+
+    impl Section {
+        fn new(
+            cert_file: Option<PathBuf>,
+            key_file: Option<PathBuf>,
+            reload_interval: Duration,
+            h2: &Http2Config,
+        ) -> Self {
             Section {
-                cert_file: None,
-                key_file: None,
-                reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
+                cert_file,
+                key_file,
+                reload_interval,
+                http2: h2.enabled,
+                h2_max_concurrent_streams: h2.max_concurrent_streams,
+                h2_stream_window_bytes: h2.stream_window,
+                h2_connection_window_bytes: h2.connection_window,
+                h2_max_send_buffer_bytes: h2.max_send_buffer,
+                h2_keepalive_interval: h2.keepalive_interval,
             }
         }
     }
@@ -151,11 +187,12 @@ mod tls_section {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let section = match tls {
-            Some(t) => Section {
-                cert_file: Some(t.cert_file.clone()),
-                key_file: Some(t.key_file.clone()),
-                reload_interval: t.reload_interval,
-            },
+            Some(t) => Section::new(
+                Some(t.cert_file.clone()),
+                Some(t.key_file.clone()),
+                t.reload_interval,
+                &t.http2,
+            ),
             None => Section::default(),
         };
         section.serialize(s)
@@ -170,6 +207,14 @@ mod tls_section {
                 cert_file,
                 key_file,
                 reload_interval: s.reload_interval,
+                http2: Http2Config {
+                    enabled: s.http2,
+                    max_concurrent_streams: s.h2_max_concurrent_streams,
+                    stream_window: s.h2_stream_window_bytes,
+                    connection_window: s.h2_connection_window_bytes,
+                    max_send_buffer: s.h2_max_send_buffer_bytes,
+                    keepalive_interval: s.h2_keepalive_interval,
+                },
             })),
             (None, None) => Ok(None),
             _ => Err(serde::de::Error::custom(

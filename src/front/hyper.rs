@@ -25,7 +25,7 @@ use crate::transport::ws::{self, Accepted, Upgrade};
 
 /// A WebSocket upgrade the router accepted, kept until hyper hands over the connection (hyper
 /// answers the 101 from inside its service; the stream comes back only when it is done).
-type UpgradeSlot = Arc<std::sync::Mutex<Option<Accepted>>>;
+pub(super) type UpgradeSlot = Arc<std::sync::Mutex<Option<Accepted>>>;
 
 /// Serves a connection with hyper (HTTP/1.1 keep-alive, header limits), starting with `read`, the
 /// bytes the lean front already took. Returns the stream and the next request's head when the
@@ -130,7 +130,7 @@ fn is_emulator_control(path: &str) -> bool {
     path.split('/').find(|s| !s.is_empty()) == Some("_emulator")
 }
 
-async fn route(
+pub(super) async fn route(
     req: Request<ReqBody>,
     peer: SocketAddr,
     shared: Arc<Shared>,

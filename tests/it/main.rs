@@ -9,6 +9,7 @@ mod deploy;
 mod emulator;
 mod exhaustion;
 mod faults;
+mod h2;
 mod holes;
 mod invisible;
 mod lifecycle;
