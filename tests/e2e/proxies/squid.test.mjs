@@ -9,6 +9,11 @@
 // typing and read. Squid's access log shows the refused tunnel and the /longpoll requests.
 //
 // PROXY_MODE=tunnel: Squid lets CONNECT through to any port: the SDK stays on WebSocket.
+//
+// PROXY_MODE=bump: Squid intercepts TLS (ssl-bump) in front of a TLS-terminating gateway, sees the
+// wss:// upgrade inside the tunnel and refuses it: the SDK falls back to long-poll over the
+// intercepted HTTPS. Chromium accepts Squid's minted certificates; Node trusts the gateway's CA
+// (NODE_EXTRA_CA_CERTS).
 import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -69,6 +74,7 @@ describe(`browser behind Squid (${PROXY_MODE})`, { skip: !SQUID_URL && 'SQUID_UR
         `--proxy-server=${SQUID_URL}`,
         // Loopback bypasses any proxy since M72 unless told otherwise.
         '--proxy-bypass-list=<-loopback>',
+        ...(PROXY_MODE === 'bump' ? ['--ignore-certificate-errors'] : []),
       ],
     });
     const page = await browser.newPage();
@@ -126,6 +132,7 @@ describe(`browser behind Squid (${PROXY_MODE})`, { skip: !SQUID_URL && 'SQUID_UR
     );
     assert.equal(state.state, 'ready', `page failed: ${state.error}\n${await diagnostics()}`);
     const gw = new URL(cfg.gatewayUrl).host;
+    const scheme = new URL(cfg.gatewayUrl).protocol.replace(':', '');
 
     if (PROXY_MODE === 'tunnel') {
       assert.deepEqual(state.modes, [], 'no transport change: the SDK stays on WebSocket');
@@ -180,16 +187,18 @@ describe(`browser behind Squid (${PROXY_MODE})`, { skip: !SQUID_URL && 'SQUID_UR
       await eventually(
         () => {
           const log = accessLog();
-          return (
-            new RegExp(`TCP_DENIED/403 \\d+ CONNECT ${gw} `).test(log) &&
-            new RegExp(`/200 \\d+ GET http://${gw}/longpoll\\?`).test(log)
-          );
+          // Plain: the ws:// tunnel is refused. Intercepted: the upgrade inside the tunnel is.
+          const refused =
+            PROXY_MODE === 'bump'
+              ? new RegExp(`TCP_DENIED/403 \\d+ GET https://${gw}/connect\\?`)
+              : new RegExp(`TCP_DENIED/403 \\d+ CONNECT ${gw} `);
+          return refused.test(log) && new RegExp(`/200 \\d+ GET ${scheme}://${gw}/longpoll\\?`).test(log);
         },
         { what: 'Squid logs the refused tunnel and the long-polls', timeoutMs: 10_000 },
       ).catch(async (e) => {
         throw new Error(`${e.message}\n${await diagnostics()}`);
       });
-      const polls = accessLog().split('\n').filter((l) => l.includes(`GET http://${gw}/longpoll?`));
+      const polls = accessLog().split('\n').filter((l) => l.includes(`GET ${scheme}://${gw}/longpoll?`));
       assert.ok(polls.length >= 2, `a connect and at least one poll through Squid: ${polls.length}`);
     }
 
