@@ -70,6 +70,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[ws]`: WebSocket sessions.
     pub ws: WsConfig,
+    /// `[http2]`: HTTP/2 for REST and long-poll, on the TLS listener (ALPN) and in cleartext.
+    pub http2: Http2Config,
     /// `[longpoll]`: long-poll sessions.
     pub longpoll: LongPollConfig,
     /// `[privacy]`: privacy settings lookups.
@@ -123,8 +125,6 @@ pub struct TlsConfig {
     /// `tls.reload_interval_seconds`: how often both files are checked for changes
     /// ([`DEFAULT_TLS_RELOAD_INTERVAL`]).
     pub reload_interval: Duration,
-    /// `tls.http2` and the `tls.h2_*` limits.
-    pub http2: Http2Config,
 }
 
 /// `[tls]` as written: both files or neither. Without them there is no [`TlsConfig`].
@@ -138,46 +138,14 @@ mod tls_section {
         key_file: Option<PathBuf>,
         #[serde(rename = "reload_interval_seconds", with = "super::value::seconds")]
         reload_interval: Duration,
-        http2: bool,
-        h2_max_concurrent_streams: u32,
-        h2_stream_window_bytes: u32,
-        h2_connection_window_bytes: u32,
-        h2_max_send_buffer_bytes: usize,
-        #[serde(
-            rename = "h2_keepalive_interval_seconds",
-            with = "super::value::seconds"
-        )]
-        h2_keepalive_interval: Duration,
     }
 
     impl Default for Section {
         fn default() -> Self {
-            Section::new(
-                None,
-                None,
-                DEFAULT_TLS_RELOAD_INTERVAL,
-                &Http2Config::default(),
-            )
-        }
-    }
-
-    impl Section {
-        fn new(
-            cert_file: Option<PathBuf>,
-            key_file: Option<PathBuf>,
-            reload_interval: Duration,
-            h2: &Http2Config,
-        ) -> Self {
             Section {
-                cert_file,
-                key_file,
-                reload_interval,
-                http2: h2.enabled,
-                h2_max_concurrent_streams: h2.max_concurrent_streams,
-                h2_stream_window_bytes: h2.stream_window,
-                h2_connection_window_bytes: h2.connection_window,
-                h2_max_send_buffer_bytes: h2.max_send_buffer,
-                h2_keepalive_interval: h2.keepalive_interval,
+                cert_file: None,
+                key_file: None,
+                reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
             }
         }
     }
@@ -187,12 +155,11 @@ mod tls_section {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let section = match tls {
-            Some(t) => Section::new(
-                Some(t.cert_file.clone()),
-                Some(t.key_file.clone()),
-                t.reload_interval,
-                &t.http2,
-            ),
+            Some(t) => Section {
+                cert_file: Some(t.cert_file.clone()),
+                key_file: Some(t.key_file.clone()),
+                reload_interval: t.reload_interval,
+            },
             None => Section::default(),
         };
         section.serialize(s)
@@ -207,14 +174,6 @@ mod tls_section {
                 cert_file,
                 key_file,
                 reload_interval: s.reload_interval,
-                http2: Http2Config {
-                    enabled: s.http2,
-                    max_concurrent_streams: s.h2_max_concurrent_streams,
-                    stream_window: s.h2_stream_window_bytes,
-                    connection_window: s.h2_connection_window_bytes,
-                    max_send_buffer: s.h2_max_send_buffer_bytes,
-                    keepalive_interval: s.h2_keepalive_interval,
-                },
             })),
             (None, None) => Ok(None),
             _ => Err(serde::de::Error::custom(
@@ -289,6 +248,7 @@ impl Default for Config {
             dev_credentials: false,
             auth: AuthConfig::default(),
             ws: WsConfig::default(),
+            http2: Http2Config::default(),
             longpoll: LongPollConfig::default(),
             privacy: PrivacyConfig::default(),
             upstream: UpstreamConfig::default(),

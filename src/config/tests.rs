@@ -259,26 +259,30 @@ fn health_interval_stays_under_unitys_watchdog() {
 
 #[test]
 fn http2_is_opt_in_with_edge_sized_limits() {
-    let base = "[[apps]]\napi_key = \"k\"\nsecrets = [\"secret-one-x\"]\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
-    let off = file(base).unwrap();
-    assert_eq!(off.tls.unwrap().http2, Http2Config::default());
-    assert!(!Http2Config::default().enabled);
-    let on = file(&format!(
-        "{base}http2 = true\nh2_max_concurrent_streams = 20\nh2_stream_window_bytes = 131072\n"
-    ))
+    let off = file("").unwrap();
+    assert_eq!(off.http2, Http2Config::default());
+    assert!(!off.http2.tls && !off.http2.cleartext);
+    let on = file(
+        "[http2]\ntls = true\ncleartext = true\nmax_concurrent_streams = 20\nstream_window_bytes = 131072\n",
+    )
     .unwrap();
-    let h2 = &on.tls.as_ref().unwrap().http2;
-    assert!(h2.enabled);
-    assert_eq!(h2.max_concurrent_streams, 20);
-    assert_eq!(h2.stream_window, 131_072);
-    assert_eq!(h2.connection_window, DEFAULT_H2_CONNECTION_WINDOW);
-    assert!(on.validate().is_ok());
-    let small = file(&format!("{base}h2_connection_window_bytes = 1024\n")).unwrap();
+    assert!(on.http2.tls && on.http2.cleartext);
+    assert_eq!(on.http2.max_concurrent_streams, 20);
+    assert_eq!(on.http2.stream_window_bytes, 131_072);
+    assert_eq!(
+        on.http2.connection_window_bytes,
+        DEFAULT_H2_CONNECTION_WINDOW
+    );
+    let small = file("[http2]\nconnection_window_bytes = 1024\n").unwrap();
     assert!(small
         .validate()
         .unwrap_err()
         .to_string()
-        .starts_with("tls.h2_connection_window_bytes:"));
-    let none = file(&format!("{base}h2_max_concurrent_streams = 0\n")).unwrap();
-    assert!(none.validate().is_err());
+        .starts_with("http2.connection_window_bytes:"));
+    let none = file("[http2]\nmax_concurrent_streams = 0\n").unwrap();
+    assert!(none
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .starts_with("http2.max_concurrent_streams:"));
 }

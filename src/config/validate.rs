@@ -34,9 +34,7 @@ impl Config {
                 ));
             }
         }
-        if let Some(tls) = &self.tls {
-            tls.http2.validate()?;
-        }
+        self.http2.validate()?;
         if let UpstreamTarget::Url(url) = &self.upstream.target {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::invalid(

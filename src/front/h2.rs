@@ -1,4 +1,5 @@
-//! HTTP/2 on the TLS listener (opt-in, `tls.http2`): a connection whose ALPN chose `h2` is served
+//! HTTP/2 (opt-in, `[http2]`): a TLS connection whose ALPN chose `h2` (`http2.tls`), or a plain one
+//! that opens with the HTTP/2 preface (h2c with prior knowledge, `http2.cleartext`), is served
 //! by hyper's HTTP/2 server with edge-sized windows, stream count and send buffer
 //! (`config::Http2Config`), through the same router as HTTP/1.1, so REST and long-poll behave the
 //! same. Why: a browser's tabs then share one connection instead of competing for six HTTP/1.1
@@ -23,10 +24,7 @@ use crate::state::Shared;
 /// Serves one HTTP/2 connection until the client closes it, a keep-alive ping goes unanswered, or
 /// shutdown (a GOAWAY, then in-flight streams finish).
 pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
-    let Some(tls) = &shared.config.tls else {
-        return;
-    };
-    let h2 = &tls.http2;
+    let h2 = &shared.config.http2;
     let limits = &shared.config.limits;
     let svc_shared = shared.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -52,9 +50,9 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(h2.max_concurrent_streams)
-        .initial_stream_window_size(h2.stream_window)
-        .initial_connection_window_size(h2.connection_window)
-        .max_send_buf_size(h2.max_send_buffer)
+        .initial_stream_window_size(h2.stream_window_bytes)
+        .initial_connection_window_size(h2.connection_window_bytes)
+        .max_send_buf_size(h2.max_send_buffer_bytes)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(h2.keepalive_interval);
     let conn = builder.serve_connection(TokioIo::new(stream), svc);

@@ -1,6 +1,7 @@
-//! HTTP/2 on direct TLS (`tls.http2`, issue 19): an h2 client (hyper over rustls, ALPN `h2`) does
+//! HTTP/2 on direct TLS (`http2.tls`, issue 19) and h2c with prior knowledge (`http2.cleartext`): an h2 client (hyper over rustls, ALPN `h2`) does
 //! a long-poll connect, REST and a held poll on one connection, the held poll and a REST call at
 //! the same time; HTTP/1.1 clients still get HTTP/1.1, and without the key `h2` is never chosen.
+//! In cleartext, an h2c client is served only when the key is on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +11,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use stream_edge::config::{Http2Config, TlsConfig, DEV_API_KEY};
+use stream_edge::config::{TlsConfig, DEV_API_KEY};
 
 use crate::longpoll::connect_path;
 use crate::support::*;
 use crate::tls::{tmpdir, Pki};
 
-/// A TLS gateway; `http2` turns on `tls.http2`.
+/// A TLS gateway; `http2` turns on `http2.tls`.
 async fn gateway(pki: &Pki, tag: &str, http2: bool) -> TestGateway {
     let dir = tmpdir(tag);
     let (cert, key, _) = pki.leaf();
@@ -27,11 +28,8 @@ async fn gateway(pki: &Pki, tag: &str, http2: bool) -> TestGateway {
         cert_file: dir.join("cert.pem"),
         key_file: dir.join("key.pem"),
         reload_interval: Duration::from_secs(60),
-        http2: Http2Config {
-            enabled: http2,
-            ..Http2Config::default()
-        },
     });
+    cfg.http2.tls = http2;
     TestGateway::start_with(cfg).await
 }
 
@@ -74,15 +72,19 @@ impl H2 {
     async fn open(gw: &TestGateway, pki: &Pki) -> H2 {
         let (s, chosen) = tls(gw, pki, &[b"h2", b"http/1.1"]).await;
         assert_eq!(chosen.as_deref(), Some(&b"h2"[..]), "ALPN chose h2");
+        let origin = format!("https://127.0.0.1:{}", gw.running().addr.port());
+        H2::over(s, origin).await.unwrap()
+    }
+
+    /// HTTP/2 over any stream (prior knowledge); the handshake's error if the server refuses it.
+    async fn over<I>(io: I, origin: String) -> Result<H2, hyper::Error>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-                .await
-                .unwrap();
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?;
         tokio::spawn(conn);
-        H2 {
-            send,
-            origin: format!("https://127.0.0.1:{}", gw.running().addr.port()),
-        }
+        Ok(H2 { send, origin })
     }
 
     async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Answer {
@@ -243,4 +245,59 @@ async fn without_the_key_h2_is_never_chosen() {
     let gw = gateway(&pki, "h2-off", false).await;
     let (_s, chosen) = tls(&gw, &pki, &[b"h2", b"http/1.1"]).await;
     assert_eq!(chosen.as_deref(), Some(&b"http/1.1"[..]));
+}
+
+#[tokio::test]
+async fn h2c_with_prior_knowledge_only_when_enabled() {
+    let user = "h2c-u";
+    let mut cfg = test_config();
+    cfg.http2.cleartext = true;
+    let gw = TestGateway::start_with(cfg).await;
+    let tok = gw.token(user, None);
+    let tcp = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let h2 = H2::over(tcp, gw.base.clone()).await.unwrap();
+    let r = h2.call("GET", &connect_path(user), &tok, None).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("user_id", user)
+        .append_pair(
+            "payload",
+            r#"{"filter_conditions":{"id":{"$in":["h2c-u"]}}}"#,
+        )
+        .finish();
+    let r = h2.call("GET", &format!("/users?{q}"), &tok, None).await;
+    assert_eq!(r.status, 200, "REST over h2c: {}", r.json);
+    // HTTP/1.1 on the same listener is unchanged.
+    let (status, _) = http(
+        hyper::Method::GET,
+        &format!("{}{}", gw.base, connect_path(user)),
+        None,
+        &[("authorization", &tok)],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Off (the default): the preface is not HTTP/1.1, and no HTTP/2 request is answered.
+    let gw = TestGateway::start().await;
+    let tcp = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let refused = match H2::over(tcp, gw.base.clone()).await {
+        Err(_) => true,
+        Ok(h2) => {
+            let req = hyper::Request::get(format!("{}/users", h2.origin))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let mut send = h2.send.clone();
+            tokio::time::timeout(WAIT, send.send_request(req))
+                .await
+                .expect("refused in time")
+                .is_err()
+        }
+    };
+    assert!(refused, "h2c is off by default");
 }

@@ -312,7 +312,6 @@ async fn behind_a_tls_intercepting_squid_the_sdk_chats_over_long_poll() {
         cert_file: gw_dir.0.join("cert.pem"),
         key_file: gw_dir.0.join("key.pem"),
         reload_interval: Duration::from_secs(60),
-        http2: Default::default(),
     });
     let gw = TestGateway::start_with(cfg).await;
     let base = format!("https://{}", gw.running().addr);

@@ -75,7 +75,6 @@ async fn wss_sessions_survive_a_certificate_reload() {
         cert_file: dir.join("cert.pem"),
         key_file: dir.join("key.pem"),
         reload_interval: Duration::from_millis(50),
-        http2: Default::default(),
     });
     let gw = TestGateway::start_with(cfg).await;
     let addr = gw.running().addr;
@@ -157,7 +156,6 @@ async fn https_upstream_with_custom_ca() {
         cert_file: dir.join("cert.pem"),
         key_file: dir.join("key.pem"),
         reload_interval: Duration::from_secs(10),
-        http2: Default::default(),
     });
     let gw_a = TestGateway::start_with(a).await;
     // Gateway B uses A as its upstream over https/wss, trusting the custom CA.

@@ -42,7 +42,6 @@ impl Env {
             cert_file: dir.join("cert.pem"),
             key_file: dir.join("key.pem"),
             reload_interval: Duration::from_secs(60),
-            http2: Default::default(),
         });
         // Stream's 25 s heartbeat and 75 s idle limit, in SDK time.
         cfg.ws.health_interval = units(25);
