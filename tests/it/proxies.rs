@@ -22,6 +22,8 @@ const START_ATTEMPTS: usize = 5;
 const START_BUDGET: Duration = Duration::from_secs(30);
 /// The whole browser scenario, Chromium's cold start included.
 const NODE_BUDGET: Duration = Duration::from_secs(180);
+/// The tab measurement (`many_tabs_behind_a_blocking_squid`): up to 40 s per tab.
+const TABS_BUDGET: Duration = Duration::from_secs(900);
 
 /// An explicit proxy that blocks WebSockets both ways real ones do: `CONNECT` only to 443
 /// (Chromium tunnels `ws://` through `CONNECT`) and no request carrying `Upgrade: websocket`
@@ -187,8 +189,14 @@ async fn run_browser_at(
         dir.join("node_modules/playwright-core").is_dir(),
         "tests/e2e/node_modules is missing: run `npm ci --prefix tests/e2e` (tests/run does it)"
     );
+    // The tab measurement is its own file, with a longer budget.
+    let (file, budget) = if mode == "tabs" {
+        ("proxies/tabs.test.mjs", TABS_BUDGET)
+    } else {
+        ("proxies/squid.test.mjs", NODE_BUDGET)
+    };
     let child = Command::new("node")
-        .args(["--test", "--test-force-exit", "proxies/squid.test.mjs"])
+        .args(["--test", "--test-force-exit", file])
         .current_dir(&dir)
         .envs(env.iter().copied())
         .env("GATEWAY_URL", base)
@@ -201,7 +209,7 @@ async fn run_browser_at(
         .env("PROXY_MODE", mode)
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(NODE_BUDGET, child)
+    let out = tokio::time::timeout(budget, child)
         .await
         .expect("the browser scenario finishes within its budget")
         .expect("node runs");
@@ -366,4 +374,17 @@ http_access deny all
         &[("NODE_EXTRA_CA_CERTS", &gw_ca)],
     )
     .await;
+}
+
+/// A measurement, not a check (README, "Corporate networks"): how many tabs of one browser keep
+/// receiving in long-poll mode behind the WebSocket-blocking Squid. Prints one line per tab count.
+/// `TABS=10 cargo test --test it -- --ignored --nocapture proxies::many_tabs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of a few minutes; run by hand"]
+async fn many_tabs_behind_a_blocking_squid() {
+    let Some(squid) = Squid::start(BLOCK_WEBSOCKETS).await else {
+        eprintln!("skipped: {SQUID} is not installed (apt-get install squid-openssl)");
+        return;
+    };
+    run_browser(&squid, "tabs").await;
 }
