@@ -1,7 +1,9 @@
 //! Real corporate proxies between a browser and the gateway (issue 19): Debian's Squid, started
 //! here with a generated config in its own scratch directory on a free loopback port, and headless
-//! Chromium (`tests/e2e/proxies/squid.test.mjs`) reaching the gateway only through it. Skipped
-//! with one line where `squid` is not installed (`tests/run` installs it).
+//! Chromium (`tests/e2e/proxies/`) reaching the gateway only through it: a proxy that blocks
+//! WebSockets, one that tunnels them, and one that intercepts TLS (ssl-bump, needs the OpenSSL
+//! build, `squid-openssl`). Each skips with one line where its Squid is missing (`tests/run`
+//! installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
