@@ -153,7 +153,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         last.clone(),
     ));
     let tls = match &config.tls {
-        Some(t) => Some(crate::tls::acceptor(t, metrics.clone(), last.clone())?),
+        Some(t) => Some(crate::tls::acceptor(
+            t,
+            config.http2.tls,
+            metrics.clone(),
+            last.clone(),
+        )?),
         None => None,
     };
     let accept = tokio::spawn(crate::front::serve(listener, tls, shared.clone()));

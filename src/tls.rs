@@ -1,6 +1,7 @@
 //! TLS termination on the client listener (rustls), for deployments without a TLS-terminating load
 //! balancer. The certificate and key are re-read when their files change, so a renewal (cert-manager
 //! rewriting a Secret volume, say) takes effect for new handshakes without dropping open sessions.
+//! ALPN offers `http/1.1`, and `h2` first with `http2.tls` (served by `front::h2`).
 //! Modern defaults only: rustls' TLS 1.2 and 1.3 with AEAD suites, no renegotiation, no compression.
 
 use std::path::Path;
@@ -66,12 +67,14 @@ fn modified(config: &TlsConfig) -> Option<(SystemTime, SystemTime)> {
     Some((m(&config.cert_file)?, m(&config.key_file)?))
 }
 
-/// Builds the acceptor and starts the reload watcher (until `stop`).
+/// Builds the acceptor (offering `h2` when `http2`, `http2.tls`) and starts the reload watcher
+/// (until `stop`).
 ///
 /// # Errors
 /// The certificate or key cannot be read, parsed, or do not match.
 pub fn acceptor(
     config: &TlsConfig,
+    http2: bool,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> Result<TlsAcceptor, TlsError> {
@@ -83,7 +86,13 @@ pub fn acceptor(
         .map_err(|e| TlsError(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // `h2` first when enabled (clients pick by the server's order); WebSockets stay on HTTP/1.1
+    // either way (no extended CONNECT is advertised, so browsers open an HTTP/1.1 connection).
+    server.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let watch = config.clone();
     tokio::spawn(async move {
         let mut seen = modified(&watch);

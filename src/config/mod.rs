@@ -10,6 +10,7 @@
 //! and the section's `Default`, and a README row.
 
 mod auth;
+pub mod http2;
 mod limits;
 mod sessions;
 pub mod sources;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::auth::*;
+pub use self::http2::*;
 pub use self::limits::*;
 pub use self::sessions::*;
 pub use self::upstream::*;
@@ -68,6 +70,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[ws]`: WebSocket sessions.
     pub ws: WsConfig,
+    /// `[http2]`: HTTP/2 for REST and long-poll, on the TLS listener (ALPN) and in cleartext.
+    pub http2: Http2Config,
     /// `[longpoll]`: long-poll sessions.
     pub longpoll: LongPollConfig,
     /// `[privacy]`: privacy settings lookups.
@@ -244,6 +248,7 @@ impl Default for Config {
             dev_credentials: false,
             auth: AuthConfig::default(),
             ws: WsConfig::default(),
+            http2: Http2Config::default(),
             longpoll: LongPollConfig::default(),
             privacy: PrivacyConfig::default(),
             upstream: UpstreamConfig::default(),

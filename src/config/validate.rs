@@ -34,6 +34,7 @@ impl Config {
                 ));
             }
         }
+        self.http2.validate()?;
         if let UpstreamTarget::Url(url) = &self.upstream.target {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::invalid(

@@ -25,7 +25,7 @@ use crate::transport::ws::{self, Accepted, Upgrade};
 
 /// A WebSocket upgrade the router accepted, kept until hyper hands over the connection (hyper
 /// answers the 101 from inside its service; the stream comes back only when it is done).
-type UpgradeSlot = Arc<std::sync::Mutex<Option<Accepted>>>;
+pub(super) type UpgradeSlot = Arc<std::sync::Mutex<Option<Accepted>>>;
 
 /// Serves a connection with hyper (HTTP/1.1 keep-alive, header limits), starting with `read`, the
 /// bytes the lean front already took. Returns the stream and the next request's head when the
@@ -130,7 +130,7 @@ fn is_emulator_control(path: &str) -> bool {
     path.split('/').find(|s| !s.is_empty()) == Some("_emulator")
 }
 
-async fn route(
+pub(super) async fn route(
     req: Request<ReqBody>,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -140,7 +140,8 @@ async fn route(
     shared
         .proxy_warning
         .check(req.headers(), &shared.config.limits, &shared.metrics);
-    let mut resp = if req.method() == Method::OPTIONS {
+    let is_preflight = req.method() == Method::OPTIONS;
+    let mut resp = if is_preflight {
         cors::preflight(&req)
     } else if path == "/connect" {
         match ws::upgrade(req, peer, &shared) {
@@ -164,6 +165,10 @@ async fn route(
         Box::pin(crate::rest::proxy(req, &path, peer, shared)).await
     };
     cors::decorate(&mut resp);
+    // Not on a preflight (browsers cache those by `access-control-max-age`) nor on a 101.
+    if !is_preflight && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        crate::http::no_store(&mut resp);
+    }
     resp
 }
 

@@ -6,6 +6,9 @@
 //! `httparse`, reduced to the few values long-poll needs, and the buffer is freed before the poll
 //! is held; the response is written directly. Measured by the benchmark's long-poll scenario.
 //!
+//! A connection that opens with the HTTP/2 preface goes to [`super::h2`] when `http2.cleartext` is
+//! on (h2c with prior knowledge).
+//!
 //! A request that is anything else (another path or method, a body, an upgrade, pipelined bytes,
 //! a head that does not parse or is too large) goes to hyper with the bytes already read (an
 //! Unreal `/connect` target's raw JSON percent-encoded first, see
@@ -35,6 +38,10 @@ use crate::transport::longpoll::{self, LpHead};
 /// headers) is usually 0.5–1.5 KiB.
 const READ_CHUNK: usize = 1024;
 
+/// The start of the HTTP/2 connection preface (RFC 9113 3.4), which reads as a request head
+/// `PRI * HTTP/2.0` followed by `SM`.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
 /// What the head of a request asks for.
 enum Head {
     /// A long-poll request this module answers.
@@ -52,6 +59,7 @@ enum Head {
 pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
     let limits = &shared.config.limits;
     let mut buf = Vec::new();
+    let mut first = true;
     loop {
         if head_end(&buf).is_none() {
             let read = tokio::select! {
@@ -78,12 +86,22 @@ pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
             // Boxed: its drain buffer would otherwise size every connection's task.
             return Box::pin(refuse_large_head(io, &shared)).await;
         }
+        // Only a connection's first bytes may be the HTTP/2 preface.
+        let fresh = std::mem::replace(&mut first, false);
         let (head, keep_alive, http10) = match parse(&buf, peer, &shared) {
             Head::LongPoll {
                 head,
                 keep_alive,
                 http10,
             } => (head, keep_alive, http10),
+            Head::Other
+                if fresh && buf.starts_with(H2_PREFACE) && shared.config.http2.cleartext =>
+            {
+                // h2c with prior knowledge (`http2.cleartext`): an ingress speaking HTTP/2 to us.
+                let read = Bytes::from(std::mem::take(&mut buf));
+                let io = super::io::Prefixed::new(read, io);
+                return Box::pin(super::h2::serve(io, peer, shared)).await;
+            }
             Head::Other => {
                 let mut read = std::mem::take(&mut buf);
                 if let Some(fixed) = lenient_connect_target(&read) {
@@ -195,6 +213,10 @@ pub(crate) async fn refuse<S: Io>(mut io: S, status: StatusCode, code: i32, mess
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
     );
     let written = tokio::time::timeout(
         REFUSE_DRAIN,

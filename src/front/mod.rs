@@ -1,8 +1,10 @@
 //! The front door: the accept loop (one task per connection, bounded by a semaphore and a
 //! per-address cap), TLS handshakes, and the connection's life on the lean long-poll front
-//! ([`lean`]) and in hyper ([`hyper`]), which hand the connection to each other. Dependencies run
+//! ([`lean`]) and in hyper ([`hyper`]), which hand the connection to each other; a TLS connection
+//! that chose `h2` in ALPN is served by [`h2`] instead. Dependencies run
 //! one way: `front` → `transport` / `rest` → `state` and below.
 
+pub mod h2;
 pub mod head;
 pub mod hyper;
 pub mod io;
@@ -88,7 +90,11 @@ pub async fn serve(
                 let acceptor = acceptor.clone();
                 shared.tasks.spawn(async move {
                     if let Some(s) = Box::pin(handshake(acceptor, stream, &conn_shared)).await {
-                        serve_connection(s, peer, conn_shared).await;
+                        if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            Box::pin(h2::serve(s, peer, conn_shared)).await;
+                        } else {
+                            serve_connection(s, peer, conn_shared).await;
+                        }
                     }
                     drop((slot, permit));
                 })

@@ -48,6 +48,17 @@ pub fn json_error(err: &EdgeError) -> Response<Body> {
     json(err.class().status, err.api_error().to_string())
 }
 
+/// Marks a response as one no cache may store (`Cache-Control: no-store`) unless it already says
+/// otherwise (the API's own header on a proxied REST answer wins). Neither Stream's OpenAPI spec
+/// nor the JS SDK names a cache header, so this is the edge's own guarantee: a long-poll or REST
+/// answer is per user and per moment, and a corporate caching proxy (Squid, ProxySG) must never
+/// replay one to another request.
+pub fn no_store(resp: &mut Response<Body>) {
+    resp.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}
+
 /// Collapses the leading `//` a trailing-slash `baseURL` produces (stream-protocol.md 1.2).
 pub(crate) fn normalize(path: &str) -> &str {
     let trimmed = path.trim_start_matches('/');

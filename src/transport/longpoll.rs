@@ -12,7 +12,7 @@ use http::{header, Request, Response, StatusCode};
 use super::connect;
 use crate::auth::{Credentials, Identity};
 use crate::error::EdgeError;
-use crate::http::{cors, json, json_error, Body, ReqBody};
+use crate::http::{cors, json, json_error, no_store, Body, ReqBody};
 use crate::session::longpoll::{LpSession, PollEnd};
 use crate::session::{SessionEnd, Transport};
 use crate::state::Shared;
@@ -125,6 +125,9 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
         }
     };
     cors::decorate(&mut resp);
+    // A proxy must neither cache nor hold a poll's answer: it is always one complete body with a
+    // content-length (`json` builds a full body; both fronts write its length), never streamed.
+    no_store(&mut resp);
     resp
 }
 

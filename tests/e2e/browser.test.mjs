@@ -10,9 +10,7 @@
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import { dirname, extname, join, normalize, sep } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
@@ -29,6 +27,7 @@ import {
   uid,
   waitForEvent,
 } from './lib.mjs';
+import { startStaticServer } from './tools/static-site.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -44,50 +43,6 @@ const CHROMIUM_ARGS = [
 const SUITE_DIR = dirname(fileURLToPath(import.meta.url));
 
 // ---------------------------------------------------------------------------
-// Static server for the page (its own origin: 127.0.0.1:<another port>)
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
-};
-// Only the page and the packages the SDK's browser build imports are served.
-const SERVED = ['browser/', 'node_modules/stream-chat/dist/', 'node_modules/axios/dist/', 'node_modules/isomorphic-ws/', 'node_modules/linkifyjs/dist/'];
-
-async function startStaticServer() {
-  const server = http.createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, 'http://static.invalid').pathname).replace(/^\/+/, '');
-    const rel = normalize(path);
-    const file = join(SUITE_DIR, rel);
-    const allowed =
-      !rel.startsWith('..') && file.startsWith(SUITE_DIR + sep) && SERVED.some((p) => rel.split(sep).join('/').startsWith(p));
-    if (req.method !== 'GET' || !allowed) {
-      res.writeHead(404).end();
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------
 
 let proxy;
 let site;
@@ -96,7 +51,7 @@ let browser;
 before(async () => {
   requireEnv();
   proxy = await startWsBlockingProxy();
-  site = await startStaticServer();
+  site = await startStaticServer(SUITE_DIR);
 });
 afterEach(cleanup);
 after(async () => {

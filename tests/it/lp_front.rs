@@ -297,3 +297,79 @@ async fn a_client_that_leaves_mid_poll_ends_it_and_loses_nothing() {
         "{events:?}"
     );
 }
+
+/// What a proxy sees (issue 19): every long-poll and REST answer says `cache-control: no-store`
+/// (the API names no cache header; a caching proxy must never replay one), and a long-poll answer
+/// is always one complete body with a content-length, never chunked, on the lean front and in
+/// hyper alike, including a held poll answered with events.
+#[tokio::test]
+async fn answers_are_never_cached_and_a_poll_is_one_complete_body() {
+    let user = "front-cache";
+    let (gw, tok, mut c) = start(user).await;
+    let complete_no_store = |r: &Resp, what: &str| {
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+        assert!(r.header("transfer-encoding").is_none(), "{what}: chunked");
+        assert_eq!(
+            r.header("content-length")
+                .map(|l| l.parse::<usize>().unwrap()),
+            Some(r.body.len()),
+            "{what}: content-length"
+        );
+    };
+
+    // Connect on the lean front.
+    c.send(&get(&connect_path(user), &tok, "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    complete_no_store(&r, "connect (lean front)");
+    let id = r.json()["event"]["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Two pipelined long-polls go to hyper: the same headers there.
+    let one = get(&poll_path(user, "nope"), &tok, "");
+    c.send(&format!("{one}{one}")).await;
+    for _ in 0..2 {
+        let r = c.response().await;
+        assert_eq!(r.status, 400);
+        complete_no_store(&r, "poll error (hyper)");
+    }
+
+    // REST through hyper.
+    gw.watch(user, &id, "front-cache-ch", &[user, "front-cache-b"])
+        .await;
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("api_key", DEV_API_KEY)
+        .append_pair("user_id", user)
+        .append_pair("payload", r#"{"filter_conditions":{"id":{"$in":[]}}}"#)
+        .finish();
+    c.send(&get(&format!("/users?{q}"), &tok, "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("no-store"), "REST");
+
+    // A held poll answered when an event arrives: one complete body. What the watch queued is
+    // taken first (until a marker arrives), so the next poll is held.
+    gw.send("front-cache-b", "front-cache-ch", "before").await;
+    while !poll_events(&mut c, user, &id, &tok)
+        .await
+        .iter()
+        .any(|e| e["message"]["text"] == "before")
+    {}
+    c.send(&get(&poll_path(user, &id), &tok, "")).await;
+    eventually("the poll is held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
+    })
+    .await;
+    gw.send("front-cache-b", "front-cache-ch", "while held")
+        .await;
+    let r = c.response().await;
+    assert_eq!(r.status, 200);
+    complete_no_store(&r, "held poll (lean front)");
+    assert!(r.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["message"]["text"] == "while held"));
+}

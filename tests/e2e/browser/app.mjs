@@ -9,6 +9,7 @@
 //   window.__transport() summary of the transport in use
 //   window.__send(text)  sends a message to the channel, resolves with its id
 //   window.__disconnect() closes the long-poll session (close=true)
+//   window.__channel   the watched channel (typing and read calls)
 import { StreamChat } from 'stream-chat';
 
 const params = new URLSearchParams(location.search);
@@ -61,6 +62,7 @@ try {
 
   const channel = client.channel('messaging', need('channelId'));
   await channel.watch();
+  window.__channel = channel;
   window.__send = async (text) => (await channel.sendMessage({ text })).message.id;
   window.__state = 'ready';
   show('ready');
