@@ -22,7 +22,7 @@
 //!   [`members`], [`threads`], [`messages`], [`message_lists`], [`reactions`], [`search`],
 //!   [`uploads`], [`polls`], [`poll_options`], [`poll_votes`], [`channel_admin`], [`member_state`],
 //!   [`mutes`], [`blocks`], [`bans`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
-//!   [`drafts`], [`reminders`], [`app_settings`] – the REST handlers ([`roles`]: invites and
+//!   [`drafts`], [`reminders`], [`app_settings`], [`channel_types`] – the REST handlers ([`roles`]: invites and
 //!   moderators within a channel update);
 //! * [`message_refs`], [`history`], [`multipart`] – what handlers share: a message's quote and
 //!   mentions, history pages, the multipart form parser;
@@ -52,6 +52,7 @@ mod auth;
 mod bans;
 mod blocks;
 mod channel_admin;
+mod channel_types;
 mod channels;
 mod config;
 mod connect;

@@ -70,7 +70,7 @@ pub(crate) fn channel(app: &AppData, ch: &Channel) -> Value {
 
 /// `ChannelConfigWithInfo` for every channel type: everything the SDK gates
 /// on (typing, read, connect events) is enabled.
-fn config(kind: &str, created: &str) -> Value {
+pub(crate) fn config(kind: &str, created: &str) -> Value {
     json!({
         "name": kind, "created_at": created, "updated_at": created,
         "typing_events": true, "read_events": true, "connect_events": true,

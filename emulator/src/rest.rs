@@ -14,9 +14,10 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, app_settings, bans, blocks, channel_admin, channels, devices, drafts, guests, hiding,
-    member_state, members, message_lists, messages, mutes, poll_options, poll_votes, polls, query,
-    reactions, reads, reminders, search, threads, uploads, user_lifecycle, user_query, users,
+    actions, app_settings, bans, blocks, channel_admin, channel_types, channels, devices, drafts,
+    guests, hiding, member_state, members, message_lists, messages, mutes, poll_options,
+    poll_votes, polls, query, reactions, reads, reminders, search, threads, uploads,
+    user_lifecycle, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -271,6 +272,8 @@ pub(crate) async fn dispatch(
         (&Method::GET, ["devices"]) => (StatusCode::OK, devices::list(app, &ident, query)?),
         (&Method::DELETE, ["devices"]) => (StatusCode::OK, devices::delete(app, &ident, query)?),
         (&Method::GET, ["app"]) => (StatusCode::OK, app_settings::get(app)),
+        (&Method::GET, ["channeltypes"]) => (StatusCode::OK, channel_types::list(app)),
+        (&Method::GET, ["channeltypes", name]) => (StatusCode::OK, channel_types::get(app, name)?),
         (&Method::PATCH, ["app"]) => (StatusCode::OK, app_settings::update(app, &ident, &body)?),
         _ => {
             return Err(ApiError::not_found(format!(

@@ -152,3 +152,15 @@ describe('embedded upstream: drafts, reminders, app', () => {
     assert.ok(app.file_upload_config, 'upload limits for the UI kit');
   });
 });
+
+describe('embedded upstream: channel types', () => {
+  test('getChannelType answers the configuration; an unknown type is code 16', TEST_OPTS, async () => {
+    const { client } = await connect(uid('types'));
+    const messaging = await client.getChannelType('messaging');
+    assert.equal(messaging.name, 'messaging');
+    assert.equal(messaging.typing_events, true);
+    assert.equal(messaging.read_events, true);
+    assert.ok(Array.isArray(messaging.commands));
+    await assert.rejects(client.getChannelType('no-such-type'), (e) => e.code === 16);
+  });
+});
