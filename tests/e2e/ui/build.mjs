@@ -1,7 +1,9 @@
-// Bundles src/main.jsx (React, stream-chat-react, stream-chat) with the pinned esbuild into dist/:
-// index.html, main.js, main.css and the fonts/images the CSS refers to.
+// Bundles src/main.jsx (React, stream-chat-react, stream-chat) with the pinned esbuild into the
+// workspace's target/ui-dist/ (generated third-party code: kept out of the source tree, git-ignored
+// with target/): index.html, main.js, main.css and the fonts/images the CSS refers to.
 //   node build.mjs            build once
-//   node build.mjs --serve    build, then serve dist/ on 127.0.0.1 (PORT, default 8081; the gateway's default is 8080)
+//   node build.mjs --serve    build, then serve it on 127.0.0.1 (PORT if set, else a free port; the
+//                             URL is printed)
 // ui.test.mjs imports `build` and `serve` (port 0) from here.
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -11,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-export const DIST = join(HERE, 'dist');
+export const DIST = join(HERE, '..', '..', '..', 'target', 'ui-dist');
 
 export async function build() {
   await mkdir(DIST, { recursive: true });
@@ -45,7 +47,7 @@ const MIME = {
   '.mp3': 'audio/mpeg',
 };
 
-/** Serves dist/ (GET only, nothing outside it). Resolves to { url, close }. */
+/** Serves DIST (GET only, nothing outside it). Resolves to { url, close }. */
 export async function serve(port = 0) {
   const server = http.createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://static.invalid').pathname).replace(/^\/+/, '');
@@ -78,7 +80,7 @@ export async function serve(port = 0) {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await build();
   if (process.argv.includes('--serve')) {
-    const site = await serve(Number(process.env.PORT ?? 8081));
+    const site = await serve(Number(process.env.PORT ?? 0));
     console.log(`chat page: ${site.url}/?base=<gateway URL>&key=<api key>&user=<user id>&token=<user JWT>`);
   } else {
     console.log(`built ${DIST}`);
