@@ -42,6 +42,8 @@ pub struct Running {
     /// Address of the embedded upstream, when it runs.
     pub embedded_addr: Option<SocketAddr>,
     pub embedded: Option<Emulator>,
+    /// The peer listener's address, when clustering is on.
+    pub peer_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     supervisor: JoinHandle<bool>,
 }
@@ -81,6 +83,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.admin_listen,
         source,
     })?;
+    // The peer listener is bound first: its port is part of every connection_id minted here.
+    let peer_listener = match config.cluster.peer_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let peer_addr = match &peer_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?),
+        None => None,
+    };
+    let owner = config
+        .cluster
+        .advertised_ip()
+        .zip(peer_addr)
+        .map(|(ip, a)| std::net::SocketAddrV4::new(ip, a.port()));
+    let ids = Arc::new(crate::session::id::Ids::new(owner, &config.apps));
 
     // The embedded upstream outlives the drain so sessions can close cleanly; it stops last.
     let last = CancellationToken::new();
@@ -128,7 +148,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         life.clone(),
         auth.revocations.clone(),
         config.auth.ended_session_grace,
+        ids,
     );
+    let cluster = peer_listener.as_ref().map(|_| {
+        Arc::new(crate::cluster::Cluster::new(
+            config.cluster.clone(),
+            hubs.clone(),
+            metrics.clone(),
+            config.limits.max_body_bytes,
+        ))
+    });
     let shared = Arc::new(Shared {
         config: config.clone(),
         auth,
@@ -140,6 +169,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_warning: crate::limits::UntrustedProxyWarning::default(),
         buffer_budget: crate::limits::BufferBudget::new(&config.limits),
         upstream,
+        cluster: cluster.clone(),
         metrics: metrics.clone(),
 
         shutdown: life.token.clone(),
@@ -161,6 +191,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )?),
         None => None,
     };
+    if let (Some(cluster), Some(l)) = (cluster, peer_listener) {
+        let (c, stop) = (cluster.clone(), life.token.clone());
+        life.spawn(async move { c.peers.run(stop).await });
+        let (c, stop) = (cluster.clone(), life.token.clone());
+        life.spawn(async move { c.converge.run(stop).await });
+        // Outside the tracker: like the client accept loop, it stops taking connections when the
+        // drain starts; the calls it is serving are tracked.
+        tokio::spawn(crate::front::peer::serve(l, cluster, shared.clone()));
+    }
     let accept = tokio::spawn(crate::front::serve(listener, tls, shared.clone()));
     let sweeper = shared.clone();
     life.spawn(async move {
@@ -205,6 +244,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_addr,
         embedded_addr,
         embedded,
+        peer_addr,
         shared,
         supervisor,
     })
@@ -236,6 +276,9 @@ fn precreate_series(m: &Metrics, config: &Config) {
     {
         m.longpoll_polls.with_label_values(&[outcome]);
     }
+    for result in crate::cluster::FORWARD_RESULTS {
+        m.forwarded.with_label_values(&[result]);
+    }
     for outcome in ["ok", "error"] {
         m.privacy_lookups.with_label_values(&[outcome]);
     }
@@ -250,6 +293,7 @@ fn precreate_series(m: &Metrics, config: &Config) {
         m.bad_input.with_label_values(&["ws", reason]);
     }
     m.bad_input.with_label_values(&["tls", "handshake_failed"]);
+    m.bad_input.with_label_values(&["peer", "bad_signature"]);
     for kind in crate::metrics::EVENT_TYPES.iter().chain(&["other"]) {
         m.events_received.with_label_values(&[kind]);
         for transport in ["ws", "longpoll"] {

@@ -155,8 +155,12 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         let key = config.apps[0].api_key.clone();
         let running = stream_edge::gateway::start(config).await?;
         // The first stdout line names the bound addresses (ports may be ephemeral).
+        let peer = running
+            .peer_addr
+            .map(|a| format!(" peer http://{a}"))
+            .unwrap_or_default();
         println!(
-            "stream-edge listening on http://{} admin http://{}",
+            "stream-edge listening on http://{} admin http://{}{peer}",
             running.addr, running.admin_addr
         );
         if dev {

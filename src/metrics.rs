@@ -71,11 +71,14 @@ pub enum Limit {
     PresenceUsersPerSession,
     ChannelInfoBytes,
     MaxMeBytes,
+    ForwardsInFlight,
+    ConvergePending,
+    PeerConnections,
 }
 
 impl Limit {
     /// Every limit, so each label is pre-created at 0.
-    pub const ALL: [Limit; 21] = [
+    pub const ALL: [Limit; 24] = [
         Limit::MaxConnections,
         Limit::MaxSessions,
         Limit::MaxSessionsPerUser,
@@ -97,6 +100,9 @@ impl Limit {
         Limit::PresenceUsersPerSession,
         Limit::ChannelInfoBytes,
         Limit::MaxMeBytes,
+        Limit::ForwardsInFlight,
+        Limit::ConvergePending,
+        Limit::PeerConnections,
     ];
 
     /// The metric label.
@@ -123,6 +129,9 @@ impl Limit {
             Limit::PresenceUsersPerSession => "presence_users_per_session",
             Limit::ChannelInfoBytes => "channel_info_bytes",
             Limit::MaxMeBytes => "max_me_bytes",
+            Limit::ForwardsInFlight => "max_forwards_in_flight",
+            Limit::ConvergePending => "max_converge_pending",
+            Limit::PeerConnections => "max_peer_connections",
         }
     }
 }
@@ -183,6 +192,16 @@ pub struct Metrics {
     pub device_registrations: IntCounterVec,
     /// WebSocket upgrades, by the client SDK recognised (`transport::dialect`).
     pub ws_dialects: IntCounterVec,
+    /// Calls for another replica's session forwarded to it, by result (`[cluster]`).
+    pub forwarded: IntCounterVec,
+    /// Calls forwarded to this replica by a peer and accepted.
+    pub forwarded_received: IntCounter,
+    /// Forwarded calls for a session this replica no longer has.
+    pub owner_misses: IntCounter,
+    /// Users whose sessions were closed because the balancer routes them elsewhere.
+    pub convergence_closes: IntCounter,
+    /// `connection_id`s no replica minted (malformed, or a MAC that does not verify).
+    pub connection_id_refused: IntCounter,
 }
 
 /// Registers a metric built from static names, labels and buckets.
@@ -252,6 +271,11 @@ impl Metrics {
             jwt_validations: counter(&r, "stream_edge_jwt_validations_total", "Token validations, by outcome and Stream error code.", &["outcome", "code"]),
             jwt_cache: counter(&r, "stream_edge_jwt_cache_requests_total", "Token validation cache lookups, by result.", &["result"]),
             jwt_cache_evictions: register(&r, IntCounter::new("stream_edge_jwt_cache_evictions_total", "Token validations evicted from the cache (size, expiry, secret removed).")),
+            forwarded: counter(&r, "stream_edge_forwarded_requests_total", "Calls for another replica's session forwarded to their owner, by result (ok, owner_gone, error, busy).", &["result"]),
+            forwarded_received: register(&r, IntCounter::new("stream_edge_forwarded_received_total", "Calls a peer replica forwarded here, accepted after their signature checked.")),
+            owner_misses: register(&r, IntCounter::new("stream_edge_owner_misses_total", "Forwarded calls for a session this replica does not have (closed, or minted by an earlier process).")),
+            convergence_closes: register(&r, IntCounter::new("stream_edge_convergence_closes_total", "Users whose sessions were closed to reconnect through the balancer, which now routes them to another replica.")),
+            connection_id_refused: register(&r, IntCounter::new("stream_edge_connection_id_refused_total", "connection_ids no replica minted (malformed or failing their MAC), refused without forwarding.")),
             events_received: counter(&r, "stream_edge_events_received_total", "Events received from upstream, by type.", &["type"]),
             events_delivered: counter(&r, "stream_edge_events_delivered_total", "Events queued to client sessions, by transport and type.", &["transport", "type"]),
             events_dropped: counter(&r, "stream_edge_events_dropped_total", "Events deliberately not delivered, by reason and type.", &["reason", "type"]),

@@ -28,6 +28,8 @@ pub struct Shared {
     pub proxy_warning: crate::limits::UntrustedProxyWarning,
     pub buffer_budget: crate::limits::BufferBudget,
     pub upstream: Arc<Upstream>,
+    /// This replica's part in a cluster (`[cluster]`); `None` for a single gateway.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when draining starts.
     pub shutdown: CancellationToken,
@@ -40,6 +42,7 @@ impl Shared {
     pub fn reload_apps(&self, apps: &[crate::config::AppConfig]) {
         self.auth.set_apps(apps);
         self.upstream.set_apps(apps);
+        self.hubs.ids().set_apps(apps);
         // Also re-read every app's revocation cutoff now (an operator's "apply revocations").
         self.hubs.refresh_app_settings();
     }

@@ -10,6 +10,7 @@
 //! and the section's `Default`, and a README row.
 
 mod auth;
+pub mod cluster;
 pub mod http2;
 mod limits;
 mod sessions;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::auth::*;
+pub use self::cluster::*;
 pub use self::http2::*;
 pub use self::limits::*;
 pub use self::sessions::*;
@@ -74,6 +76,8 @@ pub struct Config {
     pub http2: Http2Config,
     /// `[longpoll]`: long-poll sessions.
     pub longpoll: LongPollConfig,
+    /// `[cluster]`: replicas behind one load balancer (off without `cluster.peer_listen`).
+    pub cluster: ClusterConfig,
     /// `[privacy]`: privacy settings lookups.
     pub privacy: PrivacyConfig,
     /// `[upstream]`: the Stream API and the connections to it.
@@ -249,6 +253,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             ws: WsConfig::default(),
             http2: Http2Config::default(),
+            cluster: ClusterConfig::default(),
             longpoll: LongPollConfig::default(),
             privacy: PrivacyConfig::default(),
             upstream: UpstreamConfig::default(),

@@ -52,6 +52,22 @@ pub struct ConfigArgs {
     /// Log format: human or json.
     #[arg(long, global = true, env = "STREAM_EDGE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Peer listener address (`cluster.peer_listen`): turns clustering on.
+    #[arg(
+        long,
+        global = true,
+        env = "STREAM_EDGE_PEER_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub peer_listen: Option<String>,
+    /// The IPv4 address peers reach this replica at (`cluster.advertise`; Kubernetes: the pod IP).
+    #[arg(
+        long,
+        global = true,
+        env = "STREAM_EDGE_CLUSTER_ADVERTISE",
+        value_name = "IP"
+    )]
+    pub cluster_advertise: Option<String>,
 }
 
 impl ConfigArgs {
@@ -78,12 +94,22 @@ impl ConfigArgs {
     /// Flags (or their environment variables) that set a file key: the key's path, the name a
     /// rejection gives it, and the value if one was given. Adding a flag for a key: a field above and
     /// a row here.
-    fn overrides(&self) -> [(&'static str, &'static str, Option<&String>); 4] {
+    fn overrides(&self) -> [(&'static str, &'static str, Option<&String>); 6] {
         [
             ("listen", "listen", self.listen.as_ref()),
             ("admin_listen", "admin_listen", self.admin_listen.as_ref()),
             ("upstream.url", "upstream", self.upstream.as_ref()),
             ("log_format", "log_format", self.log_format.as_ref()),
+            (
+                "cluster.peer_listen",
+                "peer_listen",
+                self.peer_listen.as_ref(),
+            ),
+            (
+                "cluster.advertise",
+                "cluster_advertise",
+                self.cluster_advertise.as_ref(),
+            ),
         ]
     }
 

@@ -35,6 +35,7 @@ impl Config {
             }
         }
         self.http2.validate()?;
+        self.cluster.validate()?;
         if let UpstreamTarget::Url(url) = &self.upstream.target {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::invalid(

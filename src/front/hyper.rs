@@ -141,6 +141,21 @@ pub(super) async fn route(
         .proxy_warning
         .check(req.headers(), &shared.config.limits, &shared.metrics);
     let is_preflight = req.method() == Method::OPTIONS;
+    let mut req = req;
+    if let (Some(cluster), false) = (&shared.cluster, is_preflight || path == "/connect") {
+        req.extensions_mut()
+            .insert(crate::cluster::forward::ClientIp(peer.ip()));
+        // Boxed: a forwarded call's future would otherwise size every request's.
+        match Box::pin(cluster.route(req)).await {
+            crate::cluster::Routed::Here(r) => req = *r,
+            // The owner's answer, CORS and cache headers included.
+            crate::cluster::Routed::Answered(mut resp) => {
+                cors::decorate(&mut resp);
+                crate::http::no_store(&mut resp);
+                return resp;
+            }
+        }
+    }
     let mut resp = if is_preflight {
         cors::preflight(&req)
     } else if path == "/connect" {

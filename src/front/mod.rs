@@ -9,6 +9,7 @@ pub mod head;
 pub mod hyper;
 pub mod io;
 pub mod lean;
+pub mod peer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

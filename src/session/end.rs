@@ -24,6 +24,9 @@ pub enum SessionEnd {
     TokenRevoked,
     /// The gateway is draining.
     Draining,
+    /// The load balancer now routes this user to another replica (`[cluster]` convergence): the
+    /// client reconnects there, then `recoverState`.
+    Moved,
     /// The client sent a frame over `ws.max_message_bytes`.
     FrameTooLarge,
     /// The client broke the WebSocket protocol.
@@ -36,7 +39,7 @@ pub enum SessionEnd {
 
 impl SessionEnd {
     /// Every value, so each label can be pre-created at 0.
-    pub const ALL: [SessionEnd; 11] = [
+    pub const ALL: [SessionEnd; 12] = [
         SessionEnd::ClientClosed,
         SessionEnd::ClientIdle,
         SessionEnd::SlowConsumer,
@@ -44,6 +47,7 @@ impl SessionEnd {
         SessionEnd::TokenExpired,
         SessionEnd::TokenRevoked,
         SessionEnd::Draining,
+        SessionEnd::Moved,
         SessionEnd::FrameTooLarge,
         SessionEnd::ProtocolViolation,
         SessionEnd::ReadError,
@@ -58,7 +62,8 @@ impl SessionEnd {
             SessionEnd::SlowConsumer => Some(close::TRY_AGAIN_LATER),
             SessionEnd::UpstreamLost => Some(close::UPSTREAM_LOST),
             SessionEnd::TokenExpired | SessionEnd::TokenRevoked => Some(close::TOKEN_EXPIRED),
-            SessionEnd::Draining => Some(close::GOING_AWAY),
+            // Every SDK reconnects on 1001, as after a drain.
+            SessionEnd::Draining | SessionEnd::Moved => Some(close::GOING_AWAY),
             SessionEnd::FrameTooLarge => Some(close::TOO_BIG),
             SessionEnd::ProtocolViolation => Some(close::PROTOCOL_ERROR),
         }
@@ -74,6 +79,7 @@ impl SessionEnd {
             SessionEnd::TokenExpired => "token_expired",
             SessionEnd::TokenRevoked => "token_revoked",
             SessionEnd::Draining => "draining",
+            SessionEnd::Moved => "moved",
             SessionEnd::FrameTooLarge => "frame_too_large",
             SessionEnd::ProtocolViolation => "protocol_violation",
             SessionEnd::ReadError => "read_error",
@@ -91,6 +97,7 @@ impl SessionEnd {
             SessionEnd::TokenExpired => "token expired",
             SessionEnd::TokenRevoked => "token revoked",
             SessionEnd::Draining => "gateway draining",
+            SessionEnd::Moved => "user moved to another replica",
             SessionEnd::FrameTooLarge => "frame too large",
             SessionEnd::ProtocolViolation => "protocol violation",
             SessionEnd::ReadError => "read error",

@@ -15,6 +15,7 @@ pub mod device;
 pub mod end;
 pub mod event;
 mod hub;
+pub mod id;
 pub mod longpoll;
 pub mod mailbox;
 pub mod me;
@@ -81,6 +82,8 @@ struct Inner {
     app_settings_now: tokio::sync::Notify,
     /// How long a session ended for its token keeps its id bound (see [`Attachment::end_for_token`]).
     ended_grace: Duration,
+    /// Mints and checks session ids (they name their owner replica).
+    ids: Arc<id::Ids>,
 }
 
 /// The registry of hubs.
@@ -150,6 +153,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hubs {
+    // Each argument is a distinct handle `gateway::start` builds once and shares.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         upstream: Arc<Upstream>,
         metrics: Arc<Metrics>,
@@ -158,6 +163,7 @@ impl Hubs {
         tasks: Shutdown,
         revocations: Arc<Revocations>,
         ended_grace: Duration,
+        ids: Arc<id::Ids>,
     ) -> Self {
         Hubs {
             inner: Arc::new(Inner {
@@ -169,6 +175,7 @@ impl Hubs {
                 revocations,
                 app_settings_now: tokio::sync::Notify::new(),
                 ended_grace,
+                ids,
 
                 shutdown: tasks.token.clone(),
                 tasks,
@@ -194,7 +201,7 @@ impl Hubs {
         if self.inner.shutdown.is_cancelled() {
             return Err(EdgeError::Draining);
         }
-        let id: SessionId = Arc::from(uuid::Uuid::new_v4().to_string());
+        let id: SessionId = self.inner.ids.mint(app);
         let mailbox = Arc::new(Mailbox::new(queue));
         let (hub, details_changed) =
             self.join_hub(app, identity, details, &id, &mailbox, transport)?;
@@ -447,6 +454,24 @@ impl Hubs {
         if ended > 0 {
             tracing::info!(app, sessions = ended, "sessions ended: token revoked");
         }
+    }
+
+    /// Ends every session of `user` in `app` with `end` (convergence on another replica); the
+    /// number of sessions ended.
+    pub fn end_user(&self, app: &str, user: &str, end: SessionEnd) -> usize {
+        let hub = lock(&self.inner.hubs)
+            .get(&(Arc::from(app), Arc::from(user)))
+            .cloned();
+        hub.map_or(0, |h| {
+            let n = h.session_count();
+            h.close_all(end);
+            n
+        })
+    }
+
+    /// Mints and checks session ids.
+    pub fn ids(&self) -> &Arc<id::Ids> {
+        &self.inner.ids
     }
 
     /// Learns a user's revocation cutoff from a user object upstream sent (`me`, `user.updated`)
