@@ -72,10 +72,11 @@ impl Cluster {
         }
     }
 
-    /// Whether a call naming `id` belongs to another replica (the lean long-poll front hands such
-    /// a poll to [`Cluster::route`] instead of answering it).
-    pub fn is_elsewhere(&self, id: &str) -> bool {
-        matches!(self.hubs.ids().owner(id), Owner::Peer(..))
+    /// Whether a call naming `id` must go through [`Cluster::route`]: its session is another
+    /// replica's, or the id is no replica's (counted there). The lean long-poll front answers
+    /// only the others itself.
+    pub fn needs_routing(&self, id: &str) -> bool {
+        matches!(self.hubs.ids().owner(id), Owner::Peer(..) | Owner::Invalid)
     }
 
     /// Decides where a request that is not a WebSocket connect is served, and forwards it when

@@ -269,10 +269,11 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
         .proxy_warning
         .check(&raw.forwarded, limits, &shared.metrics);
     let client_ip = crate::limits::client_ip(peer, &raw.forwarded, &limits.trusted_proxies);
-    // A poll or close for another replica's session is forwarded by the router (`[cluster]`).
+    // A poll or close for another replica's session is forwarded by the router (`[cluster]`),
+    // which also counts ids no replica minted.
     if let Some(cluster) = &shared.cluster {
         let id = crate::cluster::connection_id(Some(&raw.query));
-        if id.is_some_and(|id| cluster.is_elsewhere(&id)) {
+        if id.is_some_and(|id| cluster.needs_routing(&id)) {
             return Head::Other;
         }
     }

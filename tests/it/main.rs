@@ -5,6 +5,7 @@ mod attacks;
 mod bench_quick;
 mod churn;
 mod cli;
+mod cluster;
 mod deploy;
 mod emulator;
 mod exhaustion;

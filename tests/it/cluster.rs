@@ -1,0 +1,214 @@
+//! Several replicas (`[cluster]`, issue 18) in one process, sharing one embedded upstream: a call
+//! for another replica's session is forwarded to its owner and succeeds; a forged id is refused
+//! without forwarding; an owner that is gone gives code 46; a user whose calls arrive forwarded
+//! is closed (1001) so it reconnects through the balancer; the peer listener takes only signed
+//! calls. The HAProxy-fronted, SDK-driven scenarios are in `replicas`.
+
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::Value;
+use stream_edge::config::DEV_API_KEY;
+
+use crate::support::*;
+
+async fn replica(upstream: std::net::SocketAddr, converge: Duration) -> TestGateway {
+    let mut c = upstream_at(upstream);
+    c.cluster.peer_listen = Some("127.0.0.1:0".parse().unwrap());
+    c.cluster.peers = vec!["127.0.0.1".into()];
+    c.cluster.converge_delay = converge;
+    c.longpoll.hold = Duration::from_millis(300);
+    TestGateway::start_with(c).await
+}
+
+const LATER: Duration = Duration::from_secs(3600);
+
+async fn lp_connect(gw: &TestGateway, user: &str) -> String {
+    let tok = gw.token(user, None);
+    let (status, body) = http(
+        Method::GET,
+        &format!("{}{}", gw.base, crate::longpoll::connect_path(user)),
+        None,
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["event"]["connection_id"].as_str().unwrap().to_string()
+}
+
+async fn lp_poll(gw: &TestGateway, user: &str, conn: &str) -> (u16, Value) {
+    let tok = gw.token(user, None);
+    let url = format!(
+        "{}/longpoll?user_id={user}&connection_id={conn}&api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let (status, body) = http(
+        Method::GET,
+        &url,
+        None,
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    (status.as_u16(), serde_json::from_str(&body).unwrap())
+}
+
+fn has_text(poll: &Value, text: &str) -> bool {
+    poll["events"]
+        .as_array()
+        .is_some_and(|es| es.iter().any(|e| e["message"]["text"] == text))
+}
+
+#[tokio::test]
+async fn rest_calls_and_polls_for_another_replicas_session_are_forwarded() {
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, LATER).await;
+    let b = replica(emu, LATER).await;
+
+    // A WebSocket session on A, whose REST call lands on B.
+    let (mut ws, id) = a.connect("fw-alice").await;
+    assert_eq!(id.len(), 34, "{id}");
+    b.watch("fw-alice", &id, "fw-room", &["fw-alice", "fw-bob"])
+        .await;
+    b.send("fw-bob", "fw-room", "over the peer link").await;
+    let msg = next_message(&mut ws).await;
+    assert_eq!(msg["message"]["text"], "over the peer link", "{msg}");
+
+    // A long-poll session on A, polled through B.
+    let lp = lp_connect(&a, "fw-carol").await;
+    b.watch("fw-carol", &lp, "fw-room2", &["fw-carol", "fw-bob"])
+        .await;
+    b.send("fw-bob", "fw-room2", "polled elsewhere").await;
+    let mut seen = false;
+    for _ in 0..20 {
+        let (status, poll) = lp_poll(&b, "fw-carol", &lp).await;
+        assert_eq!(status, 200, "{poll}");
+        if has_text(&poll, "polled elsewhere") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the forwarded poll delivers the session's events");
+
+    assert!(
+        b.metric("stream_edge_forwarded_requests_total", &[("result", "ok")])
+            .await
+            >= 3.0
+    );
+    assert!(a.metric("stream_edge_forwarded_received_total", &[]).await >= 3.0);
+    // Every session stayed on its owner: B holds no upstream connection of its own for them.
+    assert_eq!(
+        b.metric("stream_edge_upstream_connections_open", &[]).await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn forged_or_tampered_ids_are_refused_without_forwarding() {
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, LATER).await;
+    let b = replica(emu, LATER).await;
+    let (_ws, id) = a.connect("fg-alice").await;
+
+    let mut tampered = id.clone().into_bytes();
+    // A change inside the owner's address: the MAC no longer verifies.
+    tampered[4] = if tampered[4] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [
+        tampered.as_str(),
+        "e1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "550e8400-e29b-41d4-a716-446655440000",
+    ] {
+        let (status, poll) = lp_poll(&b, "fg-alice", bad).await;
+        assert_eq!(status, 400, "{poll}");
+        assert_eq!(poll["code"], 46, "{poll}");
+    }
+    assert_eq!(
+        b.metric("stream_edge_connection_id_refused_total", &[])
+            .await,
+        3.0
+    );
+    assert_eq!(
+        b.metric("stream_edge_forwarded_requests_total", &[]).await,
+        0.0
+    );
+    assert_eq!(
+        a.metric("stream_edge_forwarded_received_total", &[]).await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn an_owner_that_is_gone_answers_46() {
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, LATER).await;
+    let b = replica(emu, LATER).await;
+    let lp = lp_connect(&a, "gone-alice").await;
+    assert!(a.stop().await, "clean drain");
+    let (status, poll) = lp_poll(&b, "gone-alice", &lp).await;
+    assert_eq!((status, poll["code"].as_i64()), (400, Some(46)), "{poll}");
+    assert_eq!(
+        b.metric(
+            "stream_edge_forwarded_requests_total",
+            &[("result", "owner_gone")]
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_user_whose_calls_arrive_forwarded_is_moved() {
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, Duration::ZERO).await;
+    let b = replica(emu, LATER).await;
+    let (mut ws, id) = a.connect("mv-alice").await;
+    let lp = lp_connect(&a, "mv-alice").await;
+    let (mut other, _) = a.connect("mv-bob").await;
+    // The balancer now sends alice's calls to B, which forwards them to A.
+    b.watch("mv-alice", &id, "mv-room", &["mv-alice"]).await;
+    assert_eq!(close_code(&mut ws).await, 1001);
+    // Her long-poll tab too: its next poll gets code 46, and the SDK reconnects.
+    let (status, poll) = lp_poll(&a, "mv-alice", &lp).await;
+    assert_eq!((status, poll["code"].as_i64()), (400, Some(46)), "{poll}");
+    eventually("alice's upstream connection on A closes", || async {
+        a.metric("stream_edge_convergence_closes_total", &[]).await == 1.0
+            && a.metric("stream_edge_upstream_connections_open", &[]).await == 1.0
+    })
+    .await;
+    // Bob, never forwarded, keeps his session.
+    let pong = ping(&mut other).await;
+    assert_eq!(pong["type"], "health.check", "{pong}");
+}
+
+#[tokio::test]
+async fn the_peer_listener_takes_only_signed_calls() {
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, LATER).await;
+    let (_ws, id) = a.connect("pl-alice").await;
+    let peer = a.running().peer_addr.expect("peer listener");
+    let tok = a.token("pl-alice", None);
+    let url =
+        format!("http://{peer}/longpoll?user_id=pl-alice&connection_id={id}&api_key={DEV_API_KEY}");
+    for sig in [None, Some("1.AAAA"), Some("garbage")] {
+        let mut headers = vec![("authorization", tok.as_str())];
+        if let Some(s) = sig {
+            headers.push(("x-stream-edge-peer", s));
+        }
+        let (status, body) = http(Method::GET, &url, None, &headers).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("not signed by a replica"), "{body}");
+    }
+    assert_eq!(
+        a.metric(
+            "stream_edge_bad_input_total",
+            &[("transport", "peer"), ("reason", "bad_signature")]
+        )
+        .await,
+        3.0
+    );
+    assert_eq!(
+        a.metric("stream_edge_forwarded_received_total", &[]).await,
+        0.0
+    );
+}
