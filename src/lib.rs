@@ -13,7 +13,9 @@
 //! Events flow back from `upstream` through the user's `session::Hub`, which routes each one to
 //! the sessions watching its channel after the `privacy` filter. `state` is what every connection
 //! task shares; `http` the body, JSON and CORS helpers; `gateway` wires it all; `config`,
-//! `admin`, `metrics`, `limits`, `error` and `shutdown` serve every step.
+//! `admin`, `metrics`, `limits`, `error` and `shutdown` serve every step. With several replicas,
+//! `cluster` sits between `front` and the handlers: a call for another replica's session is
+//! forwarded to its owner (`front::peer` serves what peers forward).
 
 pub mod admin;
 pub mod auth;
