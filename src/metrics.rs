@@ -200,6 +200,8 @@ pub struct Metrics {
     pub owner_misses: IntCounter,
     /// Users whose sessions were closed because the balancer routes them elsewhere.
     pub convergence_closes: IntCounter,
+    /// Users scheduled for a convergence close now.
+    pub convergence_pending: IntGauge,
     /// `connection_id`s no replica minted (malformed, or a MAC that does not verify).
     pub connection_id_refused: IntCounter,
 }
@@ -275,6 +277,7 @@ impl Metrics {
             forwarded_received: register(&r, IntCounter::new("stream_edge_forwarded_received_total", "Calls a peer replica forwarded here, accepted after their signature checked.")),
             owner_misses: register(&r, IntCounter::new("stream_edge_owner_misses_total", "Forwarded calls for a session this replica does not have (closed, or minted by an earlier process).")),
             convergence_closes: register(&r, IntCounter::new("stream_edge_convergence_closes_total", "Users whose sessions were closed to reconnect through the balancer, which now routes them to another replica.")),
+            convergence_pending: register(&r, IntGauge::new("stream_edge_convergence_pending", "Users scheduled for a convergence close (their calls arrived forwarded; a direct call cancels).")),
             connection_id_refused: register(&r, IntCounter::new("stream_edge_connection_id_refused_total", "connection_ids no replica minted (malformed or failing their MAC), refused without forwarding.")),
             events_received: counter(&r, "stream_edge_events_received_total", "Events received from upstream, by type.", &["type"]),
             events_delivered: counter(&r, "stream_edge_events_delivered_total", "Events queued to client sessions, by transport and type.", &["transport", "type"]),

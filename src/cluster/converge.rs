@@ -6,7 +6,7 @@
 //! code 46). The SDKs reconnect through the balancer, land on the new replica and `recoverState`;
 //! the user's upstream connection here closes with its last session, leaving one per user.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +23,8 @@ type User = (Arc<str>, Arc<str>);
 struct Pending {
     /// Due time (with a sequence number for uniqueness) → user.
     due: BTreeMap<(Instant, u64), User>,
-    queued: HashSet<User>,
+    /// Each scheduled user's key in `due`.
+    queued: HashMap<User, (Instant, u64)>,
     seq: u64,
 }
 
@@ -59,7 +60,7 @@ impl Converge {
     pub fn note(&self, app: &str, user: &str) {
         let key: User = (Arc::from(app), Arc::from(user));
         let mut p = self.lock();
-        if p.queued.contains(&key) {
+        if p.queued.contains_key(&key) {
             return;
         }
         if p.queued.len() >= self.max_pending {
@@ -71,10 +72,23 @@ impl Converge {
         let jitter = self.delay.mul_f64(rand::random::<f64>());
         p.seq += 1;
         let seq = p.seq;
-        p.due.insert((Instant::now() + jitter, seq), key.clone());
-        p.queued.insert(key);
+        let at = (Instant::now() + jitter, seq);
+        p.due.insert(at, key.clone());
+        p.queued.insert(key, at);
+        self.metrics.convergence_pending.set(p.queued.len() as i64);
         drop(p);
         self.wake.notify_one();
+    }
+
+    /// A call for `user`'s session arrived here directly: the balancer still routes the user
+    /// here (a balancer that does not hash consistently sends some calls each way), so a
+    /// scheduled close is cancelled rather than moving the user back and forth.
+    pub fn cancel(&self, app: &str, user: &str) {
+        let mut p = self.lock();
+        if let Some(at) = p.queued.remove(&(Arc::from(app), Arc::from(user))) {
+            p.due.remove(&at);
+            self.metrics.convergence_pending.set(p.queued.len() as i64);
+        }
     }
 
     /// Users scheduled and not yet closed.
@@ -107,6 +121,7 @@ impl Converge {
                         if let Some(u) = &user {
                             p.queued.remove(u);
                         }
+                        self.metrics.convergence_pending.set(p.queued.len() as i64);
                         user
                     }
                     _ => None,

@@ -79,6 +79,16 @@ impl Cluster {
         matches!(self.hubs.ids().owner(id), Owner::Peer(..) | Owner::Invalid)
     }
 
+    /// A call for this replica's session `id` came straight from the balancer: the user is
+    /// still routed here, so no convergence close is due (see [`converge::Converge::cancel`]).
+    pub fn seen_directly(&self, id: &str) {
+        if self.converge.pending() > 0 {
+            if let Some(hub) = self.hubs.session_hub(id) {
+                self.converge.cancel(&hub.app, &hub.user);
+            }
+        }
+    }
+
     /// Decides where a request that is not a WebSocket connect is served, and forwards it when
     /// that is another replica.
     pub async fn route(&self, req: Request<ReqBody>) -> Routed {
@@ -90,7 +100,11 @@ impl Cluster {
             return self.arrived(req, &id, owner);
         }
         match owner {
-            Owner::Here | Owner::Stale => Routed::Here(Box::new(req)),
+            Owner::Here => {
+                self.seen_directly(&id);
+                Routed::Here(Box::new(req))
+            }
+            Owner::Stale => Routed::Here(Box::new(req)),
             Owner::Invalid => {
                 // Served here, where an id no replica minted is simply unknown (code 46): never
                 // forwarded, so a client cannot steer a replica anywhere.

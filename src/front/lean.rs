@@ -273,8 +273,11 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
     // which also counts ids no replica minted.
     if let Some(cluster) = &shared.cluster {
         let id = crate::cluster::connection_id(Some(&raw.query));
-        if id.is_some_and(|id| cluster.needs_routing(&id)) {
-            return Head::Other;
+        if let Some(id) = id {
+            if cluster.needs_routing(&id) {
+                return Head::Other;
+            }
+            cluster.seen_directly(&id);
         }
     }
     Head::LongPoll {

@@ -212,3 +212,30 @@ async fn the_peer_listener_takes_only_signed_calls() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn a_direct_call_cancels_a_scheduled_move() {
+    // A balancer that does not hash consistently sends some of a user's calls each way: the
+    // direct ones show the user is still routed here, so the user is not moved back and forth.
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, LATER).await;
+    let b = replica(emu, LATER).await;
+    let (_ws, id) = a.connect("cx-alice").await;
+    b.watch("cx-alice", &id, "cx-room", &["cx-alice"]).await;
+    assert_eq!(a.metric("stream_edge_convergence_pending", &[]).await, 1.0);
+    a.watch("cx-alice", &id, "cx-room", &["cx-alice"]).await;
+    assert_eq!(a.metric("stream_edge_convergence_pending", &[]).await, 0.0);
+
+    // The same for a long-poll session whose direct poll goes through the lean front.
+    let lp = lp_connect(&a, "cx-carol").await;
+    let (status, _) = lp_poll(&b, "cx-carol", &lp).await;
+    assert_eq!(status, 200);
+    assert_eq!(a.metric("stream_edge_convergence_pending", &[]).await, 1.0);
+    let (status, _) = lp_poll(&a, "cx-carol", &lp).await;
+    assert_eq!(status, 200);
+    assert_eq!(a.metric("stream_edge_convergence_pending", &[]).await, 0.0);
+    assert_eq!(
+        a.metric("stream_edge_convergence_closes_total", &[]).await,
+        0.0
+    );
+}
