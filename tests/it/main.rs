@@ -21,6 +21,7 @@ mod multiplex;
 mod observability;
 mod privacy;
 mod proxies;
+mod replicas;
 mod rest;
 mod sdk;
 mod sdks;
