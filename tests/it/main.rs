@@ -6,6 +6,7 @@ mod bench_quick;
 mod churn;
 mod cli;
 mod deploy;
+mod deploy_lb;
 mod emulator;
 mod exhaustion;
 mod faults;

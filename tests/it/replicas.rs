@@ -16,7 +16,9 @@ const NODE_BUDGET: Duration = Duration::from_secs(420);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_behind_haproxy_with_the_real_sdk() {
     if !Path::new(HAPROXY).exists() {
-        eprintln!("skipped: {HAPROXY} is not installed (apt-get install haproxy; tests/run does it)");
+        eprintln!(
+            "skipped: {HAPROXY} is not installed (apt-get install haproxy; tests/run does it)"
+        );
         return;
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
