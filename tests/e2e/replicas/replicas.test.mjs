@@ -224,12 +224,26 @@ describe('replicas behind HAProxy (shipped haproxy.cfg)', () => {
     assert.ok(rest.status < 300, `REST with another replica's connection_id: ${rest.status} ${JSON.stringify(rest.json)} (${NEEDS_CLUSTER})`);
     assert.equal(rest.json.channel?.id, channelId);
 
-    // The poll: an event makes it answer at once instead of after the hold.
-    const poll = rawRest(other.url, 'GET', '/longpoll', u.id, { connection_id: connectionId(u.tabs[1]) });
-    await wsChan.sendMessage({ text: 'wake the poll' });
-    const p = await poll;
-    assert.equal(p.status, 200, `poll on a non-owner: ${JSON.stringify(p.json)} (${NEEDS_CLUSTER})`);
-    assert.ok(Array.isArray(p.json.events), 'a poll answer');
+    // The poll. The SDK's own next poll is held in the WebSocket-refusing proxy meanwhile, so
+    // ours is the only poll of that session: a first message ends the SDK's current poll, and
+    // the second must come back in the answer to ours.
+    const lpId = connectionId(u.tabs[1]);
+    const hold = proxy.holdPollAfter((e) => e.kind === 'poll' && e.query.connection_id === lpId);
+    await wsChan.sendMessage({ text: 'end the current poll' });
+    await hold.held;
+    try {
+      const poll = rawRest(other.url, 'GET', '/longpoll', u.id, { connection_id: lpId });
+      const id = uid('pm');
+      await wsChan.sendMessage({ id, text: 'in the forwarded poll' });
+      const p = await poll;
+      assert.equal(p.status, 200, `poll on a non-owner: ${JSON.stringify(p.json)} (${NEEDS_CLUSTER})`);
+      assert.ok(
+        (p.json.events ?? []).some((e) => e.type === 'message.new' && e.message?.id === id),
+        `the owner's events come back through the forwarded poll: ${JSON.stringify(p.json).slice(0, 300)}`,
+      );
+    } finally {
+      hold.release();
+    }
 
     assert.equal(await replicaMetric(other, 'stream_edge_forwarded_requests_total', { result: 'ok' }), okBefore + 2, 'two calls forwarded');
     assert.equal(await replicaMetric(owner, 'stream_edge_forwarded_received_total'), recvBefore + 2, 'the owner served both');
@@ -289,9 +303,13 @@ describe('replicas behind HAProxy (shipped haproxy.cfg)', () => {
     // edge4 and are forwarded to the replica that holds the session.
     const chans = new Map();
     for (const u of moved) {
-      const [ch] = await watchAll(uid('mv'), [u.id], u.tabs);
-      chans.set(u.id, ch);
-      await allReceive([ch], (id) => ch.sendMessage({ id, text: 'after scale-up' }), `${u.id} after scale-up (${NEEDS_CLUSTER})`);
+      try {
+        const [ch] = await watchAll(uid('mv'), [u.id], u.tabs);
+        chans.set(u.id, ch);
+        await allReceive([ch], (mid) => ch.sendMessage({ id: mid, text: 'after scale-up' }), 'own message');
+      } catch (e) {
+        throw new Error(`${u.id}, moved to edge4, calls with its open session: ${e.message} (${NEEDS_CLUSTER})`);
+      }
     }
 
     // Convergence: the old owner sees forwarded calls for the user, closes its sessions after
