@@ -39,12 +39,24 @@ async fn replicas_behind_haproxy_with_the_real_sdk() {
         .env("HAPROXY_BIN", HAPROXY)
         .env("STREAM_API_KEY", DEV_API_KEY)
         .env("STREAM_API_SECRET", DEV_API_SECRET)
+        // Node and everything it starts (replicas, emulator, HAProxy) share a new process group,
+        // so a run killed at the budget takes its children with it instead of orphaning them.
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(NODE_BUDGET, child)
-        .await
-        .expect("the multi-replica run finishes within its budget")
+        .spawn()
         .expect("node runs");
+    let group = child.id().expect("node's pid");
+    let out = match tokio::time::timeout(NODE_BUDGET, child.wait_with_output()).await {
+        Ok(out) => out.expect("node's output"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &format!("-{group}")])
+                .status();
+            panic!("the multi-replica run did not finish within {NODE_BUDGET:?}");
+        }
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
