@@ -11,6 +11,7 @@ mod emulator;
 mod exhaustion;
 mod faults;
 mod h2;
+mod haproxy_cfg;
 mod holes;
 mod invisible;
 mod lifecycle;
