@@ -10,6 +10,7 @@ mod deploy_lb;
 mod emulator;
 mod exhaustion;
 mod faults;
+mod grafana_replicas;
 mod h2;
 mod haproxy_cfg;
 mod holes;
