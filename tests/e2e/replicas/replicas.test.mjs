@@ -90,6 +90,9 @@ async function lpTab(userId) {
   return { client, kind: 'lp', userId };
 }
 
+/** The SDK's queryChannels body for the user's own channels. */
+const QUERY_OWN_CHANNELS = (userId) => ({ filter_conditions: { members: { $in: [userId] } }, state: true, limit: 1 });
+
 const connectionId = (tab) => (tab.kind === 'lp' ? tab.client.wsFallback?.connectionID : tab.client.wsConnection?.connectionID);
 
 /** No upstream connection left anywhere (the previous test's users lingered 1 s). */
@@ -262,7 +265,7 @@ describe('replicas behind HAProxy (shipped haproxy.cfg)', () => {
     const refusedBefore = await replicaMetric(other, 'stream_edge_connection_id_refused_total');
 
     for (const bad of [flip(live, live.length - 1), flip(live, 4), forged]) {
-      const r = await rawRest(other.url, 'GET', '/channels', u.id, { connection_id: bad, payload: '{"filter_conditions":{}}' });
+      const r = await rawRest(other.url, 'POST', '/channels', u.id, { connection_id: bad }, QUERY_OWN_CHANNELS(u.id));
       assert.ok(r.status >= 400 && r.status < 500, `refused: ${r.status} ${JSON.stringify(r.json)}`);
       assert.equal(typeof r.json.code, 'number', `a Stream error: ${JSON.stringify(r.json)}`);
     }
@@ -270,7 +273,7 @@ describe('replicas behind HAProxy (shipped haproxy.cfg)', () => {
     assert.equal(await sumOver(alive(c), 'stream_edge_forwarded_requests_total'), fwdBefore, 'nothing forwarded');
     assert.equal(await sumOver(alive(c), 'stream_edge_forwarded_received_total'), recvBefore, 'nothing received');
     // The real id still works.
-    const ok = await rawRest(other.url, 'GET', '/channels', u.id, { connection_id: live, payload: '{"filter_conditions":{}}' });
+    const ok = await rawRest(other.url, 'POST', '/channels', u.id, { connection_id: live }, QUERY_OWN_CHANNELS(u.id));
     assert.ok(ok.status < 300, `the untampered id is forwarded: ${ok.status} (${NEEDS_CLUSTER})`);
   });
 
