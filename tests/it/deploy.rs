@@ -1,7 +1,9 @@
 //! The Kubernetes manifests in deploy/, parsed with typed k8s-openapi structs and checked against
 //! the binary itself: probe paths answer on a running gateway's admin listener, probe ports are the
 //! admin port of the config the pod mounts, that config passes `stream-edge check-config`, the drain
-//! deadline fits in the grace period, the sidecar is native, the api secret comes from a Secret.
+//! deadline fits in the grace period, the sidecar is native, the api secret comes from a Secret;
+//! the load balancer runs the very haproxy.cfg the multi-replica test runs, finds the replicas
+//! through a headless Service, and only replicas reach the peer port (issue 18).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use hyper::Method;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Probe, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -24,16 +26,16 @@ const DEFAULT_GRACE_SECONDS: i64 = 30;
 
 /// Every object in deploy/, by kind.
 #[derive(Default)]
-struct Manifests {
-    deployments: Vec<(PathBuf, Deployment)>,
-    services: Vec<Service>,
-    hpas: Vec<HorizontalPodAutoscaler>,
-    pdbs: Vec<PodDisruptionBudget>,
-    config_maps: Vec<ConfigMap>,
-    secrets: Vec<Secret>,
-    ingresses: Vec<Ingress>,
+pub(crate) struct Manifests {
+    pub(crate) deployments: Vec<(PathBuf, Deployment)>,
+    pub(crate) services: Vec<Service>,
+    pub(crate) hpas: Vec<HorizontalPodAutoscaler>,
+    pub(crate) pdbs: Vec<PodDisruptionBudget>,
+    pub(crate) config_maps: Vec<ConfigMap>,
+    pub(crate) secrets: Vec<Secret>,
+    pub(crate) network_policies: Vec<NetworkPolicy>,
     /// prometheus-operator CRD: no typed struct in k8s-openapi.
-    service_monitors: Vec<serde_yaml::Value>,
+    pub(crate) service_monitors: Vec<serde_yaml::Value>,
 }
 
 fn deploy_dir() -> PathBuf {
@@ -74,7 +76,7 @@ where
     obj
 }
 
-fn load() -> Manifests {
+pub(crate) fn load() -> Manifests {
     let mut files = Vec::new();
     yaml_files(&deploy_dir(), &mut files);
     files.sort();
@@ -99,7 +101,9 @@ fn load() -> Manifests {
                 ("policy/v1", "PodDisruptionBudget") => m.pdbs.push(typed(&file, &doc)),
                 ("v1", "ConfigMap") => m.config_maps.push(typed(&file, &doc)),
                 ("v1", "Secret") => m.secrets.push(typed(&file, &doc)),
-                ("networking.k8s.io/v1", "Ingress") => m.ingresses.push(typed(&file, &doc)),
+                ("networking.k8s.io/v1", "NetworkPolicy") => {
+                    m.network_policies.push(typed(&file, &doc));
+                }
                 ("monitoring.coreos.com/v1", "ServiceMonitor") => m.service_monitors.push(doc),
                 other => panic!(
                     "{}: {other:?} has no typed check in tests/it/deploy.rs; add one",
@@ -111,20 +115,36 @@ fn load() -> Manifests {
     m
 }
 
-fn pod_spec(d: &Deployment) -> &PodSpec {
+pub(crate) fn pod_spec(d: &Deployment) -> &PodSpec {
     d.spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
         .expect("deployment has a pod spec")
 }
 
-fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+pub(crate) fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
     meta.name.as_deref().expect("metadata.name")
+}
+
+/// Deployments that run the gateway (the load balancer's does not).
+pub(crate) fn gateway_deployments(m: &Manifests) -> impl Iterator<Item = &(PathBuf, Deployment)> {
+    m.deployments.iter().filter(|(_, d)| {
+        let spec = pod_spec(d);
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|c| {
+                c.args
+                    .as_ref()
+                    .and_then(|a| a.first())
+                    .is_some_and(|a| a == "serve")
+            })
+    })
 }
 
 /// The stream-edge container of a pod (regular or native sidecar) and whether it is an init
 /// container: the one whose arguments start with `serve`.
-fn gateway_container(spec: &PodSpec) -> (&Container, bool) {
+pub(crate) fn gateway_container(spec: &PodSpec) -> (&Container, bool) {
     let is_gw = |c: &&Container| {
         c.args
             .as_ref()
@@ -164,7 +184,11 @@ fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
 
 /// The TOML file the container's `--config` points at, through its volume mount and the
 /// ConfigMap behind that volume: (file name, text).
-fn mounted_config<'a>(m: &'a Manifests, spec: &PodSpec, c: &Container) -> (String, &'a str) {
+pub(crate) fn mounted_config<'a>(
+    m: &'a Manifests,
+    spec: &PodSpec,
+    c: &Container,
+) -> (String, &'a str) {
     let args = c.args.as_deref().unwrap_or_default();
     let path = Path::new(flag(args, "--config").expect("the gateway is started with --config"));
     let mount = c
@@ -202,18 +226,18 @@ fn mounted_config<'a>(m: &'a Manifests, spec: &PodSpec, c: &Container) -> (Strin
     (file, text.as_str())
 }
 
-fn toml_table(text: &str) -> toml::Table {
+pub(crate) fn toml_table(text: &str) -> toml::Table {
     text.parse().expect("mounted config is TOML")
 }
 
-fn port_of(addr: &str) -> u16 {
+pub(crate) fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| panic!("{addr} has a port"))
 }
 
 /// The admin port the binary will bind, resolved as it does: flag > env > file > default.
-fn effective_admin_port(c: &Container, config: &toml::Table) -> u16 {
+pub(crate) fn effective_admin_port(c: &Container, config: &toml::Table) -> u16 {
     let args = c.args.as_deref().unwrap_or_default();
     if let Some(a) = flag(args, "--admin-listen") {
         return port_of(a);
@@ -236,7 +260,7 @@ fn drain_seconds(config: &toml::Table) -> i64 {
 }
 
 /// A probe or Service port (name or number) resolved against the container's declared ports.
-fn resolve_port(c: &Container, port: &IntOrString) -> u16 {
+pub(crate) fn resolve_port(c: &Container, port: &IntOrString) -> u16 {
     let n = match port {
         IntOrString::Int(n) => *n,
         IntOrString::String(name) => {
@@ -262,11 +286,14 @@ fn probes(c: &Container) -> Vec<(&'static str, &Probe)> {
     .collect()
 }
 
-fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selects(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-fn pod_labels(d: &Deployment) -> BTreeMap<String, String> {
+pub(crate) fn pod_labels(d: &Deployment) -> BTreeMap<String, String> {
     d.spec
         .as_ref()
         .and_then(|s| s.template.metadata.as_ref())
@@ -277,7 +304,16 @@ fn pod_labels(d: &Deployment) -> BTreeMap<String, String> {
 #[test]
 fn manifests_parse_into_typed_structs_and_reference_each_other() {
     let m = load();
-    assert_eq!(m.deployments.len(), 2, "edge + sidecar deployments");
+    assert_eq!(
+        m.deployments.len(),
+        3,
+        "edge + sidecar + load balancer deployments"
+    );
+    assert_eq!(
+        gateway_deployments(&m).count(),
+        2,
+        "edge + sidecar run the gateway"
+    );
     assert!(!m.services.is_empty() && !m.hpas.is_empty() && !m.pdbs.is_empty());
     assert!(!m.config_maps.is_empty() && !m.secrets.is_empty());
     assert_eq!(m.service_monitors.len(), 1);
@@ -343,28 +379,6 @@ fn manifests_parse_into_typed_structs_and_reference_each_other() {
         );
         assert!(!spec.metrics.as_deref().unwrap_or_default().is_empty());
     }
-    for ing in &m.ingresses {
-        let ann = ing.metadata.annotations.clone().unwrap_or_default();
-        assert_eq!(
-            ann.get("nginx.ingress.kubernetes.io/upstream-hash-by")
-                .map(String::as_str),
-            Some("$arg_user_id"),
-            "one user's sessions are routed to one replica (README)"
-        );
-        for rule in ing
-            .spec
-            .as_ref()
-            .and_then(|s| s.rules.as_ref())
-            .into_iter()
-            .flatten()
-        {
-            for path in rule.http.iter().flat_map(|h| &h.paths) {
-                let svc = path.backend.service.as_ref().expect("service backend");
-                assert!(m.services.iter().any(|s| name_of(&s.metadata) == svc.name));
-            }
-        }
-    }
-
     // The ServiceMonitor scrapes /metrics through a Service port that exists and is the admin port.
     let sm = &m.service_monitors[0];
     let sel: BTreeMap<String, String> =
@@ -384,9 +398,7 @@ fn manifests_parse_into_typed_structs_and_reference_each_other() {
         .flat_map(|s| s.ports.iter().flatten())
         .find(|p| p.name.as_deref() == Some(port_name))
         .expect("ServiceMonitor port is a named Service port");
-    let (_, d) = m
-        .deployments
-        .iter()
+    let (_, d) = gateway_deployments(&m)
         .find(|(_, d)| {
             selects(
                 &svc.spec
@@ -413,7 +425,7 @@ fn manifests_parse_into_typed_structs_and_reference_each_other() {
 async fn probes_answer_on_the_admin_listener_of_the_mounted_config() {
     let m = load();
     let gw = TestGateway::start().await;
-    for (file, d) in &m.deployments {
+    for (file, d) in gateway_deployments(&m) {
         let spec = pod_spec(d);
         let (c, is_init) = gateway_container(spec);
         let (_, text) = mounted_config(&m, spec, c);
@@ -568,6 +580,7 @@ fn check_config(c: &Container, config: &Path, with_secrets: bool) -> std::proces
         "STREAM_API_KEY",
         "STREAM_API_SECRET",
         "STREAM_EDGE_LOG_FORMAT",
+        "STREAM_EDGE_CLUSTER_ADVERTISE",
     ] {
         cmd.env_remove(v);
     }
@@ -587,6 +600,14 @@ fn check_config(c: &Container, config: &Path, with_secrets: bool) -> std::proces
     for e in c.env.iter().flatten() {
         if let Some(v) = &e.value {
             cmd.env(&e.name, v);
+        } else if e
+            .value_from
+            .as_ref()
+            .and_then(|f| f.field_ref.as_ref())
+            .is_some_and(|f| f.field_path == "status.podIP")
+        {
+            // The downward API's pod IP, as the kubelet would set it.
+            cmd.env(&e.name, "10.244.1.7");
         } else if with_secrets
             && e.value_from
                 .as_ref()
@@ -602,7 +623,7 @@ fn check_config(c: &Container, config: &Path, with_secrets: bool) -> std::proces
 fn mounted_config_passes_check_config_and_the_secret_comes_from_a_secret() {
     let m = load();
     let dir = TempDir::new("deploy");
-    for (file, d) in &m.deployments {
+    for (file, d) in gateway_deployments(&m) {
         let spec = pod_spec(d);
         let (c, _) = gateway_container(spec);
         let (name, text) = mounted_config(&m, spec, c);
@@ -694,7 +715,7 @@ fn drain_fits_the_grace_period_and_pods_run_hardened() {
         .expect("the runtime stage sets a numeric USER");
     assert_ne!(image_user, 0, "the image runs as non-root");
     let mut sidecars = 0;
-    for (file, d) in &m.deployments {
+    for (file, d) in gateway_deployments(&m) {
         let f = file.display();
         let spec = pod_spec(d);
         let (c, is_init) = gateway_container(spec);
@@ -771,13 +792,13 @@ fn drain_fits_the_grace_period_and_pods_run_hardened() {
     assert_eq!(sidecars, 1, "one native-sidecar example");
 }
 
-/// Behind the shipped ingress every TCP peer is an ingress pod: the mounted config trusts the pod
+/// Behind the shipped load balancer every TCP peer is a load-balancer pod: the mounted config trusts the pod
 /// network (so per-IP limits see each client, issue 13) and nothing public.
 #[test]
-fn mounted_config_trusts_the_pod_network_the_ingress_connects_from() {
+fn mounted_config_trusts_the_pod_network_the_load_balancer_connects_from() {
     use stream_edge::config::IpNet;
     let m = load();
-    for (file, d) in &m.deployments {
+    for (file, d) in gateway_deployments(&m) {
         let spec = pod_spec(d);
         let (c, _) = gateway_container(spec);
         let (_, text) = mounted_config(&m, spec, c);
@@ -794,7 +815,7 @@ fn mounted_config_trusts_the_pod_network_the_ingress_connects_from() {
         for pod in ["10.244.1.7", "192.168.3.4", "172.20.0.5", "fd12:3456::1"] {
             assert!(
                 trusted(pod),
-                "{}: ingress pod {pod} trusted",
+                "{}: load-balancer pod {pod} trusted",
                 file.display()
             );
         }
