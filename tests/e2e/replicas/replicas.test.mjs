@@ -321,15 +321,28 @@ describe('replicas behind HAProxy (shipped haproxy.cfg)', () => {
     await eventually(
       async () => {
         for (const u of moved) await chans.get(u.id).query({ state: false }).catch(() => {});
-        for (const u of moved) if ((await upstreamCount(u.id)) !== 1) return { waiting: u.id, n: await upstreamCount(u.id) };
+        // `eventually` stops on any truthy value: a state still waited for is thrown (and shown).
+        for (const u of moved) if ((await upstreamCount(u.id)) !== 1) throw new Error(JSON.stringify({ waiting: u.id, n: await upstreamCount(u.id) }));
         const e4 = await replicaMetric(edge4, 'stream_edge_upstream_connections_open');
-        return e4 === moved.length ? true : { edge4: e4, moved: moved.length };
+        if (e4 !== moved.length) throw new Error(JSON.stringify({ edge4: e4, moved: moved.length }));
+        return true;
       },
       { timeoutMs: 40_000, intervalMs: 500, what: `moved users converge on edge4, one upstream each (${NEEDS_CLUSTER})` },
     );
     assert.ok((await replicaMetric(edge4, 'stream_edge_convergence_closes_total')) === 0, 'the new owner closed nothing');
     const closes = await sumOver(alive(c).filter((r) => r !== edge4), 'stream_edge_convergence_closes_total');
-    assert.ok(closes >= moved.length, `old owners closed the moved users' sessions (${closes})`);
+    const detail = {};
+    for (const r of alive(c)) {
+      detail[r.name] = {
+        closes: await replicaMetric(r, 'stream_edge_convergence_closes_total'),
+        fwd: await replicaMetric(r, 'stream_edge_forwarded_requests_total'),
+        recv: await replicaMetric(r, 'stream_edge_forwarded_received_total'),
+        miss: await replicaMetric(r, 'stream_edge_owner_misses_total'),
+        pending: await replicaMetric(r, 'stream_edge_convergence_pending'),
+        up: await replicaMetric(r, 'stream_edge_upstream_connections_open'),
+      };
+    }
+    assert.ok(closes >= moved.length, `old owners closed the moved users' sessions (${closes}): ${JSON.stringify(detail)} moved ${moved.map((u) => u.id + '@' + u.owner)}`);
     for (const u of users) assert.equal(await upstreamCount(u.id), 1, `${u.id}: exactly one upstream connection`);
 
     // No moved tab is deaf after its reconnect.
