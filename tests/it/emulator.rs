@@ -36,7 +36,7 @@ mod reads;
 #[path = "emulator/recipients.rs"]
 mod recipients;
 #[path = "emulator/schema.rs"]
-mod schema;
+pub mod schema;
 #[path = "emulator/search.rs"]
 mod search;
 #[path = "emulator/support.rs"]
