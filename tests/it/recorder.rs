@@ -284,23 +284,17 @@ async fn relay(shared: Arc<Shared>, gw: hyper::upgrade::Upgraded, up: hyper::upg
     // upstream that vanishes without a close frame makes the gateway's side vanish the same way.
     let down = async {
         while let Some(Ok(msg)) = up_rx.next().await {
-            match msg {
-                Message::Text(t) => {
-                    check_event(&shared, t.as_str());
-                    if gw_tx.send(Message::Text(t)).await.is_err() {
-                        return;
-                    }
-                }
-                Message::Binary(b) => {
-                    if gw_tx.send(Message::Binary(b)).await.is_err() {
-                        return;
-                    }
-                }
-                Message::Close(f) => {
-                    let _ = gw_tx.send(Message::Close(f)).await;
-                    return;
-                }
-                _ => {}
+            if let Message::Text(t) = &msg {
+                check_event(&shared, t.as_str());
+            }
+            let close = matches!(msg, Message::Close(_));
+            if matches!(msg, Message::Text(_) | Message::Binary(_) | Message::Close(_))
+                && gw_tx.send(msg).await.is_err()
+            {
+                return;
+            }
+            if close {
+                return;
             }
         }
     };
