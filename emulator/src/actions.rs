@@ -88,12 +88,39 @@ const SERVER_EVENT_PREFIXES: &[&str] = &[
 
 /// `POST /channels/{type}/{id}/message` → `SendMessageResponse`.
 pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
-    existing(app, cid)?;
     let msg = req
         .body
         .get("message")
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::input("message must be an object"))?;
+    send(app, req, cid, msg, false)
+}
+
+/// The `message` of a channel update or truncation: sent as any message is, but of
+/// `type: system` (what the UI kits render as a channel notice rather than a bubble).
+pub(crate) fn send_system(
+    app: &mut AppData,
+    req: &Req<'_>,
+    cid: &str,
+    msg: &Value,
+) -> Result<Value, ApiError> {
+    let msg = msg
+        .as_object()
+        .ok_or_else(|| ApiError::input("message must be an object"))?;
+    if msg.get("parent_id").is_some_and(|p| !p.is_null()) {
+        return Err(ApiError::input("a system message cannot be a reply"));
+    }
+    send(app, req, cid, msg, true)
+}
+
+fn send(
+    app: &mut AppData,
+    req: &Req<'_>,
+    cid: &str,
+    msg: &Map<String, Value>,
+    system: bool,
+) -> Result<Value, ApiError> {
+    existing(app, cid)?;
     let user = req.acting_user(sender_hint(msg))?;
     crate::bans::check_can_post(app, cid, &user)?;
     if Value::Object(msg.clone()).to_string().len() > MAX_MESSAGE_BYTES {
@@ -172,6 +199,7 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
             poll_id,
             quoted_message_id,
             mentioned_users,
+            system,
             ..Default::default()
         },
     };

@@ -2,6 +2,10 @@
 //! `blockUser`, `unBlockUser`, `getBlockedUsers`). The blocks live in `social` and show in the
 //! blocker's `me.blocked_user_ids`. Stream documents no event for a block; the SDK updates its
 //! own `blockedUsers` from the responses, so none is sent.
+//!
+//! What a block does (Stream's "Block User" docs): in a one-to-one channel the blocker gets no
+//! events from the blocked user (`events::blocked_in`), and such channels leave the blocker's
+//! channel list like hidden ones (`hiding::blocked_dm`); group channels are unaffected.
 
 use serde_json::{json, Value};
 use time::OffsetDateTime;

@@ -14,12 +14,13 @@
 //!
 //! Layout (one concept per file), from the top down; each module imports only modules below it:
 //! * [`server`] – accept loop, hyper HTTP/1.1 connections, routing, CORS preflight, control routes;
+//! * [`reminder_clock`] – the task that sends `notification.reminder_due` when reminders fall due;
 //! * [`control_watchers`] – the `/_emulator/watchers` control route (who watches what upstream);
 //! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
-//!   [`members`], [`threads`], [`messages`], [`message_lists`], [`reactions`], [`search`],
+//!   [`members`], [`threads`], [`messages`], [`deletion`], [`message_lists`], [`reactions`], [`search`],
 //!   [`uploads`], [`polls`], [`poll_options`], [`poll_votes`], [`channel_admin`], [`member_state`],
 //!   [`mutes`], [`blocks`], [`bans`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
 //!   [`drafts`], [`reminders`], [`app_settings`], [`channel_types`] – the REST handlers ([`roles`]: invites and
@@ -58,6 +59,7 @@ mod config;
 mod connect;
 mod control_watchers;
 mod ctx;
+mod deletion;
 mod devices;
 mod drafts;
 mod error;
@@ -82,6 +84,7 @@ mod presence;
 mod query;
 mod reactions;
 mod reads;
+mod reminder_clock;
 mod reminders;
 mod render;
 mod render_chat;

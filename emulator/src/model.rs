@@ -144,6 +144,10 @@ pub(crate) struct MessageExtra {
     pub pin: Option<Pin>,
     /// Soft deletion: the message stays, as `type: deleted`.
     pub deleted_at: Option<OffsetDateTime>,
+    /// A channel notice (`type: system`: the `message` of a channel update or truncation).
+    pub system: bool,
+    /// Users who deleted it for themselves only (`delete_for_me`), and when; one entry per user.
+    pub deleted_for: Vec<(String, OffsetDateTime)>,
     /// The last change of `text` by an update.
     pub text_updated_at: Option<OffsetDateTime>,
     /// Oldest first; at most one per (user, type), at most `MAX_REACTIONS_PER_MESSAGE`.

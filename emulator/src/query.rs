@@ -12,7 +12,7 @@ use crate::channels::{
 };
 use crate::error::ApiError;
 use crate::filter::{list, value_match};
-use crate::hiding::is_hidden;
+use crate::hiding::{blocked_dm, is_hidden};
 use crate::render::ts;
 use crate::req::Req;
 use crate::store::{AppData, Channel};
@@ -37,7 +37,8 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     // Hidden channels are left out unless the filter asks about `hidden` itself.
     let hidden_asked = filter.contains_key("hidden");
     for ch in app.channels.values() {
-        if (hidden_asked || !is_hidden(ch, &user)) && matches(app, ch, &user, filter, 0)? {
+        let hidden = is_hidden(ch, &user) || blocked_dm(app, ch, &user);
+        if (hidden_asked || !hidden) && matches(app, ch, &user, filter, 0)? {
             hits.push(ch);
         }
     }
@@ -128,7 +129,10 @@ fn matches(
             }
             "members" => members_match(ch, cond)?,
             "member.user.name" => member_names_match(app, ch, cond)?,
-            "hidden" => value_match(Some(&json!(is_hidden(ch, user))), cond)?,
+            "hidden" => {
+                let hidden = is_hidden(ch, user) || blocked_dm(app, ch, user);
+                value_match(Some(&json!(hidden)), cond)?
+            }
             other if other.starts_with('$') => {
                 return Err(ApiError::input(format!(
                     "unsupported filter operator {other}"

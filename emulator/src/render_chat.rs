@@ -146,7 +146,9 @@ fn message_map(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> M
     map.insert("id".into(), json!(m.id));
     map.insert("text".into(), json!(m.text));
     map.insert("html".into(), json!(html(&m.text)));
-    let kind = if m.parent_id.is_some() {
+    let kind = if m.extra.system {
+        "system"
+    } else if m.parent_id.is_some() {
         "reply"
     } else {
         "regular"

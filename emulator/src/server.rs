@@ -53,6 +53,10 @@ pub async fn serve(
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
+    tracker.spawn(crate::reminder_clock::run(
+        ctx.emulator.clone(),
+        shutdown.clone(),
+    ));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -7,12 +7,16 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/blocking.rs"]
+mod blocking;
 #[path = "emulator/channel_admin.rs"]
 mod channel_admin;
 #[path = "emulator/channel_list.rs"]
 mod channel_list;
 #[path = "emulator/control_watchers.rs"]
 mod control_watchers;
+#[path = "emulator/deletion.rs"]
+mod deletion;
 #[path = "emulator/devices.rs"]
 mod devices;
 #[path = "emulator/drafts.rs"]
@@ -25,6 +29,8 @@ mod members;
 mod messages;
 #[path = "emulator/moderation.rs"]
 mod moderation;
+#[path = "emulator/notices.rs"]
+mod notices;
 #[path = "emulator/polls.rs"]
 mod polls;
 #[path = "emulator/presence.rs"]
@@ -35,6 +41,8 @@ mod reactions;
 mod reads;
 #[path = "emulator/recipients.rs"]
 mod recipients;
+#[path = "emulator/reminders.rs"]
+mod reminders;
 #[path = "emulator/schema.rs"]
 pub mod schema;
 #[path = "emulator/search.rs"]

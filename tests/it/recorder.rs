@@ -288,8 +288,10 @@ async fn relay(shared: Arc<Shared>, gw: hyper::upgrade::Upgraded, up: hyper::upg
                 check_event(&shared, t.as_str());
             }
             let close = matches!(msg, Message::Close(_));
-            if matches!(msg, Message::Text(_) | Message::Binary(_) | Message::Close(_))
-                && gw_tx.send(msg).await.is_err()
+            if matches!(
+                msg,
+                Message::Text(_) | Message::Binary(_) | Message::Close(_)
+            ) && gw_tx.send(msg).await.is_err()
             {
                 return;
             }
