@@ -211,8 +211,11 @@ fn send(
         )));
     };
     let in_channel = message.parent_id.is_none() || message.show_in_channel;
-    push_message(ch, message);
+    let evicted = push_message(ch, message);
     hiding::unhide_on_message(ch, &user, req.flag("keep_channel_hidden"), in_channel);
+    if evicted {
+        app.metrics.bound("messages_per_channel");
+    }
     if let Some(stored) = app.channels.get(cid).and_then(|c| c.messages.back()) {
         events::message_new(app, cid, stored, now);
         threads::parent_updated(app, cid, stored, now);

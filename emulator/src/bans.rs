@@ -219,6 +219,7 @@ pub(crate) fn flag(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
     });
     if flags.len() >= MAX_FLAGS_PER_APP {
         flags.remove(0);
+        app.metrics.bound("flags_per_app");
     }
     flags.push(Flag {
         by: user.clone(),

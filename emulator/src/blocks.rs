@@ -46,7 +46,8 @@ pub(crate) fn block(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError>
             if social.blocked.len() >= MAX_MUTES_PER_USER {
                 return Err(ApiError::input(format!(
                     "a user can block at most {MAX_MUTES_PER_USER} users"
-                )));
+                ))
+                .at_bound("blocks_per_user"));
             }
             social.blocked.push((blocked.clone(), now));
             now

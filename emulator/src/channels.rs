@@ -279,7 +279,7 @@ fn create(
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
     if app.channels.len() >= MAX_CHANNELS_PER_APP {
-        return Err(ApiError::input("too many channels in this app"));
+        return Err(ApiError::input("too many channels in this app").at_bound("channels_per_app"));
     }
     let custom = custom_data(data)?;
     let mut reads = std::collections::HashMap::new();
@@ -356,8 +356,8 @@ fn invite_on_create(
     }
 }
 
-/// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`.
-pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
+/// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`; true when the oldest went.
+pub(crate) fn push_message(ch: &mut Channel, msg: Message) -> bool {
     if let Some(parent) = msg.parent_id.as_deref() {
         if let Some(p) = ch.messages.iter_mut().find(|m| m.id == parent) {
             p.reply_count = p.reply_count.saturating_add(1);
@@ -398,7 +398,10 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
     ch.updated_at = now;
     ch.message_count = ch.message_count.saturating_add(1);
     ch.messages.push_back(msg);
+    let mut evicted = false;
     while ch.messages.len() > MAX_MESSAGES_PER_CHANNEL {
         ch.messages.pop_front();
+        evicted = true;
     }
+    evicted
 }

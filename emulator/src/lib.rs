@@ -40,6 +40,7 @@
 //! * [`model`] – the records it holds (users, devices, channels, members, messages, reads);
 //! * [`social`] – mutes, blocks, bans, receipts, truncations, drafts, reminders, app settings;
 //! * [`config`] – the apps, injected faults and bounds an embedder sets;
+//! * [`metrics`] – the emulator's own Prometheus registry (bounds hit, REST errors);
 //! * [`error`] – the Stream `APIError` body.
 //!
 //! This crate imports nothing from the gateway: the gateway depends on it, never the reverse.
@@ -74,6 +75,7 @@ mod members;
 mod message_lists;
 mod message_refs;
 mod messages;
+mod metrics;
 mod model;
 mod multipart;
 mod mutes;

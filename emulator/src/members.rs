@@ -47,7 +47,8 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
     if ch.members.len() + added.len() > MAX_CHANNEL_MEMBERS {
         return Err(ApiError::input(format!(
             "a channel has at most {MAX_CHANNEL_MEMBERS} members"
-        )));
+        ))
+        .at_bound("channel_members"));
     }
     let roles = roles::plan(app, req, cid, &user)?;
     let now = OffsetDateTime::now_utc();

@@ -286,6 +286,9 @@ pub(crate) fn sync(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
     }
     found.sort_by_key(|(t, _)| *t);
     let skip = found.len().saturating_sub(MAX_SYNC_EVENTS);
+    if skip > 0 {
+        app.metrics.bound("sync_events");
+    }
     let events: Vec<Value> = found.into_iter().skip(skip).map(|(_, e)| e).collect();
     Ok(json!({ "events": events, "inaccessible_cids": inaccessible }))
 }

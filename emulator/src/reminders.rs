@@ -63,7 +63,8 @@ pub(crate) fn create(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
     if app.social.reminders.keys().filter(|k| k.0 == user).count() >= MAX_REMINDERS_PER_USER {
         return Err(ApiError::input(format!(
             "a user can keep at most {MAX_REMINDERS_PER_USER} reminders"
-        )));
+        ))
+        .at_bound("reminders_per_user"));
     }
     let now = OffsetDateTime::now_utc();
     app.social.reminders.insert(

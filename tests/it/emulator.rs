@@ -27,6 +27,8 @@ mod hiding;
 mod members;
 #[path = "emulator/messages.rs"]
 mod messages;
+#[path = "emulator/metrics.rs"]
+mod metrics;
 #[path = "emulator/moderation.rs"]
 mod moderation;
 #[path = "emulator/notices.rs"]
