@@ -276,6 +276,13 @@ pub(crate) fn send_event(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<
 pub(crate) fn mark_read(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
     existing(app, cid)?;
     let user = req.acting_user(None)?;
+    if let Some(thread) = req.body.get("thread_id").filter(|v| !v.is_null()) {
+        let thread = thread
+            .as_str()
+            .ok_or_else(|| ApiError::input("thread_id must be a string"))?;
+        let event = crate::thread_marks::mark_read(app, cid, &user, thread)?;
+        return Ok(json!({ "event": event }));
+    }
     let now = OffsetDateTime::now_utc();
     let Some(ch) = app.channels.get_mut(cid) else {
         return Err(ApiError::not_found(format!(

@@ -180,6 +180,7 @@ pub(crate) fn truncate(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Va
     };
     if let Some(ch) = app.channels.get_mut(cid) {
         ch.messages.retain(|m| m.created_at > until);
+        crate::thread_reads::forget_gone(ch);
         ch.last_message_at = ch.messages.back().map(|m| m.created_at);
         ch.updated_at = now;
         for read in ch.reads.values_mut() {

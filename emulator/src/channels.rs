@@ -313,6 +313,7 @@ fn create(
             messages: VecDeque::new(),
             message_count: 0,
             reads,
+            thread_reads: Default::default(),
             watchers: Default::default(),
         },
     );
@@ -397,11 +398,15 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) -> bool {
     }
     ch.updated_at = now;
     ch.message_count = ch.message_count.saturating_add(1);
+    crate::thread_reads::on_reply(ch, &msg);
     ch.messages.push_back(msg);
     let mut evicted = false;
     while ch.messages.len() > MAX_MESSAGES_PER_CHANNEL {
         ch.messages.pop_front();
         evicted = true;
+    }
+    if evicted {
+        crate::thread_reads::forget_gone(ch);
     }
     evicted
 }

@@ -136,4 +136,5 @@ fn remove(app: &mut AppData, cid: &str, id: &str) {
     if let Some(p) = parent.and_then(|p| ch.messages.iter_mut().find(|m| m.id == p)) {
         p.reply_count = p.reply_count.saturating_sub(1);
     }
+    crate::thread_reads::forget_gone(ch);
 }

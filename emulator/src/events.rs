@@ -193,7 +193,7 @@ pub(crate) fn read(
     ev.insert("unread_count".into(), json!(c.total_unread));
     ev.insert("total_unread_count".into(), json!(c.total_unread));
     ev.insert("unread_channels".into(), json!(c.unread_channels));
-    ev.insert("unread_threads".into(), json!(0));
+    ev.insert("unread_threads".into(), json!(c.unread_threads));
     if let Some(ch) = app.channels.get(cid) {
         ev.insert("channel".into(), render_chat::channel(app, ch));
     }

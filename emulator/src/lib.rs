@@ -25,6 +25,8 @@
 //!   [`mutes`], [`blocks`], [`bans`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
 //!   [`drafts`], [`reminders`], [`app_settings`], [`channel_types`] – the REST handlers ([`roles`]: invites and
 //!   moderators within a channel update);
+//! * [`thread_marks`] – marking one thread read or unread, and its events;
+//! * [`thread_reads`] – per-thread read state (unread replies per participant);
 //! * [`message_refs`], [`history`], [`multipart`] – what handlers share: a message's quote and
 //!   mentions, history pages, the multipart form parser;
 //! * [`filter`] – the filter operators the query routes share;
@@ -99,6 +101,8 @@ mod search;
 mod server;
 mod social;
 mod store;
+mod thread_marks;
+mod thread_reads;
 mod threads;
 mod uploads;
 mod user_lifecycle;

@@ -52,6 +52,9 @@ pub(crate) struct Channel {
     /// user id → read state; every member has one.
     pub reads: HashMap<String, ReadState>,
     /// Connection ids watching this channel.
+    /// (user id, parent message id) → the user's read state of that thread: one entry per
+    /// participant of each thread of the channel (`thread_reads`).
+    pub thread_reads: HashMap<(String, String), ReadState>,
     pub watchers: HashSet<String>,
 }
 

@@ -36,10 +36,11 @@ pub(crate) const MAX_SYNC_EVENTS: usize = 1_000;
 pub(crate) fn mark_unread(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
     existing(app, cid)?;
     let user = req.acting_user(None)?;
-    if req.body.get("thread_id").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::input(
-            "marking a thread unread is not supported by the emulator",
-        ));
+    if let Some(thread) = req.body.get("thread_id").filter(|v| !v.is_null()) {
+        let thread = thread
+            .as_str()
+            .ok_or_else(|| ApiError::input("thread_id must be a string"))?;
+        return crate::thread_marks::mark_unread(app, cid, &user, thread);
     }
     let ch = existing(app, cid)?;
     if !ch.reads.contains_key(&user) {
@@ -98,7 +99,7 @@ pub(crate) fn mark_unread(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result
     ev.insert("unread_count".into(), json!(c.total_unread));
     ev.insert("total_unread_count".into(), json!(c.total_unread));
     ev.insert("unread_channels".into(), json!(c.unread_channels));
-    ev.insert("unread_threads".into(), json!(0));
+    ev.insert("unread_threads".into(), json!(c.unread_threads));
     if let Some(ch) = app.channels.get(cid) {
         ev.insert("channel".into(), render_chat::channel(app, ch));
     }
@@ -223,15 +224,33 @@ pub(crate) fn unread_counts(app: &AppData, req: &Req<'_>) -> Result<Value, ApiEr
             ));
         }
     }
+    let mut threads: Vec<(String, Value)> = Vec::new();
+    for ch in app.channels.values() {
+        for ((u, parent), r) in &ch.thread_reads {
+            if *u == user && r.unread > 0 {
+                threads.push((
+                    parent.clone(),
+                    json!({
+                        "parent_message_id": parent,
+                        "last_read": ts(r.last_read),
+                        "last_read_message_id": r.last_read_message_id.clone().unwrap_or_default(),
+                        "unread_count": r.unread,
+                    }),
+                ));
+            }
+        }
+    }
+    threads.sort_by(|a, b| a.0.cmp(&b.0));
+    let threads: Vec<Value> = threads.into_iter().map(|(_, v)| v).collect();
     channels.sort_by(|a, b| a.0.cmp(&b.0));
     let channels: Vec<Value> = channels.into_iter().map(|(_, v)| v).collect();
     let types: Vec<Value> = by_type.into_iter().map(|(_, v)| v).collect();
     Ok(json!({
         "total_unread_count": total,
-        "total_unread_threads_count": 0,
+        "total_unread_threads_count": threads.len(),
         "channels": channels,
         "channel_type": types,
-        "threads": [],
+        "threads": threads,
     }))
 }
 

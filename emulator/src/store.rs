@@ -86,6 +86,8 @@ pub(crate) struct Unregistered {
 pub(crate) struct Counters {
     pub total_unread: u32,
     pub unread_channels: u32,
+    /// Threads with replies the user has not read.
+    pub unread_threads: u32,
 }
 
 // === impl Store ===
@@ -286,6 +288,11 @@ impl AppData {
                     c.unread_channels += 1;
                 }
             }
+            c.unread_threads += ch
+                .thread_reads
+                .iter()
+                .filter(|((u, _), r)| u == user_id && r.unread > 0)
+                .count() as u32;
         }
         c
     }

@@ -136,12 +136,44 @@ fn thread_state(app: &AppData, ch: &Channel, p: &Message, replies: usize, people
         "custom": custom,
         "latest_replies": latest,
         "thread_participants": listed,
+        "read": reads(app, ch, &p.id),
     });
     // Custom data also on the top level, where the SDK's `constructCustomDataObject` reads it.
     if let Some(map) = out.as_object_mut() {
         render::flatten(map, &custom);
     }
     out
+}
+
+/// Each participant's read state of the thread (`ReadStateResponse`), oldest participant first.
+fn reads(app: &AppData, ch: &Channel, parent_id: &str) -> Vec<Value> {
+    let Some(thread) = ch
+        .messages
+        .iter()
+        .find(|m| m.id == parent_id)
+        .and_then(|p| p.thread.as_ref())
+    else {
+        return Vec::new();
+    };
+    thread
+        .participants
+        .iter()
+        .take(MAX_PARTICIPANTS)
+        .filter_map(|(u, _)| {
+            let r = ch.thread_reads.get(&(u.clone(), parent_id.to_owned()))?;
+            Some(render_chat::read(app, u, r))
+        })
+        .collect()
+}
+
+/// `ThreadResponse`: the thread's state without its replies (what `thread.updated` and a
+/// thread's `message.read` carry).
+pub(crate) fn thread_response(app: &AppData, ch: &Channel, p: &Message) -> Value {
+    let mut rendered = thread_state(app, ch, p, 0, MAX_PARTICIPANTS);
+    if let Some(map) = rendered.as_object_mut() {
+        map.remove("latest_replies");
+    }
+    rendered
 }
 
 /// Thread keys a partial update may not set: everything the server owns except `title`.
@@ -225,11 +257,7 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
     }
     thread.updated_at = now;
     let (ch, p) = parent(app, id)?;
-    let mut rendered = thread_state(app, ch, p, 0, MAX_PARTICIPANTS);
-    if let Some(map) = rendered.as_object_mut() {
-        // ThreadResponse: the state without its replies.
-        map.remove("latest_replies");
-    }
+    let rendered = thread_response(app, ch, p);
     let mut ev = channel_base(app, "thread.updated", &cid, now);
     ev.insert("thread".into(), rendered.clone());
     to_watchers(app, &cid, &Value::Object(ev));

@@ -51,6 +51,8 @@ pub mod schema;
 mod search;
 #[path = "emulator/support.rs"]
 mod support;
+#[path = "emulator/thread_reads.rs"]
+mod thread_reads;
 #[path = "emulator/threads.rs"]
 mod threads;
 #[path = "emulator/uploads.rs"]
