@@ -53,7 +53,11 @@ fn target(fields: &dyn Fn(&str) -> Option<String>) -> Result<Target, ApiError> {
 
 /// Who may ban: a server token; an admin or moderator user; for a channel ban, a channel
 /// moderator. Returns the acting user, if any.
-fn may_ban(app: &AppData, req: &Req<'_>, cid: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn may_ban(
+    app: &AppData,
+    req: &Req<'_>,
+    cid: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     let Identity::User(user) = req.ident else {
         return Ok(req.acting_user(None).ok());
     };
@@ -97,6 +101,8 @@ pub(crate) fn ban(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> {
         shadow: req.flag("shadow"),
         reason: body("reason"),
         expires: minutes.map(|m| now + Duration::minutes(m)),
+        created_at: now,
+        by: by.clone(),
     };
     match &t.cid {
         Some(cid) => {

@@ -22,7 +22,7 @@
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
 //!   [`members`], [`threads`], [`messages`], [`deletion`], [`message_lists`], [`reactions`], [`search`],
 //!   [`uploads`], [`polls`], [`poll_options`], [`poll_votes`], [`channel_admin`], [`member_state`],
-//!   [`mutes`], [`blocks`], [`bans`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
+//!   [`mutes`], [`blocks`], [`bans`], [`banned_users`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
 //!   [`drafts`], [`reminders`], [`app_settings`], [`channel_types`] – the REST handlers ([`roles`]: invites and
 //!   moderators within a channel update);
 //! * [`thread_marks`] – marking one thread read or unread, and its events;
@@ -53,6 +53,7 @@
 mod actions;
 mod app_settings;
 mod auth;
+mod banned_users;
 mod bans;
 mod blocks;
 mod channel_admin;

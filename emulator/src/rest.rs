@@ -14,10 +14,10 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, app_settings, bans, blocks, channel_admin, channel_types, channels, deletion, devices,
-    drafts, guests, hiding, member_state, members, message_lists, messages, mutes, poll_options,
-    poll_votes, polls, query, reactions, reads, reminders, search, threads, uploads,
-    user_lifecycle, user_query, users,
+    actions, app_settings, banned_users, bans, blocks, channel_admin, channel_types, channels,
+    deletion, devices, drafts, guests, hiding, member_state, members, message_lists, messages,
+    mutes, poll_options, poll_votes, polls, query, reactions, reads, reminders, search, threads,
+    uploads, user_lifecycle, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -267,6 +267,7 @@ pub(crate) async fn dispatch(
         (&Method::GET, ["users", "block"]) => (StatusCode::OK, blocks::list(app, &r)?),
         (&Method::POST, ["moderation", "ban"]) => (created, bans::ban(app, &r)?),
         (&Method::DELETE, ["moderation", "ban"]) => (StatusCode::OK, bans::unban(app, &r)?),
+        (&Method::GET, ["query_banned_users"]) => (StatusCode::OK, banned_users::query(app, &r)?),
         (&Method::POST, ["moderation", "flag"]) => (created, bans::flag(app, &r)?),
         (&Method::POST, ["moderation", "unflag"]) => (created, bans::unflag(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),

@@ -73,6 +73,9 @@ pub(crate) struct Ban {
     pub shadow: bool,
     pub reason: Option<String>,
     pub expires: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    /// Who banned (a server token's ban may name nobody).
+    pub by: Option<String>,
 }
 
 pub(crate) struct Draft {

@@ -50,10 +50,13 @@ describe('embedded upstream: bans and flags', () => {
     await assert.rejects(cb.sendMessage({ text: 'let me in' }), /banned/);
     const { users } = await server.queryUsers({ id: bobId, banned: true });
     assert.deepEqual(users.map((u) => u.id), [bobId]);
+    const { bans } = await server.queryBannedUsers({ user_id: bobId });
+    assert.deepEqual(bans.map((b) => [b.user.id, b.reason]), [[bobId, 'spam']]);
 
     const unbanned = waitForEvent(bob, 'user.unbanned');
     await server.unbanUser(bobId);
     await unbanned;
+    assert.deepEqual((await server.queryBannedUsers({ user_id: bobId })).bans, []);
     await cb.sendMessage({ text: 'back' });
     await sentinel(ca, cb);
     assert.deepEqual(aliceSaw.events, [], 'a global ban is told to the banned user only');

@@ -7,6 +7,8 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/banned_users.rs"]
+mod banned_users;
 #[path = "emulator/blocking.rs"]
 mod blocking;
 #[path = "emulator/channel_admin.rs"]
