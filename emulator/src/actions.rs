@@ -123,6 +123,8 @@ fn send(
     existing(app, cid)?;
     let user = req.acting_user(sender_hint(msg))?;
     crate::bans::check_can_post(app, cid, &user)?;
+    let shadowed = app.social.global_ban(&user).is_some_and(|b| b.shadow)
+        || app.social.channel_ban(cid, &user).is_some_and(|b| b.shadow);
     if Value::Object(msg.clone()).to_string().len() > MAX_MESSAGE_BYTES {
         return Err(ApiError::input("message is too large"));
     }
@@ -200,6 +202,7 @@ fn send(
             quoted_message_id,
             mentioned_users,
             system,
+            shadowed,
             ..Default::default()
         },
     };

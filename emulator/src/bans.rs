@@ -3,7 +3,9 @@
 //! the channel as `type` + `id` or `channel_cid`), and `POST /moderation/flag` / `/unflag`.
 //!
 //! A ban lasts `timeout` minutes or for good. A banned user cannot send messages (globally, or in
-//! the channel of a channel ban); a shadow-banned one can, and nobody is told. Only a server token
+//! the channel of a channel ban); a shadow-banned one can, and nobody is told: their messages are
+//! `shadowed: true` and shown to them alone (events, channel state, replies, search), as Stream
+//! does. Only a server token
 //! or an `admin` / `moderator` user bans globally; a channel moderator may ban in their channel.
 //!
 //! Who hears what (`stream-event-recipients.md`): a global `user.banned` / `user.unbanned` goes to

@@ -55,6 +55,7 @@ pub(crate) fn state_paged(
         .iter()
         .filter(|m| m.parent_id.is_none() || m.show_in_channel)
         .filter(|m| cleared.is_none_or(|t| m.created_at > t))
+        .filter(|m| m.visible_to(Some(viewer)))
         .collect();
     let messages: Vec<Value> = page
         .select(&visible)
@@ -389,7 +390,7 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) -> bool {
                 last_read_message_id: Some(msg.id.clone()),
                 unread: 0,
             };
-        } else if counts_as_unread && !msg.silent {
+        } else if counts_as_unread && !msg.silent && !msg.extra.shadowed {
             read.unread = read.unread.saturating_add(1);
         }
     }

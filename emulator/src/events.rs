@@ -117,7 +117,7 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
 
     let watchers = app.watcher_users(cid);
     for (user_id, conns) in &watchers {
-        if blocked_in(app, cid, user_id, Some(&msg.user_id)) {
+        if blocked_in(app, cid, user_id, Some(&msg.user_id)) || !msg.visible_to(Some(user_id)) {
             continue;
         }
         let ev = with_counters(app, base.clone(), user_id);
@@ -128,7 +128,7 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
     }
     // A thread-only reply is no news for a channel list (Stream announces it to thread
     // participants instead), and the sender never hears of their own message.
-    if msg.parent_id.is_some() && !msg.show_in_channel {
+    if (msg.parent_id.is_some() && !msg.show_in_channel) || msg.extra.shadowed {
         return;
     }
     let channel = render_chat::channel(app, ch);

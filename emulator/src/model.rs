@@ -119,6 +119,13 @@ pub(crate) struct Message {
     pub extra: MessageExtra,
 }
 
+impl Message {
+    /// Whether `viewer` may see it: a shadow-banned author's message is theirs alone.
+    pub(crate) fn visible_to(&self, viewer: Option<&str>) -> bool {
+        !self.extra.shadowed || viewer == Some(self.user_id.as_str())
+    }
+}
+
 /// A thread: what a parent message gains with its first reply.
 pub(crate) struct Thread {
     /// When the first reply came.
@@ -149,6 +156,8 @@ pub(crate) struct MessageExtra {
     pub deleted_at: Option<OffsetDateTime>,
     /// A channel notice (`type: system`: the `message` of a channel update or truncation).
     pub system: bool,
+    /// Sent under a shadow ban: shown to its author only (`shadowed: true`), as Stream does.
+    pub shadowed: bool,
     /// Users who deleted it for themselves only (`delete_for_me`), and when; one entry per user.
     pub deleted_for: Vec<(String, OffsetDateTime)>,
     /// The last change of `text` by an update.

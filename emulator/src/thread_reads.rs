@@ -40,7 +40,7 @@ pub(crate) fn on_reply(ch: &mut Channel, msg: &Message) {
                 last_read_message_id: Some(msg.id.clone()),
                 unread: 0,
             };
-        } else if !msg.silent {
+        } else if !msg.silent && !msg.extra.shadowed {
             read.unread = read.unread.saturating_add(1);
         }
     }

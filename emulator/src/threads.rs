@@ -75,7 +75,9 @@ pub(crate) fn replies(app: &AppData, req: &Req<'_>, parent_id: &str) -> Result<V
     let viewer = req.acting_user(None).ok();
     let (ch, _) = parent(app, parent_id)?;
     let page = Page::from_query(req.query, DEFAULT_REPLY_PAGE, MAX_STATE_MESSAGES)?;
-    let all: Vec<&Message> = replies_of(ch, parent_id).collect();
+    let all: Vec<&Message> = replies_of(ch, parent_id)
+        .filter(|m| m.visible_to(viewer.as_deref()))
+        .collect();
     let messages: Vec<Value> = page
         .select(&all)
         .iter()
@@ -364,7 +366,8 @@ pub(crate) fn query(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError>
 /// watchers as `message.updated`. That is how a channel's message list learns the count: the SDK
 /// never bumps it locally, and stream-chat-react's "1 reply" button reads it.
 pub(crate) fn parent_updated(app: &AppData, cid: &str, reply: &Message, now: OffsetDateTime) {
-    let Some(parent_id) = reply.parent_id.as_deref() else {
+    // A shadowed reply is its author's alone: the others' counts do not move.
+    let Some(parent_id) = reply.parent_id.as_deref().filter(|_| !reply.extra.shadowed) else {
         return;
     };
     let Some(ch) = app.channels.get(cid) else {
@@ -385,7 +388,7 @@ pub(crate) fn parent_updated(app: &AppData, cid: &str, reply: &Message, now: Off
 /// `notification.thread_message_new` for reply `msg` to the connections of the thread's
 /// participants (the sender excepted) that do not watch the channel.
 pub(crate) fn reply_notification(app: &AppData, cid: &str, msg: &Message, now: OffsetDateTime) {
-    let Some(parent_id) = msg.parent_id.as_deref() else {
+    let Some(parent_id) = msg.parent_id.as_deref().filter(|_| !msg.extra.shadowed) else {
         return;
     };
     let Some((ch, p)) = find(app, parent_id) else {

@@ -65,10 +65,16 @@ describe('embedded upstream: bans and flags', () => {
   test('a shadow ban lets the user post and is told to nobody; only a server token sees it', TEST_OPTS, async () => {
     const { alice, bob, bobId, ca, cb } = await pair('shadow');
     const heard = [recorder(alice, ['user.banned']), recorder(bob, ['user.banned'])];
+    const aliceMessages = recorder(ca, ['message.new']);
     await backend().shadowBan(bobId);
-    await cb.sendMessage({ text: 'unaware' });
+    const { message } = await cb.sendMessage({ text: 'unaware' });
+    assert.equal(message.shadowed, true);
     await sentinel(ca, cb);
     assert.deepEqual(heard.flatMap((r) => r.events), []);
+    assert.ok(
+      aliceMessages.events.every((e) => e.message?.text !== 'unaware'),
+      'a shadow-banned user’s message is theirs alone',
+    );
     const asServer = await backend().queryUsers({ id: bobId, shadow_banned: true });
     assert.deepEqual(asServer.users.map((u) => u.id), [bobId]);
     const asAlice = await alice.queryUsers({ id: bobId });

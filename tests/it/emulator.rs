@@ -51,6 +51,8 @@ mod reminders;
 pub mod schema;
 #[path = "emulator/search.rs"]
 mod search;
+#[path = "emulator/shadow.rs"]
+mod shadow;
 #[path = "emulator/support.rs"]
 mod support;
 #[path = "emulator/thread_reads.rs"]
