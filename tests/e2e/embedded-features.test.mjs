@@ -114,6 +114,27 @@ describe('embedded upstream: blocks and system messages', () => {
   });
 });
 
+describe('embedded upstream: distinct channels and images', () => {
+  test('a channel without an id is the members’ one distinct channel; sendImage, deleteImage', TEST_OPTS, async () => {
+    const aliceId = uid('distinct-alice');
+    const bobId = uid('distinct-bob');
+    const { client: alice } = await connect(aliceId);
+    const { client: bob } = await connect(bobId);
+    const first = alice.channel('messaging', { members: [aliceId, bobId] });
+    await first.watch();
+    const again = bob.channel('messaging', { members: [bobId, aliceId] });
+    await again.watch();
+    assert.ok(first.cid, 'the server gave the channel an id');
+    assert.equal(again.cid, first.cid, 'the same members make the same channel');
+
+    const bytes = Buffer.from('\x89PNG\r\n\x1a\n tiny', 'latin1');
+    const { file } = await first.sendImage(bytes, 'dot.png', 'image/png');
+    assert.equal((await fetch(file)).status, 200);
+    await first.deleteImage(file);
+    assert.equal((await fetch(file)).status, 404);
+  });
+});
+
 describe('embedded upstream: reminders', () => {
   test('a reminder falls due for its owner', TEST_OPTS, async () => {
     const { alice, ca } = await pair('due');
