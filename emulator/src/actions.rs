@@ -214,10 +214,14 @@ fn send(
         )));
     };
     let in_channel = message.parent_id.is_none() || message.show_in_channel;
+    let counted = in_channel && !message.silent && !shadowed;
     let evicted = push_message(ch, message);
     hiding::unhide_on_message(ch, &user, req.flag("keep_channel_hidden"), in_channel);
     if evicted {
         app.metrics.bound("messages_per_channel");
+    }
+    if counted {
+        crate::blocks::uncount_for_blockers(app, cid, &user);
     }
     if let Some(stored) = app.channels.get(cid).and_then(|c| c.messages.back()) {
         events::message_new(app, cid, stored, now);

@@ -81,7 +81,17 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     let channels: Vec<Value> = cids
         .iter()
         .filter_map(|cid| app.channels.get(cid))
-        .map(|ch| Value::Object(state(app, ch, &user, &opts)))
+        .map(|ch| {
+            let mut st = state(app, ch, &user, &opts);
+            // Stream flags a one-to-one channel with a user the caller blocked (it only comes
+            // back when hidden channels are asked for).
+            if blocked_dm(app, ch, &user) {
+                if let Some(Value::Object(c)) = st.get_mut("channel") {
+                    c.insert("blocked".into(), json!(true));
+                }
+            }
+            Value::Object(st)
+        })
         .collect();
     Ok(json!({ "channels": channels }))
 }

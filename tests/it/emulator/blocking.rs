@@ -74,12 +74,19 @@ async fn a_block_silences_the_blocked_user_in_one_to_one_channels_only() {
         "the blocked user is not told"
     );
 
+    let unread = a.get("/unread", "WrappedUnreadCountsResponse").await;
+    assert_eq!(
+        unread["total_unread_count"], 1,
+        "the group message counts, the blocked user's DM does not: {unread}"
+    );
+
     let list = json!({"filter_conditions": {"members": {"$in": ["alice"]}}});
     let res = a.post("/channels", list, "QueryChannelsResponse").await;
     assert_eq!(cids(&res), ["messaging:group"]);
     let hidden = json!({"filter_conditions": {"members": {"$in": ["alice"]}, "hidden": true}});
     let res = a.post("/channels", hidden, "QueryChannelsResponse").await;
     assert_eq!(cids(&res), ["messaging:dm"]);
+    assert_eq!(res["channels"][0]["channel"]["blocked"], true);
 
     a.post(
         "/users/unblock",
