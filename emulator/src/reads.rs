@@ -8,9 +8,10 @@
 //! `message.delivered` to the channel's watchers. A user who turned `delivery_receipts` off sends
 //! no `message.delivered`, as Stream honours the setting.
 //!
-//! `sync` has no event log to replay: it answers with a `message.new` for every message of the
-//! user's channels created after `last_sync_at` (oldest first, at most `MAX_SYNC_EVENTS`), which is
-//! what a client that missed them needs to catch up.
+//! `sync` has no event log to replay: it rebuilds, from each message of the named channels the
+//! user may see, a `message.new` if it arrived after `last_sync_at`, a `message.updated` if it was
+//! last edited after it and a `message.deleted` if it was deleted after it (oldest first, at most
+//! `MAX_SYNC_EVENTS`), which is what a client that missed them needs to catch up.
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -294,13 +295,31 @@ pub(crate) fn sync(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
         let Some(ch) = app.channels.get(cid) else {
             continue;
         };
-        for m in ch.messages.iter().filter(|m| m.created_at > since) {
-            let mut ev = channel_base(app, "message.new", cid, m.created_at);
-            ev.insert("message_id".into(), json!(m.id));
-            ev.insert("message".into(), render_chat::message(app, cid, m));
-            ev.insert("user".into(), render::user(app, &m.user_id));
-            ev.insert("watcher_count".into(), json!(app.watcher_users(cid).len()));
-            found.push((m.created_at, Value::Object(ev)));
+        // What a watcher would have heard since then, per message: its arrival, its last edit
+        // and its deletion (a message's history is not kept, so one of each at most).
+        for m in ch.messages.iter().filter(|m| m.visible_to(Some(&user))) {
+            let deleted = m.extra.deleted_at.filter(|t| *t > since);
+            let edited = (m.updated_at > since && m.updated_at > m.created_at && deleted.is_none())
+                .then_some(m.updated_at);
+            let new = (m.created_at > since).then_some(m.created_at);
+            for (kind, at) in [
+                ("message.new", new),
+                ("message.updated", edited),
+                ("message.deleted", deleted),
+            ] {
+                let Some(at) = at else { continue };
+                let mut ev = channel_base(app, kind, cid, at);
+                ev.insert("message_id".into(), json!(m.id));
+                ev.insert("message".into(), render_chat::message(app, cid, m));
+                ev.insert("user".into(), render::user(app, &m.user_id));
+                if kind == "message.new" {
+                    ev.insert("watcher_count".into(), json!(app.watcher_users(cid).len()));
+                }
+                if kind == "message.deleted" {
+                    ev.insert("hard_delete".into(), json!(false));
+                }
+                found.push((at, Value::Object(ev)));
+            }
         }
     }
     found.sort_by_key(|(t, _)| *t);
