@@ -88,14 +88,43 @@ const SERVER_EVENT_PREFIXES: &[&str] = &[
 
 /// `POST /channels/{type}/{id}/message` → `SendMessageResponse`.
 pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
-    existing(app, cid)?;
     let msg = req
         .body
         .get("message")
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::input("message must be an object"))?;
+    send(app, req, cid, msg, false)
+}
+
+/// The `message` of a channel update or truncation: sent as any message is, but of
+/// `type: system` (what the UI kits render as a channel notice rather than a bubble).
+pub(crate) fn send_system(
+    app: &mut AppData,
+    req: &Req<'_>,
+    cid: &str,
+    msg: &Value,
+) -> Result<Value, ApiError> {
+    let msg = msg
+        .as_object()
+        .ok_or_else(|| ApiError::input("message must be an object"))?;
+    if msg.get("parent_id").is_some_and(|p| !p.is_null()) {
+        return Err(ApiError::input("a system message cannot be a reply"));
+    }
+    send(app, req, cid, msg, true)
+}
+
+fn send(
+    app: &mut AppData,
+    req: &Req<'_>,
+    cid: &str,
+    msg: &Map<String, Value>,
+    system: bool,
+) -> Result<Value, ApiError> {
+    existing(app, cid)?;
     let user = req.acting_user(sender_hint(msg))?;
     crate::bans::check_can_post(app, cid, &user)?;
+    let shadowed = app.social.global_ban(&user).is_some_and(|b| b.shadow)
+        || app.social.channel_ban(cid, &user).is_some_and(|b| b.shadow);
     if Value::Object(msg.clone()).to_string().len() > MAX_MESSAGE_BYTES {
         return Err(ApiError::input("message is too large"));
     }
@@ -172,6 +201,8 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
             poll_id,
             quoted_message_id,
             mentioned_users,
+            system,
+            shadowed,
             ..Default::default()
         },
     };
@@ -183,8 +214,15 @@ pub(crate) fn send_message(app: &mut AppData, req: &Req<'_>, cid: &str) -> Resul
         )));
     };
     let in_channel = message.parent_id.is_none() || message.show_in_channel;
-    push_message(ch, message);
+    let counted = in_channel && !message.silent && !shadowed;
+    let evicted = push_message(ch, message);
     hiding::unhide_on_message(ch, &user, req.flag("keep_channel_hidden"), in_channel);
+    if evicted {
+        app.metrics.bound("messages_per_channel");
+    }
+    if counted {
+        crate::blocks::uncount_for_blockers(app, cid, &user);
+    }
     if let Some(stored) = app.channels.get(cid).and_then(|c| c.messages.back()) {
         events::message_new(app, cid, stored, now);
         threads::parent_updated(app, cid, stored, now);
@@ -245,6 +283,13 @@ pub(crate) fn send_event(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<
 pub(crate) fn mark_read(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
     existing(app, cid)?;
     let user = req.acting_user(None)?;
+    if let Some(thread) = req.body.get("thread_id").filter(|v| !v.is_null()) {
+        let thread = thread
+            .as_str()
+            .ok_or_else(|| ApiError::input("thread_id must be a string"))?;
+        let event = crate::thread_marks::mark_read(app, cid, &user, thread)?;
+        return Ok(json!({ "event": event }));
+    }
     let now = OffsetDateTime::now_utc();
     let Some(ch) = app.channels.get_mut(cid) else {
         return Err(ApiError::not_found(format!(

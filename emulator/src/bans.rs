@@ -3,7 +3,9 @@
 //! the channel as `type` + `id` or `channel_cid`), and `POST /moderation/flag` / `/unflag`.
 //!
 //! A ban lasts `timeout` minutes or for good. A banned user cannot send messages (globally, or in
-//! the channel of a channel ban); a shadow-banned one can, and nobody is told. Only a server token
+//! the channel of a channel ban); a shadow-banned one can, and nobody is told: their messages are
+//! `shadowed: true` and shown to them alone (events, channel state, replies, search), as Stream
+//! does. Only a server token
 //! or an `admin` / `moderator` user bans globally; a channel moderator may ban in their channel.
 //!
 //! Who hears what (`stream-event-recipients.md`): a global `user.banned` / `user.unbanned` goes to
@@ -53,7 +55,11 @@ fn target(fields: &dyn Fn(&str) -> Option<String>) -> Result<Target, ApiError> {
 
 /// Who may ban: a server token; an admin or moderator user; for a channel ban, a channel
 /// moderator. Returns the acting user, if any.
-fn may_ban(app: &AppData, req: &Req<'_>, cid: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn may_ban(
+    app: &AppData,
+    req: &Req<'_>,
+    cid: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     let Identity::User(user) = req.ident else {
         return Ok(req.acting_user(None).ok());
     };
@@ -97,6 +103,8 @@ pub(crate) fn ban(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> {
         shadow: req.flag("shadow"),
         reason: body("reason"),
         expires: minutes.map(|m| now + Duration::minutes(m)),
+        created_at: now,
+        by: by.clone(),
     };
     match &t.cid {
         Some(cid) => {
@@ -219,6 +227,7 @@ pub(crate) fn flag(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
     });
     if flags.len() >= MAX_FLAGS_PER_APP {
         flags.remove(0);
+        app.metrics.bound("flags_per_app");
     }
     flags.push(Flag {
         by: user.clone(),

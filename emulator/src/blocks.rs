@@ -2,6 +2,11 @@
 //! `blockUser`, `unBlockUser`, `getBlockedUsers`). The blocks live in `social` and show in the
 //! blocker's `me.blocked_user_ids`. Stream documents no event for a block; the SDK updates its
 //! own `blockedUsers` from the responses, so none is sent.
+//!
+//! What a block does (Stream's "Block User" docs): in a one-to-one channel the blocker gets no
+//! events from the blocked user (`events::blocked_in`), and such channels leave the blocker's
+//! channel list like hidden ones (`hiding::blocked_dm`), and their messages there add nothing to
+//! the blocker's unread count ([`uncount_for_blockers`]); group channels are unaffected.
 
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -42,7 +47,8 @@ pub(crate) fn block(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError>
             if social.blocked.len() >= MAX_MUTES_PER_USER {
                 return Err(ApiError::input(format!(
                     "a user can block at most {MAX_MUTES_PER_USER} users"
-                )));
+                ))
+                .at_bound("blocks_per_user"));
             }
             social.blocked.push((blocked.clone(), now));
             now
@@ -88,4 +94,33 @@ pub(crate) fn list(app: &AppData, req: &Req<'_>) -> Result<Value, ApiError> {
         })
         .unwrap_or_default();
     Ok(json!({ "blocks": blocks }))
+}
+
+/// A message `sender` just sent to one-to-one channel `cid` does not count as unread for a member
+/// who blocked them (Stream's "Block User": blocked users' messages do not add to unread counts).
+pub(crate) fn uncount_for_blockers(app: &mut AppData, cid: &str, sender: &str) {
+    let Some(ch) = app.channels.get(cid).filter(|ch| ch.members.len() == 2) else {
+        return;
+    };
+    let blockers: Vec<String> = ch
+        .members
+        .iter()
+        .filter(|m| m.user_id != sender)
+        .filter(|m| {
+            app.social
+                .users
+                .get(&m.user_id)
+                .is_some_and(|u| u.blocked.iter().any(|(id, _)| id == sender))
+        })
+        .map(|m| m.user_id.clone())
+        .collect();
+    for user in blockers {
+        if let Some(read) = app
+            .channels
+            .get_mut(cid)
+            .and_then(|ch| ch.reads.get_mut(&user))
+        {
+            read.unread = read.unread.saturating_sub(1);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Channel administration: partial update (`PATCH /channels/{type}/{id}`, the SDK's
 //! `updatePartial`), delete (`DELETE /channels/{type}/{id}` and `POST /channels/delete`) and
-//! truncate (`POST /channels/{type}/{id}/truncate`).
+//! truncate (`POST /channels/{type}/{id}/truncate`, with an optional `message` sent after it as a
+//! `type: system` message).
 //!
 //! Who hears what (`stream-event-recipients.md`): `channel.updated`, `channel.deleted` and
 //! `channel.truncated` go to the channel's watchers; `notification.channel_deleted` and
@@ -166,10 +167,9 @@ fn remove(app: &mut AppData, cid: &str, user: Option<&str>, now: OffsetDateTime)
 /// created up to `truncated_at` (default now), resets unread counts, and announces it.
 pub(crate) fn truncate(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
     let user = may_administer(app, req, cid)?;
-    if req.body.get("message").is_some_and(|m| !m.is_null()) {
-        return Err(ApiError::input(
-            "a truncation's system message is not supported by the emulator",
-        ));
+    let notice = req.body.get("message").filter(|m| !m.is_null());
+    if notice.is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::input("message must be an object"));
     }
     let now = OffsetDateTime::now_utc();
     let until = match req.body.get("truncated_at") {
@@ -180,6 +180,7 @@ pub(crate) fn truncate(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Va
     };
     if let Some(ch) = app.channels.get_mut(cid) {
         ch.messages.retain(|m| m.created_at > until);
+        crate::thread_reads::forget_gone(ch);
         ch.last_message_at = ch.messages.back().map(|m| m.created_at);
         ch.updated_at = now;
         for read in ch.reads.values_mut() {
@@ -208,6 +209,15 @@ pub(crate) fn truncate(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Va
         personal.insert("unread_channels".into(), json!(c.unread_channels));
         to_unwatching(app, m, cid, &Value::Object(personal));
     }
+    // The notice comes after the truncation, so it is the first message of what remains.
+    let sent = match notice {
+        Some(notice) => Some(crate::actions::send_system(app, req, cid, notice)?),
+        None => None,
+    };
     let ch = existing(app, cid)?;
-    Ok(json!({ "channel": render_chat::channel(app, ch) }))
+    let mut out = json!({ "channel": render_chat::channel(app, ch) });
+    if let (Some(sent), Some(obj)) = (sent, out.as_object_mut()) {
+        obj.insert("message".into(), sent["message"].clone());
+    }
+    Ok(out)
 }

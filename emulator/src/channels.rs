@@ -55,6 +55,7 @@ pub(crate) fn state_paged(
         .iter()
         .filter(|m| m.parent_id.is_none() || m.show_in_channel)
         .filter(|m| cleared.is_none_or(|t| m.created_at > t))
+        .filter(|m| m.visible_to(Some(viewer)))
         .collect();
     let messages: Vec<Value> = page
         .select(&visible)
@@ -279,7 +280,7 @@ fn create(
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
     if app.channels.len() >= MAX_CHANNELS_PER_APP {
-        return Err(ApiError::input("too many channels in this app"));
+        return Err(ApiError::input("too many channels in this app").at_bound("channels_per_app"));
     }
     let custom = custom_data(data)?;
     let mut reads = std::collections::HashMap::new();
@@ -313,6 +314,7 @@ fn create(
             messages: VecDeque::new(),
             message_count: 0,
             reads,
+            thread_reads: Default::default(),
             watchers: Default::default(),
         },
     );
@@ -356,8 +358,8 @@ fn invite_on_create(
     }
 }
 
-/// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`.
-pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
+/// Appends a message, keeping at most `MAX_MESSAGES_PER_CHANNEL`; true when the oldest went.
+pub(crate) fn push_message(ch: &mut Channel, msg: Message) -> bool {
     if let Some(parent) = msg.parent_id.as_deref() {
         if let Some(p) = ch.messages.iter_mut().find(|m| m.id == parent) {
             p.reply_count = p.reply_count.saturating_add(1);
@@ -388,7 +390,7 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
                 last_read_message_id: Some(msg.id.clone()),
                 unread: 0,
             };
-        } else if counts_as_unread && !msg.silent {
+        } else if counts_as_unread && !msg.silent && !msg.extra.shadowed {
             read.unread = read.unread.saturating_add(1);
         }
     }
@@ -397,8 +399,15 @@ pub(crate) fn push_message(ch: &mut Channel, msg: Message) {
     }
     ch.updated_at = now;
     ch.message_count = ch.message_count.saturating_add(1);
+    crate::thread_reads::on_reply(ch, &msg);
     ch.messages.push_back(msg);
+    let mut evicted = false;
     while ch.messages.len() > MAX_MESSAGES_PER_CHANNEL {
         ch.messages.pop_front();
+        evicted = true;
     }
+    if evicted {
+        crate::thread_reads::forget_gone(ch);
+    }
+    evicted
 }

@@ -82,6 +82,7 @@ pub(crate) fn register(app: &mut AppData, user_id: &str, device: Device, now: Of
     if user.devices.len() > MAX_DEVICES_PER_USER {
         let excess = user.devices.len() - MAX_DEVICES_PER_USER;
         user.devices.drain(..excess);
+        app.metrics.bound("devices_per_user");
     }
 }
 

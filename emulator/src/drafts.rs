@@ -83,7 +83,8 @@ pub(crate) fn create(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
     if !app.social.drafts.contains_key(&key) && owned >= MAX_DRAFTS_PER_USER {
         return Err(ApiError::input(format!(
             "a user can keep at most {MAX_DRAFTS_PER_USER} drafts"
-        )));
+        ))
+        .at_bound("drafts_per_user"));
     }
     if !message.get("id").is_some_and(Value::is_string) {
         message.insert("id".into(), json!(uuid::Uuid::new_v4().to_string()));

@@ -18,6 +18,8 @@ pub(crate) struct ApiError {
     pub status: StatusCode,
     /// Human-readable text; the SDK never branches on it.
     pub message: String,
+    /// The bound this error reports reaching, if any (counted in the emulator's metrics).
+    pub bound: Option<&'static str>,
 }
 
 // === impl ApiError ===
@@ -28,7 +30,14 @@ impl ApiError {
             code,
             status,
             message: message.into(),
+            bound: None,
         }
+    }
+
+    /// Marks the error as reaching `bound` (see `metrics`).
+    pub(crate) fn at_bound(mut self, bound: &'static str) -> Self {
+        self.bound = Some(bound);
+        self
     }
 
     /// Code 4: the request is malformed or violates a limit.
@@ -62,6 +71,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body is larger than {limit} bytes"),
         )
+        .at_bound("request_body_bytes")
     }
 
     /// The OpenAPI `APIError` object.

@@ -35,14 +35,36 @@ fn watcher_count(app: &AppData, cid: &str) -> usize {
     app.watcher_users(cid).len()
 }
 
-/// Sends one event to every connection watching `cid`.
+/// Sends one event to every connection watching `cid`, except to a user who blocked its `user`
+/// in a one-to-one channel ([`blocked_in`]).
 pub(crate) fn to_watchers(app: &AppData, cid: &str, event: &Value) {
     let bytes = frame(event);
+    let actor = event["user"]["id"].as_str();
     if let Some(ch) = app.channels.get(cid) {
         for conn_id in &ch.watchers {
+            let recipient = app.conns.get(conn_id).map(|c| c.user_id.as_str());
+            if recipient.is_some_and(|r| blocked_in(app, cid, r, actor)) {
+                continue;
+            }
             app.push(conn_id, &bytes);
         }
     }
+}
+
+/// Whether `recipient` blocked `actor` and `cid` is a one-to-one channel: Stream's block hides the
+/// blocked user's events in one-to-one channels from the blocker; group channels are unaffected.
+pub(crate) fn blocked_in(app: &AppData, cid: &str, recipient: &str, actor: Option<&str>) -> bool {
+    let Some(actor) = actor.filter(|a| *a != recipient) else {
+        return false;
+    };
+    app.channels
+        .get(cid)
+        .is_some_and(|ch| ch.members.len() == 2)
+        && app
+            .social
+            .users
+            .get(recipient)
+            .is_some_and(|u| u.blocked.iter().any(|(id, _)| id == actor))
 }
 
 /// Removes a connection from the store and sends `user.watching.stop` for every channel its user
@@ -95,6 +117,9 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
 
     let watchers = app.watcher_users(cid);
     for (user_id, conns) in &watchers {
+        if blocked_in(app, cid, user_id, Some(&msg.user_id)) || !msg.visible_to(Some(user_id)) {
+            continue;
+        }
         let ev = with_counters(app, base.clone(), user_id);
         let bytes = frame(&ev);
         for conn_id in conns {
@@ -103,7 +128,7 @@ pub(crate) fn message_new(app: &AppData, cid: &str, msg: &Message, now: OffsetDa
     }
     // A thread-only reply is no news for a channel list (Stream announces it to thread
     // participants instead), and the sender never hears of their own message.
-    if msg.parent_id.is_some() && !msg.show_in_channel {
+    if (msg.parent_id.is_some() && !msg.show_in_channel) || msg.extra.shadowed {
         return;
     }
     let channel = render_chat::channel(app, ch);
@@ -125,6 +150,9 @@ pub(crate) fn to_unwatching(app: &AppData, user_id: &str, cid: &str, event: &Val
     let Some(conns) = app.user_conns.get(user_id) else {
         return;
     };
+    if blocked_in(app, cid, user_id, event["user"]["id"].as_str()) {
+        return;
+    }
     let watchers = app.channels.get(cid).map(|ch| &ch.watchers);
     let bytes = frame(event);
     for conn_id in conns {
@@ -165,7 +193,7 @@ pub(crate) fn read(
     ev.insert("unread_count".into(), json!(c.total_unread));
     ev.insert("total_unread_count".into(), json!(c.total_unread));
     ev.insert("unread_channels".into(), json!(c.unread_channels));
-    ev.insert("unread_threads".into(), json!(0));
+    ev.insert("unread_threads".into(), json!(c.unread_threads));
     if let Some(ch) = app.channels.get(cid) {
         ev.insert("channel".into(), render_chat::channel(app, ch));
     }

@@ -30,7 +30,8 @@ pub(crate) fn create(app: &mut AppData, body: &Value) -> Result<Value, ApiError>
         tracing::debug!("guest refused: the app holds the most users it may");
         return Err(ApiError::input(format!(
             "this app holds {MAX_USERS_PER_APP} users, the most it may; no new guests"
-        )));
+        ))
+        .at_bound("users_per_app"));
     }
     if app.users.get(&id).is_some_and(|u| u.role != "guest") {
         return Err(ApiError::input(format!(

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::config::{App, Faults};
 use crate::events;
+use crate::metrics::Metrics;
 use crate::store;
 
 /// Handle to the emulator's shared state; cheap to clone.
@@ -14,6 +15,8 @@ pub struct Emulator {
     inner: Arc<Mutex<store::Store>>,
     /// Whether the `/_emulator/*` control routes are served; see [`Emulator::set_control`].
     control: Arc<AtomicBool>,
+    /// The same counters the store holds, reachable without its lock.
+    metrics: Arc<Metrics>,
 }
 
 // === impl Emulator ===
@@ -21,10 +24,28 @@ pub struct Emulator {
 impl Emulator {
     /// Creates an emulator serving `apps`, with no users or channels yet.
     pub fn new(apps: Vec<App>) -> Self {
+        let store = store::Store::new(apps);
         Self {
-            inner: Arc::new(Mutex::new(store::Store::new(apps))),
+            metrics: store.metrics.clone(),
+            inner: Arc::new(Mutex::new(store)),
             control: Arc::default(),
         }
+    }
+
+    /// The emulator's own Prometheus registry (`stream_edge_emulator_*`: bounds hit, REST
+    /// errors), for an embedder that wants it in its own `/metrics`; the emulator also serves it
+    /// at `GET /_emulator/metrics`.
+    pub fn metrics_registry(&self) -> prometheus::Registry {
+        self.metrics.registry().clone()
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.text()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Serves (or stops serving) the `/_emulator/*` control routes: list connected users, drop a

@@ -109,3 +109,18 @@ pub(crate) fn unhide_on_message(
 pub(crate) fn is_hidden(ch: &Channel, user: &str) -> bool {
     ch.members.iter().any(|m| m.user_id == user && m.hidden)
 }
+
+/// Whether `ch` is a one-to-one channel whose other member `user` blocked: Stream hides those
+/// from the blocker's channel list like hidden channels (they come back when `hidden` is asked).
+pub(crate) fn blocked_dm(app: &AppData, ch: &Channel, user: &str) -> bool {
+    if ch.members.len() != 2 || !ch.members.iter().any(|m| m.user_id == user) {
+        return false;
+    }
+    let Some(social) = app.social.users.get(user) else {
+        return false;
+    };
+    ch.members
+        .iter()
+        .filter(|m| m.user_id != user)
+        .any(|m| social.blocked.iter().any(|(id, _)| *id == m.user_id))
+}

@@ -14,16 +14,19 @@
 //!
 //! Layout (one concept per file), from the top down; each module imports only modules below it:
 //! * [`server`] – accept loop, hyper HTTP/1.1 connections, routing, CORS preflight, control routes;
+//! * [`reminder_clock`] – the task that sends `notification.reminder_due` when reminders fall due;
 //! * [`control_watchers`] – the `/_emulator/watchers` control route (who watches what upstream);
 //! * [`rest`] – REST authentication, bounded bodies, handler dispatch;
 //! * [`ws`], [`connect`] – the WebSocket session (handshake frame, pings,
 //!   event delivery) and the checks of the `/connect` request;
 //! * [`channels`], [`actions`], [`query`], [`users`], [`devices`], [`hiding`],
-//!   [`members`], [`threads`], [`messages`], [`message_lists`], [`reactions`], [`search`],
+//!   [`members`], [`threads`], [`messages`], [`deletion`], [`message_lists`], [`reactions`], [`search`],
 //!   [`uploads`], [`polls`], [`poll_options`], [`poll_votes`], [`channel_admin`], [`member_state`],
-//!   [`mutes`], [`blocks`], [`bans`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
+//!   [`mutes`], [`blocks`], [`bans`], [`banned_users`], [`guests`], [`user_query`], [`user_lifecycle`], [`reads`],
 //!   [`drafts`], [`reminders`], [`app_settings`], [`channel_types`] – the REST handlers ([`roles`]: invites and
 //!   moderators within a channel update);
+//! * [`thread_marks`] – marking one thread read or unread, and its events;
+//! * [`thread_reads`] – per-thread read state (unread replies per participant);
 //! * [`message_refs`], [`history`], [`multipart`] – what handlers share: a message's quote and
 //!   mentions, history pages, the multipart form parser;
 //! * [`filter`] – the filter operators the query routes share;
@@ -39,6 +42,7 @@
 //! * [`model`] – the records it holds (users, devices, channels, members, messages, reads);
 //! * [`social`] – mutes, blocks, bans, receipts, truncations, drafts, reminders, app settings;
 //! * [`config`] – the apps, injected faults and bounds an embedder sets;
+//! * [`metrics`] – the emulator's own Prometheus registry (bounds hit, REST errors);
 //! * [`error`] – the Stream `APIError` body.
 //!
 //! This crate imports nothing from the gateway: the gateway depends on it, never the reverse.
@@ -49,6 +53,7 @@
 mod actions;
 mod app_settings;
 mod auth;
+mod banned_users;
 mod bans;
 mod blocks;
 mod channel_admin;
@@ -58,6 +63,7 @@ mod config;
 mod connect;
 mod control_watchers;
 mod ctx;
+mod deletion;
 mod devices;
 mod drafts;
 mod error;
@@ -72,6 +78,7 @@ mod members;
 mod message_lists;
 mod message_refs;
 mod messages;
+mod metrics;
 mod model;
 mod multipart;
 mod mutes;
@@ -82,6 +89,7 @@ mod presence;
 mod query;
 mod reactions;
 mod reads;
+mod reminder_clock;
 mod reminders;
 mod render;
 mod render_chat;
@@ -94,6 +102,8 @@ mod search;
 mod server;
 mod social;
 mod store;
+mod thread_marks;
+mod thread_reads;
 mod threads;
 mod uploads;
 mod user_lifecycle;

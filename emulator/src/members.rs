@@ -6,7 +6,7 @@
 //! `notification.removed_from_channel` to the connections of the added or removed user that do
 //! not watch the channel. `channel.updated` is sent only when `data` changes the channel: a member
 //! change already has its own events, and the SDK's `member.*` handlers update the member count.
-//! The optional `message` (a system message announcing the change) is not supported. Invites and
+//! The optional `message` is sent after the change as a `type: system` message. Invites and
 //! moderators ride on the same request; `roles` handles them.
 
 use serde_json::{json, Value};
@@ -26,10 +26,9 @@ const MAX_CHANNEL_MEMBERS: usize = 1_000;
 pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
     let ch = existing(app, cid)?;
     let user = req.acting_user(None)?;
-    if req.body.get("message").is_some_and(|m| !m.is_null()) {
-        return Err(ApiError::input(
-            "a channel update's message is not supported by the emulator",
-        ));
+    let notice = req.body.get("message").filter(|m| !m.is_null());
+    if notice.is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::input("message must be an object"));
     }
     let data = match req.body.get("data") {
         None | Some(Value::Null) => None,
@@ -48,7 +47,8 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
     if ch.members.len() + added.len() > MAX_CHANNEL_MEMBERS {
         return Err(ApiError::input(format!(
             "a channel has at most {MAX_CHANNEL_MEMBERS} members"
-        )));
+        ))
+        .at_bound("channel_members"));
     }
     let roles = roles::plan(app, req, cid, &user)?;
     let now = OffsetDateTime::now_utc();
@@ -91,6 +91,9 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Valu
         }
     }
     roles::apply(app, cid, &user, roles, now);
+    if let Some(notice) = notice {
+        crate::actions::send_system(app, req, cid, notice)?;
+    }
     let ch = existing(app, cid)?;
     let members: Vec<Value> = ch
         .members

@@ -1,8 +1,8 @@
 //! Messages after sending: `GET /messages/{id}` (GetMessage), `POST /messages/{id}` (UpdateMessage,
 //! a full replacement of text, attachments and custom fields), `PUT /messages/{id}`
-//! (UpdateMessagePartial: `set`/`unset`), `DELETE /messages/{id}` (soft, or `hard=true`) and
-//! pinning through either update (`pinned`, `pin_expires`; the lists are in `message_lists`).
-//! Every change is a `message.updated` or `message.deleted` to the channel's watchers (Stream's
+//! (UpdateMessagePartial: `set`/`unset`) and pinning through either update (`pinned`, `pin_expires`; the lists are in `message_lists`).
+//! Deletion is in `deletion`. Every change is a `message.updated` or `message.deleted` to the
+//! channel's watchers (Stream's
 //! recipients for message events); responses show the caller's own reactions, events none.
 //!
 //! Only the author (or a server token) may change a message's content or delete it; any member may
@@ -70,7 +70,11 @@ pub(crate) fn at<'a>(app: &'a AppData, cid: &str, i: usize) -> Option<(&'a Chann
     ch.messages.get(i).map(|m| (ch, m))
 }
 
-fn at_mut<'a>(app: &'a mut AppData, cid: &str, i: usize) -> Result<&'a mut Message, ApiError> {
+pub(crate) fn at_mut<'a>(
+    app: &'a mut AppData,
+    cid: &str,
+    i: usize,
+) -> Result<&'a mut Message, ApiError> {
     app.channels
         .get_mut(cid)
         .and_then(|ch| ch.messages.get_mut(i))
@@ -282,58 +286,8 @@ fn apply(
     Ok(json!({ "message": render_chat::message_for(app, &cid, m, Some(actor)) }))
 }
 
-/// `DELETE /messages/{id}` → `DeleteMessageResponse`: soft (the message stays, `type: deleted`) or
-/// with `hard=true` gone from history (a parent takes its replies with it).
-pub(crate) fn delete(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value, ApiError> {
-    let actor = req.acting_user(None)?;
-    let hard = req.query.get("hard").is_some_and(|v| v == "true");
-    if req.query.get("delete_for_me").is_some_and(|v| v == "true") {
-        return Err(ApiError::input(
-            "delete_for_me is not supported by the emulator",
-        ));
-    }
-    let (cid, i) = locate(app, id)?;
-    let server = matches!(req.ident, Identity::Server);
-    let (_, m) = at(app, &cid, i).ok_or_else(|| ApiError::not_found("message does not exist"))?;
-    if !server && m.user_id != actor {
-        return Err(ApiError::forbidden(format!(
-            "user {actor} may not delete the message of user {}",
-            m.user_id
-        )));
-    }
-    let now = OffsetDateTime::now_utc();
-    let m = at_mut(app, &cid, i)?;
-    m.extra.deleted_at.get_or_insert(now);
-    m.extra.pin = None;
-    m.updated_at = now;
-    let (_, m) = at(app, &cid, i).ok_or_else(|| ApiError::not_found("message does not exist"))?;
-    let rendered = render_chat::message_for(app, &cid, m, Some(actor.as_str()));
-    announce(app, &cid, i, &actor, "message.deleted", Some(hard), now);
-    if hard {
-        remove(app, &cid, id);
-    }
-    Ok(json!({ "message": rendered }))
-}
-
-/// Removes a message (and, for a parent, its replies) from the channel's history.
-fn remove(app: &mut AppData, cid: &str, id: &str) {
-    let Some(ch) = app.channels.get_mut(cid) else {
-        return;
-    };
-    let parent = ch
-        .messages
-        .iter()
-        .find(|m| m.id == id)
-        .and_then(|m| m.parent_id.clone());
-    ch.messages
-        .retain(|m| m.id != id && m.parent_id.as_deref() != Some(id));
-    if let Some(p) = parent.and_then(|p| ch.messages.iter_mut().find(|m| m.id == p)) {
-        p.reply_count = p.reply_count.saturating_sub(1);
-    }
-}
-
 /// `message.updated` or (with `hard`) `message.deleted` for the message at `i`, to the watchers.
-fn announce(
+pub(crate) fn announce(
     app: &AppData,
     cid: &str,
     i: usize,

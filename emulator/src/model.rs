@@ -52,6 +52,9 @@ pub(crate) struct Channel {
     /// user id → read state; every member has one.
     pub reads: HashMap<String, ReadState>,
     /// Connection ids watching this channel.
+    /// (user id, parent message id) → the user's read state of that thread: one entry per
+    /// participant of each thread of the channel (`thread_reads`).
+    pub thread_reads: HashMap<(String, String), ReadState>,
     pub watchers: HashSet<String>,
 }
 
@@ -116,6 +119,13 @@ pub(crate) struct Message {
     pub extra: MessageExtra,
 }
 
+impl Message {
+    /// Whether `viewer` may see it: a shadow-banned author's message is theirs alone.
+    pub(crate) fn visible_to(&self, viewer: Option<&str>) -> bool {
+        !self.extra.shadowed || viewer == Some(self.user_id.as_str())
+    }
+}
+
 /// A thread: what a parent message gains with its first reply.
 pub(crate) struct Thread {
     /// When the first reply came.
@@ -144,6 +154,12 @@ pub(crate) struct MessageExtra {
     pub pin: Option<Pin>,
     /// Soft deletion: the message stays, as `type: deleted`.
     pub deleted_at: Option<OffsetDateTime>,
+    /// A channel notice (`type: system`: the `message` of a channel update or truncation).
+    pub system: bool,
+    /// Sent under a shadow ban: shown to its author only (`shadowed: true`), as Stream does.
+    pub shadowed: bool,
+    /// Users who deleted it for themselves only (`delete_for_me`), and when; one entry per user.
+    pub deleted_for: Vec<(String, OffsetDateTime)>,
     /// The last change of `text` by an update.
     pub text_updated_at: Option<OffsetDateTime>,
     /// Oldest first; at most one per (user, type), at most `MAX_REACTIONS_PER_MESSAGE`.

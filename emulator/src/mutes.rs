@@ -37,7 +37,8 @@ pub(crate) fn mute(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
         if social.mutes.len() >= MAX_MUTES_PER_USER {
             return Err(ApiError::input(format!(
                 "a user can mute at most {MAX_MUTES_PER_USER} users"
-            )));
+            ))
+            .at_bound("mutes_per_user"));
         }
         social.mutes.push(Mute {
             target: target.clone(),
@@ -105,7 +106,8 @@ pub(crate) fn mute_channel(app: &mut AppData, req: &Req<'_>) -> Result<Value, Ap
         if social.channel_mutes.len() >= MAX_MUTES_PER_USER {
             return Err(ApiError::input(format!(
                 "a user can mute at most {MAX_MUTES_PER_USER} channels"
-            )));
+            ))
+            .at_bound("channel_mutes_per_user"));
         }
         social.channel_mutes.push(ChannelMute {
             cid: cid.clone(),

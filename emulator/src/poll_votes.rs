@@ -111,7 +111,8 @@ pub(crate) fn cast(
     if replaces.is_none() && p.votes.len() >= MAX_VOTES_PER_POLL {
         return Err(ApiError::input(format!(
             "poll {poll_id} already has the most votes a poll may have ({MAX_VOTES_PER_POLL})"
-        )));
+        ))
+        .at_bound("votes_per_poll"));
     }
     let new = PollVote {
         id: uuid::Uuid::new_v4().to_string(),

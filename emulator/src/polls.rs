@@ -165,7 +165,8 @@ pub(crate) fn create(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError
     if app.polls.len() >= MAX_POLLS_PER_APP {
         return Err(ApiError::input(format!(
             "this app already has the most polls it may have ({MAX_POLLS_PER_APP})"
-        )));
+        ))
+        .at_bound("polls_per_app"));
     }
     let id = match body.get("id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
@@ -415,9 +416,10 @@ pub(crate) fn add_option(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<V
         return Err(ApiError::forbidden("this poll takes no suggested options"));
     }
     if p.options.len() >= MAX_POLL_OPTIONS {
-        return Err(ApiError::input(format!(
-            "a poll has at most {MAX_POLL_OPTIONS} options"
-        )));
+        return Err(
+            ApiError::input(format!("a poll has at most {MAX_POLL_OPTIONS} options"))
+                .at_bound("poll_options"),
+        );
     }
     let rendered = option(&new);
     let now = OffsetDateTime::now_utc();

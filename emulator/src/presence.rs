@@ -34,6 +34,7 @@ pub(crate) fn subscribe<'a>(
                 conn_id,
                 "presence subscriptions of a connection at the limit"
             );
+            app.metrics.bound("presence_per_connection");
             return;
         }
         if conn.presence.insert(user.to_owned()) {

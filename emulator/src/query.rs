@@ -12,7 +12,7 @@ use crate::channels::{
 };
 use crate::error::ApiError;
 use crate::filter::{list, value_match};
-use crate::hiding::is_hidden;
+use crate::hiding::{blocked_dm, is_hidden};
 use crate::render::ts;
 use crate::req::Req;
 use crate::store::{AppData, Channel};
@@ -37,7 +37,8 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     // Hidden channels are left out unless the filter asks about `hidden` itself.
     let hidden_asked = filter.contains_key("hidden");
     for ch in app.channels.values() {
-        if (hidden_asked || !is_hidden(ch, &user)) && matches(app, ch, &user, filter, 0)? {
+        let hidden = is_hidden(ch, &user) || blocked_dm(app, ch, &user);
+        if (hidden_asked || !hidden) && matches(app, ch, &user, filter, 0)? {
             hits.push(ch);
         }
     }
@@ -80,7 +81,17 @@ pub(crate) fn query_channels(app: &mut AppData, req: &Req<'_>) -> Result<Value, 
     let channels: Vec<Value> = cids
         .iter()
         .filter_map(|cid| app.channels.get(cid))
-        .map(|ch| Value::Object(state(app, ch, &user, &opts)))
+        .map(|ch| {
+            let mut st = state(app, ch, &user, &opts);
+            // Stream flags a one-to-one channel with a user the caller blocked (it only comes
+            // back when hidden channels are asked for).
+            if blocked_dm(app, ch, &user) {
+                if let Some(Value::Object(c)) = st.get_mut("channel") {
+                    c.insert("blocked".into(), json!(true));
+                }
+            }
+            Value::Object(st)
+        })
         .collect();
     Ok(json!({ "channels": channels }))
 }
@@ -128,7 +139,10 @@ fn matches(
             }
             "members" => members_match(ch, cond)?,
             "member.user.name" => member_names_match(app, ch, cond)?,
-            "hidden" => value_match(Some(&json!(is_hidden(ch, user))), cond)?,
+            "hidden" => {
+                let hidden = is_hidden(ch, user) || blocked_dm(app, ch, user);
+                value_match(Some(&json!(hidden)), cond)?
+            }
             other if other.starts_with('$') => {
                 return Err(ApiError::input(format!(
                     "unsupported filter operator {other}"

@@ -97,7 +97,8 @@ pub(crate) fn send(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value, 
     if !own_same && m.extra.reactions.len() >= MAX_REACTIONS_PER_MESSAGE {
         return Err(ApiError::input(format!(
             "message {id} already has the most reactions a message may have ({MAX_REACTIONS_PER_MESSAGE})"
-        )));
+        ))
+        .at_bound("reactions_per_message"));
     }
     let now = OffsetDateTime::now_utc();
     app.ensure_user(&actor, now);

@@ -8,9 +8,10 @@
 //! `message.delivered` to the channel's watchers. A user who turned `delivery_receipts` off sends
 //! no `message.delivered`, as Stream honours the setting.
 //!
-//! `sync` has no event log to replay: it answers with a `message.new` for every message of the
-//! user's channels created after `last_sync_at` (oldest first, at most `MAX_SYNC_EVENTS`), which is
-//! what a client that missed them needs to catch up.
+//! `sync` has no event log to replay: it rebuilds, from each message of the named channels the
+//! user may see, a `message.new` if it arrived after `last_sync_at`, a `message.updated` if it was
+//! last edited after it and a `message.deleted` if it was deleted after it (oldest first, at most
+//! `MAX_SYNC_EVENTS`), which is what a client that missed them needs to catch up.
 
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -36,10 +37,11 @@ pub(crate) const MAX_SYNC_EVENTS: usize = 1_000;
 pub(crate) fn mark_unread(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result<Value, ApiError> {
     existing(app, cid)?;
     let user = req.acting_user(None)?;
-    if req.body.get("thread_id").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::input(
-            "marking a thread unread is not supported by the emulator",
-        ));
+    if let Some(thread) = req.body.get("thread_id").filter(|v| !v.is_null()) {
+        let thread = thread
+            .as_str()
+            .ok_or_else(|| ApiError::input("thread_id must be a string"))?;
+        return crate::thread_marks::mark_unread(app, cid, &user, thread);
     }
     let ch = existing(app, cid)?;
     if !ch.reads.contains_key(&user) {
@@ -98,7 +100,7 @@ pub(crate) fn mark_unread(app: &mut AppData, req: &Req<'_>, cid: &str) -> Result
     ev.insert("unread_count".into(), json!(c.total_unread));
     ev.insert("total_unread_count".into(), json!(c.total_unread));
     ev.insert("unread_channels".into(), json!(c.unread_channels));
-    ev.insert("unread_threads".into(), json!(0));
+    ev.insert("unread_threads".into(), json!(c.unread_threads));
     if let Some(ch) = app.channels.get(cid) {
         ev.insert("channel".into(), render_chat::channel(app, ch));
     }
@@ -223,15 +225,33 @@ pub(crate) fn unread_counts(app: &AppData, req: &Req<'_>) -> Result<Value, ApiEr
             ));
         }
     }
+    let mut threads: Vec<(String, Value)> = Vec::new();
+    for ch in app.channels.values() {
+        for ((u, parent), r) in &ch.thread_reads {
+            if *u == user && r.unread > 0 {
+                threads.push((
+                    parent.clone(),
+                    json!({
+                        "parent_message_id": parent,
+                        "last_read": ts(r.last_read),
+                        "last_read_message_id": r.last_read_message_id.clone().unwrap_or_default(),
+                        "unread_count": r.unread,
+                    }),
+                ));
+            }
+        }
+    }
+    threads.sort_by(|a, b| a.0.cmp(&b.0));
+    let threads: Vec<Value> = threads.into_iter().map(|(_, v)| v).collect();
     channels.sort_by(|a, b| a.0.cmp(&b.0));
     let channels: Vec<Value> = channels.into_iter().map(|(_, v)| v).collect();
     let types: Vec<Value> = by_type.into_iter().map(|(_, v)| v).collect();
     Ok(json!({
         "total_unread_count": total,
-        "total_unread_threads_count": 0,
+        "total_unread_threads_count": threads.len(),
         "channels": channels,
         "channel_type": types,
-        "threads": [],
+        "threads": threads,
     }))
 }
 
@@ -275,17 +295,38 @@ pub(crate) fn sync(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError> 
         let Some(ch) = app.channels.get(cid) else {
             continue;
         };
-        for m in ch.messages.iter().filter(|m| m.created_at > since) {
-            let mut ev = channel_base(app, "message.new", cid, m.created_at);
-            ev.insert("message_id".into(), json!(m.id));
-            ev.insert("message".into(), render_chat::message(app, cid, m));
-            ev.insert("user".into(), render::user(app, &m.user_id));
-            ev.insert("watcher_count".into(), json!(app.watcher_users(cid).len()));
-            found.push((m.created_at, Value::Object(ev)));
+        // What a watcher would have heard since then, per message: its arrival, its last edit
+        // and its deletion (a message's history is not kept, so one of each at most).
+        for m in ch.messages.iter().filter(|m| m.visible_to(Some(&user))) {
+            let deleted = m.extra.deleted_at.filter(|t| *t > since);
+            let edited = (m.updated_at > since && m.updated_at > m.created_at && deleted.is_none())
+                .then_some(m.updated_at);
+            let new = (m.created_at > since).then_some(m.created_at);
+            for (kind, at) in [
+                ("message.new", new),
+                ("message.updated", edited),
+                ("message.deleted", deleted),
+            ] {
+                let Some(at) = at else { continue };
+                let mut ev = channel_base(app, kind, cid, at);
+                ev.insert("message_id".into(), json!(m.id));
+                ev.insert("message".into(), render_chat::message(app, cid, m));
+                ev.insert("user".into(), render::user(app, &m.user_id));
+                if kind == "message.new" {
+                    ev.insert("watcher_count".into(), json!(app.watcher_users(cid).len()));
+                }
+                if kind == "message.deleted" {
+                    ev.insert("hard_delete".into(), json!(false));
+                }
+                found.push((at, Value::Object(ev)));
+            }
         }
     }
     found.sort_by_key(|(t, _)| *t);
     let skip = found.len().saturating_sub(MAX_SYNC_EVENTS);
+    if skip > 0 {
+        app.metrics.bound("sync_events");
+    }
     let events: Vec<Value> = found.into_iter().skip(skip).map(|(_, e)| e).collect();
     Ok(json!({ "events": events, "inaccessible_cids": inaccessible }))
 }

@@ -4,8 +4,10 @@
 //! most `MAX_REMINDERS_PER_USER` per user.
 //!
 //! Who hears what: `reminder.created` / `updated` / `deleted` go to every connection of the
-//! reminder's owner and nobody else (`stream-event-recipients.md`, inferred). `reminder.due` is not
-//! sent: the emulator runs no timers for reminders.
+//! reminder's owner and nobody else (`stream-event-recipients.md`, inferred). When `remind_at`
+//! comes, `notification.reminder_due` goes to every connection of the owner (the reminder clock,
+//! `reminder_clock`, calls [`fire_due`]; the due times are an index kept here, one entry per
+//! reminder).
 //!
 //! The spec gives `POST` a bare `ReminderResponseData` while the SDK reads `{reminder}`: the
 //! answer carries both (the same fields at the top level and under `reminder`).
@@ -61,7 +63,8 @@ pub(crate) fn create(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
     if app.social.reminders.keys().filter(|k| k.0 == user).count() >= MAX_REMINDERS_PER_USER {
         return Err(ApiError::input(format!(
             "a user can keep at most {MAX_REMINDERS_PER_USER} reminders"
-        )));
+        ))
+        .at_bound("reminders_per_user"));
     }
     let now = OffsetDateTime::now_utc();
     app.social.reminders.insert(
@@ -71,8 +74,10 @@ pub(crate) fn create(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
             remind_at: at,
             created_at: now,
             updated_at: now,
+            due: None,
         },
     );
+    schedule(app, &key);
     let reminder = render(app, &key);
     announce(app, &key, "reminder.created", &reminder, now);
     let mut out = reminder.as_object().cloned().unwrap_or_default();
@@ -95,6 +100,7 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
         r.remind_at = at;
     }
     r.updated_at = now;
+    schedule(app, &key);
     let reminder = render(app, &key);
     announce(app, &key, "reminder.updated", &reminder, now);
     Ok(json!({ "reminder": reminder }))
@@ -108,6 +114,7 @@ pub(crate) fn delete(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
         return Err(ApiError::not_found(format!("no reminder for message {id}")));
     }
     let reminder = render(app, &key);
+    unschedule(app, &key);
     app.social.reminders.remove(&key);
     announce(
         app,
@@ -173,6 +180,65 @@ pub(crate) fn query(app: &AppData, req: &Req<'_>) -> Result<Value, ApiError> {
     Ok(json!({ "reminders": reminders }))
 }
 
+/// Puts the reminder's `remind_at` (if any) in the due index, replacing its former entry. A time
+/// already past falls due at the clock's next tick; one too far ahead to represent never does.
+fn schedule(app: &mut AppData, key: &(String, String)) {
+    unschedule(app, key);
+    let Some(r) = app.social.reminders.get_mut(key) else {
+        return;
+    };
+    let wait = r.remind_at.map(|at| at - OffsetDateTime::now_utc());
+    let due = wait.and_then(|w| {
+        let w = std::time::Duration::try_from(w).unwrap_or_default();
+        tokio::time::Instant::now().checked_add(w)
+    });
+    r.due = due;
+    if let Some(due) = due {
+        app.social
+            .reminders_due
+            .insert((due, key.0.clone(), key.1.clone()));
+    }
+}
+
+fn unschedule(app: &mut AppData, key: &(String, String)) {
+    if let Some(due) = app.social.reminders.get_mut(key).and_then(|r| r.due.take()) {
+        app.social
+            .reminders_due
+            .remove(&(due, key.0.clone(), key.1.clone()));
+    }
+}
+
+/// Sends `notification.reminder_due` for every reminder due by `now`; returns how many.
+pub(crate) fn fire_due(app: &mut AppData, now: tokio::time::Instant) -> usize {
+    let mut fired = 0;
+    while let Some(first) = app.social.reminders_due.first().cloned() {
+        if first.0 > now {
+            break;
+        }
+        app.social.reminders_due.remove(&first);
+        let key = (first.1, first.2);
+        let Some(r) = app.social.reminders.get_mut(&key) else {
+            continue;
+        };
+        r.due = None;
+        let reminder = render(app, &key);
+        announce(
+            app,
+            &key,
+            "notification.reminder_due",
+            &reminder,
+            OffsetDateTime::now_utc(),
+        );
+        fired += 1;
+    }
+    fired
+}
+
+/// The soonest due time, for the clock to sleep until.
+pub(crate) fn next_due(app: &AppData) -> Option<tokio::time::Instant> {
+    app.social.reminders_due.first().map(|d| d.0)
+}
+
 /// `ReminderResponseData`.
 fn render(app: &AppData, key: &(String, String)) -> Value {
     let Some(r) = app.social.reminders.get(key) else {
@@ -200,7 +266,7 @@ fn render(app: &AppData, key: &(String, String)) -> Value {
     v
 }
 
-/// `reminder.*` to every connection of the owner.
+/// `reminder.*` and `notification.reminder_due` to every connection of the owner.
 fn announce(
     app: &AppData,
     key: &(String, String),

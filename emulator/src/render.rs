@@ -75,7 +75,7 @@ fn own_map(app: &AppData, id: &str) -> Map<String, Value> {
     map.insert("unread_count".into(), json!(c.total_unread));
     map.insert("total_unread_count".into(), json!(c.total_unread));
     map.insert("unread_channels".into(), json!(c.unread_channels));
-    map.insert("unread_threads".into(), json!(0));
+    map.insert("unread_threads".into(), json!(c.unread_threads));
     map
 }
 

@@ -146,7 +146,9 @@ fn message_map(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> M
     map.insert("id".into(), json!(m.id));
     map.insert("text".into(), json!(m.text));
     map.insert("html".into(), json!(html(&m.text)));
-    let kind = if m.parent_id.is_some() {
+    let kind = if m.extra.system {
+        "system"
+    } else if m.parent_id.is_some() {
         "reply"
     } else {
         "regular"
@@ -162,9 +164,10 @@ fn message_map(app: &AppData, cid: &str, m: &Message, viewer: Option<&str>) -> M
     }
     map.insert("reply_count".into(), json!(m.reply_count));
     map.insert("deleted_reply_count".into(), json!(0));
-    for key in ["shadowed", "mentioned_channel", "mentioned_here"] {
+    for key in ["mentioned_channel", "mentioned_here"] {
         map.insert(key.into(), json!(false));
     }
+    map.insert("shadowed".into(), json!(m.extra.shadowed));
     crate::render_extra::add(app, &mut map, m, viewer);
     map.insert("silent".into(), json!(m.silent));
     if let Some(parent) = &m.parent_id {

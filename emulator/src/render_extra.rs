@@ -125,4 +125,11 @@ pub(crate) fn add(app: &AppData, map: &mut Map<String, Value>, m: &Message, view
         map.insert("type".into(), json!("deleted"));
         map.insert("deleted_at".into(), json!(ts(t)));
     }
+    // Deleted for the viewer alone: so it shows to them, as it is to everyone else.
+    let mine = viewer.and_then(|v| x.deleted_for.iter().find(|(u, _)| u == v));
+    if let Some((_, t)) = mine {
+        map.insert("type".into(), json!("deleted"));
+        map.insert("deleted_at".into(), json!(ts(*t)));
+        map.insert("deleted_for_me".into(), json!(true));
+    }
 }

@@ -14,10 +14,10 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::req::{check_id, Req};
 use crate::{
-    actions, app_settings, bans, blocks, channel_admin, channel_types, channels, devices, drafts,
-    guests, hiding, member_state, members, message_lists, messages, mutes, poll_options,
-    poll_votes, polls, query, reactions, reads, reminders, search, threads, uploads,
-    user_lifecycle, user_query, users,
+    actions, app_settings, banned_users, bans, blocks, channel_admin, channel_types, channels,
+    deletion, devices, drafts, guests, hiding, member_state, members, message_lists, messages,
+    mutes, poll_options, poll_votes, polls, query, reactions, reads, reminders, search, threads,
+    uploads, user_lifecycle, user_query, users,
 };
 
 /// Authenticates a REST request and runs its handler; returns the status and
@@ -176,7 +176,10 @@ pub(crate) async fn dispatch(
         (&Method::GET, ["messages", id]) => (StatusCode::OK, messages::get(app, &r, id)?),
         (&Method::POST, ["messages", id]) => (created, messages::update(app, &r, id)?),
         (&Method::PUT, ["messages", id]) => (created, messages::partial(app, &r, id)?),
-        (&Method::DELETE, ["messages", id]) => (StatusCode::OK, messages::delete(app, &r, id)?),
+        (&Method::DELETE, ["messages", id]) => (StatusCode::OK, deletion::delete(app, &r, id)?),
+        (&Method::POST, ["messages", id, "undelete"]) => {
+            (created, deletion::undelete(app, &r, id)?)
+        }
         (&Method::POST, ["messages", id, "reaction"]) => (created, reactions::send(app, &r, id)?),
         (&Method::DELETE, ["messages", id, "reaction", kind]) => {
             (StatusCode::OK, reactions::delete(app, &r, id, kind)?)
@@ -264,6 +267,7 @@ pub(crate) async fn dispatch(
         (&Method::GET, ["users", "block"]) => (StatusCode::OK, blocks::list(app, &r)?),
         (&Method::POST, ["moderation", "ban"]) => (created, bans::ban(app, &r)?),
         (&Method::DELETE, ["moderation", "ban"]) => (StatusCode::OK, bans::unban(app, &r)?),
+        (&Method::GET, ["query_banned_users"]) => (StatusCode::OK, banned_users::query(app, &r)?),
         (&Method::POST, ["moderation", "flag"]) => (created, bans::flag(app, &r)?),
         (&Method::POST, ["moderation", "unflag"]) => (created, bans::unflag(app, &r)?),
         (&Method::POST, ["users"]) => (created, users::upsert(app, &ident, &body)?),

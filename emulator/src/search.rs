@@ -99,7 +99,10 @@ pub(crate) fn search(app: &AppData, req: &Req<'_>) -> Result<Value, ApiError> {
         }
         let cleared = own.flatten().and_then(|m| m.hide_messages_before);
         for m in &ch.messages {
-            if m.extra.deleted_at.is_some() || cleared.is_some_and(|t| m.created_at <= t) {
+            if m.extra.deleted_at.is_some()
+                || cleared.is_some_and(|t| m.created_at <= t)
+                || !m.visible_to(viewer)
+            {
                 continue;
             }
             let text_ok = words.as_ref().is_none_or(|w| {

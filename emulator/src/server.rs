@@ -53,6 +53,10 @@ pub async fn serve(
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
+    tracker.spawn(crate::reminder_clock::run(
+        ctx.emulator.clone(),
+        shutdown.clone(),
+    ));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -104,6 +108,16 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     }
 }
 
+/// `GET /_emulator/metrics`: the emulator's registry in Prometheus text format.
+fn metrics_response(ctx: &Ctx) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(ctx.emulator.metrics_text())));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
 async fn route(req: Request<Incoming>, ctx: &Arc<Ctx>) -> Response<Body> {
     let start = Instant::now();
     if req.method() == Method::OPTIONS {
@@ -117,6 +131,8 @@ async fn route(req: Request<Incoming>, ctx: &Arc<Ctx>) -> Response<Body> {
         (&Method::GET, ["connect"]) => return ws::upgrade(req, &query, ctx),
         // Uploaded files are fetched by browsers (`<img src>`), without credentials.
         (&Method::GET, ["uploads", key, id, _name]) => return uploads::serve(ctx, key, id),
+        // Counters only (no user data), so served whether or not the control routes are.
+        (&Method::GET, ["_emulator", "metrics"]) => return metrics_response(ctx),
         (_, ["_emulator", ..]) if ctx.emulator.control() => {
             return introspect(req.method(), &segs, &query, ctx)
         }
@@ -140,7 +156,14 @@ async fn route(req: Request<Incoming>, ctx: &Arc<Ctx>) -> Response<Body> {
             }
             json_response(status, &body)
         }
-        Err(e) => json_response(e.status, &e.body()),
+        Err(e) => {
+            let metrics = ctx.emulator.metrics();
+            if let Some(bound) = e.bound {
+                metrics.bound(bound);
+            }
+            metrics.rest_error(e.code);
+            json_response(e.status, &e.body())
+        }
     }
 }
 

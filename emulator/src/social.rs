@@ -4,7 +4,7 @@
 //! apart from `model` so the core records stay small; the handlers in `mutes`, `blocks`, `bans`,
 //! `reads`, `channel_admin`, `drafts` and `reminders` own the behaviour.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -33,6 +33,9 @@ pub(crate) struct Social {
     pub drafts: HashMap<(String, String, Option<String>), Draft>,
     /// (user id, message id) → reminder.
     pub reminders: HashMap<(String, String), Reminder>,
+    /// (when, user id, message id) of every reminder still to fall due, soonest first: what the
+    /// reminder clock (`reminder_clock`) looks at. One entry per reminder at most.
+    pub reminders_due: BTreeSet<(tokio::time::Instant, String, String)>,
     /// Flags, oldest first, at most `MAX_FLAGS_PER_APP`.
     pub flags: Vec<Flag>,
     /// Settings `PATCH /app` set, merged into `GET /app`.
@@ -70,6 +73,9 @@ pub(crate) struct Ban {
     pub shadow: bool,
     pub reason: Option<String>,
     pub expires: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    /// Who banned (a server token's ban may name nobody).
+    pub by: Option<String>,
 }
 
 pub(crate) struct Draft {
@@ -82,6 +88,9 @@ pub(crate) struct Reminder {
     pub remind_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// When `remind_at` falls due on the runtime's clock (so paused tokio time drives it in
+    /// tests); `None` once it fired, or without `remind_at`.
+    pub due: Option<tokio::time::Instant>,
 }
 
 pub(crate) struct Flag {
@@ -162,6 +171,9 @@ impl Social {
         self.delivered.retain(|(c, _), _| c != cid);
         self.drafts.retain(|(_, c, _), _| c != cid);
         self.reminders.retain(|_, r| r.cid != cid);
+        let reminders = &self.reminders;
+        self.reminders_due
+            .retain(|(_, u, m)| reminders.contains_key(&(u.clone(), m.clone())));
         for u in self.users.values_mut() {
             u.channel_mutes.retain(|m| m.cid != cid);
         }

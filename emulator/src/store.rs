@@ -4,6 +4,7 @@
 //! across an `.await`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -12,6 +13,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{App, Faults};
+use crate::metrics::Metrics;
 pub(crate) use crate::model::{
     Channel, Device, Member, Message, Pin, Poll, PollOption, PollVote, Reaction, ReadState, Thread,
     Upload, User,
@@ -22,6 +24,8 @@ pub(crate) struct Store {
     pub apps: HashMap<String, AppData>,
     /// Injected failures, for exercising a gateway's fault handling.
     pub faults: Faults,
+    /// The emulator's counters (shared with every app's `AppData`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// One app's world.
@@ -48,6 +52,8 @@ pub(crate) struct AppData {
     pub polls: HashMap<String, Poll>,
     /// Mutes, blocks, bans, receipts, drafts, reminders, app settings (see `social`).
     pub social: crate::social::Social,
+    /// The emulator's counters, for the bounds a handler reaches without failing the request.
+    pub metrics: Arc<Metrics>,
 }
 
 /// One open WebSocket connection, as the rest of the emulator sees it.
@@ -80,23 +86,30 @@ pub(crate) struct Unregistered {
 pub(crate) struct Counters {
     pub total_unread: u32,
     pub unread_channels: u32,
+    /// Threads with replies the user has not read.
+    pub unread_threads: u32,
 }
 
 // === impl Store ===
 
 impl Store {
     pub(crate) fn new(apps: Vec<App>) -> Self {
+        let metrics = Arc::new(Metrics::new());
         let mut map: HashMap<String, AppData> = HashMap::new();
         for app in apps {
             // The same key listed twice contributes all its secrets.
             map.entry(app.api_key)
-                .or_default()
+                .or_insert_with(|| AppData {
+                    metrics: metrics.clone(),
+                    ..AppData::default()
+                })
                 .secrets
                 .extend(app.secrets);
         }
         Self {
             apps: map,
             faults: Faults::default(),
+            metrics,
         }
     }
 }
@@ -246,7 +259,10 @@ impl AppData {
         if let Some(conn) = self.conns.get(conn_id) {
             match conn.tx.try_send(frame.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => conn.overflow.cancel(),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.metrics.bound("connection_queue");
+                    conn.overflow.cancel();
+                }
                 // The session is already ending; it unregisters itself.
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
@@ -272,6 +288,11 @@ impl AppData {
                     c.unread_channels += 1;
                 }
             }
+            c.unread_threads += ch
+                .thread_reads
+                .iter()
+                .filter(|((u, _), r)| u == user_id && r.unread > 0)
+                .count() as u32;
         }
         c
     }

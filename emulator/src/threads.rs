@@ -75,7 +75,9 @@ pub(crate) fn replies(app: &AppData, req: &Req<'_>, parent_id: &str) -> Result<V
     let viewer = req.acting_user(None).ok();
     let (ch, _) = parent(app, parent_id)?;
     let page = Page::from_query(req.query, DEFAULT_REPLY_PAGE, MAX_STATE_MESSAGES)?;
-    let all: Vec<&Message> = replies_of(ch, parent_id).collect();
+    let all: Vec<&Message> = replies_of(ch, parent_id)
+        .filter(|m| m.visible_to(viewer.as_deref()))
+        .collect();
     let messages: Vec<Value> = page
         .select(&all)
         .iter()
@@ -136,12 +138,44 @@ fn thread_state(app: &AppData, ch: &Channel, p: &Message, replies: usize, people
         "custom": custom,
         "latest_replies": latest,
         "thread_participants": listed,
+        "read": reads(app, ch, &p.id),
     });
     // Custom data also on the top level, where the SDK's `constructCustomDataObject` reads it.
     if let Some(map) = out.as_object_mut() {
         render::flatten(map, &custom);
     }
     out
+}
+
+/// Each participant's read state of the thread (`ReadStateResponse`), oldest participant first.
+fn reads(app: &AppData, ch: &Channel, parent_id: &str) -> Vec<Value> {
+    let Some(thread) = ch
+        .messages
+        .iter()
+        .find(|m| m.id == parent_id)
+        .and_then(|p| p.thread.as_ref())
+    else {
+        return Vec::new();
+    };
+    thread
+        .participants
+        .iter()
+        .take(MAX_PARTICIPANTS)
+        .filter_map(|(u, _)| {
+            let r = ch.thread_reads.get(&(u.clone(), parent_id.to_owned()))?;
+            Some(render_chat::read(app, u, r))
+        })
+        .collect()
+}
+
+/// `ThreadResponse`: the thread's state without its replies (what `thread.updated` and a
+/// thread's `message.read` carry).
+pub(crate) fn thread_response(app: &AppData, ch: &Channel, p: &Message) -> Value {
+    let mut rendered = thread_state(app, ch, p, 0, MAX_PARTICIPANTS);
+    if let Some(map) = rendered.as_object_mut() {
+        map.remove("latest_replies");
+    }
+    rendered
 }
 
 /// Thread keys a partial update may not set: everything the server owns except `title`.
@@ -225,11 +259,7 @@ pub(crate) fn update(app: &mut AppData, req: &Req<'_>, id: &str) -> Result<Value
     }
     thread.updated_at = now;
     let (ch, p) = parent(app, id)?;
-    let mut rendered = thread_state(app, ch, p, 0, MAX_PARTICIPANTS);
-    if let Some(map) = rendered.as_object_mut() {
-        // ThreadResponse: the state without its replies.
-        map.remove("latest_replies");
-    }
+    let rendered = thread_response(app, ch, p);
     let mut ev = channel_base(app, "thread.updated", &cid, now);
     ev.insert("thread".into(), rendered.clone());
     to_watchers(app, &cid, &Value::Object(ev));
@@ -336,7 +366,8 @@ pub(crate) fn query(app: &mut AppData, req: &Req<'_>) -> Result<Value, ApiError>
 /// watchers as `message.updated`. That is how a channel's message list learns the count: the SDK
 /// never bumps it locally, and stream-chat-react's "1 reply" button reads it.
 pub(crate) fn parent_updated(app: &AppData, cid: &str, reply: &Message, now: OffsetDateTime) {
-    let Some(parent_id) = reply.parent_id.as_deref() else {
+    // A shadowed reply is its author's alone: the others' counts do not move.
+    let Some(parent_id) = reply.parent_id.as_deref().filter(|_| !reply.extra.shadowed) else {
         return;
     };
     let Some(ch) = app.channels.get(cid) else {
@@ -357,7 +388,7 @@ pub(crate) fn parent_updated(app: &AppData, cid: &str, reply: &Message, now: Off
 /// `notification.thread_message_new` for reply `msg` to the connections of the thread's
 /// participants (the sender excepted) that do not watch the channel.
 pub(crate) fn reply_notification(app: &AppData, cid: &str, msg: &Message, now: OffsetDateTime) {
-    let Some(parent_id) = msg.parent_id.as_deref() else {
+    let Some(parent_id) = msg.parent_id.as_deref().filter(|_| !msg.extra.shadowed) else {
         return;
     };
     let Some((ch, p)) = find(app, parent_id) else {

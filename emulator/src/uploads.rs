@@ -112,7 +112,8 @@ pub(crate) fn upload(
                 "the emulator's upload storage is full ({MAX_UPLOADS_PER_APP} files or \
                  {MAX_UPLOADS_TOTAL_BYTES} bytes); delete files first"
             ),
-        ));
+        )
+        .at_bound("upload_storage"));
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     let url = format!("{}/uploads/{api_key}/{id}/{name}", form.base);

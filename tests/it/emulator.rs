@@ -7,12 +7,18 @@
 //! Every REST body and every event the tests see is validated against its
 //! schema in the Stream OpenAPI spec (`support` below).
 
+#[path = "emulator/banned_users.rs"]
+mod banned_users;
+#[path = "emulator/blocking.rs"]
+mod blocking;
 #[path = "emulator/channel_admin.rs"]
 mod channel_admin;
 #[path = "emulator/channel_list.rs"]
 mod channel_list;
 #[path = "emulator/control_watchers.rs"]
 mod control_watchers;
+#[path = "emulator/deletion.rs"]
+mod deletion;
 #[path = "emulator/devices.rs"]
 mod devices;
 #[path = "emulator/drafts.rs"]
@@ -23,8 +29,12 @@ mod hiding;
 mod members;
 #[path = "emulator/messages.rs"]
 mod messages;
+#[path = "emulator/metrics.rs"]
+mod metrics;
 #[path = "emulator/moderation.rs"]
 mod moderation;
+#[path = "emulator/notices.rs"]
+mod notices;
 #[path = "emulator/polls.rs"]
 mod polls;
 #[path = "emulator/presence.rs"]
@@ -35,12 +45,18 @@ mod reactions;
 mod reads;
 #[path = "emulator/recipients.rs"]
 mod recipients;
+#[path = "emulator/reminders.rs"]
+mod reminders;
 #[path = "emulator/schema.rs"]
-mod schema;
+pub mod schema;
 #[path = "emulator/search.rs"]
 mod search;
+#[path = "emulator/shadow.rs"]
+mod shadow;
 #[path = "emulator/support.rs"]
 mod support;
+#[path = "emulator/thread_reads.rs"]
+mod thread_reads;
 #[path = "emulator/threads.rs"]
 mod threads;
 #[path = "emulator/uploads.rs"]

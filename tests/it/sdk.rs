@@ -1,11 +1,16 @@
 //! End-to-end with the real `stream-chat` npm package (tests/e2e, pinned with its lockfile): Node
-//! drives the SDK against this gateway and its embedded upstream.
+//! drives the SDK against this gateway and an embedded upstream (the emulator crate) on its own
+//! port. A validating recorder (`recorder`) sits between them: every upstream answer and event
+//! the SDK's traffic produces is checked against Stream's OpenAPI spec, and the test fails
+//! listing each violation. The Node files reach the emulator's control routes (and the oracle
+//! runs of the differential harness reach the emulator itself) through the recorder too.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use stream_edge::config::{DEV_API_KEY, DEV_API_SECRET};
 
+use crate::recorder::Recorder;
 use crate::support::*;
 
 /// The token-lifecycle file runs against its own gateway (see [`stream_chat_sdk_token_lifecycle`]).
@@ -44,6 +49,23 @@ async fn run_sdk_files(cfg: stream_edge::config::Config, pick: impl Fn(&str) -> 
         dir.join("node_modules/stream-chat").is_dir(),
         "tests/e2e/node_modules is missing: run `npm ci --prefix tests/e2e` (tests/run does it)"
     );
+    let emu = stream_edge_emulator::Emulator::new(vec![stream_edge_emulator::App {
+        api_key: DEV_API_KEY.into(),
+        secrets: vec![DEV_API_SECRET.into()],
+    }]);
+    emu.set_control(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let emu_addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    tokio::spawn(stream_edge_emulator::serve(listener, emu, stop));
+    let recorder = Recorder::start(emu_addr).await;
+    let recorder_url = format!("http://{}", recorder.addr);
+    let mut cfg = cfg;
+    cfg.upstream.target =
+        stream_edge::config::UpstreamTarget::Url(recorder_url.parse().expect("recorder URL"));
     let gw = TestGateway::start_with(cfg).await;
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -62,7 +84,7 @@ async fn run_sdk_files(cfg: stream_edge::config::Config, pick: impl Fn(&str) -> 
         .current_dir(&dir)
         .env("GATEWAY_URL", &gw.base)
         .env("ADMIN_URL", &gw.admin)
-        .env("EMULATOR_URL", gw.emulator_control_url())
+        .env("EMULATOR_URL", &recorder_url)
         .env("STREAM_API_KEY", DEV_API_KEY)
         .env("STREAM_API_SECRET", DEV_API_SECRET)
         .kill_on_drop(true)
@@ -85,4 +107,37 @@ async fn run_sdk_files(cfg: stream_edge::config::Config, pick: impl Fn(&str) -> 
     );
     assert!(stdout.contains("# fail 0"), "no failures reported");
     gw.running().assert_no_panics();
+    check_recorded(&recorder);
+}
+
+/// Prints what the SDK's traffic covered of the spec, then fails on any answer or event that
+/// breaks it.
+fn check_recorded(recorder: &Recorder) {
+    if !recorder.validating() {
+        return;
+    }
+    let report = recorder.take();
+    let missed = recorder.missed(&report);
+    let events: u32 = report.events.values().sum();
+    // Straight to stderr: a passing test's captured output would hide the coverage.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "schema-checked: {} of {} client-side spec operations answered ({} answers), {} events of {} types\n\
+         spec operations not exercised: {}\n\
+         routes the spec has no operation for (not checked): {}",
+        report.covered.len(),
+        recorder.spec_operations(),
+        report.covered.values().sum::<u32>(),
+        events,
+        report.events.len(),
+        missed.join(", "),
+        report.unmapped.iter().cloned().collect::<Vec<_>>().join(", "),
+    );
+    assert!(
+        report.violations.is_empty(),
+        "{} answers or events break Stream's OpenAPI spec:\n{}",
+        report.violations.len(),
+        report.violations.join("\n")
+    );
 }

@@ -1,6 +1,7 @@
 //! Read and delivery state (issue 17): `markUnread` (`notification.mark_unread` to every
 //! connection of the reader), `markAllRead`, delivery receipts (`message.delivered` to watchers),
-//! `GET /unread` and `POST /sync` (missed messages, inaccessible cids, optional watch).
+//! `GET /unread` and `POST /sync` (missed messages, edits and deletions, inaccessible cids,
+//! optional watch).
 
 use serde_json::json;
 
@@ -116,4 +117,61 @@ async fn unread_all_read_delivered_counts_and_sync() {
     for ws in [alice, bob, bob_idle] {
         ws.close().await;
     }
+}
+
+#[tokio::test]
+async fn sync_replays_edits_and_deletions_too() {
+    if crate::support::skip_without_openapi("emulator::reads::sync_replays_edits_and_deletions_too")
+    {
+        return;
+    }
+    let h = Harness::start().await;
+    let a = h.client("alice");
+    let b = h.client("bob");
+    a.query_channel("room", json!({"data": {"members": ["alice", "bob"]}}))
+        .await;
+    let before = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let first = a.send_message("room", "one").await["message"]["id"].clone();
+    let second = a.send_message("room", "two").await["message"]["id"].clone();
+    let first_id = first.as_str().unwrap_or_default();
+    a.post(
+        &format!("/messages/{first_id}"),
+        json!({"message": {"text": "one, edited"}}),
+        "UpdateMessageResponse",
+    )
+    .await;
+    let (status, _) = a
+        .raw(
+            "DELETE",
+            &format!("/messages/{}", second.as_str().unwrap_or_default()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let res = b
+        .post(
+            "/sync",
+            json!({"channel_cids": ["messaging:room"], "last_sync_at": before}),
+            "SyncResponse",
+        )
+        .await;
+    let seen: Vec<(serde_json::Value, serde_json::Value)> = res["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["type"].clone(), e["message"]["id"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (json!("message.new"), first.clone()),
+            (json!("message.new"), second.clone()),
+            (json!("message.updated"), first.clone()),
+            (json!("message.deleted"), second.clone()),
+        ]
+    );
+    assert_eq!(res["events"][2]["message"]["text"], "one, edited");
 }

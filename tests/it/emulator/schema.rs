@@ -14,15 +14,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use jsonschema::{Draft, Validator};
 use serde_json::{json, Value};
 
-fn components() -> &'static Value {
-    static COMPONENTS: OnceLock<Value> = OnceLock::new();
-    COMPONENTS.get_or_init(|| {
+/// The whole spec as JSON, parsed once.
+pub fn spec() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| {
         // invariant: tests check `skip_without_openapi` before validating anything.
         let path = crate::support::openapi_spec().expect("the OpenAPI spec (checked first)");
         let text = std::fs::read_to_string(path).expect("read the OpenAPI spec");
         let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse the OpenAPI spec");
-        let mut spec: Value = serde_json::to_value(yaml).expect("spec as JSON");
-        let mut components = spec["components"].take();
+        serde_json::to_value(yaml).expect("spec as JSON")
+    })
+}
+
+fn components() -> &'static Value {
+    static COMPONENTS: OnceLock<Value> = OnceLock::new();
+    COMPONENTS.get_or_init(|| {
+        let mut components = spec()["components"].clone();
         nullable_to_null_type(&mut components);
         discriminators_to_conditionals(&mut components);
         components
@@ -102,13 +109,17 @@ fn validator(name: &str) -> Arc<Validator> {
     built
 }
 
-/// Panics with every violation if `value` does not satisfy schema `name`.
-pub fn validate(name: &str, value: &Value) {
-    let v = validator(name);
-    let errors: Vec<String> = v
+/// Every way `value` breaks schema `name` (empty when it fits).
+pub fn violations(name: &str, value: &Value) -> Vec<String> {
+    validator(name)
         .iter_errors(value)
         .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
+        .collect()
+}
+
+/// Panics with every violation if `value` does not satisfy schema `name`.
+pub fn validate(name: &str, value: &Value) {
+    let errors = violations(name, value);
     assert!(
         errors.is_empty(),
         "{name} violations:\n{}\nin {value:#}",
