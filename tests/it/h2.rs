@@ -1,7 +1,8 @@
 //! HTTP/2 on direct TLS (`http2.tls`, issue 19) and h2c with prior knowledge (`http2.cleartext`): an h2 client (hyper over rustls, ALPN `h2`) does
 //! a long-poll connect, REST and a held poll on one connection, the held poll and a REST call at
 //! the same time; HTTP/1.1 clients still get HTTP/1.1, and without the key `h2` is never chosen.
-//! In cleartext, an h2c client is served only when the key is on. In headless Chromium
+//! In cleartext, an h2c client is served only when the key is on. A stream that fills a
+//! connection counts a limit hit. In headless Chromium
 //! (`tests/e2e/h2/tabs.test.mjs`), 8 tabs in long-poll mode share one h2 connection and all deliver.
 
 use std::sync::Arc;
@@ -375,4 +376,66 @@ async fn eight_browser_tabs_long_poll_over_h2_all_deliver() {
 #[ignore = "a measurement for the README; run by hand"]
 async fn eight_browser_tabs_over_http1_are_limited_to_six_connections() {
     browser_tabs(false).await;
+}
+
+/// hyper enforces `http2.max_concurrent_streams` with no hook; the gateway counts, per
+/// connection, each stream that fills it (`h2_max_concurrent_streams`), never one below.
+#[tokio::test]
+async fn a_connection_filling_its_stream_limit_is_counted() {
+    let mut cfg = test_config();
+    cfg.http2.cleartext = true;
+    cfg.http2.max_concurrent_streams = 2;
+    let gw = TestGateway::start_with(cfg).await;
+    let tcp = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let h2 = Arc::new(H2::over(tcp, gw.base.clone()).await.unwrap());
+    let hits = || {
+        gw.metric(
+            "stream_edge_limit_hits_total",
+            &[("limit", "h2_max_concurrent_streams")],
+        )
+    };
+    // Two sessions of one user, connected one at a time: one stream open at once.
+    let user = "h2-limit-u";
+    let tok = gw.token(user, None);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = h2.call("GET", &connect_path(user), &tok, None).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        ids.push(
+            r.json["event"]["connection_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // Each session polls until its poll is held (an early answer is polled again).
+    let hold = |id: String| {
+        let (h2, tok) = (h2.clone(), tok.clone());
+        tokio::spawn(async move {
+            loop {
+                let r = h2.call("GET", &poll_path(user, &id), &tok, None).await;
+                assert_eq!(r.status, 200, "{}", r.json);
+            }
+        })
+    };
+    let first = hold(ids[0].clone());
+    eventually("one poll is held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
+    })
+    .await;
+    assert_eq!(hits().await, 0.0, "one stream of two is below the limit");
+    let second = hold(ids[1].clone());
+    eventually("two polls are held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 2.0
+    })
+    .await;
+    assert!(
+        hits().await >= 1.0,
+        "the second stream filled the connection"
+    );
+    first.abort();
+    second.abort();
+    gw.running().assert_no_panics();
 }
