@@ -32,8 +32,10 @@ const HELD = 'stream_edge_longpoll_held_requests';
 
 let site;
 let browser;
+let stopSampling = () => {};
 afterEach(cleanup);
 after(async () => {
+  stopSampling();
   if (browser) {
     for (const page of browser.contexts().flatMap((c) => c.pages())) {
       await page.evaluate(() => window.__disconnect?.()).catch(() => {});
@@ -127,6 +129,10 @@ describe(`${TABS} tabs in long-poll mode (${HTTP_MODE})`, { skip: !H2_TABS && 'H
     // Held polls, sampled while the tabs connect: the most the gateway held at once.
     let maxHeld = 0;
     let sampling = true;
+    // Stopped after the deliveries, or in `after` if the test fails first.
+    stopSampling = () => {
+      sampling = false;
+    };
     const sampler = (async () => {
       while (sampling) {
         maxHeld = Math.max(maxHeld, await metric(HELD).catch(() => 0));
