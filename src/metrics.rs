@@ -74,11 +74,12 @@ pub enum Limit {
     ForwardsInFlight,
     ConvergePending,
     PeerConnections,
+    H2Streams,
 }
 
 impl Limit {
     /// Every limit, so each label is pre-created at 0.
-    pub const ALL: [Limit; 24] = [
+    pub const ALL: [Limit; 25] = [
         Limit::MaxConnections,
         Limit::MaxSessions,
         Limit::MaxSessionsPerUser,
@@ -103,6 +104,7 @@ impl Limit {
         Limit::ForwardsInFlight,
         Limit::ConvergePending,
         Limit::PeerConnections,
+        Limit::H2Streams,
     ];
 
     /// The metric label.
@@ -132,6 +134,7 @@ impl Limit {
             Limit::ForwardsInFlight => "max_forwards_in_flight",
             Limit::ConvergePending => "max_converge_pending",
             Limit::PeerConnections => "max_peer_connections",
+            Limit::H2Streams => "h2_max_concurrent_streams",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Client side of the real protocol: sockets bound to 127.0.0.x, signed tokens, WebSocket and
-//! long-poll sessions, the REST watch call, and delivery-latency accounting.
+//! long-poll sessions (each on its own HTTP/1.1 connection, or as streams of shared h2c
+//! connections), the REST watch call, and delivery-latency accounting.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -241,45 +242,88 @@ pub fn watch_body(members: &[String]) -> String {
         .to_string()
 }
 
-/// A keep-alive HTTP/1.1 connection of one long-poll session.
+/// Long-poll sessions per shared HTTP/2 connection: the gateway's default
+/// `http2.max_concurrent_streams`, so every session's held poll fits on its connection.
+pub const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// How a long-poll session reaches the gateway: its own keep-alive HTTP/1.1 connection, or a
+/// stream of an HTTP/2 connection it shares with other sessions (h2c with prior knowledge).
+pub enum LpConn {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// Opens an h2c (prior knowledge) connection for long-poll sessions to share.
+pub async fn h2_connect(
+    src: Option<Ipv4Addr>,
+    dst: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>> {
+    let stream = connect_from(src, dst).await?;
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .context("h2c handshake")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
+/// One long-poll session and its connection (or stream).
 pub struct LpSession {
-    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    send: LpConn,
     host: String,
     pub connection_id: String,
 }
 
 async fn request(
-    send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    send: &mut LpConn,
     method: &str,
     host: &str,
     path_query: &str,
     token: &str,
     body: Option<String>,
 ) -> anyhow::Result<(u16, Bytes)> {
-    send.ready().await.context("connection closed")?;
-    let mut b = http::Request::builder()
-        .method(method)
-        .uri(path_query)
-        .header("host", host)
+    let mut b = http::Request::builder().method(method);
+    // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
+    b = match send {
+        LpConn::H1(_) => b.uri(path_query).header("host", host),
+        LpConn::H2(_) => b.uri(format!("http://{host}{path_query}")),
+    };
+    b = b
         .header("authorization", token)
         .header("stream-auth-type", "jwt");
     if body.is_some() {
         b = b.header("content-type", "application/json");
     }
     let req = b.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let resp = send.send_request(req).await?;
+    let resp = match send {
+        LpConn::H1(s) => {
+            s.ready().await.context("connection closed")?;
+            s.send_request(req).await?
+        }
+        LpConn::H2(s) => {
+            s.ready().await.context("connection closed")?;
+            s.send_request(req).await?
+        }
+    };
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await?.to_bytes();
     Ok((status, bytes))
 }
 
-/// Opens a long-poll session: `GET /longpoll?json=…` → `{"event":{…connection_id…}}`.
+/// Opens a long-poll session on its own HTTP/1.1 connection.
 pub async fn lp_connect(t: &SessionTarget<'_>) -> anyhow::Result<LpSession> {
     let stream = connect_from(t.src, t.dst).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    lp_connect_over(LpConn::H1(send), t).await
+}
+
+/// Opens a long-poll session over `send`: `GET /longpoll?json=…` → `{"event":{…connection_id…}}`.
+pub async fn lp_connect_over(mut send: LpConn, t: &SessionTarget<'_>) -> anyhow::Result<LpSession> {
     let host = t.dst.to_string();
     let pq = format!(
         "/longpoll?json={}&api_key={}",

@@ -234,21 +234,23 @@ impl Running {
     }
 }
 
+/// Starts `peer` in front of the emulator; `h2c` turns on stream-edge's `http2.cleartext`.
 pub fn start_peer(
     peer: Peer,
     bin: &Path,
     dir: &Path,
     emu: SocketAddr,
+    h2c: bool,
 ) -> anyhow::Result<Option<Running>> {
     match peer {
         Peer::Direct => Ok(None),
-        Peer::StreamEdge => start_edge(bin, dir, emu).map(Some),
+        Peer::StreamEdge => start_edge(bin, dir, emu, h2c).map(Some),
         Peer::Nginx => start_nginx(dir, emu).map(Some),
         Peer::Pushpin => start_pushpin(dir, emu).map(Some),
     }
 }
 
-fn start_edge(bin: &Path, dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
+fn start_edge(bin: &Path, dir: &Path, emu: SocketAddr, h2c: bool) -> anyhow::Result<Running> {
     let conf = dir.join("stream-edge.toml");
     std::fs::write(
         &conf,
@@ -271,6 +273,10 @@ max_connections_per_ip = 0
 
 [shutdown]
 drain_seconds = 1
+
+[http2]
+# Only the long-poll-over-h2 scenario (h2c with prior knowledge); HTTP/1.1 is served either way.
+cleartext = {h2c}
 "#
         ),
     )?;

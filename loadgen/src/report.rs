@@ -400,6 +400,35 @@ pub fn markdown(r: &Value) -> String {
             ],
         );
     }
+    if r["scenarios"].get("longpoll_h2").is_some() {
+        let _ = writeln!(
+            o,
+            "## Long-poll over HTTP/2 (stream-edge only): the same sessions as streams of shared h2c connections\n\n\
+             The same users, sessions and channels as above, but the sessions share h2c (prior knowledge) connections, \
+             100 sessions to each (the gateway's default `http2.max_concurrent_streams`), as a browser's tabs share one \
+             HTTP/2 connection. The gateway runs with `http2.cleartext = true`.\n"
+        );
+        table(
+            &mut o,
+            r,
+            "longpoll_h2",
+            &[
+                ("held polls", "held_polls"),
+                ("client connections", "client_connections"),
+                (
+                    "RSS per held poll, incl. its session (KiB)",
+                    "rss_per_held_poll_kib",
+                ),
+                (
+                    "kernel slab per held poll, all sockets (KiB)",
+                    "slab_per_held_poll_kib",
+                ),
+                ("deliveries/s", "deliveries_per_s"),
+                ("event-to-delivery p50 (µs)", "p50_us"),
+                ("event-to-delivery p99 (µs)", "p99_us"),
+            ],
+        );
+    }
     if let Some(prof) = r.get("profile").and_then(Value::as_object) {
         let _ = writeln!(
             o,

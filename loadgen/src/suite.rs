@@ -32,7 +32,7 @@ pub struct SuiteArgs {
     /// Peers to run (default: direct,nginx,pushpin,stream-edge; missing programs are skipped).
     #[arg(long, value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
-    /// Scenarios to run (default: idle,fanout,storm,longpoll).
+    /// Scenarios to run (default: idle,fanout,storm,longpoll,longpoll_h2).
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Option<Vec<String>>,
     /// Repeats per measurement (default 3, quick 1).
@@ -236,7 +236,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let scenarios: Vec<String> = args.scenarios.clone().unwrap_or_else(|| {
-        ["idle", "fanout", "storm", "longpoll"]
+        ["idle", "fanout", "storm", "longpoll", "longpoll_h2"]
             .map(String::from)
             .to_vec()
     });
@@ -268,7 +268,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
     for sc in &scenarios {
         let mut per_peer = serde_json::Map::new();
         for &peer in &peers {
-            if sc == "longpoll" && peer != Peer::StreamEdge {
+            if sc.starts_with("longpoll") && peer != Peer::StreamEdge {
                 continue;
             }
             ctx.note(&format!("== {sc} / {}", peer.name()));
@@ -277,7 +277,8 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
                 "idle" => idle(&mut ctx, peer),
                 "fanout" => fanout(&mut ctx, peer),
                 "storm" => storm(&mut ctx, peer),
-                "longpoll" => longpoll(&mut ctx, peer),
+                "longpoll" => longpoll(&mut ctx, peer, false),
+                "longpoll_h2" => longpoll(&mut ctx, peer, true),
                 other => Err(anyhow!("unknown scenario {other}")),
             };
             let v = match r {
@@ -572,8 +573,13 @@ struct Setup {
 
 impl Setup {
     fn start(ctx: &Ctx, peer: Peer) -> anyhow::Result<Self> {
+        Self::start_with(ctx, peer, false)
+    }
+
+    /// `h2c`: stream-edge also serves h2c with prior knowledge (`http2.cleartext`).
+    fn start_with(ctx: &Ctx, peer: Peer, h2c: bool) -> anyhow::Result<Self> {
         let (emu, emu_addr) = peers::start_emulator(&ctx.bin_gateway)?;
-        let peer = peers::start_peer(peer, &ctx.bin_gateway, &ctx.dir, emu_addr)?;
+        let peer = peers::start_peer(peer, &ctx.bin_gateway, &ctx.dir, emu_addr, h2c)?;
         let perf = match (&ctx.perf_out, &peer) {
             (Some(out), Some(p)) => Some(peers::start_perf(p.main.pid(), out)?),
             _ => None,
@@ -1210,9 +1216,11 @@ fn storm(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
 }
 
 /// Long-poll (stream-edge only): held polls, memory per held poll, event-to-delivery latency.
-fn longpoll(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
+/// `h2`: the sessions share h2c connections (`client::H2_STREAMS_PER_CONNECTION` each) instead of
+/// one HTTP/1.1 connection each, as a browser's tabs share one HTTP/2 connection.
+fn longpoll(ctx: &mut Ctx, peer: Peer, h2: bool) -> anyhow::Result<Value> {
     let s = ctx.sizes.clone();
-    let setup = Setup::start(ctx, peer)?;
+    let setup = Setup::start_with(ctx, peer, h2)?;
     let name = peer.name();
     let pubr = Publisher::new(setup.emu_addr);
     ctx.rt.block_on(pubr.ensure_user())?;
@@ -1227,14 +1235,31 @@ fn longpoll(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
     let specs = specs(
         ctx,
         setup.front(),
-        Transport::Longpoll,
+        if h2 {
+            Transport::LongpollH2
+        } else {
+            Transport::Longpoll
+        },
         &users,
         s.lp_sessions,
         &members,
         None,
         0,
     );
-    let mut workers = connect_and_watch(ctx, &format!("longpoll/{name}"), specs, n)?;
+    // Connections the clients hold: one per session over HTTP/1.1, shared ones over h2.
+    let client_connections: usize = specs
+        .iter()
+        .map(|sp| {
+            let k = sp.users.len() * sp.sessions_per_user;
+            if h2 {
+                k.div_ceil(crate::client::H2_STREAMS_PER_CONNECTION)
+            } else {
+                k
+            }
+        })
+        .sum();
+    let label = if h2 { "longpoll_h2" } else { "longpoll" };
+    let mut workers = connect_and_watch(ctx, &format!("{label}/{name}"), specs, n)?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut held = 0.0;
     while Instant::now() < deadline {
@@ -1265,7 +1290,7 @@ fn longpoll(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
         )?;
         if rep.received != expected || rep.errors > 0 || p.failed > 0 {
             ctx.problem(format!(
-                "longpoll/{name}: {} of {expected} deliveries, {} errors, {} publishes failed",
+                "{label}/{name}: {} of {expected} deliveries, {} errors, {} publishes failed",
                 rep.received, rep.errors, p.failed
             ));
         }
@@ -1285,6 +1310,7 @@ fn longpoll(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
     };
     Ok(json!({
         "sessions": n, "held_polls": held, "upstream_connections": upstream,
+        "client_connections": client_connections,
         "rss_per_held_poll_kib": kib((rss1 - rss0) / n as f64),
         "slab_per_held_poll_kib": kib((slab1 - slab0) / n as f64),
         "deliveries_per_s": med("deliveries_per_s"),

@@ -23,7 +23,34 @@ use crate::client::{self, SessionTarget, Stats};
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Ws,
+    /// Each session on its own HTTP/1.1 connection (a browser tab's poll).
     Longpoll,
+    /// Sessions share h2c connections, `client::H2_STREAMS_PER_CONNECTION` to each.
+    LongpollH2,
+}
+
+/// The h2c connection long-poll sessions are being put on, and how many it carries.
+type H2Slot = Option<(
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    usize,
+)>;
+
+/// The current shared connection while it has room and is open, else a new one from `src`.
+async fn h2_stream(
+    slot: &tokio::sync::Mutex<H2Slot>,
+    src: Option<Ipv4Addr>,
+    dst: SocketAddr,
+) -> anyhow::Result<client::LpConn> {
+    let mut cur = slot.lock().await;
+    if let Some((send, n)) = cur.as_mut() {
+        if *n < client::H2_STREAMS_PER_CONNECTION && !send.is_closed() {
+            *n += 1;
+            return Ok(client::LpConn::H2(send.clone()));
+        }
+    }
+    let send = client::h2_connect(src, dst).await?;
+    *cur = Some((send.clone(), 1));
+    Ok(client::LpConn::H2(send))
 }
 
 /// What a worker holds: `users × sessions_per_user` sessions against `front`.
@@ -215,8 +242,10 @@ async fn connect_all(
     let started = std::time::Instant::now();
     let deadline = (spec.connect_deadline_secs > 0.0)
         .then(|| Duration::from_secs_f64(spec.connect_deadline_secs));
+    let h2 = Arc::new(tokio::sync::Mutex::new(H2Slot::None));
     let jobs = todo.into_iter().map(|(i, user, token, src)| {
         let spec = spec.clone();
+        let h2 = h2.clone();
         async move {
             if deadline.is_some_and(|d| started.elapsed() > d) {
                 return (i, Err(anyhow::anyhow!(SKIPPED)));
@@ -233,6 +262,10 @@ async fn connect_all(
                     .await
                     .map(|w| Opened::Ws(Box::new(w))),
                 Transport::Longpoll => client::lp_connect(&t).await.map(Opened::Lp),
+                Transport::LongpollH2 => match h2_stream(&h2, src, spec.front).await {
+                    Ok(conn) => client::lp_connect_over(conn, &t).await.map(Opened::Lp),
+                    Err(e) => Err(e),
+                },
             };
             (i, r)
         }
@@ -317,7 +350,7 @@ async fn watch_all(
                 note(r);
             }
         }
-        Transport::Longpoll => {
+        Transport::Longpoll | Transport::LongpollH2 => {
             let jobs = sessions.iter_mut().filter_map(|s| {
                 let channel = s.channel.clone()?;
                 let mut lp = s.lp.take()?;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Streams one HTTP/2 connection may have open at once (`http2.max_concurrent_streams`): far
 /// above a browser's tab count (each tab holds one poll and makes short REST calls), below
-/// hyper's 200. More are refused by the HTTP/2 layer with `REFUSED_STREAM`, which clients retry.
+/// hyper's 200. More are refused by the HTTP/2 layer with `REFUSED_STREAM`, which clients retry;
+/// `front::h2` counts each stream that fills a connection (`limit="h2_max_concurrent_streams"`).
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// The flow-control window of each stream (`http2.stream_window_bytes`): request bodies are at
 /// most `limits.max_body_bytes` and rarely over a few KiB. hyper's default is 1 MiB.

@@ -6,20 +6,77 @@
 //! connections per host, which long-polls exhaust. WebSockets are not offered over HTTP/2 (no
 //! extended CONNECT, RFC 8441, is advertised), so browsers keep an HTTP/1.1 connection for `wss:`.
 //! The lean long-poll front is HTTP/1.1 only; HTTP/1.1 connections are served as before.
+//!
+//! hyper enforces `http2.max_concurrent_streams` inside its HTTP/2 layer with no hook, so this
+//! module counts the streams of each connection itself, from a request's arrival until its
+//! response body is sent or dropped, and counts a limit hit (`h2_max_concurrent_streams`) each
+//! time a stream fills the connection: from then on the client must queue (browsers do) or is
+//! refused (`REFUSED_STREAM`) until a stream ends.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::body::{Frame, SizeHint};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::http::body::{Gate, Gated};
 use crate::http::{Body, Io, ReqBody};
+use crate::metrics::{Limit, Metrics};
 use crate::state::Shared;
+
+/// One open stream of a connection; dropping it ends the stream's count.
+struct StreamGuard(Arc<AtomicU32>);
+
+impl StreamGuard {
+    /// Counts a new stream on `open`, and a limit hit when it fills the connection (`max`).
+    fn open(open: &Arc<AtomicU32>, max: u32, metrics: &Metrics) -> StreamGuard {
+        let now = open.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if now >= max {
+            metrics.limit_hit(Limit::H2Streams);
+        }
+        StreamGuard(open.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its stream counted until it is sent or dropped. It forwards the
+/// size hint, so a complete body still gets its `content-length`.
+struct Counted {
+    body: Body,
+    _stream: StreamGuard,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = crate::upstream::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// Serves one HTTP/2 connection until the client closes it, a keep-alive ping goes unanswered, or
 /// shutdown (a GOAWAY, then in-flight streams finish).
@@ -27,8 +84,11 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
     let h2 = &shared.config.http2;
     let limits = &shared.config.limits;
     let svc_shared = shared.clone();
+    let open_streams = Arc::new(AtomicU32::new(0));
+    let max_streams = h2.max_concurrent_streams;
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
+        let guard = StreamGuard::open(&open_streams, max_streams, &shared.metrics);
         async move {
             // The gate is HTTP/1.1's hand-back to the lean front; an h2 stream has none to tell.
             let gate = Arc::new(Gate::default());
@@ -43,6 +103,14 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
             // and refused by the h2 layer), so nothing is ever put in this slot.
             let slot = super::hyper::UpgradeSlot::default();
             let resp: Response<Body> = super::hyper::route(req, peer, shared, &slot).await;
+            // The stream stays open until its body is sent: the body keeps the guard till then.
+            let resp = resp.map(|body| {
+                Counted {
+                    body,
+                    _stream: guard,
+                }
+                .boxed()
+            });
             Ok::<_, Infallible>(resp)
         }
     });

@@ -84,7 +84,7 @@ fn quick_suite_sees_every_event_and_no_error() {
         results["sanity"]
     );
     let scenarios = results["scenarios"].as_object().expect("scenarios");
-    for name in ["idle", "fanout", "storm", "longpoll"] {
+    for name in ["idle", "fanout", "storm", "longpoll", "longpoll_h2"] {
         let peers = scenarios[name].as_object().expect("scenario ran");
         assert!(peers.contains_key("stream-edge"), "{name}: stream-edge ran");
         for (peer, figures) in peers {

@@ -1,7 +1,9 @@
 //! HTTP/2 on direct TLS (`http2.tls`, issue 19) and h2c with prior knowledge (`http2.cleartext`): an h2 client (hyper over rustls, ALPN `h2`) does
 //! a long-poll connect, REST and a held poll on one connection, the held poll and a REST call at
 //! the same time; HTTP/1.1 clients still get HTTP/1.1, and without the key `h2` is never chosen.
-//! In cleartext, an h2c client is served only when the key is on.
+//! In cleartext, an h2c client is served only when the key is on. A stream that fills a
+//! connection counts a limit hit. In headless Chromium
+//! (`tests/e2e/h2/tabs.test.mjs`), 8 tabs in long-poll mode share one h2 connection and all deliver.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,4 +302,140 @@ async fn h2c_with_prior_knowledge_only_when_enabled() {
         }
     };
     assert!(refused, "h2c is off by default");
+}
+
+/// The browser scenario (`tests/e2e/h2/tabs.test.mjs`), Chromium's cold start included.
+const TABS_BUDGET: Duration = Duration::from_secs(180);
+
+/// Runs the many-tabs browser scenario against a TLS gateway, `http2.tls` on or off; its output.
+async fn browser_tabs(http2: bool) -> String {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "tests/e2e/node_modules is missing: run `npm ci --prefix tests/e2e` (tests/run does it)"
+    );
+    // Node (Bob, the WebSocket user) trusts this CA; its leaf's subject differs from the CA's,
+    // which OpenSSL needs.
+    let (ca_pem, cert, key) = crate::proxies::gateway_pki();
+    let d = tmpdir(if http2 { "tabs-h2" } else { "tabs-h1" });
+    std::fs::write(d.join("cert.pem"), &cert).unwrap();
+    std::fs::write(d.join("key.pem"), &key).unwrap();
+    let ca = d.join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let mut gw_cfg = test_config();
+    gw_cfg.upstream.linger = Duration::from_secs(1);
+    gw_cfg.tls = Some(TlsConfig {
+        cert_file: d.join("cert.pem"),
+        key_file: d.join("key.pem"),
+        reload_interval: Duration::from_secs(60),
+    });
+    gw_cfg.http2.tls = http2;
+    let gw = TestGateway::start_with(gw_cfg).await;
+    let child = tokio::process::Command::new("node")
+        .args(["--test", "--test-force-exit", "h2/tabs.test.mjs"])
+        .current_dir(&dir)
+        .env("NODE_EXTRA_CA_CERTS", &ca)
+        .env("GATEWAY_URL", format!("https://{}", gw.running().addr))
+        .env("ADMIN_URL", &gw.admin)
+        .env("EMULATOR_URL", gw.emulator_control_url())
+        .env("STREAM_API_KEY", DEV_API_KEY)
+        .env("STREAM_API_SECRET", stream_edge::config::DEV_API_SECRET)
+        .env("H2_TABS", "1")
+        .env("HTTP_MODE", if http2 { "h2" } else { "http1" })
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(TABS_BUDGET, child)
+        .await
+        .expect("the browser scenario finishes within its budget")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the browser scenario failed (output above)"
+    );
+    assert!(
+        stdout.contains("# pass 1") && stdout.contains("# fail 0"),
+        "the scenario ran and passed"
+    );
+    gw.running().assert_no_panics();
+    stdout
+}
+
+/// 8 tabs of one browser in long-poll mode over HTTP/2, all delivering: past the 6 HTTP/1.1
+/// connections per host, since every tab's polls share one h2 connection (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_browser_tabs_long_poll_over_h2_all_deliver() {
+    browser_tabs(true).await;
+}
+
+/// The same 8 tabs over HTTP/1.1, for the README's comparison: never more than 6 polls held.
+/// `cargo test --test it -- --ignored --nocapture h2::eight_browser_tabs_over_http1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for the README; run by hand"]
+async fn eight_browser_tabs_over_http1_are_limited_to_six_connections() {
+    browser_tabs(false).await;
+}
+
+/// hyper enforces `http2.max_concurrent_streams` with no hook; the gateway counts, per
+/// connection, each stream that fills it (`h2_max_concurrent_streams`), never one below.
+#[tokio::test]
+async fn a_connection_filling_its_stream_limit_is_counted() {
+    let mut cfg = test_config();
+    cfg.http2.cleartext = true;
+    cfg.http2.max_concurrent_streams = 2;
+    let gw = TestGateway::start_with(cfg).await;
+    let tcp = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let h2 = Arc::new(H2::over(tcp, gw.base.clone()).await.unwrap());
+    let hits = || {
+        gw.metric(
+            "stream_edge_limit_hits_total",
+            &[("limit", "h2_max_concurrent_streams")],
+        )
+    };
+    // Two sessions of one user, connected one at a time: one stream open at once.
+    let user = "h2-limit-u";
+    let tok = gw.token(user, None);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = h2.call("GET", &connect_path(user), &tok, None).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        ids.push(
+            r.json["event"]["connection_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // Each session polls until its poll is held (an early answer is polled again).
+    let hold = |id: String| {
+        let (h2, tok) = (h2.clone(), tok.clone());
+        tokio::spawn(async move {
+            loop {
+                let r = h2.call("GET", &poll_path(user, &id), &tok, None).await;
+                assert_eq!(r.status, 200, "{}", r.json);
+            }
+        })
+    };
+    let first = hold(ids[0].clone());
+    eventually("one poll is held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
+    })
+    .await;
+    assert_eq!(hits().await, 0.0, "one stream of two is below the limit");
+    let second = hold(ids[1].clone());
+    eventually("two polls are held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 2.0
+    })
+    .await;
+    assert!(
+        hits().await >= 1.0,
+        "the second stream filled the connection"
+    );
+    first.abort();
+    second.abort();
+    gw.running().assert_no_panics();
 }

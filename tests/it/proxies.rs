@@ -268,7 +268,7 @@ async fn squid_bumps() -> bool {
 
 /// The gateway's CA and its leaf for 127.0.0.1: (CA PEM, cert PEM, key PEM). The names differ
 /// (OpenSSL, in Squid and Node, takes a leaf whose subject equals its issuer for self-signed).
-fn gateway_pki() -> (String, String, String) {
+pub(crate) fn gateway_pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
