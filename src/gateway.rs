@@ -90,7 +90,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let peer_addr = match &peer_listener {
         Some(l) => Some(l.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
+            addr: config.cluster.peer_listen.unwrap_or(config.listen),
             source,
         })?),
         None => None,
@@ -156,6 +156,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             hubs.clone(),
             metrics.clone(),
             config.limits.max_body_bytes,
+            // A fixed peer port is every replica's; an ephemeral one (tests) is not.
+            config
+                .cluster
+                .peer_listen
+                .filter(|a| a.port() != 0)
+                .map(|a| a.port()),
         ))
     });
     let shared = Arc::new(Shared {

@@ -7,6 +7,7 @@
 //! the user's upstream connection here closes with its last session, leaving one per user.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ struct Pending {
 /// The users waiting for their convergence close.
 pub struct Converge {
     pending: Mutex<Pending>,
+    /// `pending.queued.len()`, readable without the lock (every direct call checks it).
+    count: AtomicUsize,
     wake: Notify,
     delay: Duration,
     interval: Duration,
@@ -43,6 +46,7 @@ impl Converge {
     pub fn new(config: &ClusterConfig, hubs: Hubs, metrics: Arc<Metrics>) -> Self {
         Converge {
             pending: Mutex::default(),
+            count: AtomicUsize::new(0),
             wake: Notify::new(),
             delay: config.converge_delay,
             interval: Duration::from_secs(1) / config.converge_closes_per_second.max(1),
@@ -75,7 +79,7 @@ impl Converge {
         let at = (Instant::now() + jitter, seq);
         p.due.insert(at, key.clone());
         p.queued.insert(key, at);
-        self.metrics.convergence_pending.set(p.queued.len() as i64);
+        self.counted(&p);
         drop(p);
         self.wake.notify_one();
     }
@@ -87,13 +91,18 @@ impl Converge {
         let mut p = self.lock();
         if let Some(at) = p.queued.remove(&(Arc::from(app), Arc::from(user))) {
             p.due.remove(&at);
-            self.metrics.convergence_pending.set(p.queued.len() as i64);
+            self.counted(&p);
         }
     }
 
     /// Users scheduled and not yet closed.
     pub fn pending(&self) -> usize {
-        self.lock().queued.len()
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn counted(&self, p: &Pending) {
+        self.count.store(p.queued.len(), Ordering::Relaxed);
+        self.metrics.convergence_pending.set(p.queued.len() as i64);
     }
 
     /// Closes users as they fall due, at the configured rate, until `stop`.
@@ -121,7 +130,7 @@ impl Converge {
                         if let Some(u) = &user {
                             p.queued.remove(u);
                         }
-                        self.metrics.convergence_pending.set(p.queued.len() as i64);
+                        self.counted(&p);
                         user
                     }
                     _ => None,

@@ -1,9 +1,10 @@
 //! Forwarding a call to the replica that owns its session, and checking that a call on the peer
 //! listener came from a replica.
 //!
-//! The call goes over plain HTTP/1.1 to the owner's peer listener (pooled connections), as it
+//! The call goes over cleartext HTTP/2 (prior knowledge) to the owner's peer listener, so a
+//! replica's forwarded calls, held polls included, share one connection per owner; it goes as it
 //! came: method, path and query, headers (the client's token included: the owner re-checks it),
-//! body. Two headers are added: [`SIGNATURE`], an HMAC-SHA256 over a timestamp, the method and
+//! and the body, streamed (never buffered here) and bounded by `limits.max_body_bytes`. Two headers are added: [`SIGNATURE`], an HMAC-SHA256 over a timestamp, the method and
 //! the path and query, keyed from the app secret (`session::id::PeerKey`); and [`CLIENT_IP`]. The
 //! body is not signed: the signature proves the caller is a replica, and the peer listener grants
 //! a caller nothing the client port does not, beyond marking the call forwarded (never forwarded
@@ -17,7 +18,8 @@ use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue, Request, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
@@ -35,8 +37,6 @@ pub const SIGNATURE: &str = "x-stream-edge-peer";
 pub const CLIENT_IP: &str = "x-stream-edge-client-ip";
 /// How far a signature's timestamp may be from this replica's clock (replays and skew).
 const MAX_SKEW_SECS: u64 = 30;
-/// Idle pooled connections kept per owner: enough for the polls of a user mid-move.
-const POOL_IDLE_PER_PEER: usize = 32;
 
 /// Headers that describe one hop's connection, never passed on (RFC 9110 7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -90,8 +90,11 @@ pub fn verify(keys: &[PeerKey], value: &str, method: &str, target: &str) -> bool
 }
 
 /// Sends calls to their owners.
+/// A forwarded request's body: the client's, streamed and bounded.
+type FwdBody = UnsyncBoxBody<Bytes, crate::upstream::BoxError>;
+
 pub struct Forwarder {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, FwdBody>,
     permits: Arc<Semaphore>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -103,7 +106,7 @@ impl Forwarder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(POOL_IDLE_PER_PEER)
+            .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Forwarder {
@@ -121,8 +124,9 @@ impl Forwarder {
     /// Forwards `req` to the replica at `owner`; its answer is returned as it came.
     ///
     /// # Errors
-    /// Over `cluster.max_forwards_in_flight` (429), a body over `limits.max_body_bytes` (413),
-    /// the owner gone (code 46: the SDK reconnects), or the owner failing or too slow (503/504).
+    /// Over `cluster.max_forwards_in_flight` (429, code 9), a body over `limits.max_body_bytes`
+    /// (413) or broken (400), the owner gone (code 46: the SDK reconnects), or the owner failing
+    /// (502, code -1) or too slow (504, code 23).
     pub async fn forward(
         &self,
         req: Request<ReqBody>,
@@ -139,17 +143,7 @@ impl Forwarder {
             ));
         };
         let (mut parts, body) = req.into_parts();
-        let body = match Limited::new(body, max_body).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
-                return Err(match crate::http::body::ClientBodyError::find(&*e) {
-                    Some(client) => client.into(),
-                    None => {
-                        EdgeError::PayloadTooLarge(format!("body over the {max_body} byte limit"))
-                    }
-                })
-            }
-        };
+        let body: FwdBody = Limited::new(body, max_body).boxed_unsync();
         let target = parts
             .uri
             .path_and_query()
@@ -171,7 +165,7 @@ impl Forwarder {
         };
         parts.version = http::Version::HTTP_11;
         parts.extensions = http::Extensions::new();
-        let out = Request::from_parts(parts, Full::new(body));
+        let out = Request::from_parts(parts, body);
         match tokio::time::timeout(self.timeout, self.client.request(out)).await {
             Ok(Ok(resp)) => {
                 self.count("ok");
@@ -187,6 +181,11 @@ impl Forwarder {
                 tracing::debug!(owner = %owner, error = %e, "session owner unreachable");
                 Err(EdgeError::ConnectionNotFound)
             }
+            Ok(Err(e)) if client_side(&e).is_some() => {
+                // The client's body broke or ran over the limit while it streamed: its error.
+                self.count("error");
+                Err(client_side(&e).unwrap_or_else(|| EdgeError::BadInput("bad body".into())))
+            }
             Ok(Err(e)) => {
                 self.count("error");
                 tracing::warn!(owner = %owner, error = %e, "forwarding to the session owner failed");
@@ -201,6 +200,23 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// The client's part in a failed forward: its body over `max_body` or broken.
+fn client_side(e: &(dyn std::error::Error + 'static)) -> Option<EdgeError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() {
+            return Some(EdgeError::PayloadTooLarge(
+                "body over the limits.max_body_bytes limit".into(),
+            ));
+        }
+        if let Some(c) = crate::http::body::ClientBodyError::find(err) {
+            return Some(c.into());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The client's address, put on a request by the front for [`Forwarder::forward`].

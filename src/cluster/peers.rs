@@ -41,12 +41,16 @@ impl Peers {
             .contains(&ip)
     }
 
-    /// Whether `ip` is a replica's; a miss first re-resolves (rate-limited).
+    /// Whether `ip` is a replica's; a miss first re-resolves (rate-limited) unless a lookup is
+    /// already running, in which case the current set answers: a slow resolver must not hold
+    /// every call that names a dead replica.
     pub async fn contains(&self, ip: Ipv4Addr) -> bool {
         if self.has(ip) {
             return true;
         }
-        self.resolve(MIN_MISS_REFRESH).await;
+        if let Ok(last) = self.resolving.try_lock() {
+            self.resolve_locked(last, MIN_MISS_REFRESH).await;
+        }
         self.has(ip)
     }
 
@@ -54,7 +58,15 @@ impl Peers {
     /// fails to resolve keeps nothing of its own; when every name fails, the last set is kept
     /// (a DNS outage must not stop forwarding to replicas that are still there).
     pub async fn resolve(&self, fresh: Duration) {
-        let mut last = self.resolving.lock().await;
+        let last = self.resolving.lock().await;
+        self.resolve_locked(last, fresh).await;
+    }
+
+    async fn resolve_locked(
+        &self,
+        mut last: tokio::sync::MutexGuard<'_, Option<Instant>>,
+        fresh: Duration,
+    ) {
         if last.is_some_and(|t| t.elapsed() < fresh) {
             return;
         }

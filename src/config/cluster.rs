@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::value::seconds;
 
 /// How often the peer names are resolved again (`cluster.peers_refresh_seconds`); an id whose
-/// owner is not among the known addresses also triggers a refresh, at most once per this period.
+/// owner is not among the known addresses also triggers a refresh, at most once a second.
 pub const DEFAULT_PEERS_REFRESH: Duration = Duration::from_secs(5);
 /// The longest a forwarded call may take (`cluster.forward_timeout_seconds`): a forwarded poll is
 /// held by its owner for `longpoll.hold_seconds` (20 s), so this sits above it with room.
@@ -116,6 +116,14 @@ impl ClusterConfig {
                  (Kubernetes: the pod IP, STREAM_EDGE_CLUSTER_ADVERTISE)"
             };
             return Err(ConfigError::invalid("cluster.advertise", why));
+        }
+        // An ephemeral peer port differs per replica, so ids could then name any port of a peer
+        // address: only for tests on one host.
+        if listen.port() == 0 && self.advertised_ip().is_some_and(|ip| !ip.is_loopback()) {
+            return Err(ConfigError::invalid(
+                "cluster.peer_listen",
+                "needs a fixed port (the same on every replica) unless it is on loopback",
+            ));
         }
         if self.peers.is_empty() {
             return Err(ConfigError::invalid(

@@ -36,6 +36,12 @@ impl Config {
         }
         self.http2.validate()?;
         self.cluster.validate()?;
+        if self.cluster.enabled() && self.cluster.forward_timeout <= self.longpoll.hold {
+            return Err(ConfigError::invalid(
+                "cluster.forward_timeout_seconds",
+                "must be above longpoll.hold_seconds (a forwarded poll is held that long)",
+            ));
+        }
         if let UpstreamTarget::Url(url) = &self.upstream.target {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::invalid(

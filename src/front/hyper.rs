@@ -142,11 +142,23 @@ pub(super) async fn route(
         .check(req.headers(), &shared.config.limits, &shared.metrics);
     let is_preflight = req.method() == Method::OPTIONS;
     let mut req = req;
-    if let (Some(cluster), false) = (&shared.cluster, is_preflight || path == "/connect") {
+    // With `[cluster]`: a call naming another replica's session is forwarded to it, and the
+    // answer to one naming a session here tells convergence where the balancer routes its user.
+    let names = match &shared.cluster {
+        Some(_) if !is_preflight && path != "/connect" => {
+            Some(crate::cluster::Names::of(req.uri().query())).filter(|n| n.id.is_some())
+        }
+        _ => None,
+    };
+    let forwarded = req
+        .extensions()
+        .get::<crate::cluster::Forwarded>()
+        .is_some();
+    if let (Some(cluster), Some(n)) = (&shared.cluster, &names) {
         req.extensions_mut()
             .insert(crate::cluster::forward::ClientIp(peer.ip()));
         // Boxed: a forwarded call's future would otherwise size every request's.
-        match Box::pin(cluster.route(req)).await {
+        match Box::pin(cluster.route(req, n)).await {
             crate::cluster::Routed::Here(r) => req = *r,
             // The owner's answer, CORS and cache headers included.
             crate::cluster::Routed::Answered(mut resp) => {
@@ -156,6 +168,7 @@ pub(super) async fn route(
             }
         }
     }
+    let cluster = shared.cluster.clone();
     let mut resp = if is_preflight {
         cors::preflight(&req)
     } else if path == "/connect" {
@@ -169,6 +182,7 @@ pub(super) async fn route(
     } else if path == "/longpoll" {
         // Both branches are boxed: inline, every request's future (a held poll included) would be
         // as large as the largest branch.
+        // (It tells convergence about the call itself, for the lean front's polls too.)
         return Box::pin(crate::transport::longpoll::handle(req, peer, shared)).await;
     } else if is_emulator_control(&path) {
         // The embedded upstream's control routes are never reachable through the client port,
@@ -179,6 +193,9 @@ pub(super) async fn route(
     } else {
         Box::pin(crate::rest::proxy(req, &path, peer, shared)).await
     };
+    if let (Some(cluster), Some(id)) = (cluster, names.and_then(|n| n.id)) {
+        cluster.settle(&id, forwarded, resp.status());
+    }
     cors::decorate(&mut resp);
     // Not on a preflight (browsers cache those by `access-control-max-age`) nor on a 101.
     if !is_preflight && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {

@@ -272,12 +272,8 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
     // A poll or close for another replica's session is forwarded by the router (`[cluster]`),
     // which also counts ids no replica minted.
     if let Some(cluster) = &shared.cluster {
-        let id = crate::cluster::connection_id(Some(&raw.query));
-        if let Some(id) = id {
-            if cluster.needs_routing(&id) {
-                return Head::Other;
-            }
-            cluster.seen_directly(&id);
+        if cluster.needs_routing(&crate::cluster::Names::of(Some(&raw.query))) {
+            return Head::Other;
         }
     }
     Head::LongPoll {
@@ -286,6 +282,7 @@ fn parse(buf: &[u8], peer: SocketAddr, shared: &Shared) -> Head {
             token: raw.token,
             auth_type: raw.auth_type,
             client_ip,
+            forwarded: false,
         },
         keep_alive: raw.keep_alive,
         http10: raw.http10,

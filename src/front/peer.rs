@@ -1,5 +1,6 @@
 //! The peer listener (`cluster.peer_listen`): calls other replicas forwarded here because this
-//! replica owns their session. Each is checked for a replica's signature
+//! replica owns their session, over cleartext HTTP/2 (each replica's forwarded calls, held polls
+//! included, share one connection). Each is checked for a replica's signature
 //! ([`crate::cluster::forward::verify`]), marked [`Forwarded`], and served by the same router as
 //! the client port, so the owner re-checks the token and the session's ownership exactly as for a
 //! direct call. WebSockets are never forwarded. One task per connection, bounded by
@@ -11,9 +12,9 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -66,12 +67,17 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, share
         async move { Ok::<_, Infallible>(handle(req, peer, shared).await) }
     });
     let limits = &shared.config.limits;
-    let mut builder = http1::Builder::new();
+    let streams = shared
+        .cluster
+        .as_ref()
+        .map_or(1, |c| c.config.max_forwards_in_flight);
+    let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
+        // A peer forwards at most this many calls at once.
+        .max_concurrent_streams(u32::try_from(streams).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(shared.config.http2.keepalive_interval);
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let done = tokio::select! {
@@ -89,13 +95,16 @@ async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, share
 async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -> Response<Body> {
     let m = &shared.metrics;
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    // Verified with the keys of the app the call names alone: one app's secret never vouches
+    // for a call about another app's session.
+    let app = crate::cluster::Names::of(req.uri().query()).app;
     let signed = req
         .headers()
         .get(SIGNATURE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             verify(
-                &shared.hubs.ids().peer_keys(),
+                &shared.hubs.ids().peer_keys(app.as_deref()),
                 v,
                 req.method().as_str(),
                 target,
@@ -105,9 +114,12 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, shared: Arc<Shared>) -
         m.bad_input
             .with_label_values(&["peer", "bad_signature"])
             .inc();
-        return json_error(&EdgeError::BadInput(
-            "peer listener: the call is not signed by a replica".into(),
-        ));
+        tracing::warn!(
+            "peer listener: a call not signed by a replica (clock skew, or secrets out of step)"
+        );
+        // Code 46, which the forwarding replica relays: the SDK reconnects and recovers, rather
+        // than treating another error as fatal and leaving the tab deaf.
+        return json_error(&EdgeError::ConnectionNotFound);
     }
     if normalize(req.uri().path()) == "/connect" {
         return json_error(&EdgeError::NotFound);

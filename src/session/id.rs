@@ -144,8 +144,10 @@ impl Ids {
         Arc::from(id)
     }
 
-    /// Where the session `id` lives, by the id alone.
-    pub fn owner(&self, id: &str) -> Owner {
+    /// Where the session `id` lives, by the id alone. With `app` (the call's `api_key`), only that
+    /// app's secrets verify it: one app's secret never vouches for an id of another app (several
+    /// apps may share a gateway, and each knows its own secret).
+    pub fn owner(&self, id: &str, app: Option<&str>) -> Owner {
         let Some(body) = id.strip_prefix(PREFIX).filter(|_| id.len() == ID_LEN) else {
             return Owner::Invalid;
         };
@@ -155,11 +157,15 @@ impl Ids {
             _ => return Owner::Invalid,
         }
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let signer = keys.iter().flat_map(|(_, ks)| ks.iter()).find(|k| {
-            mac(&k.id, &raw[..SIGNED])
-                .verify_truncated_left(&raw[SIGNED..])
-                .is_ok()
-        });
+        let signer = keys
+            .iter()
+            .filter(|(a, _)| app.is_none_or(|app| &**a == app))
+            .flat_map(|(_, ks)| ks.iter())
+            .find(|k| {
+                mac(&k.id, &raw[..SIGNED])
+                    .verify_truncated_left(&raw[SIGNED..])
+                    .is_ok()
+            });
         let Some(signer) = signer else {
             return Owner::Invalid;
         };
@@ -174,10 +180,12 @@ impl Ids {
         }
     }
 
-    /// Every peer key (a forwarded call verifies with any of them).
-    pub fn peer_keys(&self) -> Vec<PeerKey> {
+    /// The peer keys of `app` (a forwarded call for a session of that app verifies with any of
+    /// them); every app's with `None`.
+    pub fn peer_keys(&self, app: Option<&str>) -> Vec<PeerKey> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         keys.iter()
+            .filter(|(a, _)| app.is_none_or(|app| &**a == app))
             .flat_map(|(_, ks)| ks.iter().map(|k| k.peer.clone()))
             .collect()
     }
@@ -209,8 +217,8 @@ mod tests {
         assert!(id
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-        assert_eq!(a.owner(&id), Owner::Here);
-        match b.owner(&id) {
+        assert_eq!(a.owner(&id, None), Owner::Here);
+        match b.owner(&id, None) {
             Owner::Peer(owner, _) => assert_eq!(Some(owner), addr(9091)),
             other => panic!("{other:?}"),
         }
@@ -222,7 +230,7 @@ mod tests {
         let before = Ids::new(addr(9091), &[app("k", &["s1"])]);
         let mut after = Ids::new(addr(9091), &[app("k", &["s1"])]);
         after.epoch = [before.epoch[0] ^ 1, before.epoch[1]];
-        assert_eq!(after.owner(&before.mint("k")), Owner::Stale);
+        assert_eq!(after.owner(&before.mint("k"), None), Owner::Stale);
     }
 
     #[test]
@@ -236,18 +244,18 @@ mod tests {
             &id[..id.len() - 1],
             &format!("{id}A"),
         ] {
-            assert_eq!(a.owner(bad), Owner::Invalid, "{bad}");
+            assert_eq!(a.owner(bad, None), Owner::Invalid, "{bad}");
         }
         // Every single-character change (the owner's address included) breaks the MAC.
         for i in 2..id.len() {
             let mut t = id.clone().into_bytes();
             t[i] = if t[i] == b'A' { b'B' } else { b'A' };
             let t = String::from_utf8(t).unwrap_or_default();
-            assert_eq!(a.owner(&t), Owner::Invalid, "changed at {i}");
+            assert_eq!(a.owner(&t, None), Owner::Invalid, "changed at {i}");
         }
         // Signed with a secret this replica does not know.
         let other = Ids::new(addr(9091), &[app("k", &["another"])]);
-        assert_eq!(a.owner(&other.mint("k")), Owner::Invalid);
+        assert_eq!(a.owner(&other.mint("k"), None), Owner::Invalid);
     }
 
     #[test]
@@ -255,15 +263,26 @@ mod tests {
         let a = Ids::new(addr(9091), &[app("k", &["old"])]);
         let id = a.mint("k");
         a.set_apps(&[app("k", &["new", "old"])]);
-        assert_eq!(a.owner(&id), Owner::Here);
+        assert_eq!(a.owner(&id, None), Owner::Here);
         a.set_apps(&[app("k", &["new"])]);
-        assert_eq!(a.owner(&id), Owner::Invalid);
-        assert_eq!(a.owner(&a.mint("k")), Owner::Here);
+        assert_eq!(a.owner(&id, None), Owner::Invalid);
+        assert_eq!(a.owner(&a.mint("k"), None), Owner::Here);
     }
 
     #[test]
     fn peer_keys_never_print() {
         let a = Ids::new(None, &[app("k", &["s1"])]);
-        assert_eq!(format!("{:?}", a.peer_keys()), "[PeerKey(***)]");
+        assert_eq!(format!("{:?}", a.peer_keys(None)), "[PeerKey(***)]");
+    }
+
+    #[test]
+    fn one_apps_secret_never_vouches_for_another_apps_id() {
+        let a = Ids::new(addr(9091), &[app("k1", &["s1"]), app("k2", &["s2"])]);
+        let id = a.mint("k1");
+        assert_eq!(a.owner(&id, Some("k1")), Owner::Here);
+        assert_eq!(a.owner(&id, Some("k2")), Owner::Invalid);
+        assert_eq!(a.owner(&id, Some("unknown")), Owner::Invalid);
+        assert_eq!(a.peer_keys(Some("k2")).len(), 1);
+        assert_eq!(a.peer_keys(None).len(), 2);
     }
 }

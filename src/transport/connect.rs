@@ -128,6 +128,11 @@ pub async fn open(
             r = attach => r?,
             _ = shared.shutdown.cancelled() => return Err(EdgeError::Draining),
         };
+        // A connect is never forwarded: the balancer routes this user here now, so a scheduled
+        // convergence close (`[cluster]`) is off.
+        if let Some(cluster) = &shared.cluster {
+            cluster.converge.cancel(&att.hub.app, &att.hub.user);
+        }
         let device = req.device.as_deref();
         let device = device.filter(|_| prepared.identity.kind != crate::auth::TokenKind::Anonymous);
         crate::session::device::register_device(&att, device, &shared.hubs).await;

@@ -25,15 +25,23 @@ pub struct LpRequest {
     pub close: bool,
     /// A connect payload is present.
     pub has_json: bool,
+    /// `connection_id` is given more than once with different values (refused).
+    pub conflicting: bool,
 }
 
 impl LpRequest {
-    /// Parses a query string; never fails (unknown keys are ignored, repeated keys: last wins).
+    /// Parses a query string; never fails (unknown keys are ignored, repeated keys: last wins;
+    /// differing `connection_id`s are flagged).
     pub fn parse(query: &str) -> Self {
         let mut r = LpRequest::default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             match &*k {
-                "connection_id" => r.connection_id = Some(v.into_owned()),
+                "connection_id" => {
+                    if r.connection_id.as_deref().is_some_and(|c| c != v) {
+                        r.conflicting = true;
+                    }
+                    r.connection_id = Some(v.into_owned());
+                }
                 "close" => r.close = v == "true",
                 "json" => r.has_json = true,
                 _ => {}
@@ -52,6 +60,8 @@ pub struct LpHead {
     pub auth_type: Option<String>,
     /// The client's address, for the connect rate limit.
     pub client_ip: std::net::IpAddr,
+    /// A replica forwarded it (`[cluster]`): its session's user is routed elsewhere.
+    pub forwarded: bool,
 }
 
 /// Handles one `/longpoll` request that reached hyper (the connection served other requests
@@ -76,6 +86,10 @@ pub async fn handle(
             req.headers(),
             &shared.config.limits.trusted_proxies,
         ),
+        forwarded: req
+            .extensions()
+            .get::<crate::cluster::Forwarded>()
+            .is_some(),
     };
     drop(req);
     handle_head(head, shared).await
@@ -88,14 +102,22 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
         token,
         auth_type,
         client_ip,
+        forwarded,
     } = head;
     let LpRequest {
         connection_id: conn_id,
         close,
         has_json,
+        conflicting,
     } = LpRequest::parse(&query);
+    // Kept only with `[cluster]`, to tell convergence about the answer.
+    let settle_id = shared.cluster.as_ref().and(conn_id.clone());
     let m = &shared.metrics;
     let result = match conn_id {
+        // Every occurrence counts, as on REST: the router reads the first, this the last.
+        _ if conflicting => Err(EdgeError::BadInput(
+            "connection_id is given more than once with different values".into(),
+        )),
         Some(id) if !id.is_empty() => {
             let caller = poll_identity(&query, token.as_deref(), auth_type.as_deref(), &shared);
             match caller {
@@ -124,6 +146,9 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
             json_error(&e)
         }
     };
+    if let (Some(cluster), Some(id)) = (&shared.cluster, settle_id) {
+        cluster.settle(&id, forwarded, resp.status());
+    }
     cors::decorate(&mut resp);
     // A proxy must neither cache nor hold a poll's answer: it is always one complete body with a
     // content-length (`json` builds a full body; both fronts write its length), never streamed.

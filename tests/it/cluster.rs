@@ -181,6 +181,26 @@ async fn a_user_whose_calls_arrive_forwarded_is_moved() {
     assert_eq!(pong["type"], "health.check", "{pong}");
 }
 
+/// One HTTP/2 (prior knowledge) request, as replicas speak to each other's peer listener.
+async fn h2c(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    use http_body_util::{BodyExt, Full};
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let mut req = hyper::Request::builder().uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(WAIT, client.request(req.body(Full::default()).unwrap()))
+        .await
+        .expect("answer in time")
+        .expect("h2c answer");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 #[tokio::test]
 async fn the_peer_listener_takes_only_signed_calls() {
     let (emu, _stop) = emulator().await;
@@ -195,9 +215,10 @@ async fn the_peer_listener_takes_only_signed_calls() {
         if let Some(s) = sig {
             headers.push(("x-stream-edge-peer", s));
         }
-        let (status, body) = http(Method::GET, &url, None, &headers).await;
-        assert_eq!(status, 400, "{body}");
-        assert!(body.contains("not signed by a replica"), "{body}");
+        let (status, body) = h2c(&url, &headers).await;
+        // Code 46, which a forwarding replica relays: an SDK reconnects on it, where another
+        // error would stop its polling for good.
+        assert_eq!((status, body["code"].as_i64()), (400, Some(46)), "{body}");
     }
     assert_eq!(
         a.metric(
@@ -211,6 +232,68 @@ async fn the_peer_listener_takes_only_signed_calls() {
         a.metric("stream_edge_forwarded_received_total", &[]).await,
         0.0
     );
+}
+
+#[tokio::test]
+async fn one_apps_secret_cannot_vouch_for_anothers_ids() {
+    // Several apps share the replicas; each tenant knows its own secret and so could sign an id
+    // naming any address. Ids are verified with the keys of the app the call names only.
+    let (emu, _stop) = emulator().await;
+    let other = stream_edge::config::AppConfig {
+        api_key: "tenant2".into(),
+        secrets: vec![stream_edge::config::Secret("tenant2-secret".into())],
+    };
+    let mut c = upstream_at(emu);
+    c.apps.push(other.clone());
+    c.cluster.peer_listen = Some("127.0.0.1:0".parse().unwrap());
+    c.cluster.peers = vec!["127.0.0.1".into()];
+    let b = TestGateway::start_with(c).await;
+    let admin: std::net::SocketAddr = b.admin.trim_start_matches("http://").parse().unwrap();
+    let std::net::SocketAddr::V4(admin) = admin else {
+        panic!("IPv4 admin")
+    };
+    // Tenant 2 signs an id naming the replica's admin port with its own secret.
+    let forged = stream_edge::session::id::Ids::new(Some(admin), &[other]).mint("tenant2");
+    let (status, poll) = lp_poll(&b, "fg-alice", &forged).await;
+    assert_eq!((status, poll["code"].as_i64()), (400, Some(46)), "{poll}");
+    assert_eq!(
+        b.metric("stream_edge_connection_id_refused_total", &[])
+            .await,
+        1.0
+    );
+    assert_eq!(
+        b.metric("stream_edge_forwarded_requests_total", &[]).await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_forwarded_call_that_fails_its_checks_moves_nobody() {
+    // Convergence learns only from calls the owner served: a forwarded call with someone else's
+    // token (or none) must not close the session's user.
+    let (emu, _stop) = emulator().await;
+    let a = replica(emu, LATER).await;
+    let b = replica(emu, LATER).await;
+    let lp = lp_connect(&a, "nm-alice").await;
+    let (status, poll) = lp_poll(&b, "nm-mallory", &lp).await;
+    assert_eq!(status, 403, "{poll}");
+    assert_eq!(a.metric("stream_edge_convergence_pending", &[]).await, 0.0);
+    // Repeated ids that differ are refused before anything is served or forwarded.
+    let tok = a.token("nm-alice", None);
+    let url = format!(
+        "{}/longpoll?user_id=nm-alice&connection_id={lp}&connection_id=e1x&api_key={DEV_API_KEY}",
+        b.base
+    );
+    let (status, body) = http(
+        Method::GET,
+        &url,
+        None,
+        &[("authorization", &tok), ("stream-auth-type", "jwt")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than once"), "{body}");
+    assert_eq!(a.metric("stream_edge_convergence_pending", &[]).await, 0.0);
 }
 
 #[tokio::test]
