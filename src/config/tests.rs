@@ -286,3 +286,56 @@ fn http2_is_opt_in_with_edge_sized_limits() {
         .to_string()
         .starts_with("http2.max_concurrent_streams:"));
 }
+
+#[test]
+fn cluster_is_off_by_default_and_checked_when_on() {
+    let off = file("").unwrap();
+    assert!(!off.cluster.enabled());
+    assert!(off.validate().is_ok());
+    let ok = file(
+        "[cluster]\npeer_listen = \"0.0.0.0:9091\"\nadvertise = \"10.0.0.5\"\npeers = [\"stream-edge-peers\"]\n",
+    )
+    .unwrap();
+    assert!(ok.validate().is_ok());
+    assert_eq!(
+        ok.cluster.advertised_ip(),
+        Some(std::net::Ipv4Addr::new(10, 0, 0, 5))
+    );
+    let loopback_tests =
+        file("[cluster]\npeer_listen = \"127.0.0.1:0\"\npeers = [\"127.0.0.1\"]\n").unwrap();
+    assert!(loopback_tests.validate().is_ok());
+    for (bad, key) in [
+        // Every address, nothing advertised: peers could not reach it.
+        (
+            "peer_listen = \"0.0.0.0:9091\"\npeers = [\"p\"]",
+            "cluster.advertise",
+        ),
+        // IPv6 does not fit in a connection_id.
+        (
+            "peer_listen = \"[::1]:9091\"\npeers = [\"p\"]",
+            "cluster.advertise",
+        ),
+        (
+            "peer_listen = \"0.0.0.0:9091\"\nadvertise = \"fd00::1\"\npeers = [\"p\"]",
+            "cluster.advertise",
+        ),
+        // An ephemeral port off loopback: ids could name any port.
+        (
+            "peer_listen = \"0.0.0.0:0\"\nadvertise = \"10.0.0.5\"\npeers = [\"p\"]",
+            "cluster.peer_listen",
+        ),
+        ("peer_listen = \"10.0.0.5:9091\"", "cluster.peers"),
+        (
+            "peer_listen = \"10.0.0.5:9091\"\npeers = [\"p\"]\nforward_timeout_seconds = 20",
+            "cluster.forward_timeout_seconds",
+        ),
+        (
+            "peer_listen = \"10.0.0.5:9091\"\npeers = [\"p\"]\nconverge_closes_per_second = 0",
+            "cluster.converge_closes_per_second",
+        ),
+    ] {
+        let c = file(&format!("[cluster]\n{bad}\n")).unwrap();
+        let err = c.validate().expect_err(bad).to_string();
+        assert!(err.starts_with(key), "{bad}: {err}");
+    }
+}
