@@ -20,7 +20,7 @@ use crate::support::*;
 use crate::tls::{tmpdir, Pki};
 
 /// A TLS gateway; `http2` turns on `http2.tls`.
-async fn gateway(pki: &Pki, tag: &str, http2: bool) -> TestGateway {
+pub(crate) async fn gateway(pki: &Pki, tag: &str, http2: bool) -> TestGateway {
     let dir = tmpdir(tag);
     let (cert, key, _) = pki.leaf();
     std::fs::write(dir.join("cert.pem"), &cert).unwrap();
@@ -36,7 +36,7 @@ async fn gateway(pki: &Pki, tag: &str, http2: bool) -> TestGateway {
 }
 
 /// A TLS connection offering `alpn`; the protocol the server chose.
-async fn tls(
+pub(crate) async fn tls(
     gw: &TestGateway,
     pki: &Pki,
     alpn: &[&[u8]],
