@@ -273,3 +273,22 @@ async fn extended_connect_is_advertised_only_with_the_key() {
         0.0
     );
 }
+
+/// The real SDK in headless Chromium over `wss:` to a TLS gateway with `http2.tls` and
+/// `http2.websockets` (`tests/e2e/h2/websocket.test.mjs`): with an open credentialed h2
+/// connection its WebSocket is an extended CONNECT carrying frames both ways; without one,
+/// Chromium uses HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sdk_websocket_over_h2() {
+    let out = crate::h2::browser_scenario(
+        "h2/websocket.test.mjs",
+        "h2-ws-browser",
+        |h| {
+            h.tls = true;
+            h.websockets = true;
+        },
+        &[("H2_WS", "1")],
+    )
+    .await;
+    assert!(out.contains("# pass 2"), "both scenarios ran");
+}
