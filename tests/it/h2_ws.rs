@@ -179,23 +179,24 @@ async fn other_connects_are_refused_and_counted() {
         )
         .await
     };
-    let (status, body) = extended_connect(&mut send, &gw, "/connect", Some("connect-udp"))
-        .await
-        .err()
-        .expect("refused");
+    let Err((status, body)) =
+        extended_connect(&mut send, gw, "/connect", Some("connect-udp")).await
+    else {
+        panic!("refused");
+    };
     assert_eq!(status, 400, "{body}");
     assert!(body.contains(r#""code":4"#), "{body}");
-    let (status, body) = extended_connect(&mut send, &gw, "/channels", Some("websocket"))
-        .await
-        .err()
-        .expect("refused");
+    let Err((status, body)) = extended_connect(&mut send, gw, "/channels", Some("websocket")).await
+    else {
+        panic!("refused");
+    };
     assert_eq!(status, 404, "{body}");
     assert_eq!(bad("h2_connect_protocol").await, 1.0);
     assert_eq!(bad("h2_connect_path").await, 1.0);
     // Still serving: a WebSocket on the same connection.
     let user = "h2ws-after";
-    let path = connect_path(&gw, user, &gw.token(user, None));
-    let mut ws = extended_connect(&mut send, &gw, &path, Some("websocket"))
+    let path = connect_path(gw, user, &gw.token(user, None));
+    let mut ws = extended_connect(&mut send, gw, &path, Some("websocket"))
         .await
         .expect("accepted");
     assert_eq!(next_json(&mut ws).await["type"], "health.check");
