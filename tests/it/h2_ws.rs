@@ -1,7 +1,7 @@
 //! WebSockets over HTTP/2 (RFC 8441, `http2.websockets`, issue 19): an h2 client's extended
 //! CONNECT on `/connect` is the same session an HTTP/1.1 upgrade gets (first frame, pings, events,
-//! refusals as an error frame then close 1000), counted in `stream_edge_ws_h2_sessions_total`;
-//! any other CONNECT is refused and counted; without the key the server's SETTINGS do not
+//! refusals as an error frame then close 1000, drain with 1001), counted in
+//! `stream_edge_ws_h2_sessions_total` and toward the connection's stream limit; any other CONNECT is refused and counted; without the key the server's SETTINGS do not
 //! advertise extended CONNECT, over TLS (ALPN `h2`) or h2c. Headless Chromium over TLS:
 //! `tests/e2e/h2/websocket.test.mjs`.
 
@@ -85,6 +85,15 @@ async fn extended_connect(
         .expect("upgraded in time")
         .unwrap();
     Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
+}
+
+/// An accepted extended CONNECT on `path`, past its first frame.
+async fn session(send: &mut SendRequest<Empty<Bytes>>, gw: &TestGateway, path: &str) -> H2Ws {
+    let mut ws = extended_connect(send, gw, path, Some("websocket"))
+        .await
+        .expect("accepted");
+    assert_eq!(next_json(&mut ws).await["type"], "health.check");
+    ws
 }
 
 /// The `/connect` path and query the SDK builds, for `token`.
@@ -200,6 +209,59 @@ async fn other_connects_are_refused_and_counted() {
         .await
         .expect("accepted");
     assert_eq!(next_json(&mut ws).await["type"], "health.check");
+}
+
+/// Shutdown closes an h2 WebSocket session with 1001 like an HTTP/1.1 one, and the drain (the h2
+/// connection's GOAWAY waiting for its streams) finishes before the deadline.
+#[tokio::test]
+async fn drain_closes_an_h2_websocket_with_1001() {
+    let gw = h2c_gateway(true).await;
+    let mut send = h2c(&gw).await;
+    let user = "h2ws-drain";
+    let path = connect_path(&gw, user, &gw.token(user, None));
+    let mut ws = extended_connect(&mut send, &gw, &path, Some("websocket"))
+        .await
+        .expect("accepted");
+    assert_eq!(next_json(&mut ws).await["type"], "health.check");
+    gw.running().shutdown();
+    assert_eq!(close_code(&mut ws).await, 1001);
+    drop(ws);
+    assert!(gw.stop().await, "drain finished before the deadline");
+}
+
+/// An h2 WebSocket holds its stream for the session's life, so it counts toward the
+/// connection's `http2.max_concurrent_streams` (the limit hit when a session fills it), and a
+/// closed session frees its stream.
+#[tokio::test]
+async fn h2_websockets_count_toward_the_stream_limit() {
+    let mut cfg = test_config();
+    cfg.http2.cleartext = true;
+    cfg.http2.websockets = true;
+    cfg.http2.max_concurrent_streams = 2;
+    let gw = TestGateway::start_with(cfg).await;
+    let hits = || {
+        gw.metric(
+            "stream_edge_limit_hits_total",
+            &[("limit", "h2_max_concurrent_streams")],
+        )
+    };
+    let mut send = h2c(&gw).await;
+    let user = "h2ws-streams";
+    let path = connect_path(&gw, user, &gw.token(user, None));
+    let mut first = session(&mut send, &gw, &path).await;
+    assert_eq!(hits().await, 0.0, "one stream of two");
+    let _second = session(&mut send, &gw, &path).await;
+    assert_eq!(
+        hits().await,
+        1.0,
+        "the second session filled the connection"
+    );
+    first.send(Message::Close(None)).await.unwrap();
+    close_code(&mut first).await;
+    drop(first);
+    // The freed stream takes a third session; the limit is hit again only when it fills.
+    let _third = session(&mut send, &gw, &path).await;
+    assert_eq!(hits().await, 2.0);
 }
 
 /// The server's first SETTINGS frame, as (identifier, value) pairs.
