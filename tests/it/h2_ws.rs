@@ -1,8 +1,9 @@
 //! WebSockets over HTTP/2 (RFC 8441, `http2.websockets`, issue 19): an h2 client's extended
 //! CONNECT on `/connect` is the same session an HTTP/1.1 upgrade gets (first frame, pings, events,
 //! refusals as an error frame then close 1000, drain with 1001), counted in
-//! `stream_edge_ws_h2_sessions_total` and toward the connection's stream limit; any other CONNECT is refused and counted; without the key the server's SETTINGS do not
-//! advertise extended CONNECT, over TLS (ALPN `h2`) or h2c. Headless Chromium over TLS:
+//! `stream_edge_ws_h2_sessions_total` and toward the connection's stream limit; any other
+//! CONNECT is refused and counted; without the key the server's SETTINGS do not advertise
+//! extended CONNECT, over TLS (ALPN `h2`) or h2c, and a plain CONNECT is refused too. Headless Chromium over TLS:
 //! `tests/e2e/h2/websocket.test.mjs`.
 
 use bytes::Bytes;
