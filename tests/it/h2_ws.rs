@@ -340,8 +340,8 @@ async fn extended_connect_is_advertised_only_with_the_key() {
 
 /// The real SDK in headless Chromium over `wss:` to a TLS gateway with `http2.tls` and
 /// `http2.websockets` (`tests/e2e/h2/websocket.test.mjs`): with an open credentialed h2
-/// connection its WebSocket is an extended CONNECT carrying frames both ways; without one,
-/// Chromium uses HTTP/1.1.
+/// connection its WebSocket is an extended CONNECT carrying frames both ways, and a bad token is
+/// refused as over HTTP/1.1 (code 43, no retry); without one, Chromium uses HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_sdk_websocket_over_h2() {
     let out = crate::h2::browser_scenario(
@@ -354,5 +354,5 @@ async fn chromium_sdk_websocket_over_h2() {
         &[("H2_WS", "1")],
     )
     .await;
-    assert!(out.contains("# pass 2"), "both scenarios ran");
+    assert!(out.contains("# pass 3"), "every scenario ran");
 }

@@ -10,6 +10,8 @@
 //   gateway counts it (stream_edge_ws_h2_sessions_total), CDP shows a 200 handshake (an
 //   HTTP/1.1 upgrade is a 101), and frames flow both ways on it: Bob's message arrives as an
 //   event, and the SDK's own health.check ping, sent on the socket, is answered;
+// * a bad token is refused as over HTTP/1.1: the handshake succeeds, then an error frame and close
+//   1000, so the SDK rejects connectUser with code 43 at once and does not retry;
 // * without it, the WebSocket goes over HTTP/1.1 (a 101) and the counter does not move: what an
 //   app on another origin gets by default, recorded so the README stays true.
 import { after, afterEach, describe, test } from 'node:test';
@@ -19,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
-import { cfg, cleanup, connect, metric, longLivedToken, requireEnv, uid } from '../lib.mjs';
+import { cfg, cleanup, connect, metric, longLivedToken, mintToken, requireEnv, uid } from '../lib.mjs';
 import { startStaticServer } from '../tools/static-site.mjs';
 
 const SUITE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -60,7 +62,7 @@ async function launch() {
 /// One user's page in a fresh browser context (its own connection pools), connected over `wss:`;
 /// Bob (Node, WebSocket) shares a channel with it. Returns the page, Bob's channel and the
 /// handshake statuses CDP saw for the gateway's WebSockets.
-async function openPage(warm) {
+async function openPage(warm, { token } = {}) {
   requireEnv();
   assert.equal(new URL(cfg.gatewayUrl).protocol, 'https:', 'the gateway terminates TLS (h2 needs ALPN)');
   const context = await (await launch()).newContext();
@@ -76,11 +78,12 @@ async function openPage(warm) {
   const { client: bob } = await connect(bobId);
   const bobChan = bob.channel('messaging', channelId, { members: [user, bobId] });
   await bobChan.watch();
-  const params = new URLSearchParams({ baseURL: cfg.gatewayUrl, apiKey: cfg.apiKey, userId: user, token: longLivedToken(user), channelId });
+  const params = new URLSearchParams({ baseURL: cfg.gatewayUrl, apiKey: cfg.apiKey, userId: user, token: token?.(user) ?? longLivedToken(user), channelId });
   if (warm) params.set('warm', '1');
   await page.goto(`${site.url}/browser/index.html?${params}`, { timeout: 30_000 });
   await page.waitForFunction(() => window.__state === 'ready' || window.__state === 'error', undefined, { timeout: 45_000, polling: 100 });
   const state = await page.evaluate(() => ({ state: window.__state, error: window.__error, transport: window.__transport() }));
+  if (token) return { page, state, handshakes };
   assert.equal(state.state, 'ready', JSON.stringify(state));
   assert.ok(state.transport.wsHealthy && !state.transport.wsFallback, `the SDK is on its WebSocket: ${JSON.stringify(state)}`);
   return { page, bob, bobChan, handshakes };
@@ -108,6 +111,21 @@ describe('WebSockets over HTTP/2 in headless Chromium', { skip: !process.env.H2_
     await Promise.race([got, new Promise((_, reject) => setTimeout(() => reject(new Error('Bob got no message in 15 s')), 15_000))]);
     console.log(`H2WS over h2: handshakes ${JSON.stringify(handshakes)}; ${H2_SESSIONS} +1`);
     await page.evaluate(() => window.__client.disconnectUser(2000));
+  });
+
+  test('a refused connect over h2 reaches the SDK as over HTTP/1.1: code 43, no retry', OPTS, async () => {
+    const before = await metric(H2_SESSIONS);
+    const bad = (user) => mintToken(user, { exp: Math.floor(Date.now() / 1000) + 3600, secret: 'definitely-not-the-app-secret' });
+    const t0 = Date.now();
+    const { page, state, handshakes } = await openPage(true, { token: bad });
+    const elapsed = Date.now() - t0;
+    assert.equal(state.state, 'error', JSON.stringify(state));
+    assert.match(state.error, /code 43/, 'the Stream error code, from the error frame after the handshake');
+    assert.match(state.error, /"isWSFailure":false/, 'an API error, not a network failure the SDK would retry');
+    assert.deepEqual(handshakes, [200], 'one attempt, over h2: no retry');
+    assert.equal(await metric(H2_SESSIONS), before + 1);
+    console.log(`H2WS refused over h2 in ${elapsed} ms: ${state.error.split('\n')[0]}`);
+    await page.close();
   });
 
   test('without one (an app on another origin, by default) Chromium opens the WebSocket over HTTP/1.1', OPTS, async () => {
