@@ -33,7 +33,7 @@ use crate::metrics::{Limit, Metrics};
 use crate::state::Shared;
 
 /// One open stream of a connection; dropping it ends the stream's count.
-pub(super) struct StreamGuard(Arc<AtomicU32>);
+struct StreamGuard(Arc<AtomicU32>);
 
 impl StreamGuard {
     /// Counts a new stream on `open`, and a limit hit when it fills the connection (`max`).

@@ -13,7 +13,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::h2::StreamGuard;
 use crate::error::EdgeError;
 use crate::http::{json_error, normalize, Body};
 use crate::state::Shared;
@@ -47,11 +46,12 @@ pub(super) fn refuse<B>(req: &Request<B>, shared: &Shared) -> Option<Response<Bo
     None
 }
 
-/// Starts the accepted session once hyper fulfils the upgrade (after the 200 is sent).
-pub(super) fn start(
+/// Starts the accepted session once hyper fulfils the upgrade (after the 200 is sent); `keep`
+/// (the stream's count in [`super::h2`]) lives as long as the session's stream.
+pub(super) fn start<K: Send + Unpin + 'static>(
     upgrade: OnUpgrade,
     accepted: Accepted,
-    stream: StreamGuard,
+    keep: K,
     shared: Arc<Shared>,
 ) {
     let tasks = shared.tasks.clone();
@@ -60,7 +60,7 @@ pub(super) fn start(
             Ok(upgraded) => {
                 let io = Held {
                     io: TokioIo::new(upgraded),
-                    _stream: stream,
+                    _keep: keep,
                 };
                 accepted.start(Box::new(io), shared);
             }
@@ -70,13 +70,14 @@ pub(super) fn start(
     });
 }
 
-/// An upgraded h2 stream that keeps its connection's stream count until the session drops it.
-struct Held<T> {
+/// An upgraded h2 stream that keeps `K` (its connection's stream count) until the session drops
+/// it.
+struct Held<T, K> {
     io: T,
-    _stream: StreamGuard,
+    _keep: K,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
+impl<T: AsyncRead + Unpin, K: Unpin> AsyncRead for Held<T, K> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -86,7 +87,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
+impl<T: AsyncWrite + Unpin, K: Unpin> AsyncWrite for Held<T, K> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
