@@ -195,6 +195,8 @@ pub struct Metrics {
     pub device_registrations: IntCounterVec,
     /// WebSocket upgrades, by the client SDK recognised (`transport::dialect`).
     pub ws_dialects: IntCounterVec,
+    /// WebSocket connects made over HTTP/2 (RFC 8441 extended CONNECT, `http2.websockets`).
+    pub ws_h2_sessions: IntCounter,
     /// Calls for another replica's session forwarded to it, by result (`[cluster]`).
     pub forwarded: IntCounterVec,
     /// Calls forwarded to this replica by a peer and accepted.
@@ -320,6 +322,7 @@ impl Metrics {
             me_changes: counter(&r, "stream_edge_me_changes_total", "Changes learned into a user's live `me` (events, devices, blocks), by kind.", &["change"]),
             device_registrations: counter(&r, "stream_edge_device_registrations_total", "Push devices from connect payloads, by registration outcome upstream.", &["outcome"]),
             ws_dialects: counter(&r, "stream_edge_ws_dialect_total", "WebSocket connects, by the client SDK dialect recognised from the upgrade (js also counts unrecognised clients).", &["dialect"]),
+            ws_h2_sessions: register(&r, IntCounter::new("stream_edge_ws_h2_sessions_total", "WebSocket connects made over HTTP/2 (RFC 8441 extended CONNECT, http2.websockets); also counted in stream_edge_ws_dialect_total.")),
             registry: r,
 
         };

@@ -1,5 +1,5 @@
-//! `[http2]`: whether the TLS listener offers `h2` in ALPN and whether the plain listener takes
-//! h2c with prior knowledge (both opt-in), and the edge-sized limits HTTP/2 connections run with. hyper's server defaults suit a file server (1 MiB windows,
+//! `[http2]`: whether the TLS listener offers `h2` in ALPN, whether the plain listener takes
+//! h2c with prior knowledge, whether WebSockets are offered over HTTP/2 (all opt-in), and the edge-sized limits HTTP/2 connections run with. hyper's server defaults suit a file server (1 MiB windows,
 //! 400 KiB send buffer per stream, 200 streams); an edge's answers are small JSON, so each is
 //! lowered: what one browser can pin in the gateway's memory stays near what HTTP/1.1 costs.
 
@@ -24,8 +24,8 @@ pub const DEFAULT_H2_MAX_SEND_BUFFER: usize = 64 * 1024;
 /// unanswered ping closes the connection after hyper's 20 s.
 pub const DEFAULT_H2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `[http2]`: HTTP/2 for REST and long-poll. WebSockets stay on HTTP/1.1 either way (no extended
-/// CONNECT is advertised).
+/// `[http2]`: HTTP/2 for REST and long-poll; WebSockets over HTTP/2 (RFC 8441) only with
+/// `http2.websockets`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http2Config {
@@ -37,6 +37,11 @@ pub struct Http2Config {
     /// opens with the HTTP/2 preface), for ingresses that speak HTTP/2 to backends (Envoy, HAProxy
     /// `proto h2`): their held polls then share a few connections.
     pub cleartext: bool,
+    /// `http2.websockets`: advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL` on HTTP/2 connections and
+    /// serve `/connect` as an extended CONNECT (RFC 8441). Off by default: once it is advertised,
+    /// browsers open `wss:` on the h2 connection and never fall back to HTTP/1.1, so it must be
+    /// on only where every hop in front of the gateway carries extended CONNECT.
+    pub websockets: bool,
     /// `http2.max_concurrent_streams` ([`DEFAULT_H2_MAX_CONCURRENT_STREAMS`]).
     pub max_concurrent_streams: u32,
     /// `http2.stream_window_bytes` ([`DEFAULT_H2_STREAM_WINDOW`]).
@@ -55,6 +60,7 @@ impl Default for Http2Config {
         Http2Config {
             tls: false,
             cleartext: false,
+            websockets: false,
             max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             stream_window_bytes: DEFAULT_H2_STREAM_WINDOW,
             connection_window_bytes: DEFAULT_H2_CONNECTION_WINDOW,
@@ -94,6 +100,12 @@ impl Http2Config {
             return Err(ConfigError::invalid(
                 "http2.max_send_buffer_bytes",
                 "must be 1-2147483647",
+            ));
+        }
+        if self.websockets && !(self.tls || self.cleartext) {
+            return Err(ConfigError::invalid(
+                "http2.websockets",
+                "needs http2.tls or http2.cleartext (WebSockets over HTTP/2 need an HTTP/2 listener)",
             ));
         }
         if self.keepalive_interval.is_zero() {

@@ -261,18 +261,21 @@ fn health_interval_stays_under_unitys_watchdog() {
 fn http2_is_opt_in_with_edge_sized_limits() {
     let off = file("").unwrap();
     assert_eq!(off.http2, Http2Config::default());
-    assert!(!off.http2.tls && !off.http2.cleartext);
+    assert!(!off.http2.tls && !off.http2.cleartext && !off.http2.websockets);
     let on = file(
-        "[http2]\ntls = true\ncleartext = true\nmax_concurrent_streams = 20\nstream_window_bytes = 131072\n",
+        "[http2]\ntls = true\ncleartext = true\nwebsockets = true\nmax_concurrent_streams = 20\nstream_window_bytes = 131072\n",
     )
     .unwrap();
-    assert!(on.http2.tls && on.http2.cleartext);
+    assert!(on.http2.tls && on.http2.cleartext && on.http2.websockets);
     assert_eq!(on.http2.max_concurrent_streams, 20);
     assert_eq!(on.http2.stream_window_bytes, 131_072);
     assert_eq!(
         on.http2.connection_window_bytes,
         DEFAULT_H2_CONNECTION_WINDOW
     );
+    let lone = file("[http2]\nwebsockets = true\n").unwrap();
+    let lone = lone.validate().unwrap_err().to_string();
+    assert!(lone.starts_with("http2.websockets:"), "{lone}");
     let small = file("[http2]\nconnection_window_bytes = 1024\n").unwrap();
     assert!(small
         .validate()

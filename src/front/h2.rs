@@ -3,8 +3,9 @@
 //! by hyper's HTTP/2 server with edge-sized windows, stream count and send buffer
 //! (`config::Http2Config`), through the same router as HTTP/1.1, so REST and long-poll behave the
 //! same. Why: a browser's tabs then share one connection instead of competing for six HTTP/1.1
-//! connections per host, which long-polls exhaust. WebSockets are not offered over HTTP/2 (no
-//! extended CONNECT, RFC 8441, is advertised), so browsers keep an HTTP/1.1 connection for `wss:`.
+//! connections per host, which long-polls exhaust. WebSockets are offered over HTTP/2 only with
+//! `http2.websockets` (extended CONNECT, RFC 8441, advertised; [`super::h2_ws`]); without it
+//! browsers keep an HTTP/1.1 connection for `wss:`.
 //! The lean long-poll front is HTTP/1.1 only; HTTP/1.1 connections are served as before.
 //!
 //! hyper enforces `http2.max_concurrent_streams` inside its HTTP/2 layer with no hook, so this
@@ -78,6 +79,17 @@ impl hyper::body::Body for Counted {
     }
 }
 
+/// The stream stays open until its body is sent: the body keeps the guard till then.
+fn counted(resp: Response<Body>, guard: StreamGuard) -> Response<Body> {
+    resp.map(|body| {
+        Counted {
+            body,
+            _stream: guard,
+        }
+        .boxed()
+    })
+}
+
 /// Serves one HTTP/2 connection until the client closes it, a keep-alive ping goes unanswered, or
 /// shutdown (a GOAWAY, then in-flight streams finish).
 pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
@@ -90,6 +102,14 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
         let shared = svc_shared.clone();
         let guard = StreamGuard::open(&open_streams, max_streams, &shared.metrics);
         async move {
+            let mut req = req;
+            let mut upgrade = None;
+            if req.method() == http::Method::CONNECT {
+                if let Some(resp) = super::h2_ws::refuse(&req, &shared) {
+                    return Ok(counted(resp, guard));
+                }
+                upgrade = Some(hyper::upgrade::on(&mut req));
+            }
             // The gate is HTTP/1.1's hand-back to the lean front; an h2 stream has none to tell.
             let gate = Arc::new(Gate::default());
             let req = req.map(|b| {
@@ -99,19 +119,17 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
                     shared.metrics.clone(),
                 )
             });
-            // A WebSocket upgrade cannot be asked for over h2 (its headers are connection-specific
-            // and refused by the h2 layer), so nothing is ever put in this slot.
+            // Filled only by an accepted extended CONNECT (`http2.websockets`): HTTP/1.1's upgrade
+            // headers are connection-specific and refused by the h2 layer.
             let slot = super::hyper::UpgradeSlot::default();
-            let resp: Response<Body> = super::hyper::route(req, peer, shared, &slot).await;
-            // The stream stays open until its body is sent: the body keeps the guard till then.
-            let resp = resp.map(|body| {
-                Counted {
-                    body,
-                    _stream: guard,
-                }
-                .boxed()
-            });
-            Ok::<_, Infallible>(resp)
+            let resp: Response<Body> = super::hyper::route(req, peer, shared.clone(), &slot).await;
+            let accepted = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let (Some(accepted), Some(upgrade)) = (accepted, upgrade) {
+                // The WebSocket session keeps the stream counted while it lives.
+                super::h2_ws::start(upgrade, accepted, guard, shared);
+                return Ok(resp);
+            }
+            Ok::<_, Infallible>(counted(resp, guard))
         }
     });
     let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -123,6 +141,11 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
         .max_send_buf_size(h2.max_send_buffer_bytes)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(h2.keepalive_interval);
+    if h2.websockets {
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL: from here on browsers open `wss:` on this connection
+        // and do not fall back to HTTP/1.1 (hence its own flag).
+        builder.enable_connect_protocol();
+    }
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let done = tokio::select! {

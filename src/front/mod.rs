@@ -1,10 +1,11 @@
 //! The front door: the accept loop (one task per connection, bounded by a semaphore and a
 //! per-address cap), TLS handshakes, and the connection's life on the lean long-poll front
 //! ([`lean`]) and in hyper ([`hyper`]), which hand the connection to each other; a TLS connection
-//! that chose `h2` in ALPN is served by [`h2`] instead. Dependencies run
+//! that chose `h2` in ALPN is served by [`h2`] instead (WebSockets over it in `h2_ws`). Dependencies run
 //! one way: `front` → `transport` / `rest` → `state` and below.
 
 pub mod h2;
+mod h2_ws;
 pub mod head;
 pub mod hyper;
 pub mod io;

@@ -1,7 +1,8 @@
 //! `GET /connect`: the WebSocket upgrade. The request is parsed and authenticated before the
 //! upgrade, but a refusal is still answered *after* it, as an error frame and close 1000: an HTTP
 //! 401 on the upgrade would make the SDK retry forever and never refresh its token
-//! (stream-protocol.md 7.1).
+//! (stream-protocol.md 7.1). Over HTTP/2 (`http2.websockets`) the same session starts from an
+//! extended CONNECT (RFC 8441): only the handshake differs (no key, 200 instead of 101).
 
 use std::sync::Arc;
 
@@ -13,6 +14,28 @@ use super::dialect::{self, Dialect, Hints};
 use crate::error::EdgeError;
 use crate::http::{empty, json_error, Body, BoxIo, ReqBody};
 use crate::state::Shared;
+
+/// How the client asked for the WebSocket.
+enum Handshake {
+    /// HTTP/1.1 `GET` + `Upgrade: websocket`, answered 101 with this `Sec-WebSocket-Accept`.
+    Http1(String),
+    /// HTTP/2 extended CONNECT with `:protocol = websocket` (RFC 8441 section 4), answered 200;
+    /// the key and accept exchange does not exist there (section 5).
+    Http2,
+}
+
+fn handshake(req: &Request<ReqBody>) -> Option<Handshake> {
+    if req.method() != http::Method::CONNECT {
+        return is_upgrade(req).map(Handshake::Http1);
+    }
+    // hyper sets the extension only on HTTP/2 with extended CONNECT advertised
+    // (`http2.websockets`); `front::h2` refuses any other protocol before routing.
+    let protocol = req.extensions().get::<hyper::ext::Protocol>()?;
+    let version = req.headers().get(header::SEC_WEBSOCKET_VERSION);
+    (protocol.as_str().eq_ignore_ascii_case("websocket")
+        && version.map(|v| v.as_bytes()) == Some(b"13"))
+    .then_some(Handshake::Http2)
+}
 
 fn is_upgrade(req: &Request<ReqBody>) -> Option<String> {
     let has = |name: header::HeaderName, want: &str| {
@@ -68,14 +91,14 @@ pub enum Upgrade {
 
 /// Handles `/connect`.
 pub fn upgrade(req: Request<ReqBody>, peer: std::net::SocketAddr, shared: &Shared) -> Upgrade {
-    let Some(accept) = is_upgrade(&req) else {
+    let Some(handshake) = handshake(&req) else {
         shared
             .metrics
             .bad_input
             .with_label_values(&["ws", "not_upgrade"])
             .inc();
         return Upgrade::Refused(json_error(&EdgeError::BadInput(
-            "/connect expects a WebSocket upgrade (GET, Upgrade: websocket, version 13)".into(),
+            "/connect expects a WebSocket upgrade (GET with Upgrade: websocket, or an HTTP/2 extended CONNECT; version 13)".into(),
         )));
     };
     if !shared.config.ws.enabled {
@@ -97,11 +120,18 @@ pub fn upgrade(req: Request<ReqBody>, peer: std::net::SocketAddr, shared: &Share
         .ws_dialects
         .with_label_values(&[dialect.label()])
         .inc();
-    let mut resp = Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+    let mut resp = match handshake {
+        Handshake::Http1(accept) => Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept),
+        Handshake::Http2 => {
+            shared.metrics.ws_h2_sessions.inc();
+            // A successful CONNECT answer has no body (hyper resets the stream otherwise).
+            Response::builder().status(StatusCode::OK)
+        }
+    };
     if offers_wss(&req) {
         // Unreal asks for the `wss` subprotocol; a client that offers one may fail a handshake
         // that selects none. It is the only one ever selected (the frames are the same).

@@ -13,6 +13,7 @@ mod exhaustion;
 mod faults;
 mod grafana_replicas;
 mod h2;
+mod h2_ws;
 mod haproxy_cfg;
 mod holes;
 mod invisible;

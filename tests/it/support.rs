@@ -11,6 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use stream_edge::config::{Config, DEV_API_KEY, DEV_API_SECRET};
 use stream_edge::gateway::{self, Running};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -226,8 +227,11 @@ pub fn sign(secret: &str, user: &str, exp_in: Option<i64>) -> String {
     .unwrap()
 }
 
-/// Next text frame as JSON (skipping control frames), bounded by [`WAIT`].
-pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
+/// Next text frame as JSON (skipping control frames), bounded by [`WAIT`]. These helpers take a
+/// WebSocket over any stream: over TCP, or over an HTTP/2 stream (`h2_ws`).
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> serde_json::Value {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -243,7 +247,7 @@ pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
 }
 
 /// Waits for the close frame, returning its code (or 1006 for a drop without one).
-pub async fn close_code(ws: &mut Ws) -> u16 {
+pub async fn close_code<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> u16 {
     loop {
         match tokio::time::timeout(WAIT, ws.next())
             .await
@@ -257,7 +261,9 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
 }
 
 /// Next `message.new`, skipping other events.
-pub async fn next_message(ws: &mut Ws) -> serde_json::Value {
+pub async fn next_message<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> serde_json::Value {
     loop {
         let v = next_json(ws).await;
         if v["type"] == "message.new" {
@@ -267,7 +273,9 @@ pub async fn next_message(ws: &mut Ws) -> serde_json::Value {
 }
 
 /// Sends the SDK's ping and returns the reply.
-pub async fn ping(ws: &mut Ws) -> serde_json::Value {
+pub async fn ping<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> serde_json::Value {
     ws.send(Message::text(
         r#"[{"type":"health.check","client_id":"u--1"}]"#,
     ))

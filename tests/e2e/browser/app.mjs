@@ -1,6 +1,7 @@
 // Browser side of browser.test.mjs. Query parameters:
 //   baseURL    where the SDK sends REST, WebSocket and long-poll (another origin)
 //   apiKey, userId, token, channelId (an existing messaging channel with userId as member)
+//   warm       (optional) one credentialed request to baseURL before connecting (h2/websocket.test.mjs)
 // It exposes, for the test to read with page.evaluate / waitForFunction:
 //   window.__events    one summary per event the client dispatched
 //   window.__state     'connecting' | 'connected' | 'ready' | 'error'
@@ -54,6 +55,12 @@ try {
     wsHealthy: client.wsConnection?.isHealthy ?? false,
   });
 
+  if (params.get('warm')) {
+    // Chromium carries a WebSocket over HTTP/2 only on an open h2 connection of its credentialed
+    // pool; the SDK's REST calls are uncredentialed (withCredentials: false), so only a request
+    // like this one (or a page of the gateway's own origin) opens a connection the socket can share.
+    await fetch(new URL('/app', need('baseURL')), { mode: 'no-cors', credentials: 'include' }).catch(() => {});
+  }
   const userId = need('userId');
   const res = await client.connectUser({ id: userId, name: userId }, need('token'));
   window.__connect = { me_id: res?.me?.id, connection_id: res?.connection_id };
