@@ -26,10 +26,12 @@ fn ids() -> &'static Ids {
 
 fuzz_target!(|data: &[u8]| {
     let id = String::from_utf8_lossy(data);
-    // Random input cannot carry a valid 64-bit MAC of the secret.
-    assert_eq!(
-        ids().owner(&id),
-        Owner::Invalid,
-        "accepted a forged id: {id:?}"
-    );
+    // Random input cannot carry a valid 64-bit MAC of the secret, whichever app it names.
+    for app in [None, Some("k"), Some("other")] {
+        assert_eq!(
+            ids().owner(&id, app),
+            Owner::Invalid,
+            "accepted a forged id: {id:?}"
+        );
+    }
 });
