@@ -181,13 +181,12 @@ impl Forwarder {
                 tracing::debug!(owner = %owner, error = %e, "session owner unreachable");
                 Err(EdgeError::ConnectionNotFound)
             }
-            Ok(Err(e)) if client_side(&e).is_some() => {
-                // The client's body broke or ran over the limit while it streamed: its error.
-                self.count("error");
-                Err(client_side(&e).unwrap_or_else(|| EdgeError::BadInput("bad body".into())))
-            }
             Ok(Err(e)) => {
                 self.count("error");
+                // The client's body broke or ran over the limit while it streamed: its error.
+                if let Some(client) = client_side(&e) {
+                    return Err(client);
+                }
                 tracing::warn!(owner = %owner, error = %e, "forwarding to the session owner failed");
                 Err(EdgeError::UpstreamUnavailable(
                     "the replica that holds this session did not answer".into(),
@@ -202,21 +201,14 @@ impl Forwarder {
     }
 }
 
-/// The client's part in a failed forward: its body over `max_body` or broken.
+/// The client's part in a failed forward: its body broken, or over `max_body`.
 fn client_side(e: &(dyn std::error::Error + 'static)) -> Option<EdgeError> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<LengthLimitError>() {
-            return Some(EdgeError::PayloadTooLarge(
-                "body over the limits.max_body_bytes limit".into(),
-            ));
-        }
-        if let Some(c) = crate::http::body::ClientBodyError::find(err) {
-            return Some(c.into());
-        }
-        cur = err.source();
+    if let Some(c) = crate::http::body::ClientBodyError::find(e) {
+        return Some(c.into());
     }
-    None
+    std::iter::successors(Some(e), |err| err.source())
+        .any(|err| err.is::<LengthLimitError>())
+        .then(|| EdgeError::PayloadTooLarge("body over the limits.max_body_bytes limit".into()))
 }
 
 /// The client's address, put on a request by the front for [`Forwarder::forward`].

@@ -168,7 +168,8 @@ pub(super) async fn route(
             }
         }
     }
-    let cluster = shared.cluster.clone();
+    // Kept for the answer only when the call names a session.
+    let cluster = names.as_ref().and(shared.cluster.clone());
     let mut resp = if is_preflight {
         cors::preflight(&req)
     } else if path == "/connect" {

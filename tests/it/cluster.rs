@@ -10,6 +10,7 @@ use hyper::Method;
 use serde_json::Value;
 use stream_edge::config::DEV_API_KEY;
 
+use crate::longpoll::lp_poll;
 use crate::support::*;
 
 async fn replica(upstream: std::net::SocketAddr, converge: Duration) -> TestGateway {
@@ -23,34 +24,9 @@ async fn replica(upstream: std::net::SocketAddr, converge: Duration) -> TestGate
 
 const LATER: Duration = Duration::from_secs(3600);
 
+/// A long-poll connect; its session's id.
 async fn lp_connect(gw: &TestGateway, user: &str) -> String {
-    let tok = gw.token(user, None);
-    let (status, body) = http(
-        Method::GET,
-        &format!("{}{}", gw.base, crate::longpoll::connect_path(user)),
-        None,
-        &[("authorization", &tok), ("stream-auth-type", "jwt")],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["event"]["connection_id"].as_str().unwrap().to_string()
-}
-
-async fn lp_poll(gw: &TestGateway, user: &str, conn: &str) -> (u16, Value) {
-    let tok = gw.token(user, None);
-    let url = format!(
-        "{}/longpoll?user_id={user}&connection_id={conn}&api_key={DEV_API_KEY}",
-        gw.base
-    );
-    let (status, body) = http(
-        Method::GET,
-        &url,
-        None,
-        &[("authorization", &tok), ("stream-auth-type", "jwt")],
-    )
-    .await;
-    (status.as_u16(), serde_json::from_str(&body).unwrap())
+    crate::longpoll::lp_connect(gw, user).await.0
 }
 
 fn has_text(poll: &Value, text: &str) -> bool {

@@ -26,7 +26,7 @@ pub fn connect_path(user: &str) -> String {
     format!("/longpoll?{q}")
 }
 
-async fn lp_connect(gw: &TestGateway, user: &str) -> (String, Value) {
+pub(crate) async fn lp_connect(gw: &TestGateway, user: &str) -> (String, Value) {
     let tok = gw.token(user, None);
     let (status, body) = http(
         Method::GET,
@@ -41,7 +41,7 @@ async fn lp_connect(gw: &TestGateway, user: &str) -> (String, Value) {
     (id, v)
 }
 
-async fn lp_poll(gw: &TestGateway, user: &str, conn: &str) -> (u16, Value) {
+pub(crate) async fn lp_poll(gw: &TestGateway, user: &str, conn: &str) -> (u16, Value) {
     let tok = gw.token(user, None);
     let url = format!(
         "{}/longpoll?user_id={user}&connection_id={conn}&api_key={DEV_API_KEY}",
