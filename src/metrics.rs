@@ -175,6 +175,8 @@ pub struct Metrics {
     pub rest_requests: IntCounterVec,
     pub rest_seconds: HistogramVec,
     pub bytes: IntCounterVec,
+    /// `bytes{direction="out",transport="ws"}`, taken once: the per-delivery path adds to it.
+    pub ws_bytes_out: IntCounter,
     pub limit_hits: IntCounterVec,
     pub longpoll_held: IntGauge,
     pub longpoll_polls: IntCounterVec,
@@ -265,6 +267,13 @@ impl Metrics {
             );
             let _ = r.register(Box::new(pc));
         }
+        let bytes = counter(
+            &r,
+            "stream_edge_bytes_total",
+            "Payload bytes to and from clients, by direction and transport.",
+            &["direction", "transport"],
+        );
+        let ws_bytes_out = bytes.with_label_values(&["out", "ws"]);
         let m = Metrics {
             sessions_open: gauge(&r, "stream_edge_sessions_open", "Client sessions open now.", &["transport"]),
             sessions_opened: counter(&r, "stream_edge_sessions_opened_total", "Client sessions that completed the handshake.", &["transport"]),
@@ -293,7 +302,8 @@ impl Metrics {
             watch_held: counter(&r, "stream_edge_watch_held_events_total", "Events held for a session while its watching call was in flight, by outcome (held, delivered, notified, discarded, dropped).", &["outcome"]),
             rest_requests: counter(&r, "stream_edge_rest_requests_total", "Proxied REST requests, by route template, method and status class.", &["route", "method", "status"]),
             rest_seconds: histogram(&r, "stream_edge_rest_request_duration_seconds", "Proxied REST request latency, by route template.", &["route"], latency_buckets()),
-            bytes: counter(&r, "stream_edge_bytes_total", "Payload bytes to and from clients, by direction and transport.", &["direction", "transport"]),
+            bytes,
+            ws_bytes_out,
             limit_hits: counter(&r, "stream_edge_limit_hits_total", "Times a configured bound was hit, by limit.", &["limit"]),
             longpoll_held: register(&r, IntGauge::new("stream_edge_longpoll_held_requests", "Long-poll requests held open now.")),
             longpoll_polls: counter(&r, "stream_edge_longpoll_polls_total", "Long-poll requests answered, by outcome.", &["outcome"]),

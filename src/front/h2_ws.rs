@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::error::EdgeError;
 use crate::http::{json_error, normalize, Body};
 use crate::state::Shared;
-use crate::transport::ws::Accepted;
+use crate::transport::ws::{Accepted, Wire};
 
 /// The answer to a CONNECT that is not a WebSocket on `/connect`; `None` for one that is.
 pub(super) fn refuse<B>(req: &Request<B>, shared: &Shared) -> Option<Response<Body>> {
@@ -62,7 +62,7 @@ pub(super) fn start<K: Send + Unpin + 'static>(
                     io: TokioIo::new(upgraded),
                     _keep: keep,
                 };
-                accepted.start(Box::new(io), shared);
+                accepted.start(Wire::Boxed(Box::new(io)), shared);
             }
             // The client reset the stream before the answer went out.
             Err(e) => tracing::debug!(error = %e, "h2 WebSocket upgrade failed"),

@@ -15,13 +15,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 
-use super::io::{Prefixed, Switch};
+use super::io::{Prefixed, Switch, WriteBound};
 use crate::error::EdgeError;
 use crate::http::body::{Gate, Gated};
-use crate::http::{cors, json_error, normalize, Body, BoxIo, Io, ReqBody};
+use crate::http::{cors, json_error, normalize, Body, Io, ReqBody};
 use crate::metrics::Limit;
 use crate::state::Shared;
-use crate::transport::ws::{self, Accepted, Upgrade};
+use crate::transport::ws::{self, Accepted, Upgrade, Wire};
 
 /// A WebSocket upgrade the router accepted, kept until hyper hands over the connection (hyper
 /// answers the 101 from inside its service; the stream comes back only when it is done).
@@ -112,8 +112,7 @@ pub(super) async fn serve_hyper<S: Io>(
         } else {
             read.freeze()
         };
-        let io: BoxIo = Box::new(Prefixed::new(read, stream));
-        accepted.start(io, shared);
+        accepted.start(wire(stream, read), shared);
         return None;
     }
     match captured {
@@ -122,6 +121,27 @@ pub(super) async fn serve_hyper<S: Io>(
             let _ = stream.shutdown().await;
             None
         }
+    }
+}
+
+/// The upgraded connection as a WebSocket session's socket: a plain TCP stream with nothing read
+/// past the upgrade is taken out of its wrappers, so the hub can write events to it directly
+/// ([`Wire::Tcp`]); anything else (TLS, bytes already read) stays a boxed stream.
+fn wire<S: Io>(stream: S, read: Bytes) -> Wire {
+    let mut slot = Some(stream);
+    if read.is_empty() {
+        let any: &mut dyn std::any::Any = &mut slot;
+        if let Some(tcp) = any
+            .downcast_mut::<Option<WriteBound<tokio::net::TcpStream>>>()
+            .and_then(Option::take)
+        {
+            return Wire::tcp(tcp.into_inner());
+        }
+    }
+    match slot {
+        Some(s) => Wire::Boxed(Box::new(Prefixed::new(read, s))),
+        // Not reached: the slot is emptied only on the return above.
+        None => Wire::Boxed(Box::new(tokio::io::empty())),
     }
 }
 

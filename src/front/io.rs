@@ -47,6 +47,11 @@ impl<S> WriteBound<S> {
         }
     }
 
+    /// The stream itself, for a writer that bounds its own waits (a WebSocket on plain TCP).
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+
     fn bound<T>(
         &mut self,
         cx: &mut Context<'_>,

@@ -6,9 +6,18 @@
 //! even when idle (the channel's first 32-slot block and its cache-padded state, plus a token tree
 //! node), measured with heaptrack on 15,000 idle sessions. This is one allocation of about 150
 //! bytes; its queue allocates only while events wait and is given back once drained.
+//!
+//! A session on a plain TCP socket also gives its mailbox a [`Direct`] writer: an event pushed
+//! while nothing waits before it is written to the socket right there, from the hub's routing
+//! step, without waking the session's task (issue 20: the wake-up, the queue and the task's poll
+//! were about half of the CPU per delivery). Whatever the socket does not take at once (the rest
+//! of a frame, later events) waits here, in order, and the session's task flushes it when the
+//! socket is writable again. The session's own frames (health checks, pongs, the close) go
+//! through the same lock, so frames never interleave.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use tokio::sync::Notify;
@@ -41,11 +50,43 @@ pub enum Pushed {
     Full,
     /// The session is closing; the event is not needed.
     Closed,
+    /// Written to the socket at once (in whole, or its rest kept for the session to flush).
+    Written,
+}
+
+/// A socket a mailbox may write frames to without waiting (non-blocking writes only).
+pub trait Direct: Send + Sync {
+    /// Writes as much as the socket takes now of the frame that carries `event`: the bytes
+    /// written (`WouldBlock` when none).
+    fn try_write_event(&self, event: &[u8]) -> io::Result<usize>;
+    /// The frame that carries `event`, from byte `from` on.
+    fn rest_of_event(&self, event: &[u8], from: usize) -> Vec<u8>;
+    /// The frame's length for an event of `len` bytes.
+    fn framed_len(&self, len: usize) -> usize;
+    /// Writes as much of `bytes` as the socket takes now.
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+/// What a flush left.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing waits to be written.
+    Done,
+    /// The socket is full: wait until it is writable, then flush again.
+    Blocked,
+    /// The write failed; the session is over.
+    Failed,
 }
 
 struct State {
     queue: VecDeque<Delivery>,
     closed: Option<SessionEnd>,
+    /// With a direct writer: bytes of frames the socket took in part, written before anything else.
+    tail: Vec<u8>,
+    direct: Option<Arc<dyn Direct>>,
+    /// When the latest event taken or written had arrived from upstream (the session's
+    /// `health.check` clock counts events as traffic).
+    last_event: Option<Instant>,
 }
 
 /// One session's inbox.
@@ -65,6 +106,9 @@ impl Mailbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 closed: None,
+                tail: Vec::new(),
+                direct: None,
+                last_event: None,
             }),
             notify: Notify::new(),
             capacity: capacity.max(1),
@@ -81,6 +125,29 @@ impl Mailbox {
         let mut st = self.lock();
         if st.closed.is_some() {
             return Pushed::Closed;
+        }
+        if st.queue.is_empty() && st.tail.is_empty() {
+            if let Some(direct) = st.direct.clone() {
+                let frame = d.frame.as_bytes();
+                match direct.try_write_event(frame) {
+                    Ok(n) => {
+                        st.last_event = Some(d.received);
+                        if n < direct.framed_len(frame.len()) {
+                            st.tail = direct.rest_of_event(frame, n);
+                            drop(st);
+                            self.notify.notify_waiters();
+                        }
+                        return Pushed::Written;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        st.closed = Some(SessionEnd::WriteError);
+                        drop(st);
+                        self.notify.notify_waiters();
+                        return Pushed::Closed;
+                    }
+                }
+            }
         }
         if st.queue.len() >= self.capacity {
             return Pushed::Full;
@@ -128,6 +195,104 @@ impl Mailbox {
         }
     }
 
+    /// Makes `direct` this mailbox's writer, with `first` written before anything else (the
+    /// session's opening frame: events already queued follow it). Later pushes write to it when
+    /// nothing waits.
+    pub fn set_direct(&self, direct: Arc<dyn Direct>, first: &[u8]) {
+        let mut st = self.lock();
+        st.direct = Some(direct);
+        st.tail.splice(0..0, first.iter().copied());
+    }
+
+    /// Forgets the direct writer (the session is over: its socket must close now, not when the
+    /// hub lets go of the mailbox).
+    pub fn clear_direct(&self) {
+        let mut st = self.lock();
+        st.direct = None;
+        st.tail = Vec::new();
+    }
+
+    /// Waits until there is something to write (queued events, or a frame's rest with a direct
+    /// writer), or the close reason (which wins).
+    pub async fn ready(&self) -> Result<(), SessionEnd> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = self.lock();
+                if let Some(end) = st.closed {
+                    return Err(end);
+                }
+                if !st.queue.is_empty() || !st.tail.is_empty() {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// With a direct writer: writes what waits (a frame's rest, then queued events in order)
+    /// until the socket is full; `sent` sees each event written.
+    pub fn flush(&self, mut sent: impl FnMut(&Delivery)) -> Flushed {
+        let mut st = self.lock();
+        let Some(direct) = st.direct.clone() else {
+            return Flushed::Done;
+        };
+        loop {
+            if !st.tail.is_empty() {
+                match direct.try_write(&st.tail) {
+                    Ok(n) if n >= st.tail.len() => st.tail = Vec::new(),
+                    Ok(n) => {
+                        st.tail.drain(..n);
+                        return Flushed::Blocked;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                    Err(_) => return Flushed::Failed,
+                }
+            }
+            if st.closed.is_some() {
+                // Queued events are not needed any more; only the close frame follows.
+                return Flushed::Done;
+            }
+            let Some(d) = pop(&mut st) else {
+                return Flushed::Done;
+            };
+            let frame = d.frame.as_bytes();
+            match direct.try_write_event(frame) {
+                Ok(n) => {
+                    if n < direct.framed_len(frame.len()) {
+                        st.tail = direct.rest_of_event(frame, n);
+                    }
+                    sent(&d);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    st.queue.push_front(d);
+                    return Flushed::Blocked;
+                }
+                Err(_) => return Flushed::Failed,
+            }
+        }
+    }
+
+    /// With a direct writer: queues the session's own frame after what waits, and writes what it
+    /// can now (see [`Mailbox::flush`]).
+    pub fn send_own(&self, frame: &[u8], sent: impl FnMut(&Delivery)) -> Flushed {
+        {
+            let mut st = self.lock();
+            if st.direct.is_none() {
+                return Flushed::Failed;
+            }
+            st.tail.extend_from_slice(frame);
+        }
+        self.flush(sent)
+    }
+
+    /// When the latest event written or taken had arrived from upstream.
+    pub fn last_event(&self) -> Option<Instant> {
+        self.lock().last_event
+    }
+
     /// The next queued event, if any, without waiting.
     pub fn try_next(&self) -> Option<Delivery> {
         let mut st = self.lock();
@@ -140,6 +305,9 @@ impl Mailbox {
 
 fn pop(st: &mut State) -> Option<Delivery> {
     let d = st.queue.pop_front();
+    if let Some(d) = &d {
+        st.last_event = Some(d.received);
+    }
     if st.queue.is_empty() && st.queue.capacity() > KEEP_SLOTS {
         st.queue = VecDeque::new();
     }

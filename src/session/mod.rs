@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use end::SessionEnd;
 pub use hub::{Bounds, Hub, Ready, Status};
-pub use mailbox::{Delivery, Mailbox, Next};
+pub use mailbox::{Delivery, Direct, Flushed, Mailbox, Next};
 pub use subscribe::{WatchCall, Watched};
 pub use upstream_task::DISCONNECT_REASONS;
 pub use watch::SessionId;

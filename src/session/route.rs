@@ -278,6 +278,17 @@ impl Hub {
             frame: frame.clone(),
             received,
         }) {
+            Pushed::Written => {
+                // Written from here (a direct writer): what the session's task would have counted.
+                self.metrics
+                    .event_delivery_seconds
+                    .observe(received.elapsed().as_secs_f64());
+                self.metrics.ws_bytes_out.inc_by(frame.len() as u64);
+                self.metrics
+                    .events_delivered
+                    .with_label_values(&[entry.transport.label(), kind])
+                    .inc()
+            }
             Pushed::Queued => self
                 .metrics
                 .events_delivered

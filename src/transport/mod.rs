@@ -10,4 +10,6 @@ pub mod frames;
 pub mod longpoll;
 pub mod ws;
 
+mod wire;
 mod ws_session;
+pub mod wsframe;

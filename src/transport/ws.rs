@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::connect::{self, admit_ip, Prepared};
 use super::dialect::{self, Dialect, Hints};
+pub use super::wire::Wire;
 use crate::error::EdgeError;
-use crate::http::{empty, json_error, Body, BoxIo, ReqBody};
+use crate::http::{empty, json_error, Body, ReqBody};
 use crate::state::Shared;
 
 /// How the client asked for the WebSocket.
@@ -68,9 +69,9 @@ pub struct Accepted {
 
 impl Accepted {
     /// Starts the session task on the upgraded stream.
-    pub fn start(self, io: BoxIo, shared: Arc<Shared>) {
+    pub fn start(self, wire: Wire, shared: Arc<Shared>) {
         let pending = Box::new(super::ws_session::Pending {
-            io,
+            wire,
             prepared: self.prepared,
             dialect: self.dialect,
         });

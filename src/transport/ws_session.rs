@@ -8,45 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
-
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
 use super::connect::Prepared;
 use super::dialect::Dialect;
 use super::frames;
+use super::wire::{Wire, WireError};
+use super::wsframe::{self, FrameError, Inbound, Msg};
 use crate::error::{close, EdgeError};
-use crate::http::BoxIo;
-use crate::session::{Attachment, Next, SessionEnd, Transport};
+use crate::metrics::Limit;
+use crate::session::{Attachment, Delivery, Mailbox, SessionEnd, Transport};
 use crate::state::Shared;
-
-type Socket = WebSocketStream<BoxIo>;
-
-/// Socket limits from config: small read buffer, bounded message, frame and write buffer.
-pub fn socket_config(shared: &Shared) -> WebSocketConfig {
-    let ws = &shared.config.ws;
-    WebSocketConfig::default()
-        .read_buffer_size(ws.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_write_buffer_size(ws.max_write_buffer_bytes)
-        .max_message_size(Some(ws.max_message_bytes))
-        .max_frame_size(Some(ws.max_frame_bytes))
-}
 
 /// How long the closing frames (Unreal's error frame, the close) may take to write: a client
 /// that does not read them is not waited for.
 const CLOSE_BUDGET: Duration = Duration::from_secs(1);
 
-/// Events written per flush, so a burst is batched into few syscalls without starving reads.
+/// Events written per wake-up of a session on a boxed stream, so a burst is batched into few
+/// flushes without starving reads.
 const WRITE_BATCH: usize = 64;
 
 /// What a session task starts from: the upgraded stream and the authenticated connect.
 pub(super) struct Pending {
-    pub(super) io: BoxIo,
+    pub(super) wire: Wire,
     pub(super) prepared: Result<Prepared, EdgeError>,
     pub(super) dialect: Dialect,
 }
@@ -63,14 +45,17 @@ struct Owner {
 /// session's lifetime.
 pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
     let dialect = pending.dialect;
-    let Some((mut ws, att, owner)) = Box::pin(open(pending, &shared)).await else {
+    let Some((mut wire, att, owner)) = Box::pin(open(pending, &shared)).await else {
         return;
     };
     let m = &shared.metrics;
     m.sessions_opened.with_label_values(&["ws"]).inc();
     m.sessions_open.with_label_values(&["ws"]).inc();
     let started = Instant::now();
-    let end = serve(&mut ws, att, owner.exp, dialect, &shared).await;
+    let mailbox = att.mailbox.clone();
+    let (end, echo) = serve(&mut wire, att, owner.exp, dialect, &shared).await;
+    // Queued events stop here: only the closing frames follow what was written.
+    mailbox.close(end);
     let reason = end.label();
     m.sessions_open.with_label_values(&["ws"]).dec();
     m.sessions_closed.with_label_values(&["ws", reason]).inc();
@@ -88,32 +73,42 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
         if dialect.error_before_close() {
             // Unreal reconnects on an untyped error frame (refreshing its token on code 40) but
             // not on a clean close. Bounded like the close: a slow consumer may not read it.
-            let frame = Message::text(end_error(end));
-            let _ = tokio::time::timeout(CLOSE_BUDGET, ws.send(frame)).await;
+            let frame = wsframe::text(end_error(end).as_bytes());
+            let _ = tokio::time::timeout(
+                CLOSE_BUDGET,
+                wire.send(&mailbox, &frame, CLOSE_BUDGET, |_| {}),
+            )
+            .await;
         }
-        Box::pin(close_socket(&mut ws, code, end.text())).await;
+        wire.close(&mailbox, &wsframe::close(code, end.text()), CLOSE_BUDGET)
+            .await;
+    } else if let Some(echo) = echo {
+        // The client closed: its close is answered with its own code (RFC 6455 5.5.1).
+        wire.close(&mailbox, &echo, CLOSE_BUDGET).await;
     }
+    mailbox.clear_direct();
 }
 
-/// Completes the upgrade, attaches the session to its hub and sends the `health.check` that
-/// opens it; refusals are answered here.
-async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, Attachment, Owner)> {
+/// Attaches the session to its hub and sends the `health.check` that opens it; refusals are
+/// answered here.
+async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Wire, Attachment, Owner)> {
     let Pending {
-        io,
+        mut wire,
         prepared,
         dialect,
     } = *pending;
-    let config = socket_config(shared);
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (prepared, att) = match super::connect::open(prepared, Transport::Ws, shared).await {
         Ok(opened) => opened,
         Err(e) => {
-            reject(ws, &e, dialect).await;
+            reject(wire, &e, dialect).await;
             return None;
         }
     };
-    let first = frames::connected(&att.id, &att.me());
-    if ws.send(Message::text(first)).await.is_err() {
+    let first = wsframe::text(frames::connected(&att.id, &att.me()).as_bytes());
+    let budget = shared.config.limits.send_timeout;
+    if let Err(e) = wire.open(&att.mailbox, &first, budget).await {
+        send_failed(shared, &e);
+        att.mailbox.clear_direct();
         return None;
     }
     let owner = Owner {
@@ -121,30 +116,34 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Socket, At
         user: prepared.identity.user_id,
         exp: prepared.identity.exp,
     };
-    Some((ws, att, owner))
+    Some((wire, att, owner))
 }
 
 /// Refuses a connect: retryable failures close with a reconnect code and no error frame (the SDK
 /// would treat an error frame as final), except for Unreal, which reconnects only on an error
 /// frame; everything else gets the error frame in the client's dialect and close 1000.
-async fn reject(mut ws: Socket, err: &EdgeError, dialect: Dialect) {
+async fn reject(mut wire: Wire, err: &EdgeError, dialect: Dialect) {
     let class = err.class();
     tracing::debug!(reason = class.label, error = %err, dialect = dialect.label(), "ws connect refused");
-    if err.is_retryable() {
-        if dialect.error_before_close() {
-            let frame = Message::text(frames::error(err));
-            let _ = tokio::time::timeout(CLOSE_BUDGET, ws.send(frame)).await;
-        }
-        close_socket(&mut ws, class.close, class.label).await;
-        return;
-    }
-    if ws
-        .send(Message::text(frames::error_in(dialect, "", err)))
+    // A mailbox of its own, unattached: the socket's writes go through one, whatever the stream.
+    let mailbox = Mailbox::new(1);
+    let (first, code) = if err.is_retryable() {
+        let first = dialect.error_before_close().then(|| frames::error(err));
+        (first, class.close)
+    } else {
+        (Some(frames::error_in(dialect, "", err)), close::REJECTED)
+    };
+    let first = first
+        .map(|f| wsframe::text(f.as_bytes()))
+        .unwrap_or_default();
+    if tokio::time::timeout(CLOSE_BUDGET, wire.open(&mailbox, &first, CLOSE_BUDGET))
         .await
-        .is_ok()
+        .is_ok_and(|r| r.is_ok())
     {
-        close_socket(&mut ws, close::REJECTED, class.label).await;
+        wire.close(&mailbox, &wsframe::close(code, class.label), CLOSE_BUDGET)
+            .await;
     }
+    mailbox.clear_direct();
 }
 
 /// The untyped error frame that makes Unreal reconnect at once when a live session ends: code 40
@@ -158,136 +157,195 @@ fn end_error(end: SessionEnd) -> String {
     serde_json::json!({ "error": crate::error::api_error(code, status, end.text()) }).to_string()
 }
 
-async fn close_socket(ws: &mut Socket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.to_string().into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_BUDGET, ws.close(Some(frame))).await;
+fn send_failed(shared: &Shared, e: &WireError) {
+    if matches!(e, WireError::SendTimeout) {
+        shared.metrics.limit_hit(Limit::SendTimeout);
+    }
 }
 
-/// The live loop, until the session ends.
+/// A session's clocks, kept as deadlines and checked when its one timer fires (a timer reset on
+/// every write would cost a timer-wheel update per delivery).
+struct Clocks {
+    /// When a `health.check` was last written.
+    health: Instant,
+    /// When the client's bytes last arrived.
+    heard: Instant,
+    /// When the session's token expires.
+    expiry: Option<Instant>,
+}
+
+/// The live loop, until the session ends; with the client's close frame to echo, when it sent
+/// one.
 async fn serve(
-    ws: &mut Socket,
+    wire: &mut Wire,
     mut att: Attachment,
     exp: Option<u64>,
     dialect: Dialect,
     shared: &Shared,
-) -> SessionEnd {
+) -> (SessionEnd, Option<Vec<u8>>) {
     let m = &shared.metrics;
     let cfg = &shared.config.ws;
-    let health = tokio::time::sleep(cfg.health_interval);
-    let idle = tokio::time::sleep(cfg.client_idle_timeout);
-    let expiry = tokio::time::sleep(until_exp(exp, shared.config.auth.leeway));
-    tokio::pin!(health, idle, expiry);
+    let budget = shared.config.limits.send_timeout;
+    let now = Instant::now();
+    let mut clocks = Clocks {
+        health: now,
+        heard: now,
+        expiry: exp.map(|e| now + until_exp(Some(e), shared.config.auth.leeway)),
+    };
+    // The last event written (by this task or by the hub directly), which feeds most SDKs'
+    // watchdogs; Unity's counts only health checks.
+    let mut last_event = now;
+    let due = |c: &Clocks, last_event: Instant| {
+        let quiet = if dialect.steady_health() {
+            c.health
+        } else {
+            c.health.max(last_event)
+        };
+        let mut at = (quiet + cfg.health_interval).min(c.heard + cfg.client_idle_timeout);
+        if let Some(e) = c.expiry {
+            at = at.min(e);
+        }
+        at
+    };
+    let timer = tokio::time::sleep_until(due(&clocks, last_event));
+    tokio::pin!(timer);
     let delivery = &m.event_delivery_seconds;
-    // Label lookups hash and lock; take the per-delivery counter handles once per session.
-    let bytes_out = m.bytes.with_label_values(&["out", "ws"]);
-    let bytes_in = m.bytes.with_label_values(&["in", "ws"]);
+    let bytes_out = &m.ws_bytes_out;
+    let mut sent = |d: &Delivery| {
+        bytes_out.inc_by(d.frame.len() as u64);
+        delivery.observe(d.received.elapsed().as_secs_f64());
+    };
+    let mut inbound = Inbound::new(cfg.max_frame_bytes, cfg.max_message_bytes);
+    let mut msgs = Vec::new();
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return SessionEnd::Draining,
-            _ = &mut expiry, if exp.is_some() => {
-                att.end_for_token(SessionEnd::TokenExpired);
-                return SessionEnd::TokenExpired;
+            _ = shared.shutdown.cancelled() => return (SessionEnd::Draining, None),
+            _ = &mut timer => {
+                let now = Instant::now();
+                if clocks.expiry.is_some_and(|e| e <= now) {
+                    att.end_for_token(SessionEnd::TokenExpired);
+                    return (SessionEnd::TokenExpired, None);
+                }
+                if clocks.heard + cfg.client_idle_timeout <= now {
+                    return (SessionEnd::ClientIdle, None);
+                }
+                if let Some(t) = att.mailbox.last_event() {
+                    last_event = last_event.max(t);
+                }
+                if due(&clocks, last_event) <= now {
+                    let frame = wsframe::text(frames::health_check(&att.id).as_bytes());
+                    if let Err(e) = wire.send(&att.mailbox, &frame, budget, &mut sent).await {
+                        send_failed(shared, &e);
+                        return (SessionEnd::WriteError, None);
+                    }
+                    clocks.health = Instant::now();
+                }
+                timer.as_mut().reset(due(&clocks, last_event));
             }
-            _ = &mut idle => return SessionEnd::ClientIdle,
-            next = att.mailbox.next() => {
-                let first = match next {
-                    Next::Event(d) => d,
-                    Next::Closed(end) => {
-                        if end.is_token() {
-                            // Revoked: ends as an expired token does.
-                            att.end_for_token(end);
-                        }
-                        return end;
+            ready = att.mailbox.ready() => {
+                if let Err(end) = ready {
+                    if end.is_token() {
+                        // Revoked: ends as an expired token does.
+                        att.end_for_token(end);
                     }
-                };
-                let mut batch = Some(first);
-                let mut n = 0;
-                while let Some(d) = batch.take() {
-                    bytes_out.inc_by(d.frame.len() as u64);
-                    if ws.feed(Message::Text(d.frame)).await.is_err() {
-                        return SessionEnd::WriteError;
-                    }
-                    delivery.observe(d.received.elapsed().as_secs_f64());
-                    n += 1;
-                    if n < WRITE_BATCH {
-                        batch = att.mailbox.try_next();
-                    }
+                    return (end, None);
                 }
-                if ws.flush().await.is_err() {
-                    return SessionEnd::WriteError;
-                }
-                // Events feed most SDKs' watchdogs; Unity's counts only health checks, so its
-                // clock keeps running however busy the session is.
-                if !dialect.steady_health() {
-                    health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+                if let Err(e) = wire.deliver(&att.mailbox, budget, &mut sent, WRITE_BATCH).await {
+                    send_failed(shared, &e);
+                    return (SessionEnd::WriteError, None);
                 }
             }
-            _ = &mut health => {
-                if ws.send(Message::text(frames::health_check(&att.id))).await.is_err() {
-                    return SessionEnd::WriteError;
-                }
-                health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
-            }
-            msg = ws.next() => {
-                idle.as_mut().reset(tokio::time::Instant::now() + cfg.client_idle_timeout);
-                match msg {
-                    None | Some(Ok(Message::Close(_))) => return SessionEnd::ClientClosed,
-                    Some(Err(WsError::Capacity(_))) => {
+            read = wire.read(&mut inbound, &mut msgs) => {
+                clocks.heard = Instant::now();
+                match read {
+                    Ok(true) => {}
+                    Ok(false) => return (SessionEnd::ClientClosed, None),
+                    Err(WireError::Frame(FrameError::TooLarge)) => {
                         m.bad_input.with_label_values(&["ws", "frame_too_large"]).inc();
-                        return SessionEnd::FrameTooLarge;
+                        return (SessionEnd::FrameTooLarge, None);
                     }
-                    Some(Err(WsError::Protocol(_))) => {
+                    Err(WireError::Frame(FrameError::Protocol(_))) => {
                         m.bad_input.with_label_values(&["ws", "protocol_violation"]).inc();
-                        return SessionEnd::ProtocolViolation;
+                        return (SessionEnd::ProtocolViolation, None);
                     }
-                    Some(Err(_)) => return SessionEnd::ReadError,
-                    Some(Ok(Message::Text(t))) => {
-                        bytes_in.inc_by(t.len() as u64);
-                        if t.is_empty() {
-                            // Unreal's keep-alive (every 20 s): it needs no answer, and an error
-                            // frame would make it reconnect.
-                            continue;
-                        }
-                        let reply = match frames::is_ping(t.as_str()) {
-                            Ok(true) => frames::health_check(&att.id),
-                            Ok(false) => {
-                                // Clients send nothing but pings (stream-protocol.md 5.2); ignore
-                                // other JSON, but count it.
-                                m.bad_input.with_label_values(&["ws", "unexpected_event"]).inc();
-                                continue;
+                    Err(_) => return (SessionEnd::ReadError, None),
+                }
+                for msg in std::mem::take(&mut msgs) {
+                    let reply = match answer(msg, &att, m) {
+                        Answer::Nothing => continue,
+                        Answer::Closed(echo) => return (SessionEnd::ClientClosed, Some(echo)),
+                        Answer::Frames(f, health) => {
+                            if health {
+                                clocks.health = Instant::now();
                             }
-                            Err(_) => {
-                                m.bad_input.with_label_values(&["ws", "not_json"]).inc();
-                                frames::error(&EdgeError::BadInput("frames must be JSON".into()))
-                            }
-                        };
-                        if ws.send(Message::text(reply)).await.is_err() {
-                            return SessionEnd::WriteError;
+                            f
                         }
-                        health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
+                    };
+                    if let Err(e) = wire.send(&att.mailbox, &reply, budget, &mut sent).await {
+                        send_failed(shared, &e);
+                        return (SessionEnd::WriteError, None);
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        m.bad_input.with_label_values(&["ws", "binary_frame"]).inc();
-                        let err = EdgeError::BadInput("binary frames are not supported".into());
-                        if ws.send(Message::text(frames::error(&err))).await.is_err() {
-                            return SessionEnd::WriteError;
-                        }
-                    }
-                    Some(Ok(Message::Ping(_))) => {
-                        // Swift pings with RFC 6455 pings and counts only a `health.check` as
-                        // the answer (tungstenite queues the pong, flushed with this write).
-                        if ws.send(Message::text(frames::health_check(&att.id))).await.is_err() {
-                            return SessionEnd::WriteError;
-                        }
-                        health.as_mut().reset(tokio::time::Instant::now() + cfg.health_interval);
-                    }
-                    Some(Ok(_)) => {}
                 }
             }
         }
+    }
+}
+
+/// What a client's message calls for.
+enum Answer {
+    Nothing,
+    /// Frames to write, and whether they include a `health.check`.
+    Frames(Vec<u8>, bool),
+    /// The client closed; the close frame that answers it.
+    Closed(Vec<u8>),
+}
+
+fn answer(msg: Msg, att: &Attachment, m: &crate::metrics::Metrics) -> Answer {
+    let health = || wsframe::text(frames::health_check(&att.id).as_bytes());
+    match msg {
+        Msg::Close(code) => Answer::Closed(match code {
+            Some(code) => wsframe::close(code, ""),
+            None => wsframe::close(1000, ""),
+        }),
+        Msg::Text(t) => {
+            m.bytes
+                .with_label_values(&["in", "ws"])
+                .inc_by(t.len() as u64);
+            if t.is_empty() {
+                // Unreal's keep-alive (every 20 s): it needs no answer, and an error frame would
+                // make it reconnect.
+                return Answer::Nothing;
+            }
+            match frames::is_ping(&t) {
+                Ok(true) => Answer::Frames(health(), true),
+                Ok(false) => {
+                    // Clients send nothing but pings (stream-protocol.md 5.2); ignore other JSON,
+                    // but count it.
+                    m.bad_input
+                        .with_label_values(&["ws", "unexpected_event"])
+                        .inc();
+                    Answer::Nothing
+                }
+                Err(_) => {
+                    m.bad_input.with_label_values(&["ws", "not_json"]).inc();
+                    let err = EdgeError::BadInput("frames must be JSON".into());
+                    Answer::Frames(wsframe::text(frames::error(&err).as_bytes()), false)
+                }
+            }
+        }
+        Msg::Binary => {
+            m.bad_input.with_label_values(&["ws", "binary_frame"]).inc();
+            let err = EdgeError::BadInput("binary frames are not supported".into());
+            Answer::Frames(wsframe::text(frames::error(&err).as_bytes()), false)
+        }
+        Msg::Ping(payload) => {
+            // Swift pings with RFC 6455 pings and counts only a `health.check` as the answer;
+            // the pong goes first, in the same write.
+            let mut out = wsframe::pong(&payload);
+            out.extend_from_slice(&health());
+            Answer::Frames(out, true)
+        }
+        Msg::Pong => Answer::Nothing,
     }
 }
 

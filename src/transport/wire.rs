@@ -1,0 +1,258 @@
+//! The socket under a WebSocket session: reads into a per-thread buffer, and writes either
+//! through the session's mailbox (plain TCP: the hub may write events to it directly) or from the
+//! session's task alone (TLS, HTTP/2 streams, and a socket with bytes already read after its
+//! upgrade).
+//!
+//! Why a per-thread read buffer: an idle session's socket is read only every 25 s (a ping), so a
+//! buffer of its own would sit unused; here only a frame that arrives in part is kept
+//! ([`super::wsframe::Inbound`]).
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::wsframe::{self, Header, Inbound, Msg};
+use crate::http::BoxIo;
+use crate::session::{Delivery, Direct, Flushed, Mailbox};
+
+/// Bytes read per syscall into the per-thread buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// How a write or a read ended a session.
+#[derive(Debug)]
+pub enum WireError {
+    /// The client's bytes broke the protocol.
+    Frame(wsframe::FrameError),
+    /// The socket failed, or the client closed it.
+    Io,
+    /// A write waited longer than `limits.send_timeout_seconds`.
+    SendTimeout,
+}
+
+/// A plain TCP socket, shared by the session's task (reads, flushes) and its mailbox (direct
+/// writes from the hub).
+pub struct TcpWire {
+    tcp: TcpStream,
+}
+
+impl Direct for TcpWire {
+    fn try_write_event(&self, event: &[u8]) -> io::Result<usize> {
+        let h = Header::text(event.len());
+        self.tcp
+            .try_write_vectored(&[IoSlice::new(h.as_slice()), IoSlice::new(event)])
+    }
+
+    fn rest_of_event(&self, event: &[u8], from: usize) -> Vec<u8> {
+        let h = Header::text(event.len());
+        let h = h.as_slice();
+        let mut rest = Vec::with_capacity(h.len() + event.len() - from.min(h.len() + event.len()));
+        if from < h.len() {
+            rest.extend_from_slice(&h[from..]);
+            rest.extend_from_slice(event);
+        } else {
+            rest.extend_from_slice(&event[(from - h.len()).min(event.len())..]);
+        }
+        rest
+    }
+
+    fn framed_len(&self, len: usize) -> usize {
+        Header::text(len).as_slice().len() + len
+    }
+
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.tcp.try_write(bytes)
+    }
+}
+
+/// The session's socket.
+pub enum Wire {
+    /// Plain TCP: writes go through the mailbox.
+    Tcp(Arc<TcpWire>),
+    /// Any other stream: the session's task writes, through the stream's own bounds.
+    Boxed(BoxIo),
+}
+
+impl Wire {
+    /// A plain TCP socket, with its mailbox writer to be set once the session is attached.
+    pub fn tcp(tcp: TcpStream) -> Self {
+        Wire::Tcp(Arc::new(TcpWire { tcp }))
+    }
+
+    /// Writes the session's opening frame, and from then on lets the hub write events to a plain
+    /// TCP socket directly (events it queued meanwhile follow the opening frame).
+    pub async fn open(
+        &mut self,
+        mailbox: &Mailbox,
+        first: &[u8],
+        budget: Duration,
+    ) -> Result<(), WireError> {
+        match self {
+            Wire::Tcp(w) => {
+                mailbox.set_direct(w.clone(), first);
+                let state = mailbox.flush(|_| {});
+                drain(w, mailbox, state, budget).await
+            }
+            Wire::Boxed(io) => io.write_all(first).await.map_err(|_| WireError::Io),
+        }
+    }
+
+    /// Waits for the client's bytes and parses them into `out`; `Ok(false)` at end of stream.
+    pub async fn read(
+        &mut self,
+        inbound: &mut Inbound,
+        out: &mut Vec<Msg>,
+    ) -> Result<bool, WireError> {
+        match self {
+            Wire::Tcp(w) => loop {
+                w.tcp.readable().await.map_err(|_| WireError::Io)?;
+                let read = READ_BUF.with_borrow_mut(|buf| match w.tcp.try_read(buf) {
+                    Ok(0) => Ok(false),
+                    Ok(n) => inbound
+                        .feed(&buf[..n], out)
+                        .map(|()| true)
+                        .map_err(WireError::Frame),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+                    Err(_) => Err(WireError::Io),
+                });
+                match read {
+                    Ok(true) if out.is_empty() => continue,
+                    other => return other,
+                }
+            },
+            Wire::Boxed(io) => loop {
+                let read = poll_fn(|cx| {
+                    READ_BUF.with_borrow_mut(|buf| {
+                        let mut rb = ReadBuf::new(buf);
+                        match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                            std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                                std::task::Poll::Ready(Ok(false))
+                            }
+                            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(
+                                inbound
+                                    .feed(rb.filled(), out)
+                                    .map(|()| true)
+                                    .map_err(WireError::Frame),
+                            ),
+                            std::task::Poll::Ready(Err(_)) => {
+                                std::task::Poll::Ready(Err(WireError::Io))
+                            }
+                            std::task::Poll::Pending => std::task::Poll::Pending,
+                        }
+                    })
+                })
+                .await;
+                match read {
+                    Ok(true) if out.is_empty() => continue,
+                    other => return other,
+                }
+            },
+        }
+    }
+
+    /// Writes one of the session's own frames (after whatever waits before it).
+    pub async fn send(
+        &mut self,
+        mailbox: &Mailbox,
+        frame: &[u8],
+        budget: Duration,
+        sent: impl FnMut(&Delivery),
+    ) -> Result<(), WireError> {
+        match self {
+            Wire::Tcp(w) => {
+                let first = mailbox.send_own(frame, sent);
+                drain(w, mailbox, first, budget).await
+            }
+            Wire::Boxed(io) => io.write_all(frame).await.map_err(|_| WireError::Io),
+        }
+    }
+
+    /// Writes the events waiting in the mailbox, in order; `sent` sees each one written.
+    pub async fn deliver(
+        &mut self,
+        mailbox: &Mailbox,
+        budget: Duration,
+        mut sent: impl FnMut(&Delivery),
+        batch: usize,
+    ) -> Result<(), WireError> {
+        match self {
+            Wire::Tcp(w) => {
+                let first = mailbox.flush(&mut sent);
+                drain_with(w, mailbox, first, budget, sent).await
+            }
+            Wire::Boxed(io) => {
+                for _ in 0..batch {
+                    let Some(d) = mailbox.try_next() else { break };
+                    let h = Header::text(d.frame.len());
+                    let mut bufs = [IoSlice::new(h.as_slice()), IoSlice::new(d.frame.as_bytes())];
+                    write_all_vectored(io, &mut bufs).await?;
+                    sent(&d);
+                }
+                io.flush().await.map_err(|_| WireError::Io)
+            }
+        }
+    }
+
+    /// Writes the closing frame and shuts the socket, within `budget`.
+    pub async fn close(&mut self, mailbox: &Mailbox, frame: &[u8], budget: Duration) {
+        let _ = tokio::time::timeout(budget, async {
+            self.send(mailbox, frame, budget, |_| {}).await?;
+            match self {
+                Wire::Tcp(_) => Ok(()),
+                Wire::Boxed(io) => io.shutdown().await.map_err(|_| WireError::Io),
+            }
+        })
+        .await;
+    }
+}
+
+async fn drain(
+    w: &TcpWire,
+    mailbox: &Mailbox,
+    first: Flushed,
+    budget: Duration,
+) -> Result<(), WireError> {
+    drain_with(w, mailbox, first, budget, |_| {}).await
+}
+
+/// Waits for the socket to take what the mailbox holds, each wait bounded by `budget` (the
+/// send timeout a stalled client gets).
+async fn drain_with(
+    w: &TcpWire,
+    mailbox: &Mailbox,
+    mut state: Flushed,
+    budget: Duration,
+    mut sent: impl FnMut(&Delivery),
+) -> Result<(), WireError> {
+    loop {
+        match state {
+            Flushed::Done => return Ok(()),
+            Flushed::Failed => return Err(WireError::Io),
+            Flushed::Blocked => match tokio::time::timeout(budget, w.tcp.writable()).await {
+                Ok(Ok(())) => state = mailbox.flush(&mut sent),
+                Ok(Err(_)) => return Err(WireError::Io),
+                Err(_) => return Err(WireError::SendTimeout),
+            },
+        }
+    }
+}
+
+async fn write_all_vectored(io: &mut BoxIo, mut bufs: &mut [IoSlice<'_>]) -> Result<(), WireError> {
+    while !bufs.is_empty() {
+        let n = io.write_vectored(bufs).await.map_err(|_| WireError::Io)?;
+        if n == 0 {
+            return Err(WireError::Io);
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
