@@ -234,9 +234,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let drain = config.drain_deadline;
     let sup_life = life.clone();
+    let sup_hubs = shared.hubs.clone();
     let supervisor = tokio::spawn(async move {
         sup_life.token.cancelled().await;
         sup_life.set_ready(false);
+        // WebSocket sessions learn of the drain from their mailbox; one that attaches after this
+        // checks the token itself (`ws_session::open`).
+        sup_hubs.end_all_ws(crate::session::SessionEnd::Draining);
         let _ = accept.await;
         sup_life.tracker.close();
         let clean = tokio::time::timeout(drain, sup_life.tracker.wait())

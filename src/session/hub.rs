@@ -184,4 +184,14 @@ impl Hub {
             entry.mailbox.close(end);
         }
     }
+
+    /// Ends every WebSocket session of this hub with `end` (long-poll sessions drain by their own
+    /// rules).
+    pub(super) fn close_ws(&self, end: SessionEnd) {
+        for entry in self.lock().sessions.values() {
+            if entry.transport == super::Transport::Ws {
+                entry.mailbox.close(end);
+            }
+        }
+    }
 }

@@ -469,6 +469,15 @@ impl Hubs {
         })
     }
 
+    /// Ends every WebSocket session with `end` (the drain: a session task does not watch the
+    /// shutdown itself, which would cost every idle session a waiter of its own).
+    pub fn end_all_ws(&self, end: SessionEnd) {
+        let hubs: Vec<_> = lock(&self.inner.hubs).values().cloned().collect();
+        for h in hubs {
+            h.close_ws(end);
+        }
+    }
+
     /// Mints and checks session ids.
     pub fn ids(&self) -> &Arc<id::Ids> {
         &self.inner.ids

@@ -100,9 +100,11 @@ impl Wire {
             Wire::Tcp(w) => {
                 mailbox.set_direct(w.clone(), first);
                 let state = mailbox.flush(|_| {});
-                drain(w, mailbox, state, budget).await
+                drain(w, mailbox, state, budget, |_| {}).await
             }
-            Wire::Boxed(io) => io.write_all(first).await.map_err(|_| WireError::Io),
+            Wire::Boxed(io) => Box::pin(io.write_all(first))
+                .await
+                .map_err(|_| WireError::Io),
         }
     }
 
@@ -114,7 +116,13 @@ impl Wire {
     ) -> Result<bool, WireError> {
         match self {
             Wire::Tcp(w) => loop {
-                w.tcp.readable().await.map_err(|_| WireError::Io)?;
+                // `poll_read_ready`, not `readable()`: it takes the socket's reader waker slot,
+                // which still holds the waker of the connection task that read the upgrade;
+                // left there, that waker would keep the finished task's memory (about 1.3 KiB)
+                // allocated for the session's lifetime.
+                poll_fn(|cx| w.tcp.poll_read_ready(cx))
+                    .await
+                    .map_err(|_| WireError::Io)?;
                 let read = READ_BUF.with_borrow_mut(|buf| match w.tcp.try_read(buf) {
                     Ok(0) => Ok(false),
                     Ok(n) => inbound
@@ -165,14 +173,18 @@ impl Wire {
         mailbox: &Mailbox,
         frame: &[u8],
         budget: Duration,
-        sent: impl FnMut(&Delivery),
+        mut sent: impl FnMut(&Delivery),
     ) -> Result<(), WireError> {
         match self {
             Wire::Tcp(w) => {
-                let first = mailbox.send_own(frame, sent);
-                drain(w, mailbox, first, budget).await
+                let state = mailbox.send_own(frame, &mut sent);
+                drain(w, mailbox, state, budget, sent).await
             }
-            Wire::Boxed(io) => io.write_all(frame).await.map_err(|_| WireError::Io),
+            // Boxed: a write that waits has a large state, which would otherwise sit in every
+            // session task's future.
+            Wire::Boxed(io) => Box::pin(io.write_all(frame))
+                .await
+                .map_err(|_| WireError::Io),
         }
     }
 
@@ -186,18 +198,22 @@ impl Wire {
     ) -> Result<(), WireError> {
         match self {
             Wire::Tcp(w) => {
-                let first = mailbox.flush(&mut sent);
-                drain_with(w, mailbox, first, budget, sent).await
+                let state = mailbox.flush(&mut sent);
+                drain(w, mailbox, state, budget, sent).await
             }
             Wire::Boxed(io) => {
-                for _ in 0..batch {
-                    let Some(d) = mailbox.try_next() else { break };
-                    let h = Header::text(d.frame.len());
-                    let mut bufs = [IoSlice::new(h.as_slice()), IoSlice::new(d.frame.as_bytes())];
-                    write_all_vectored(io, &mut bufs).await?;
-                    sent(&d);
-                }
-                io.flush().await.map_err(|_| WireError::Io)
+                Box::pin(async move {
+                    for _ in 0..batch {
+                        let Some(d) = mailbox.try_next() else { break };
+                        let h = Header::text(d.frame.len());
+                        let mut bufs =
+                            [IoSlice::new(h.as_slice()), IoSlice::new(d.frame.as_bytes())];
+                        write_all_vectored(io, &mut bufs).await?;
+                        sent(&d);
+                    }
+                    io.flush().await.map_err(|_| WireError::Io)
+                })
+                .await
             }
         }
     }
@@ -215,33 +231,40 @@ impl Wire {
     }
 }
 
+/// Waits for the socket to take what the mailbox holds, each wait bounded by `budget` (the send
+/// timeout a stalled client gets). Only a blocked socket waits, in a boxed future: the wait's
+/// timer does not sit in every session task's future.
 async fn drain(
     w: &TcpWire,
     mailbox: &Mailbox,
-    first: Flushed,
+    state: Flushed,
     budget: Duration,
+    sent: impl FnMut(&Delivery),
 ) -> Result<(), WireError> {
-    drain_with(w, mailbox, first, budget, |_| {}).await
+    match state {
+        Flushed::Done => Ok(()),
+        Flushed::Failed => Err(WireError::Io),
+        Flushed::Blocked => Box::pin(wait_and_flush(w, mailbox, budget, sent)).await,
+    }
 }
 
-/// Waits for the socket to take what the mailbox holds, each wait bounded by `budget` (the
-/// send timeout a stalled client gets).
-async fn drain_with(
+async fn wait_and_flush(
     w: &TcpWire,
     mailbox: &Mailbox,
-    mut state: Flushed,
     budget: Duration,
     mut sent: impl FnMut(&Delivery),
 ) -> Result<(), WireError> {
     loop {
-        match state {
+        // `poll_write_ready` for the same reason as `poll_read_ready` in `read`.
+        match tokio::time::timeout(budget, poll_fn(|cx| w.tcp.poll_write_ready(cx))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(WireError::Io),
+            Err(_) => return Err(WireError::SendTimeout),
+        }
+        match mailbox.flush(&mut sent) {
             Flushed::Done => return Ok(()),
             Flushed::Failed => return Err(WireError::Io),
-            Flushed::Blocked => match tokio::time::timeout(budget, w.tcp.writable()).await {
-                Ok(Ok(())) => state = mailbox.flush(&mut sent),
-                Ok(Err(_)) => return Err(WireError::Io),
-                Err(_) => return Err(WireError::SendTimeout),
-            },
+            Flushed::Blocked => {}
         }
     }
 }

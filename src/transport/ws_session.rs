@@ -33,19 +33,12 @@ pub(super) struct Pending {
     pub(super) dialect: Dialect,
 }
 
-/// Who a live session belongs to, for its closing log line.
-struct Owner {
-    app: String,
-    user: Arc<str>,
-    exp: Option<u64>,
-}
-
 /// The session task. Memory matters here (15,000 of these are the idle benchmark): the one-off
 /// setup runs in its own boxed future, so only the live loop's state stays allocated for the
 /// session's lifetime.
 pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
     let dialect = pending.dialect;
-    let Some((mut wire, att, owner)) = Box::pin(open(pending, &shared)).await else {
+    let Some((mut wire, att, exp)) = Box::pin(open(pending, &shared)).await else {
         return;
     };
     let m = &shared.metrics;
@@ -53,15 +46,17 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
     m.sessions_open.with_label_values(&["ws"]).inc();
     let started = Instant::now();
     let mailbox = att.mailbox.clone();
-    let (end, echo) = serve(&mut wire, att, owner.exp, dialect, &shared).await;
+    // Who the session belongs to, for its closing log line (the hub outlives the attachment).
+    let hub = att.hub.clone();
+    let (end, echo) = serve(&mut wire, att, exp, dialect, &shared).await;
     // Queued events stop here: only the closing frames follow what was written.
     mailbox.close(end);
     let reason = end.label();
     m.sessions_open.with_label_values(&["ws"]).dec();
     m.sessions_closed.with_label_values(&["ws", reason]).inc();
     tracing::info!(
-        app = %owner.app,
-        user = %owner.user,
+        app = %hub.app,
+        user = %hub.user,
         transport = "ws",
         dialect = dialect.label(),
         duration_ms = started.elapsed().as_millis() as u64,
@@ -91,7 +86,10 @@ pub(super) async fn run(pending: Box<Pending>, shared: Arc<Shared>) {
 
 /// Attaches the session to its hub and sends the `health.check` that opens it; refusals are
 /// answered here.
-async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Wire, Attachment, Owner)> {
+async fn open(
+    pending: Box<Pending>,
+    shared: &Arc<Shared>,
+) -> Option<(Wire, Attachment, Option<u64>)> {
     let Pending {
         mut wire,
         prepared,
@@ -111,12 +109,11 @@ async fn open(pending: Box<Pending>, shared: &Arc<Shared>) -> Option<(Wire, Atta
         att.mailbox.clear_direct();
         return None;
     }
-    let owner = Owner {
-        app: prepared.request.api_key,
-        user: prepared.identity.user_id,
-        exp: prepared.identity.exp,
-    };
-    Some((wire, att, owner))
+    if shared.shutdown.is_cancelled() {
+        // Attached after the drain closed every session's mailbox: closed here instead.
+        att.mailbox.close(SessionEnd::Draining);
+    }
+    Some((wire, att, prepared.identity.exp))
 }
 
 /// Refuses a connect: retryable failures close with a reconnect code and no error frame (the SDK
@@ -219,7 +216,6 @@ async fn serve(
     let mut msgs = Vec::new();
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return (SessionEnd::Draining, None),
             _ = &mut timer => {
                 let now = Instant::now();
                 if clocks.expiry.is_some_and(|e| e <= now) {
