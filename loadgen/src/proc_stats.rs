@@ -117,3 +117,54 @@ pub fn slab_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// CPU seconds of the process tree under `root`, the root included, with the children each one
+/// has already reaped (cutime, cstime): everything the tree has run, exited processes included.
+pub fn tree_cpu_with_reaped(root: u32) -> f64 {
+    tree(root)
+        .iter()
+        .filter_map(|p| stat_fields(*p))
+        .map(|f| {
+            (11..=14)
+                .filter_map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+                .sum::<f64>()
+                / TICKS
+        })
+        .sum()
+}
+
+/// Busy CPU seconds of the whole machine, all cores (everything but idle and iowait).
+pub fn machine_busy_secs() -> f64 {
+    core_jiffies().iter().map(|(b, _)| *b as f64).sum::<f64>() / TICKS
+}
+
+/// What the machine ran besides one process tree, between two snapshots: the box is shared, and
+/// another process's CPU is CPU the measured systems did not get.
+#[derive(Clone, Copy, Debug)]
+pub struct OtherLoad {
+    t: std::time::Instant,
+    busy: f64,
+    own: f64,
+}
+
+impl OtherLoad {
+    pub fn start() -> Self {
+        OtherLoad {
+            t: std::time::Instant::now(),
+            busy: machine_busy_secs(),
+            own: tree_cpu_with_reaped(std::process::id()),
+        }
+    }
+
+    /// (seconds, machine busy core-seconds, this tree's core-seconds, everything else's).
+    pub fn since(&self) -> (f64, f64, f64, f64) {
+        let busy = machine_busy_secs() - self.busy;
+        let own = tree_cpu_with_reaped(std::process::id()) - self.own;
+        (
+            self.t.elapsed().as_secs_f64(),
+            busy,
+            own,
+            (busy - own).max(0.0),
+        )
+    }
+}

@@ -19,7 +19,6 @@ use crate::publisher::{Publisher, PUBLISHER};
 use crate::suite::Ctx;
 use crate::worker::{Transport, WorkerSpec};
 
-
 pub(crate) struct Worker {
     child: Child,
     stdin: ChildStdin,
@@ -322,7 +321,6 @@ pub(crate) fn kib(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-
 /// A user id and the channel it watches.
 pub(crate) type UserChannel = (String, Option<String>);
 
@@ -407,6 +405,13 @@ impl Round {
             && achieved >= 0.9 * rate
             && self.published.failed == 0
             && self.rep.errors == 0
+    }
+
+    /// Every delivery arrived before the drain ended and the publisher kept the rate: the peer
+    /// kept up, whatever the latency. A CPU-per-delivery figure counts only when it did.
+    pub(crate) fn kept_up(&self, rate: f64) -> bool {
+        let achieved = self.published.ok as f64 / self.published.secs;
+        self.rep.received >= self.expected && achieved >= 0.9 * rate && self.published.failed == 0
     }
 
     /// Microseconds of (user, kernel) CPU per delivery that arrived.
@@ -579,6 +584,7 @@ impl FanRig {
                 "target_deliveries_per_s": deliveries,
                 "deliveries_per_s": r.rep.received as f64 / r.published.secs,
                 "expected": r.expected, "received": r.rep.received, "sustained": sustained,
+                "kept_up": r.kept_up(rate),
                 "p50_us": r.rep.p50_us, "p99_us": r.rep.p99_us, "p999_us": r.rep.p999_us, "max_us": r.rep.max_us,
                 "cpu_cores": r.cores, "upstream_cpu_cores": r.emu_cores,
                 "user_us_per_delivery": user_us, "sys_us_per_delivery": sys_us,

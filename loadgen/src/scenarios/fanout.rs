@@ -56,9 +56,10 @@ pub(crate) fn fanout(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
     let max = ramp(ctx, &mut rig, peer, &s)?;
     let mut cpu = Vec::new();
     for &d in &s.cpu_rates {
-        let (v, sustained) = rig.rate_round(ctx, d, s.cpu_secs, Duration::from_secs(2))?;
+        let (v, _) = rig.rate_round(ctx, d, s.cpu_secs, Duration::from_secs(2))?;
+        let kept_up = v["kept_up"] == json!(true);
         cpu.push(v);
-        if !sustained {
+        if !kept_up {
             rig.settle(Duration::from_secs(6))?;
         }
     }
@@ -190,6 +191,19 @@ fn ramp(ctx: &mut Ctx, rig: &mut FanRig, peer: Peer, s: &Sizes) -> anyhow::Resul
         }
         best = Some(rate);
         rate *= 2.0;
+    }
+    // Not even the start rate: halve (three times at most) until a rate passes.
+    let mut down = start;
+    for _ in 0..3 {
+        if best.is_some() {
+            break;
+        }
+        down /= 2.0;
+        if step(ctx, rig, down)? {
+            best = Some(down);
+        } else {
+            failed = Some(down);
+        }
     }
     if let (Some(mut lo), Some(mut hi)) = (best, failed) {
         for _ in 0..s.ramp_refine {

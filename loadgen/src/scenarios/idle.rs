@@ -109,4 +109,3 @@ pub(crate) fn idle(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
         "cpu_us_per_session_s_runs": cpu_us,
     }))
 }
-

@@ -115,4 +115,3 @@ pub(crate) fn longpoll(ctx: &mut Ctx, peer: Peer, h2: bool) -> anyhow::Result<Va
         "runs": runs,
     }))
 }
-

@@ -47,8 +47,10 @@ fn run(ctx: &mut Ctx) -> anyhow::Result<Value> {
     let mut rig = FanRig::on(ctx, setup, "pinned")?;
     let rate = s.pinned_deliveries / rig.per_msg as f64;
     let j0 = proc_stats::core_jiffies();
+    let load = proc_stats::OtherLoad::start();
     let r = rig.round(ctx, rate, s.pinned_secs, Duration::from_secs(3))?;
     let busy = proc_stats::core_busy(&j0, &proc_stats::core_jiffies());
+    let (secs, _, _, other) = load.since();
     let (user_us, sys_us) = r.cpu_us_per_delivery();
     let saturated: Vec<usize> = busy
         .iter()
@@ -68,6 +70,8 @@ fn run(ctx: &mut Ctx) -> anyhow::Result<Value> {
         "gateway_cores": r.cores,
         "user_us_per_delivery": user_us, "sys_us_per_delivery": sys_us,
         "core_busy": busy, "saturated_cores": saturated,
+        // CPU of processes outside the suite (the box is shared) over the round, in cores.
+        "other_cores": other / secs.max(1e-9),
         "wall_secs": r.wall
     }))
 }

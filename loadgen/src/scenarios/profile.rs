@@ -46,4 +46,3 @@ pub(crate) fn profile_pass(ctx: &mut Ctx, out: &std::path::Path) -> Value {
     ctx.sizes = keep;
     Value::Object(res)
 }
-

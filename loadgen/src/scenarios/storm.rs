@@ -13,8 +13,8 @@ use crate::worker::{Transport, WorkerSpec};
 
 /// Connect storm: sessions per second, cold token cache (fresh tokens) then warm (same tokens),
 /// at each `storm_in_flight` level (handshakes in flight across all workers). One anchor session
-/// per user stays open, so upstream connections exist before the storm. The first level is
-/// repeated; the others run once (the time budget).
+/// per user stays open, so upstream connections exist before the storm. The first level runs
+/// `storm_repeats` times, the others once (the time budget).
 pub(crate) fn storm(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
     let s = ctx.sizes.clone();
     let setup = Setup::start(ctx, peer)?;
@@ -56,7 +56,7 @@ pub(crate) fn storm(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
     let pids = setup.measured();
     let mut levels = Vec::new();
     for (li, &in_flight) in s.storm_in_flight.iter().enumerate() {
-        let repeats = if li == 0 { s.repeats } else { 1 };
+        let repeats = if li == 0 { s.storm_repeats } else { 1 };
         let (mut cold, mut warm, mut cold_cpu, mut warm_cpu) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut failed_total, mut first_err) = (0u64, None::<String>);
