@@ -341,7 +341,8 @@ fn idle_section(o: &mut String, r: &Value) {
                 "upstream_rss_per_session_kib",
                 None,
             ),
-            ("upstream connections opened", "upstream_connections", LOWER),
+            // Not a per-session figure: a peer that held fewer sessions opened fewer.
+            ("upstream connections opened", "upstream_connections", None),
             (
                 "CPU per session per second (µs)",
                 "cpu_us_per_session_s",

@@ -81,9 +81,14 @@ pub(crate) fn storm(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
                     Workers::tally(&workers.cmd("connect", Duration::from_secs(300))?);
                 let c1 = proc_stats::cpu_secs(&pids);
                 if failed > 0 || ok != n {
+                    let why = err.clone().unwrap_or_else(|| {
+                        format!(
+                            "the {} s connect budget ran out; the rest were not attempted",
+                            s.storm_connect_budget_secs
+                        )
+                    });
                     ctx.problem(format!(
-                        "storm/{name}: {in_flight} in flight, {label}: {ok} of {n} connected: {}",
-                        err.clone().unwrap_or_default()
+                        "storm/{name}: {in_flight} in flight, {label}: {ok} of {n} connected: {why}"
                     ));
                 }
                 failed_total += failed;
