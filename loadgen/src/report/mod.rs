@@ -676,11 +676,11 @@ fn pinned_section(o: &mut String, p: &Value) {
         o,
         "| figure | value |\n|---|---|\n\
          | deliveries arrived / expected | {} / {} |\n| deliveries/s | {} |\n| sustained (p99 ≤ 50 ms) | {} |\n\
-         | gateway CPU (cores) | {} |\n| gateway CPU per delivery, user + kernel (µs) | {} + {} |\n\
+         | gateway CPU (cores), over the round / over the publishing seconds | {} / {} |\n| gateway CPU per delivery, user + kernel (µs) | {} + {} |\n\
          | latency p50 / p99 / p99.9 (µs) | {} / {} / {} |\n| busy share per core | {} |\n| saturated (≥ 95% busy) | {} |\n\
          | CPU of processes outside the suite (cores) | {} |\n",
         f("received"), f("expected"), f("deliveries_per_s"), p["sustained"],
-        f("gateway_cores"), f("user_us_per_delivery"), f("sys_us_per_delivery"),
+        f("gateway_cores"), f("gateway_cores_publishing"), f("user_us_per_delivery"), f("sys_us_per_delivery"),
         f("p50_us"), f("p99_us"), f("p999_us"), busy.join(", "),
         if saturated.is_empty() { "none".to_string() } else { saturated.join(", ") },
         f("other_cores")

@@ -69,7 +69,10 @@ fn run(ctx: &mut Ctx) -> anyhow::Result<Value> {
         "published": r.published.ok, "publish_secs": r.published.secs,
         "sustained": r.sustained(rate),
         "p50_us": r.rep.p50_us, "p99_us": r.rep.p99_us, "p999_us": r.rep.p999_us,
+        // Over the whole round (publishing and drain), and over the publishing seconds only: the
+        // drain can be long when the generator's core is the one behind.
         "gateway_cores": r.cores,
+        "gateway_cores_publishing": (r.user_secs + r.sys_secs) / r.published.secs.max(1e-9),
         "user_us_per_delivery": user_us, "sys_us_per_delivery": sys_us,
         "core_busy": busy, "saturated_cores": saturated,
         // CPU of processes outside the suite (the box is shared) over the round, in cores.
