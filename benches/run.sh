@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command (README "Benchmarks"): installs the peers it compares with
-# (Debian's nginx and pushpin, which brings condure and zurl) and a font for the chart, builds the
-# gateway and the load generator in release mode, and runs every scenario against direct, nginx,
-# Pushpin and stream-edge. Writes bench-results/report.md, results.json and chart.png.
+# (Debian's nginx, haproxy and pushpin, which brings condure and zurl), taskset for the pinned run
+# and a font for the chart, builds the gateway and the load generator in release mode, and runs
+# every scenario against direct, nginx, HAProxy, Pushpin and stream-edge. Writes
+# bench-results/report.md, results.json and chart.png.
 #
-#   benches/run.sh            full suite (≤ 10 min on 2 cores), then a perf profile of stream-edge
+#   benches/run.sh            full suite with the perf profile and the soak (≤ 12 min on 2 cores)
 #   benches/run.sh --quick    small sizes, sanity only (< 60 s once built)
 #
 # Other flags go to stream-edge-bench (--peers, --scenarios, --repeats, --out, --strict).
@@ -13,7 +14,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v pushpin >/dev/null || need+=(pushpin)
+command -v taskset >/dev/null || need+=(util-linux)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 quick=0
 for a in "$@"; do [ "$a" = "--quick" ] && quick=1; done

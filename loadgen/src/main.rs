@@ -1,12 +1,12 @@
 //! `stream-edge-bench`: the load generator and benchmark suite of stream-edge (README "Benchmarks").
 //!
-//! One binary, three roles:
-//! * `suite` (the default): starts the systems under test (the emulator alone = direct, nginx and
-//!   Pushpin in front of it, stream-edge in front of it), runs the scenarios against each, and
-//!   writes `report.md`, `results.json` and `chart.png`;
+//! One binary, four roles:
+//! * `suite` (the default): starts the systems under test (the emulator alone = direct, nginx,
+//!   HAProxy and Pushpin in front of it, stream-edge in front of it), runs the scenarios against
+//!   each, and writes `report.md`, `results.json` and `chart.png`;
 //! * `worker` (internal): a load-generating process the suite re-executes, holding its share of the
 //!   client sessions (WebSocket or long-poll) and reporting delivery latencies;
-//! * `chart`: redraws the PNG from a `results.json`.
+//! * `report` and `chart`: rewrite the report and the PNG, or the PNG only, from a `results.json`.
 //!
 //! Everything is loopback only, bounded in count and time, and stops by itself.
 
@@ -16,6 +16,8 @@ mod peers;
 mod proc_stats;
 mod publisher;
 mod report;
+mod rig;
+mod scenarios;
 mod suite;
 mod worker;
 
@@ -46,6 +48,13 @@ enum Command {
         #[arg(long)]
         spec: String,
     },
+    /// Rewrite report.md and chart.png in `out` from a results.json.
+    Report {
+        #[arg(long)]
+        json: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Redraw the chart from a results.json.
     Chart {
         #[arg(long)]
@@ -60,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Worker { spec }) => worker::run(&spec),
         Some(Command::Chart { json, out }) => report::chart_from_file(&json, &out),
+        Some(Command::Report { json, out }) => report::report_from_file(&json, &out),
         Some(Command::Suite(args)) => suite::run(args),
         None => suite::run(cli.suite),
     };

@@ -1,5 +1,5 @@
 //! The systems under test, each a real process on loopback: the emulator (upstream, and "direct"),
-//! nginx and Pushpin as WebSocket proxies in front of it, and stream-edge in front of it.
+//! nginx, HAProxy and Pushpin as WebSocket proxies in front of it, and stream-edge in front of it.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +20,7 @@ pub const SECRET: &str = "stream-edge-dev-secret-do-not-use-in-production";
 pub enum Peer {
     Direct,
     Nginx,
+    Haproxy,
     Pushpin,
     StreamEdge,
 }
@@ -29,6 +30,7 @@ impl Peer {
         match self {
             Peer::Direct => "direct",
             Peer::Nginx => "nginx",
+            Peer::Haproxy => "haproxy",
             Peer::Pushpin => "pushpin",
             Peer::StreamEdge => "stream-edge",
         }
@@ -38,6 +40,7 @@ impl Peer {
         Ok(match s {
             "direct" => Peer::Direct,
             "nginx" => Peer::Nginx,
+            "haproxy" => Peer::Haproxy,
             "pushpin" => Peer::Pushpin,
             "stream-edge" | "edge" => Peer::StreamEdge,
             _ => bail!("unknown peer {s}"),
@@ -48,6 +51,7 @@ impl Peer {
     pub fn available(self) -> bool {
         match self {
             Peer::Nginx => which("nginx"),
+            Peer::Haproxy => which("haproxy"),
             Peer::Pushpin => which("pushpin") && which("condure") && which("zurl"),
             _ => true,
         }
@@ -220,7 +224,7 @@ pub struct Running {
     pub front: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub main: Proc,
-    /// Helper processes that belong to the peer (Pushpin's zurl).
+    /// Helper processes that belong to the peer (Pushpin's zurls, HAProxy's second process).
     pub extra: Vec<Proc>,
 }
 
@@ -244,13 +248,22 @@ pub fn start_peer(
 ) -> anyhow::Result<Option<Running>> {
     match peer {
         Peer::Direct => Ok(None),
-        Peer::StreamEdge => start_edge(bin, dir, emu, h2c).map(Some),
+        Peer::StreamEdge => start_edge(bin, dir, emu, h2c, None).map(Some),
         Peer::Nginx => start_nginx(dir, emu).map(Some),
+        Peer::Haproxy => start_haproxy(dir, emu).map(Some),
         Peer::Pushpin => start_pushpin(dir, emu).map(Some),
     }
 }
 
-fn start_edge(bin: &Path, dir: &Path, emu: SocketAddr, h2c: bool) -> anyhow::Result<Running> {
+/// stream-edge in front of the emulator; `pin`: run it on that one CPU only (`taskset -c`), so
+/// its runtime sizes itself to one core.
+pub fn start_edge(
+    bin: &Path,
+    dir: &Path,
+    emu: SocketAddr,
+    h2c: bool,
+    pin: Option<usize>,
+) -> anyhow::Result<Running> {
     let conf = dir.join("stream-edge.toml");
     std::fs::write(
         &conf,
@@ -280,7 +293,16 @@ cleartext = {h2c}
 "#
         ),
     )?;
-    let mut child = Command::new(bin)
+    let mut cmd = match pin {
+        // taskset execs the gateway in place: the pid it reports is the gateway's.
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
         .args(["serve", "--config"])
         .arg(&conf)
         .env("RUST_LOG", "warn")
@@ -363,6 +385,61 @@ http {{
     Ok(running)
 }
 
+/// How many processes HAProxy runs as, and nginx's worker count: one per core.
+pub const PROXY_PROCESSES: usize = 2;
+
+fn start_haproxy(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
+    let base = std::path::absolute(dir.join("haproxy"))?;
+    std::fs::create_dir_all(&base)?;
+    let port = free_port()?;
+    // Two single-threaded processes sharing the port (HAProxy binds with SO_REUSEPORT by
+    // default), not one process with `nbthread 2`: a proxied WebSocket holds two fds, and this
+    // sandbox caps every process at 20,000 open files (RLIMIT_NOFILE, hard), so one process could
+    // hold at most ~9,900 of the idle scenario's 15,000 sessions. nginx's two worker processes
+    // (`worker_processes 2`) live under the same cap; both peers get two cores' worth of
+    // processes. The timeouts outlast every hold (`timeout tunnel` governs an upgraded
+    // WebSocket), and there is no `log` line: nothing is logged, like nginx's `access_log off`.
+    let conf = format!(
+        "global\n  nbthread 1\n  maxconn 9800\n\n\
+         defaults\n  mode http\n  maxconn 9800\n  timeout connect 5s\n  timeout client 3600s\n  \
+         timeout server 3600s\n  timeout tunnel 3600s\n  timeout http-keep-alive 60s\n\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend emu\n\n\
+         backend emu\n  server emu {emu}\n"
+    );
+    let conf_path = base.join("haproxy.cfg");
+    std::fs::write(&conf_path, conf)?;
+    let spawn = || {
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting haproxy")
+    };
+    let main = Proc::new(spawn()?, "haproxy");
+    let mut extra = Vec::new();
+    for _ in 1..PROXY_PROCESSES {
+        extra.push(Proc::new(spawn()?, "haproxy"));
+    }
+    let front: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let running = Running {
+        front,
+        admin: None,
+        main,
+        extra,
+    };
+    wait_port(front, Duration::from_secs(10))?;
+    // The second process binds a moment after the first: wait until both are up and listening.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(running)
+}
+
+/// How many zurl daemons Pushpin's proxy spreads its backend connections over (issue 20: one
+/// zurl capped Pushpin at ~1.3k deliveries/s, two at ~5k).
+pub const ZURLS: usize = 2;
+
 fn start_pushpin(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
     let base = dir.join("pushpin");
     let run = base.join("run");
@@ -370,34 +447,49 @@ fn start_pushpin(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&run)?;
     std::fs::create_dir_all(&log)?;
     let port = free_port()?;
-    // Pushpin 1.36's proxy reaches backends through a zurl daemon (a system service in Debian,
+    // Pushpin 1.36's proxy reaches backends through zurl daemons (a system service in Debian,
     // not started by the runner): run our own, with Debian's zurl.conf values except the socket
     // paths, no deny list (the backend is on loopback) and room for every proxied connection.
-    let zurl_conf = base.join("zurl.conf");
-    let ipc = |name: &str| format!("ipc://{}/zurl-{name}", run.display());
-    std::fs::write(
-        &zurl_conf,
-        format!(
-            "[General]\nin_spec={}\nin_stream_spec={}\nout_spec={}\ndefpolicy=allow\nmax_open_requests=20000\n\
-             buffer_size=200000\ntimeout=600\nin_hwm=1000\nout_hwm=1000\n",
-            ipc("in"),
-            ipc("in-stream"),
-            ipc("out")
-        ),
-    )?;
-    let zurl = Command::new("zurl")
-        .arg(format!("--config={}", zurl_conf.display()))
-        .arg("--loglevel=1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting zurl")?;
-    let zurl = Proc::new(zurl, "zurl");
+    // `instance_id` stays blank, so each zurl picks a random routing id and the proxy's ROUTER
+    // socket can tell them apart.
+    let ipc = |name: &str, i: usize| format!("ipc://{}/zurl{i}-{name}", run.display());
+    let mut zurls = Vec::new();
+    for i in 0..ZURLS {
+        let zurl_conf = base.join(format!("zurl{i}.conf"));
+        std::fs::write(
+            &zurl_conf,
+            format!(
+                "[General]\nin_spec={}\nin_stream_spec={}\nout_spec={}\ndefpolicy=allow\nmax_open_requests=20000\n\
+                 buffer_size=200000\ntimeout=600\nin_hwm=1000\nout_hwm=1000\n",
+                ipc("in", i),
+                ipc("in-stream", i),
+                ipc("out", i)
+            ),
+        )?;
+        let zurl = Command::new("zurl")
+            .arg(format!("--config={}", zurl_conf.display()))
+            .arg("--loglevel=1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting zurl")?;
+        zurls.push(Proc::new(zurl, "zurl"));
+    }
+    // The proxy's zurl specs are lists (src/proxy/app.cpp reads them with `toStringList()`, and
+    // Pushpin's own internal.conf lists two m2a specs the same way): it connects its PUSH socket
+    // to every zurl (new requests round-robin), its ROUTER to every zurl's stream socket (a
+    // session's continuation goes to the zurl that owns it) and its SUB to every zurl's PUB.
+    let list = |name: &str| {
+        (0..ZURLS)
+            .map(|i| ipc(name, i))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let packaged = std::fs::read_to_string("/etc/pushpin/pushpin.conf")
         .context("reading /etc/pushpin/pushpin.conf")?;
     // The packaged config with our run/log dirs, port, connection bound, warnings-only logging
-    // (nginx runs with access_log off) and our zurl; everything else at Debian's defaults
+    // (nginx runs with access_log off) and our zurls; everything else at Debian's defaults
     // (client_buffer_size 8192).
     let mut conf = String::new();
     for l in packaged.lines() {
@@ -415,9 +507,9 @@ fn start_pushpin(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
         if l.trim() == "[proxy]" {
             conf.push_str(&format!(
                 "zurl_out_specs={}\nzurl_out_stream_specs={}\nzurl_in_specs={}\n",
-                ipc("in"),
-                ipc("in-stream"),
-                ipc("out")
+                list("in"),
+                list("in-stream"),
+                list("out")
             ));
         }
     }
@@ -438,13 +530,18 @@ fn start_pushpin(dir: &Path, emu: SocketAddr) -> anyhow::Result<Running> {
         front,
         admin: None,
         main: Proc::new(child, "pushpin"),
-        extra: vec![zurl],
+        extra: zurls,
     };
     wait_port(front, Duration::from_secs(15))?;
-    // The proxy, handler and zurl join over ZeroMQ a while after condure listens: wait until a
-    // request really reaches the emulator through them.
+    // The proxy, handler and zurls join over ZeroMQ a while after condure listens: wait until
+    // requests really reach the emulator through them (a few, so both zurls have joined).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !proxied_ok(front) {
+    let mut ok = 0;
+    while ok < 4 * ZURLS {
+        if proxied_ok(front) {
+            ok += 1;
+            continue;
+        }
         if Instant::now() > deadline {
             bail!("pushpin did not proxy a request to the emulator within 20 s");
         }
