@@ -99,7 +99,7 @@ impl LpSession {
 
     /// Holds until events arrive (returning what is queued, up to `max_batch`), the hold time
     /// passes, a newer poll arrives, or the session ends.
-    pub async fn poll(&self, cfg: &LongPollConfig, shutdown: &CancellationToken) -> PollEnd {
+    pub async fn poll(&self, cfg: &LongPollConfig) -> PollEnd {
         let mine = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.preempt.notify_waiters();
         self.polling.fetch_add(1, Ordering::AcqRel);
@@ -120,8 +120,9 @@ impl LpSession {
         let att = &mut *att;
         tokio::select! {
             biased;
+            // The drain ends held polls through `ended`: the sweeper ends every session when
+            // it stops (a shutdown watch of its own would cost every held poll a waiter).
             _ = self.ended.cancelled() => PollEnd::Gone,
-            _ = shutdown.cancelled() => PollEnd::Gone,
             next = att.mailbox.next() => match next {
                 Next::Closed(..) => PollEnd::Gone,
                 Next::Event(first) => {

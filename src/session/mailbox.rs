@@ -25,9 +25,10 @@ use tokio::sync::Notify;
 use super::end::SessionEnd;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// A drained queue keeps its buffer up to this many slots; a larger one (left by a burst) is freed
-/// so a session that once saw a burst does not hold that memory while idle.
-const KEEP_SLOTS: usize = 16;
+/// A drained queue keeps its buffer up to this many slots. None: a long-poll session's queue fills
+/// between polls and is drained by each, and a WebSocket on plain TCP queues only when its socket
+/// is full, so a kept buffer (about 0.3 KiB per held poll, heaptrack) would sit idle.
+const KEEP_SLOTS: usize = 0;
 
 /// An event on its way to one session, stamped with when it arrived from upstream.
 pub struct Delivery {

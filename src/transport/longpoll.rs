@@ -120,6 +120,8 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
         )),
         Some(id) if !id.is_empty() => {
             let caller = poll_identity(&query, token.as_deref(), auth_type.as_deref(), &shared);
+            // The request's strings (its token among them) are not kept through the hold.
+            drop((query, token, auth_type));
             match caller {
                 Err(e) => Err(e),
                 Ok(caller) if close => end(&shared, &id, &caller),
@@ -249,9 +251,7 @@ async fn poll(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Bod
     let started = Instant::now();
     // A guard: the poll future is dropped mid-hold when its client goes away.
     let held = Held::new(&m.longpoll_held);
-    let end = session
-        .poll(&shared.config.longpoll, &shared.shutdown)
-        .await;
+    let end = session.poll(&shared.config.longpoll).await;
     drop(held);
 
     m.longpoll_poll_seconds
