@@ -10,10 +10,12 @@ use super::value::{seconds, serde_as_text};
 pub const DEFAULT_WS_MAX_MESSAGE: usize = 64 * 1024;
 /// Largest WebSocket frame from a client (`ws.max_frame_bytes`).
 pub const DEFAULT_WS_MAX_FRAME: usize = 64 * 1024;
-/// Per-socket read buffer (`ws.read_buffer_bytes`); tungstenite's 128 KiB default would dominate
-/// per-session memory.
+/// `ws.read_buffer_bytes`: accepted for old configs, no longer used. Client sockets are read into
+/// one buffer per worker thread (`transport::wire`), and only a frame that arrives in part is kept.
 pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
-/// Bytes queued in a socket's write buffer before writes wait (`ws.max_write_buffer_bytes`).
+/// `ws.max_write_buffer_bytes`: accepted for old configs, no longer used. A session buffers at most
+/// one frame's unsent rest and its own reply; events wait in its bounded queue
+/// (`limits.session_queue`).
 pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
 /// A `health.check` is sent to a session after this much outbound silence, and to a Unity session
 /// this often however busy it is (`ws.health_interval_seconds`): the JS SDK's watchdog fires after
@@ -55,9 +57,9 @@ pub struct WsConfig {
     pub max_message_bytes: usize,
     /// `ws.max_frame_bytes`: largest client frame ([`DEFAULT_WS_MAX_FRAME`]).
     pub max_frame_bytes: usize,
-    /// `ws.read_buffer_bytes`: per-socket read buffer ([`DEFAULT_WS_READ_BUFFER`]).
+    /// `ws.read_buffer_bytes`: not used any more ([`DEFAULT_WS_READ_BUFFER`]).
     pub read_buffer_bytes: usize,
-    /// `ws.max_write_buffer_bytes`: per-socket write buffer bound ([`DEFAULT_WS_MAX_WRITE_BUFFER`]).
+    /// `ws.max_write_buffer_bytes`: not used any more ([`DEFAULT_WS_MAX_WRITE_BUFFER`]).
     pub max_write_buffer_bytes: usize,
     /// `ws.health_interval_seconds`: outbound silence before a `health.check` is sent
     /// ([`DEFAULT_HEALTH_INTERVAL`]).

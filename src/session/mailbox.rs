@@ -378,4 +378,105 @@ mod tests {
         while m.try_next().is_some() {}
         assert_eq!(m.lock().queue.capacity(), 0);
     }
+
+    /// A socket that takes at most `room` bytes until given more, framing each event as `<event>`.
+    struct Socket {
+        out: Mutex<Vec<u8>>,
+        room: Mutex<usize>,
+        broken: std::sync::atomic::AtomicBool,
+    }
+
+    impl Socket {
+        fn new(room: usize) -> Arc<Self> {
+            Arc::new(Socket {
+                out: Mutex::new(Vec::new()),
+                room: Mutex::new(room),
+                broken: false.into(),
+            })
+        }
+        fn give(&self, n: usize) {
+            *self.room.lock().expect("room") += n;
+        }
+        fn written(&self) -> String {
+            String::from_utf8(self.out.lock().expect("out").clone()).expect("utf8")
+        }
+    }
+
+    impl Direct for Socket {
+        fn try_write_event(&self, event: &[u8]) -> io::Result<usize> {
+            self.try_write(&[b"<", event, b">"].concat())
+        }
+        fn rest_of_event(&self, event: &[u8], from: usize) -> Vec<u8> {
+            [b"<", event, b">"].concat()[from..].to_vec()
+        }
+        fn framed_len(&self, len: usize) -> usize {
+            len + 2
+        }
+        fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let mut room = self.room.lock().expect("room");
+            if *room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = bytes.len().min(*room);
+            *room -= n;
+            self.out.lock().expect("out").extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn direct_writes_keep_order_through_partial_writes_and_a_full_socket() {
+        let m = Mailbox::new(8);
+        let sock = Socket::new(10);
+        m.set_direct(sock.clone(), b"[hello]");
+        // The opening frame waits until the session flushes it; events queue behind it.
+        assert_eq!(m.push(d("a")), Pushed::Queued);
+        let mut sent = Vec::new();
+        assert_eq!(m.flush(|d| sent.push(d.frame.to_string())), Flushed::Done);
+        assert_eq!(sock.written(), "[hello]<a>");
+        // Written at once, no queue: the socket has no room left, so the next event queues.
+        assert_eq!(m.push(d("b")), Pushed::Queued);
+        sock.give(4);
+        assert_eq!(m.flush(|d| sent.push(d.frame.to_string())), Flushed::Done);
+        // Part of a frame: its rest waits, and later events queue behind it.
+        sock.give(3);
+        assert_eq!(m.push(d("cdef")), Pushed::Written);
+        assert_eq!(m.push(d("g")), Pushed::Queued);
+        assert_eq!(m.send_own(b"[ping]", |_| {}), Flushed::Blocked);
+        sock.give(100);
+        assert_eq!(m.flush(|d| sent.push(d.frame.to_string())), Flushed::Done);
+        assert_eq!(sock.written(), "[hello]<a><b><cdef>[ping]<g>");
+        assert_eq!(sent, ["a", "b", "g"]);
+        assert!(m.last_event().is_some());
+        // With nothing waiting, a push writes straight through.
+        assert_eq!(m.push(d("h")), Pushed::Written);
+        assert_eq!(sock.written(), "[hello]<a><b><cdef>[ping]<g><h>");
+    }
+
+    #[test]
+    fn a_closed_mailbox_writes_only_its_tail_and_a_failed_write_closes_it() {
+        let m = Mailbox::new(8);
+        let sock = Socket::new(0);
+        m.set_direct(sock.clone(), b"");
+        assert_eq!(m.push(d("queued")), Pushed::Queued);
+        m.close(SessionEnd::SlowConsumer);
+        assert_eq!(m.send_own(b"[close]", |_| {}), Flushed::Blocked);
+        sock.give(100);
+        assert_eq!(m.flush(|_| {}), Flushed::Done);
+        assert_eq!(
+            sock.written(),
+            "[close]",
+            "queued events do not follow the close"
+        );
+
+        let m = Mailbox::new(8);
+        let sock = Socket::new(100);
+        m.set_direct(sock.clone(), b"");
+        sock.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(m.push(d("x")), Pushed::Closed);
+        assert_eq!(m.close_reason(), Some(SessionEnd::WriteError));
+    }
 }
