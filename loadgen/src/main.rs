@@ -12,6 +12,7 @@
 
 mod client;
 mod clock;
+mod ctx;
 mod peers;
 mod proc_stats;
 mod publisher;

@@ -13,10 +13,10 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
 use crate::client::new_hist;
+use crate::ctx::Ctx;
 use crate::peers::{self, Peer, Running, API_KEY, SECRET};
 use crate::proc_stats;
 use crate::publisher::{Publisher, PUBLISHER};
-use crate::suite::Ctx;
 use crate::worker::{Transport, WorkerSpec};
 
 pub(crate) struct Worker {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::ctx::{Ctx, Sizes};
 use crate::peers::Peer;
 use crate::rig::{median, spread, FanRig};
-use crate::suite::{Ctx, Sizes};
 
 /// Fan-out against `peer`:
 /// 1. the low fixed rate (2k deliveries/s, inside every peer's capacity), then the fixed rate of

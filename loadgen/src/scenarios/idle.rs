@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
 use crate::peers::Peer;
 use crate::proc_stats;
 use crate::rig::{kib, specs, Setup, Workers};
-use crate::suite::Ctx;
 use crate::worker::Transport;
 
 /// Idle: users × sessions WebSockets held; RSS slope, slab slope, upstream connections, CPU.

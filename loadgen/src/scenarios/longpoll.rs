@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
 use crate::peers::Peer;
 use crate::proc_stats;
 use crate::publisher::Publisher;
 use crate::rig::{connect_and_watch, fan_users, kib, median, publish_round, specs, Setup};
-use crate::suite::Ctx;
 use crate::worker::Transport;
 
 /// Long-poll (stream-edge only): held polls, memory per held poll, event-to-delivery latency.

@@ -10,10 +10,10 @@ use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
 use crate::peers::Peer;
 use crate::proc_stats;
 use crate::rig::{FanRig, Setup};
-use crate::suite::Ctx;
 
 /// The gateway's core, and the core of everything else.
 const GATEWAY_CPU: usize = 0;

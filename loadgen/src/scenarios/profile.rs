@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
 use crate::peers::{self, Peer};
-use crate::suite::Ctx;
 
 use super::{fanout, idle};
 

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::ctx::Ctx;
 use crate::peers::Peer;
 use crate::proc_stats;
 use crate::rig::{median, specs, Setup, Workers};
-use crate::suite::Ctx;
 use crate::worker::{Transport, WorkerSpec};
 
 /// Connect storm: sessions per second, cold token cache (fresh tokens) then warm (same tokens),
