@@ -299,10 +299,7 @@ enum Answer {
 fn answer(msg: Msg, att: &Attachment, m: &crate::metrics::Metrics) -> Answer {
     let health = || wsframe::text(frames::health_check(&att.id).as_bytes());
     match msg {
-        Msg::Close(code) => Answer::Closed(match code {
-            Some(code) => wsframe::close(code, ""),
-            None => wsframe::close(1000, ""),
-        }),
+        Msg::Close(code) => Answer::Closed(wsframe::close(wsframe::echo_code(code), "")),
         Msg::Text(t) => {
             m.bytes
                 .with_label_values(&["in", "ws"])

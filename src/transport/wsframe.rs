@@ -288,6 +288,16 @@ pub fn close(code: u16, reason: &str) -> Vec<u8> {
     frame(CLOSE, &payload)
 }
 
+/// The code that answers a client's close: its own when it may be sent (RFC 6455 7.4), 1000 when it
+/// gave none, 1002 when it gave one no endpoint may send (1005, 1006, 1015, unassigned ones).
+pub fn echo_code(code: Option<u16>) -> u16 {
+    match code {
+        None => 1000,
+        Some(c @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => c,
+        Some(_) => 1002,
+    }
+}
+
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let h = Header::new(opcode, payload.len());
     let mut out = Vec::with_capacity(h.len + payload.len());

@@ -145,3 +145,14 @@ fn server_frames_match_tungstenites_encoding() {
     let c = close(1000, &long);
     assert!(c.len() <= 2 + 125 && std::str::from_utf8(&c[4..]).is_ok());
 }
+
+#[test]
+fn a_close_is_answered_with_a_code_that_may_be_sent() {
+    assert_eq!(echo_code(None), 1000);
+    for ok in [1000, 1001, 1003, 1008, 1011, 3000, 4000, 4999] {
+        assert_eq!(echo_code(Some(ok)), ok);
+    }
+    for reserved in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
+        assert_eq!(echo_code(Some(reserved)), 1002, "{reserved}");
+    }
+}
