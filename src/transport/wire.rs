@@ -53,16 +53,10 @@ impl Direct for TcpWire {
     }
 
     fn rest_of_event(&self, event: &[u8], from: usize) -> Vec<u8> {
-        let h = Header::text(event.len());
-        let h = h.as_slice();
-        let mut rest = Vec::with_capacity(h.len() + event.len() - from.min(h.len() + event.len()));
-        if from < h.len() {
-            rest.extend_from_slice(&h[from..]);
-            rest.extend_from_slice(event);
-        } else {
-            rest.extend_from_slice(&event[(from - h.len()).min(event.len())..]);
-        }
-        rest
+        // Rare (the socket took part of a frame): the frame is built whole, then cut.
+        let mut frame = wsframe::text(event);
+        frame.drain(..from.min(frame.len()));
+        frame
     }
 
     fn framed_len(&self, len: usize) -> usize {

@@ -88,14 +88,7 @@ fn draw(r: &Value, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(peers.len().max(1) * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 0.01 {
-                peers.get(i).map(|s| (*s).to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x| peer_label(&peers, *x))
         .y_desc("µs")
         .label_style(("sans-serif", 16))
         .draw()?;
@@ -148,14 +141,7 @@ fn draw(r: &Value, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(peers.len().max(1) * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 0.01 {
-                peers.get(i).map(|s| (*s).to_string()).unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x| peer_label(&peers, *x))
         .y_desc("KiB per session")
         .label_style(("sans-serif", 16))
         .draw()?;
@@ -191,4 +177,14 @@ fn draw(r: &Value, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The x-axis label at `x`: a peer's name at the middle of its slot, nothing elsewhere.
+fn peer_label(peers: &[&str], x: f64) -> String {
+    let i = x.floor() as usize;
+    if (x - x.floor() - 0.5).abs() < 0.01 {
+        peers.get(i).map(|s| (*s).to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
