@@ -18,7 +18,6 @@
 //! pooled connection that carried a REST call does not keep hyper's buffers through its next
 //! held poll.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::head::{head_end, lenient_connect_target, parse_head};
 use crate::http::{Body, Io};
 use crate::state::Shared;
-use crate::transport::longpoll::{self, LpHead};
+use crate::transport::longpoll::{self, Held, LpHead, Step};
 
 /// Bytes read per syscall while a head arrives; a poll's head (token, SDK headers, browser
 /// headers) is usually 0.5–1.5 KiB.
@@ -54,130 +53,217 @@ enum Head {
     Other,
 }
 
+/// A client connection between requests.
+struct Conn<S> {
+    /// Taken while hyper serves the connection.
+    io: Option<S>,
+    /// Bytes of the next request head already read.
+    buf: Vec<u8>,
+    /// Only a connection's first bytes may be the HTTP/2 preface.
+    first: bool,
+}
+
+/// Where a request left its connection.
+enum Served {
+    /// Answered; the connection stays open for the next request.
+    Next,
+    /// A poll to hold, and how its answer must treat the connection.
+    Hold {
+        held: Held,
+        keep_alive: bool,
+        http10: bool,
+    },
+    /// The connection is over (closed, refused, upgraded, or given to HTTP/2).
+    Done,
+}
+
 /// Serves a client connection: long-poll requests here, everything else through hyper, until the
 /// client closes, the connection idles past the header timeout, or it is upgraded.
-pub async fn serve<S: Io>(mut io: S, peer: SocketAddr, shared: Arc<Shared>) {
-    let limits = &shared.config.limits;
-    let mut buf = Vec::new();
-    let mut first = true;
-    loop {
-        if head_end(&buf).is_none() {
-            // Boxed: the wait's timer and shutdown watch would otherwise size every connection's
-            // task for its whole life, a held poll's included (about 0.8 KiB per held poll).
-            let read = Box::pin(async {
-                tokio::select! {
-                    r = tokio::time::timeout(limits.header_timeout, read_head(&mut io, &mut buf, limits.max_header_bytes)) => Some(r),
-                    _ = shared.shutdown.cancelled() => None,
-                }
-            })
-            .await;
-            let Some(read) = read else {
+///
+/// A held poll is all this task keeps for up to 20 s, so everything else a request needs
+/// (reading and parsing its head, the connect, hyper) lives in [`serve_one`]'s boxed future, which
+/// is freed before the hold (issue 20: memory per held poll).
+///
+/// Not an `async fn`: its arguments would be stored twice in the task (as the future's captures
+/// and as its locals); the block below uses its captures in place.
+pub fn serve<S: Io>(
+    io: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let mut conn = Conn {
+        io: Some(io),
+        buf: Vec::new(),
+        first: true,
+    };
+    async move {
+        loop {
+            // Boxed in a statement of its own: a temporary future in the awaiting statement would
+            // keep its space in this task's state.
+            let one = Box::pin(serve_one(&mut conn, peer, &shared));
+            let (held, keep_alive, http10) = match one.await {
+                Served::Next => continue,
+                Served::Done => return,
+                Served::Hold {
+                    held,
+                    keep_alive,
+                    http10,
+                } => (held, keep_alive, http10),
+            };
+            let Some(io) = conn.io.as_mut() else {
                 return;
             };
-            match read {
-                Ok(Ok(true)) => {}
-                Ok(_) => return,
-                // Idle past the header timeout: a keep-alive connection nobody reuses closes
-                // quietly; a head begun and not finished (slowloris) is counted.
-                Err(_) => {
-                    if !buf.is_empty() {
-                        shared
-                            .metrics
-                            .limit_hit(crate::metrics::Limit::HeaderTimeout);
-                    }
-                    return;
-                }
+            // While it is held, the socket is watched: a client that goes away ends the poll (its
+            // events stay queued for the next one), and bytes it sends early are kept for the next
+            // head, up to the head limit.
+            let buf = &mut conn.buf;
+            let max = shared.config.limits.max_header_bytes;
+            let end = held
+                .ticket
+                .hold(&shared.config.longpoll, |cx| watch(io, buf, max, cx))
+                .await;
+            let Some(end) = end else {
+                return;
+            };
+            let resp = held.finish(end, &shared);
+            // Boxed: the response's parts and its writing are not part of a held poll's state.
+            let reply = Box::pin(reply(io, resp, keep_alive, http10, &shared));
+            if !reply.await {
+                return;
             }
-        }
-        if head_end(&buf).unwrap_or(buf.len()) > limits.max_header_bytes {
-            // Refused here: handed to hyper whole, a head over the limit would parse.
-            // Boxed: its drain buffer would otherwise size every connection's task.
-            return Box::pin(refuse_large_head(io, &shared)).await;
-        }
-        // Only a connection's first bytes may be the HTTP/2 preface.
-        let fresh = std::mem::replace(&mut first, false);
-        let (head, keep_alive, http10) = match parse(&buf, peer, &shared) {
-            Head::LongPoll {
-                head,
-                keep_alive,
-                http10,
-            } => (head, keep_alive, http10),
-            Head::Other
-                if fresh && buf.starts_with(H2_PREFACE) && shared.config.http2.cleartext =>
-            {
-                // h2c with prior knowledge (`http2.cleartext`): an ingress speaking HTTP/2 to us.
-                let read = Bytes::from(std::mem::take(&mut buf));
-                let io = super::io::Prefixed::new(read, io);
-                return Box::pin(super::h2::serve(io, peer, shared)).await;
-            }
-            Head::Other => {
-                let mut read = std::mem::take(&mut buf);
-                if let Some(fixed) = lenient_connect_target(&read) {
-                    // Unreal's raw JSON target, percent-encoded; the escapes must still fit.
-                    if head_end(&fixed).unwrap_or(fixed.len()) > limits.max_header_bytes {
-                        return Box::pin(refuse_large_head(io, &shared)).await;
-                    }
-                    read = fixed;
-                }
-                let read = Bytes::from(read);
-                let back = Box::pin(super::hyper::serve_hyper(io, read, peer, shared.clone()));
-                match back.await {
-                    Some((s, next)) => {
-                        io = s;
-                        buf = next;
-                        continue;
-                    }
-                    None => return,
-                }
-            }
-        };
-        // The poll may be held for 20 s: none of the request's bytes are kept while it is.
-        buf = Vec::new();
-        // Boxed: the connection task stays small between polls and while one is held.
-        let mut answer = Box::pin(longpoll::handle_head(head, shared.clone()));
-        // While it is held, the socket is watched: a client that goes away ends the poll (its
-        // events stay queued for the next one), and bytes it sends early are kept for the next
-        // head, up to the head limit.
-        // A hand-written poll rather than `select!`: its state is a few references, and the read
-        // buffer lives on the stack only while it is polled.
-
-        let max = limits.max_header_bytes;
-        let resp = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = answer.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            let mut peek = [0u8; 256];
-            while buf.len() < max {
-                let mut rb = ReadBuf::new(&mut peek);
-                match Pin::new(&mut io).poll_read(cx, &mut rb) {
-                    Poll::Pending => break,
-                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
-                        buf.extend_from_slice(rb.filled());
-                    }
-                    Poll::Ready(_) => return Poll::Ready(None),
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        drop(answer);
-        let Some(resp) = resp else {
-            return;
-        };
-
-        let keep_alive = keep_alive && !shared.shutdown.is_cancelled();
-        let conn = match (keep_alive, http10) {
-            (false, _) => Some("close"),
-            (true, true) => Some("keep-alive"),
-            (true, false) => None,
-        };
-        // Boxed: the response's parts and its collection would otherwise size every
-        // connection's task, a held poll's included.
-        if Box::pin(respond(&mut io, resp, conn)).await.is_err() || !keep_alive {
-            let _ = io.shutdown().await;
-            return;
         }
     }
+}
+
+/// Reads what a client sends while its poll is held, into `buf` (up to `max` bytes): ready when
+/// the client closed or the read failed.
+fn watch<S: Io>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+    max: usize,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<()> {
+    // The read buffer lives on the stack only while the hold is polled.
+    let mut peek = [0u8; 256];
+    while buf.len() < max {
+        let mut rb = ReadBuf::new(&mut peek);
+        match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+            Poll::Pending => break,
+            Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                buf.extend_from_slice(rb.filled());
+            }
+            Poll::Ready(_) => return Poll::Ready(()),
+        }
+    }
+    Poll::Pending
+}
+
+/// Writes an answer; whether the connection stays open for another request.
+async fn reply<S: Io>(
+    io: &mut S,
+    resp: http::Response<Body>,
+    keep_alive: bool,
+    http10: bool,
+    shared: &Shared,
+) -> bool {
+    let keep_alive = keep_alive && !shared.shutdown.is_cancelled();
+    let conn = match (keep_alive, http10) {
+        (false, _) => Some("close"),
+        (true, true) => Some("keep-alive"),
+        (true, false) => None,
+    };
+    if respond(io, resp, conn).await.is_err() || !keep_alive {
+        let _ = io.shutdown().await;
+        return false;
+    }
+    true
+}
+
+/// Reads the next request head and serves it: a long-poll here (a poll is returned to be held),
+/// anything else through hyper or HTTP/2.
+async fn serve_one<S: Io>(conn: &mut Conn<S>, peer: SocketAddr, shared: &Arc<Shared>) -> Served {
+    let limits = &shared.config.limits;
+    let Some(mut io) = conn.io.take() else {
+        return Served::Done;
+    };
+    let mut buf = std::mem::take(&mut conn.buf);
+    if head_end(&buf).is_none() {
+        let read = tokio::select! {
+            r = tokio::time::timeout(limits.header_timeout, read_head(&mut io, &mut buf, limits.max_header_bytes)) => r,
+            _ = shared.shutdown.cancelled() => return Served::Done,
+        };
+        match read {
+            Ok(Ok(true)) => {}
+            Ok(_) => return Served::Done,
+            // Idle past the header timeout: a keep-alive connection nobody reuses closes
+            // quietly; a head begun and not finished (slowloris) is counted.
+            Err(_) => {
+                if !buf.is_empty() {
+                    shared
+                        .metrics
+                        .limit_hit(crate::metrics::Limit::HeaderTimeout);
+                }
+                return Served::Done;
+            }
+        }
+    }
+    if head_end(&buf).unwrap_or(buf.len()) > limits.max_header_bytes {
+        // Refused here: handed to hyper whole, a head over the limit would parse.
+        refuse_large_head(io, shared).await;
+        return Served::Done;
+    }
+    let fresh = std::mem::replace(&mut conn.first, false);
+    let (head, keep_alive, http10) = match parse(&buf, peer, shared) {
+        Head::LongPoll {
+            head,
+            keep_alive,
+            http10,
+        } => (head, keep_alive, http10),
+        Head::Other if fresh && buf.starts_with(H2_PREFACE) && shared.config.http2.cleartext => {
+            // h2c with prior knowledge (`http2.cleartext`): an ingress speaking HTTP/2 to us.
+            let io = super::io::Prefixed::new(Bytes::from(buf), io);
+            Box::pin(super::h2::serve(io, peer, shared.clone())).await;
+            return Served::Done;
+        }
+        Head::Other => {
+            if let Some(fixed) = lenient_connect_target(&buf) {
+                // Unreal's raw JSON target, percent-encoded; the escapes must still fit.
+                if head_end(&fixed).unwrap_or(fixed.len()) > limits.max_header_bytes {
+                    refuse_large_head(io, shared).await;
+                    return Served::Done;
+                }
+                buf = fixed;
+            }
+            let read = Bytes::from(buf);
+            let back = Box::pin(super::hyper::serve_hyper(io, read, peer, shared.clone()));
+            return match back.await {
+                Some((io, next)) => {
+                    conn.io = Some(io);
+                    conn.buf = next;
+                    Served::Next
+                }
+                None => Served::Done,
+            };
+        }
+    };
+    // The poll may be held for 20 s: none of the request's bytes are kept while it is.
+    drop(buf);
+    let served = match longpoll::start(head, shared).await {
+        Step::Answer(resp) => {
+            if reply(&mut io, resp, keep_alive, http10, shared).await {
+                Served::Next
+            } else {
+                Served::Done
+            }
+        }
+        Step::Hold(held) => Served::Hold {
+            held,
+            keep_alive,
+            http10,
+        },
+    };
+    conn.io = Some(io);
+    served
 }
 
 /// Writes a long-poll answer.

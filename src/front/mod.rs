@@ -12,13 +12,11 @@ pub mod io;
 pub mod lean;
 pub mod peer;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::http::Io;
 use crate::state::Shared;
 use io::WriteBound;
 
@@ -84,10 +82,13 @@ pub async fn serve(
         // connection (a held poll included) as large as a TLS one, whose handshake and stream
         // state are about 10 KiB.
         match &tls {
-            None => shared.tasks.spawn(async move {
-                serve_connection(stream, peer, conn_shared).await;
-                drop((slot, permit));
-            }),
+            None => {
+                // A combinator, not an async block: a block that awaits a future it captured
+                // stores that future twice in the task (issue 20: memory per held poll).
+                use futures_util::FutureExt as _;
+                let conn = lean::serve(stream, peer, conn_shared);
+                shared.tasks.spawn(conn.map(move |()| drop((slot, permit))))
+            }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 shared.tasks.spawn(async move {
@@ -95,7 +96,7 @@ pub async fn serve(
                         if s.get_ref().1.alpn_protocol() == Some(b"h2") {
                             Box::pin(h2::serve(s, peer, conn_shared)).await;
                         } else {
-                            serve_connection(s, peer, conn_shared).await;
+                            lean::serve(s, peer, conn_shared).await;
                         }
                     }
                     drop((slot, permit));
@@ -130,9 +131,4 @@ async fn handshake(
             None
         }
     }
-}
-
-/// Every connection starts on the lean long-poll front, which passes other requests to hyper.
-async fn serve_connection<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
-    lean::serve(stream, peer, shared).await;
 }

@@ -7,11 +7,12 @@
 //! 0.2 ms. A held poll still learns of an overflow or a lost upstream at once, from its mailbox.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use tokio::time::Instant;
 
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -31,27 +32,44 @@ pub enum PollEnd {
 }
 
 /// One long-poll session.
+///
+/// A held poll waits without a task of its own state: the connection's task polls
+/// [`LpSession::poll_held`], whose only registration is one waker in the session's mailbox. A
+/// push, the mailbox's close, a newer poll ([`LpSession::begin`]) and the session's end all wake
+/// that waker (issue 20: a `Notify`, a cancellation token and an async mutex per session, and
+/// their futures in every held poll, were about 0.6 KiB of each held poll).
 pub struct LpSession {
     pub id: SessionId,
     pub hub: Arc<Hub>,
     pub anonymous: bool,
     mailbox: Arc<Mailbox>,
-    attachment: tokio::sync::Mutex<Attachment>,
+    /// Keeps the session attached to its hub until the session's last reference drops.
+    _attachment: Attachment,
     /// Bumped by every poll; a held poll whose number is no longer current yields.
     generation: AtomicU64,
-    preempt: Notify,
     last_poll: Mutex<Instant>,
     polling: AtomicUsize,
-    /// Cancelled when the session leaves the registry.
-    ended: CancellationToken,
+    /// Set when the session leaves the registry.
+    ended: AtomicBool,
 }
 
-struct Polling<'a>(&'a LpSession);
+/// One poll of a session, from [`LpSession::begin`] until it is dropped: while any lives, the
+/// sweeper does not expire the session for idleness.
+pub struct Ticket {
+    session: Arc<LpSession>,
+    generation: u64,
+}
 
-impl Drop for Polling<'_> {
+impl Ticket {
+    pub fn session(&self) -> &Arc<LpSession> {
+        &self.session
+    }
+}
+
+impl Drop for Ticket {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.polling.fetch_sub(1, Ordering::AcqRel);
+        self.session.touch();
+        self.session.polling.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -63,12 +81,11 @@ impl LpSession {
             hub: att.hub.clone(),
             anonymous,
             mailbox: att.mailbox.clone(),
-            attachment: tokio::sync::Mutex::new(att),
+            _attachment: att,
             generation: AtomicU64::new(0),
-            preempt: Notify::new(),
             last_poll: Mutex::new(Instant::now()),
             polling: AtomicUsize::new(0),
-            ended: CancellationToken::new(),
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -97,55 +114,80 @@ impl LpSession {
         *self.last_poll.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Holds until events arrive (returning what is queued, up to `max_batch`), the hold time
-    /// passes, a newer poll arrives, or the session ends.
-    pub async fn poll(&self, cfg: &LongPollConfig) -> PollEnd {
-        let mine = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        self.preempt.notify_waiters();
+    /// Starts a poll: an older poll still held answers [`PollEnd::Preempted`].
+    pub fn begin(self: &Arc<Self>) -> Ticket {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.polling.fetch_add(1, Ordering::AcqRel);
-        let _polling = Polling(self);
         self.touch();
-        let deadline = tokio::time::Instant::now() + cfg.hold;
-        let mut att = tokio::select! {
-            g = self.attachment.lock() => g,
-            _ = self.ended.cancelled() => return PollEnd::Gone,
-            _ = tokio::time::sleep_until(deadline) => return PollEnd::Events(Vec::new()),
-        };
-        let notified = self.preempt.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.generation.load(Ordering::Acquire) != mine {
-            return PollEnd::Preempted;
+        self.mailbox.wake_consumer();
+        Ticket {
+            session: self.clone(),
+            generation,
         }
-        let att = &mut *att;
-        tokio::select! {
-            biased;
-            // The drain ends held polls through `ended`: the sweeper ends every session when
-            // it stops (a shutdown watch of its own would cost every held poll a waiter).
-            _ = self.ended.cancelled() => PollEnd::Gone,
-            next = att.mailbox.next() => match next {
-                Next::Closed(..) => PollEnd::Gone,
-                Next::Event(first) => {
-                    let m = att.hub_metrics().clone();
+    }
 
-                    let mut out = Vec::with_capacity(8);
-                    m.event_delivery_seconds.observe(first.received.elapsed().as_secs_f64());
-                    out.push(first.frame);
-                    while out.len() < cfg.max_batch {
-                        match att.mailbox.try_next() {
-                            Some(d) => {
-                                m.event_delivery_seconds.observe(d.received.elapsed().as_secs_f64());
-                                out.push(d.frame);
-                            }
-                            None => break,
-                        }
-                    }
-                    PollEnd::Events(out)
-                }
-            },
-            _ = &mut notified => PollEnd::Preempted,
-            _ = tokio::time::sleep_until(deadline) => PollEnd::Events(Vec::new()),
+    /// What the poll `t` answers, if it answers now: queued events (up to `max_batch`), or its
+    /// preemption, or the session's end. Otherwise the task is woken when one of those happens.
+    pub fn poll_held(&self, t: &Ticket, cx: &mut Context<'_>, max_batch: usize) -> Poll<PollEnd> {
+        // Checked before and after the mailbox takes the waker: a newer poll or the end that
+        // came in between found no waker to wake, but is seen by the second check.
+        if let Some(end) = self.superseded(t) {
+            return Poll::Ready(end);
         }
+        let first = match self.mailbox.poll_next(cx) {
+            Poll::Ready(Next::Closed(..)) => return Poll::Ready(PollEnd::Gone),
+            Poll::Ready(Next::Event(first)) => first,
+            Poll::Pending => return self.superseded(t).map_or(Poll::Pending, Poll::Ready),
+        };
+        let m = &self.hub.metrics;
+        let mut out = Vec::with_capacity(8);
+        m.event_delivery_seconds
+            .observe(first.received.elapsed().as_secs_f64());
+        out.push(first.frame);
+        while out.len() < max_batch {
+            match self.mailbox.try_next() {
+                Some(d) => {
+                    m.event_delivery_seconds
+                        .observe(d.received.elapsed().as_secs_f64());
+                    out.push(d.frame);
+                }
+                None => break,
+            }
+        }
+        Poll::Ready(PollEnd::Events(out))
+    }
+
+    fn superseded(&self, t: &Ticket) -> Option<PollEnd> {
+        // The drain ends held polls through `ended`: the sweeper ends every session when it
+        // stops (a shutdown watch of its own would cost every held poll a waiter).
+        if self.ended.load(Ordering::Acquire) {
+            return Some(PollEnd::Gone);
+        }
+        (self.generation.load(Ordering::Acquire) != t.generation).then_some(PollEnd::Preempted)
+    }
+}
+
+impl Ticket {
+    /// Holds the poll until events arrive (what is queued, up to `max_batch`), the hold time
+    /// passes (no events), a newer poll arrives, or the session ends; or until `client_gone`
+    /// says the poll's client went away (`None`: its events stay queued for the next poll).
+    pub async fn hold(
+        &self,
+        cfg: &LongPollConfig,
+        mut client_gone: impl FnMut(&mut Context<'_>) -> Poll<()>,
+    ) -> Option<PollEnd> {
+        let hold = tokio::time::sleep(cfg.hold);
+        tokio::pin!(hold);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(end) = self.session.poll_held(self, cx, cfg.max_batch) {
+                return Poll::Ready(Some(end));
+            }
+            if hold.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(PollEnd::Events(Vec::new())));
+            }
+            client_gone(cx).map(|()| None)
+        })
+        .await
     }
 }
 
@@ -210,7 +252,8 @@ impl LongPolls {
         let Some(s) = self.lock().remove(id) else {
             return;
         };
-        s.ended.cancel();
+        s.ended.store(true, Ordering::Release);
+        s.mailbox.wake_consumer();
         let m = &self.metrics;
         m.sessions_open.with_label_values(&["longpoll"]).dec();
         let reason = end.label();

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
 
 use tokio::sync::Notify;
@@ -88,6 +89,9 @@ struct State {
     /// When the latest event taken or written had arrived from upstream (the session's
     /// `health.check` clock counts events as traffic).
     last_event: Option<Instant>,
+    /// A consumer that waits through [`Mailbox::poll_next`] (a held long-poll): woken, and
+    /// forgotten, by the next push, close or [`Mailbox::wake_consumer`].
+    consumer: Option<Waker>,
 }
 
 /// One session's inbox.
@@ -110,6 +114,7 @@ impl Mailbox {
                 tail: Vec::new(),
                 direct: None,
                 last_event: None,
+                consumer: None,
             }),
             notify: Notify::new(),
             capacity: capacity.max(1),
@@ -135,7 +140,7 @@ impl Mailbox {
                         st.last_event = Some(d.received);
                         if n < direct.framed_len(frame.len()) {
                             st.tail = direct.rest_of_event(frame, n);
-                            drop(st);
+                            wake(st);
                             self.notify.notify_waiters();
                         }
                         return Pushed::Written;
@@ -143,7 +148,7 @@ impl Mailbox {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => {
                         st.closed = Some(SessionEnd::WriteError);
-                        drop(st);
+                        wake(st);
                         self.notify.notify_waiters();
                         return Pushed::Closed;
                     }
@@ -155,7 +160,7 @@ impl Mailbox {
         }
         st.queue.push_back(d);
         let first = st.queue.len() == 1;
-        drop(st);
+        wake(st);
         if first {
             self.notify.notify_waiters();
         }
@@ -168,8 +173,32 @@ impl Mailbox {
         if st.closed.is_none() {
             st.closed = Some(end);
         }
-        drop(st);
+        wake(st);
         self.notify.notify_waiters();
+    }
+
+    /// Wakes the consumer waiting in [`Mailbox::poll_next`], if any, so it looks again at what
+    /// else it waits for (a long-poll's preemption or end).
+    pub fn wake_consumer(&self) {
+        wake(self.lock());
+    }
+
+    /// The next event, or the close reason (which wins over queued events); when there is
+    /// neither, the task is woken by the next push, the close or [`Mailbox::wake_consumer`]. One
+    /// consumer at a time: a later caller's waker replaces an earlier one's.
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let mut st = self.lock();
+        if let Some(end) = st.closed {
+            return Poll::Ready(Next::Closed(end));
+        }
+        if let Some(d) = pop(&mut st) {
+            return Poll::Ready(Next::Event(d));
+        }
+        match &mut st.consumer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The close reason, once [`Mailbox::close`] was called.
@@ -304,6 +333,15 @@ impl Mailbox {
     }
 }
 
+/// Wakes the [`Mailbox::poll_next`] consumer, outside the lock.
+fn wake(mut st: MutexGuard<'_, State>) {
+    let consumer = st.consumer.take();
+    drop(st);
+    if let Some(w) = consumer {
+        w.wake();
+    }
+}
+
 fn pop(st: &mut State) -> Option<Delivery> {
     let d = st.queue.pop_front();
     if let Some(d) = &d {
@@ -377,6 +415,40 @@ mod tests {
         }
         while m.try_next().is_some() {}
         assert_eq!(m.lock().queue.capacity(), 0);
+    }
+
+    #[test]
+    fn a_polling_consumer_is_woken_once_by_push_close_or_wake_consumer() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || count.0.load(SeqCst);
+        let m = Mailbox::new(4);
+        assert!(m.poll_next(&mut cx).is_pending());
+        m.wake_consumer();
+        m.wake_consumer();
+        assert_eq!(woken(), 1, "a waker is forgotten once woken");
+        assert!(m.poll_next(&mut cx).is_pending());
+        m.push(d("a"));
+        assert_eq!(woken(), 2);
+        match m.poll_next(&mut cx) {
+            Poll::Ready(Next::Event(e)) => assert_eq!(e.frame.as_str(), "a"),
+            _ => panic!("the pushed event"),
+        }
+        assert!(m.poll_next(&mut cx).is_pending());
+        m.close(SessionEnd::SlowConsumer);
+        assert_eq!(woken(), 3);
+        assert!(matches!(
+            m.poll_next(&mut cx),
+            Poll::Ready(Next::Closed(SessionEnd::SlowConsumer))
+        ));
     }
 
     /// A socket that takes at most `room` bytes until given more, framing each event as `<event>`.

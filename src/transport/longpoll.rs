@@ -5,6 +5,7 @@
 //! same hubs as WebSocket sessions, so they share the user's upstream connection and routing.
 
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::time::Instant;
 
 use http::{header, Request, Response, StatusCode};
@@ -13,9 +14,10 @@ use super::connect;
 use crate::auth::{Credentials, Identity};
 use crate::error::EdgeError;
 use crate::http::{cors, json, json_error, no_store, Body, ReqBody};
-use crate::session::longpoll::{LpSession, PollEnd};
+use crate::session::longpoll::{LpSession, PollEnd, Ticket};
 use crate::session::{SessionEnd, Transport};
 use crate::state::Shared;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// What a `/longpoll` query asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -95,8 +97,89 @@ pub async fn handle(
     handle_head(head, shared).await
 }
 
-/// Handles one `/longpoll` request from its head.
+/// Handles one `/longpoll` request from its head, a held poll included.
 pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
+    match Box::pin(start(head, &shared)).await {
+        Step::Answer(resp) => resp,
+        Step::Hold(held) => {
+            // hyper drops this future when the client goes away; it never reports it here.
+            let end = held
+                .ticket
+                .hold(&shared.config.longpoll, |_| Poll::Pending)
+                .await;
+            held.finish(end.unwrap_or(PollEnd::Preempted), &shared)
+        }
+    }
+}
+
+/// What a `/longpoll` request needs next.
+pub enum Step {
+    /// Its answer.
+    Answer(Response<Body>),
+    /// A poll to hold: wait on [`Held::ticket`] (see [`LpSession::poll_held`]), then
+    /// [`Held::finish`].
+    Hold(Held),
+}
+
+/// A poll being held: what its answer needs, and nothing of its request.
+pub struct Held {
+    pub ticket: Ticket,
+    started: Instant,
+    /// With `[cluster]`: convergence hears of the answer.
+    settle: Option<(String, bool)>,
+    /// Counts the poll in `stream_edge_longpoll_held_requests` while it lives (the connection
+    /// drops it mid-hold when its client goes away).
+    _held: HeldGauge,
+}
+
+impl Held {
+    /// The answer to a poll that ended with `end`.
+    pub fn finish(self, end: PollEnd, shared: &Shared) -> Response<Body> {
+        let m = &shared.metrics;
+        m.longpoll_poll_seconds
+            .observe(self.started.elapsed().as_secs_f64());
+        let session = self.ticket.session().clone();
+        let result = match end {
+            PollEnd::Events(frames) => Ok(events_body(&frames, shared)),
+            PollEnd::Preempted => {
+                m.longpoll_polls.with_label_values(&["preempted"]).inc();
+                Ok(json(StatusCode::OK, "{\"events\":[]}"))
+            }
+            PollEnd::Gone => {
+                let end = shared
+                    .longpolls
+                    .get(&session.id)
+                    .map_or(SessionEnd::Draining, |s| s.end_reason());
+                shared.longpolls.remove(&session.id, end);
+                Err(EdgeError::ConnectionNotFound)
+            }
+        };
+        finish(result, self.settle, shared)
+    }
+}
+
+fn events_body(frames: &[Utf8Bytes], shared: &Shared) -> Response<Body> {
+    let m = &shared.metrics;
+    let mut body = String::with_capacity(16 + frames.iter().map(|f| f.len() + 1).sum::<usize>());
+    body.push_str("{\"events\":[");
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(f.as_str());
+    }
+    body.push_str("]}");
+    m.bytes
+        .with_label_values(&["out", "longpoll"])
+        .inc_by(body.len() as u64);
+    let outcome = if frames.is_empty() { "empty" } else { "events" };
+    m.longpoll_polls.with_label_values(&[outcome]).inc();
+    json(StatusCode::OK, body)
+}
+
+/// Starts a `/longpoll` request: a connect, a close or a refusal is answered; a poll is
+/// authenticated, bound to its session and returned to be held.
+pub async fn start(head: LpHead, shared: &Arc<Shared>) -> Step {
     let LpHead {
         query,
         token,
@@ -111,44 +194,68 @@ pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
         conflicting,
     } = LpRequest::parse(&query);
     // Kept only with `[cluster]`, to tell convergence about the answer.
-    let settle_id = shared.cluster.as_ref().and(conn_id.clone());
-    let m = &shared.metrics;
+    let settle = shared
+        .cluster
+        .as_ref()
+        .and(conn_id.clone())
+        .map(|id| (id, forwarded));
     let result = match conn_id {
         // Every occurrence counts, as on REST: the router reads the first, this the last.
         _ if conflicting => Err(EdgeError::BadInput(
             "connection_id is given more than once with different values".into(),
         )),
         Some(id) if !id.is_empty() => {
-            let caller = poll_identity(&query, token.as_deref(), auth_type.as_deref(), &shared);
+            let caller = poll_identity(&query, token.as_deref(), auth_type.as_deref(), shared);
             // The request's strings (its token among them) are not kept through the hold.
             drop((query, token, auth_type));
-            match caller {
+            match caller.and_then(|caller| Ok((owned(shared, &id, &caller)?, caller))) {
                 Err(e) => Err(e),
-                Ok(caller) if close => end(&shared, &id, &caller),
-                Ok(caller) => poll(&shared, &id, &caller).await,
+                Ok(_) if close => end(shared, &id),
+                Ok((session, _)) => {
+                    return Step::Hold(Held {
+                        ticket: session.begin(),
+                        started: Instant::now(),
+                        settle,
+                        _held: HeldGauge::new(shared.clone()),
+                    })
+                }
             }
         }
         _ if has_json => {
-            let prepared = connect::admit_ip(client_ip, &shared).and_then(|()| {
-                connect::prepare(&query, token.as_deref(), auth_type.as_deref(), &shared)
+            let prepared = connect::admit_ip(client_ip, shared).and_then(|()| {
+                connect::prepare(&query, token.as_deref(), auth_type.as_deref(), shared)
             });
-            // Boxed: the connect's one-off futures (auth, privacy, hub attach) would otherwise
-            // size every held poll's future.
-            Box::pin(open(&shared, prepared)).await
+            // Boxed: the connect's one-off futures (auth, privacy, hub attach) are not part of
+            // any other request's state.
+            Box::pin(open(shared, prepared)).await
         }
         _ => Err(EdgeError::BadInput(
             "longpoll needs json (connect) or connection_id (poll)".into(),
         )),
     };
+    Step::Answer(finish(result, settle, shared))
+}
+
+/// The answer's common part: errors in Stream's shape and counted, convergence told (with
+/// `[cluster]`), CORS, and no caching.
+fn finish(
+    result: Result<Response<Body>, EdgeError>,
+    settle: Option<(String, bool)>,
+    shared: &Shared,
+) -> Response<Body> {
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
             let outcome = e.class().label;
-            m.longpoll_polls.with_label_values(&[outcome]).inc();
+            shared
+                .metrics
+                .longpoll_polls
+                .with_label_values(&[outcome])
+                .inc();
             json_error(&e)
         }
     };
-    if let (Some(cluster), Some(id)) = (&shared.cluster, settle_id) {
+    if let (Some(cluster), Some((id, forwarded))) = (&shared.cluster, settle) {
         cluster.settle(&id, forwarded, resp.status());
     }
     cors::decorate(&mut resp);
@@ -245,51 +352,7 @@ fn owned(shared: &Shared, id: &str, caller: &Caller) -> Result<Arc<LpSession>, E
     }
 }
 
-async fn poll(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Body>, EdgeError> {
-    let session = owned(shared, id, caller)?;
-    let m = &shared.metrics;
-    let started = Instant::now();
-    // A guard: the poll future is dropped mid-hold when its client goes away.
-    let held = Held::new(&m.longpoll_held);
-    let end = session.poll(&shared.config.longpoll).await;
-    drop(held);
-
-    m.longpoll_poll_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let (outcome, body) = match end {
-        PollEnd::Events(frames) => {
-            let mut body =
-                String::with_capacity(16 + frames.iter().map(|f| f.len() + 1).sum::<usize>());
-            body.push_str("{\"events\":[");
-            for (i, f) in frames.iter().enumerate() {
-                if i > 0 {
-                    body.push(',');
-                }
-                body.push_str(f.as_str());
-            }
-            body.push_str("]}");
-            m.bytes
-                .with_label_values(&["out", "longpoll"])
-                .inc_by(body.len() as u64);
-            let outcome = if frames.is_empty() { "empty" } else { "events" };
-            (outcome, body)
-        }
-        PollEnd::Preempted => ("preempted", "{\"events\":[]}".to_string()),
-        PollEnd::Gone => {
-            let end = shared
-                .longpolls
-                .get(id)
-                .map_or(SessionEnd::Draining, |s| s.end_reason());
-            shared.longpolls.remove(id, end);
-            return Err(EdgeError::ConnectionNotFound);
-        }
-    };
-    m.longpoll_polls.with_label_values(&[outcome]).inc();
-    Ok(json(StatusCode::OK, body))
-}
-
-fn end(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Body>, EdgeError> {
-    owned(shared, id, caller)?;
+fn end(shared: &Shared, id: &str) -> Result<Response<Body>, EdgeError> {
     shared.longpolls.remove(id, SessionEnd::ClientClosed);
     shared
         .metrics
@@ -300,17 +363,17 @@ fn end(shared: &Shared, id: &str, caller: &Caller) -> Result<Response<Body>, Edg
 }
 
 /// Counts a held poll in `stream_edge_longpoll_held_requests` for as long as it lives.
-struct Held<'a>(&'a prometheus::IntGauge);
+struct HeldGauge(Arc<Shared>);
 
-impl<'a> Held<'a> {
-    fn new(g: &'a prometheus::IntGauge) -> Self {
-        g.inc();
-        Held(g)
+impl HeldGauge {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.metrics.longpoll_held.inc();
+        HeldGauge(shared)
     }
 }
 
-impl Drop for Held<'_> {
+impl Drop for HeldGauge {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.metrics.longpoll_held.dec();
     }
 }

@@ -57,6 +57,34 @@ pub(crate) async fn lp_poll(gw: &TestGateway, user: &str, conn: &str) -> (u16, V
     (status.as_u16(), serde_json::from_str(&body).unwrap())
 }
 
+/// A poll in a task of its own, for a test that acts while it is held.
+fn spawn_poll(
+    gw: &TestGateway,
+    user: &str,
+    id: &str,
+) -> tokio::task::JoinHandle<(hyper::StatusCode, String)> {
+    let url = format!(
+        "{}/longpoll?user_id={user}&connection_id={id}&api_key={DEV_API_KEY}",
+        gw.base
+    );
+    let tok = gw.token(user, None);
+    tokio::spawn(async move { http(Method::GET, &url, None, &[("authorization", &tok)]).await })
+}
+
+/// Connects `user` and holds a poll in a task of its own: the session's id and the poll.
+async fn connect_and_hold(
+    gw: &TestGateway,
+    user: &str,
+) -> (String, tokio::task::JoinHandle<(hyper::StatusCode, String)>) {
+    let (id, _) = lp_connect(gw, user).await;
+    let held = spawn_poll(gw, user, &id);
+    eventually("poll held", || async {
+        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
+    })
+    .await;
+    (id, held)
+}
+
 fn texts(v: &Value) -> Vec<String> {
     v["events"]
         .as_array()
@@ -137,31 +165,8 @@ async fn second_poll_answers_the_first() {
     let mut cfg = lp_config();
     cfg.longpoll.hold = Duration::from_secs(20);
     let gw = TestGateway::start_with(cfg).await;
-    let (id, _) = lp_connect(&gw, "lp-c").await;
-    let first = tokio::spawn({
-        let base = gw.base.clone();
-        let tok = gw.token("lp-c", None);
-        let id = id.clone();
-        async move {
-            let url =
-                format!("{base}/longpoll?user_id=lp-c&connection_id={id}&api_key={DEV_API_KEY}");
-            http(Method::GET, &url, None, &[("authorization", &tok)]).await
-        }
-    });
-    eventually("first poll held", || async {
-        gw.metric("stream_edge_longpoll_held_requests", &[]).await == 1.0
-    })
-    .await;
-    let second = tokio::spawn({
-        let base = gw.base.clone();
-        let tok = gw.token("lp-c", None);
-        let id = id.clone();
-        async move {
-            let url =
-                format!("{base}/longpoll?user_id=lp-c&connection_id={id}&api_key={DEV_API_KEY}");
-            http(Method::GET, &url, None, &[("authorization", &tok)]).await
-        }
-    });
+    let (id, first) = connect_and_hold(&gw, "lp-c").await;
+    let second = spawn_poll(&gw, "lp-c", &id);
     let (status, body) = tokio::time::timeout(Duration::from_secs(5), first)
         .await
         .expect("first answered")
@@ -299,4 +304,22 @@ async fn websocket_can_be_disabled_for_fallback() {
     assert!(err.to_string().contains("403"), "{err}");
     let (id, _) = lp_connect(&gw, "nows").await;
     assert!(!id.is_empty());
+}
+
+/// A held poll has no timer or watch of its own for the drain: the sweeper ends its session, and
+/// that must answer the poll at once (code 46), not when its 20 s hold passes.
+#[tokio::test]
+async fn a_drain_answers_a_held_poll_at_once() {
+    let mut cfg = lp_config();
+    cfg.longpoll.hold = Duration::from_secs(20);
+    let gw = TestGateway::start_with(cfg).await;
+    let (_, held) = connect_and_hold(&gw, "lp-drain").await;
+    gw.running().shutdown();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the drain answers the held poll")
+        .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], 46, "{status} {body}");
+    assert!(gw.stop().await, "drain finished before the deadline");
 }
