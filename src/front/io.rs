@@ -10,7 +10,10 @@
 //! pass through. `Switch` looks at what arrives: if it is the head of `GET /longpoll`, it keeps
 //! the head and reports end-of-stream, so hyper, idle, finishes cleanly; the caller takes the
 //! stream and the head back (`poll_without_shutdown` + `into_parts`) and answers on the lean
-//! front. Anything else is handed to hyper unchanged.
+//! front. If nothing has arrived yet (a keep-alive connection between requests), it reports
+//! end-of-stream at once, with an empty head: the lean front waits for the next request without
+//! hyper's buffers (8 KiB each for reading and writing, kept for a connection's whole life). Anything
+//! else is handed to hyper unchanged.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -163,9 +166,14 @@ pub struct Switch<S> {
     pending: Bytes,
     /// Set when hyper wrote since it last got data: its next read starts a new request.
     wrote: bool,
+    /// Set when hyper flushed after its last write. hyper flushes the stream only once its own
+    /// write buffer is empty, so a connection may go idle only then: while a response's rest
+    /// still waits for a slow reader, the connection stays with hyper.
+    flushed: bool,
     /// Bytes looked at while deciding whether a new request is a long-poll.
     sniff: Vec<u8>,
-    /// A complete long-poll head, kept for the lean front; hyper sees end-of-stream.
+    /// A complete long-poll head (or none yet, empty, when the connection went idle), kept for
+    /// the lean front; hyper sees end-of-stream.
     captured: Option<Vec<u8>>,
     /// Bound on `sniff`: a head larger than this is left to hyper (which refuses it).
     max_head: usize,
@@ -179,6 +187,7 @@ impl<S> Switch<S> {
             io,
             pending,
             wrote: false,
+            flushed: true,
             sniff: Vec::new(),
             captured: None,
             max_head,
@@ -254,6 +263,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Switch<S> {
             this.sniff.reserve(1024);
             let n = match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.sniff)
             {
+                // Idle between requests: the connection goes back to the lean front, which waits
+                // for the next head without hyper's buffers (about 16 KiB per idle keep-alive
+                // connection; issue 20).
+                Poll::Pending if this.sniff.is_empty() && this.flushed => {
+                    this.captured = Some(Vec::new());
+                    return Poll::Ready(Ok(()));
+                }
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(n)) => n,
@@ -283,7 +299,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Switch<S> {
 }
 
 macro_rules! delegate_write {
-    ($t:ident, $on_write:expr) => {
+    ($t:ident, $on_write:expr, $on_flushed:expr) => {
         impl<S: AsyncWrite + Unpin> AsyncWrite for $t<S> {
             fn poll_write(
                 mut self: Pin<&mut Self>,
@@ -311,7 +327,11 @@ macro_rules! delegate_write {
                 mut self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
             ) -> Poll<std::io::Result<()>> {
-                Pin::new(&mut self.io).poll_flush(cx)
+                let flushed = Pin::new(&mut self.io).poll_flush(cx);
+                if matches!(flushed, Poll::Ready(Ok(()))) {
+                    $on_flushed(&mut *self);
+                }
+                flushed
             }
 
             fn poll_shutdown(
@@ -324,8 +344,15 @@ macro_rules! delegate_write {
     };
 }
 
-delegate_write!(Prefixed, |_: &mut Prefixed<S>| {});
-delegate_write!(Switch, |s: &mut Switch<S>| s.wrote = true);
+delegate_write!(Prefixed, |_: &mut Prefixed<S>| {}, |_: &mut Prefixed<S>| {});
+delegate_write!(
+    Switch,
+    |s: &mut Switch<S>| {
+        s.wrote = true;
+        s.flushed = false;
+    },
+    |s: &mut Switch<S>| s.flushed = true
+);
 
 #[cfg(test)]
 mod tests {
@@ -412,5 +439,28 @@ mod tests {
         let n = sw.read(&mut got).await.expect("read");
         assert_eq!(&got[..n], smuggled);
         assert!(sw.into_parts().1.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_goes_back_only_once_its_response_is_flushed() {
+        use futures_util::FutureExt as _;
+        let (_client, server) = tokio::io::duplex(4096);
+        let gate = Arc::new(Gate::default());
+        gate.start(true);
+        gate.response_finished();
+        let mut sw = Switch::new(server, Bytes::new(), 8192, gate);
+        sw.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        // Written but not flushed (hyper may still hold the response's rest): hyper's read
+        // waits on the socket as usual.
+        let mut got = [0u8; 64];
+        assert!(sw.read(&mut got).now_or_never().is_none(), "still hyper's");
+        sw.flush().await.expect("flush");
+        // Flushed and nothing arrived: end-of-stream for hyper, an empty head for the front.
+        assert_eq!(sw.read(&mut got).await.expect("eof"), 0);
+        let (_, captured, pending) = sw.into_parts();
+        assert_eq!(captured.as_deref(), Some(&b""[..]));
+        assert!(pending.is_empty());
     }
 }

@@ -13,10 +13,10 @@
 //! a head that does not parse or is too large) goes to hyper with the bytes already read (an
 //! Unreal `/connect` target's raw JSON percent-encoded first, see
 //! [`super::head::lenient_connect_target`]); hyper
-//! answers errors in its own well-tested way. When hyper is done with it and the next request is
-//! a long-poll again, the connection comes back here (see [`super::io::Switch`]), so a browser's
-//! pooled connection that carried a REST call does not keep hyper's buffers through its next
-//! held poll.
+//! answers errors in its own well-tested way. When hyper is done with a request and the next one
+//! has not arrived yet, or is a long-poll, the connection comes back here (see
+//! [`super::io::Switch`]), so a browser's pooled connection that carried a REST call keeps none of
+//! hyper's buffers while it idles or through its next held poll.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -342,10 +342,24 @@ async fn read_head<S: AsyncRead + Unpin>(
     max: usize,
 ) -> std::io::Result<bool> {
     loop {
-        buf.reserve(READ_CHUNK);
         // A terminator is at most 3 bytes (`\n\r\n`): look from 2 bytes before the new ones.
         let scan_from = buf.len().saturating_sub(2);
-        if io.read_buf(buf).await? == 0 {
+        // Read through a buffer that lives on the stack only while the read is polled: an idle
+        // keep-alive connection holds no read buffer while it waits.
+        let n = std::future::poll_fn(|cx| {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut rb = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(rb.filled());
+                    Poll::Ready(Ok(rb.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        if n == 0 {
             return Ok(false);
         }
         if head_end(&buf[scan_from..]).is_some() || buf.len() > max {
