@@ -90,6 +90,10 @@ fn counted(resp: Response<Body>, guard: StreamGuard) -> Response<Body> {
     })
 }
 
+/// A boxed future, its type erased: the service answers a long-poll and any other request with
+/// the same type.
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 /// Serves one HTTP/2 connection until the client closes it, a keep-alive ping goes unanswered, or
 /// shutdown (a GOAWAY, then in-flight streams finish).
 pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
@@ -101,7 +105,23 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let guard = StreamGuard::open(&open_streams, max_streams, &shared.metrics);
-        async move {
+        // A long-poll skips the router: its stream task then holds only the poll's small future
+        // for the whole hold, not the router's (about 1.8 KiB; issue 20). With `[cluster]` the
+        // router decides where a poll belongs, so polls take it too.
+        let lp = req.method() == http::Method::GET
+            && crate::http::normalize(req.uri().path()) == "/longpoll"
+            && shared.cluster.is_none();
+        if lp {
+            shared
+                .proxy_warning
+                .check(req.headers(), &shared.config.limits, &shared.metrics);
+            // Boxed twice: the outer block then holds only the inner box, not the poll's future.
+            let poll = Box::pin(crate::transport::longpoll::handle(req, peer, shared));
+            let answer: BoxFuture<Result<Response<Body>, Infallible>> =
+                Box::pin(async move { Ok(counted(poll.await, guard)) });
+            return answer;
+        }
+        let routed: BoxFuture<Result<Response<Body>, Infallible>> = Box::pin(async move {
             let mut req = req;
             let mut upgrade = None;
             if req.method() == http::Method::CONNECT {
@@ -130,7 +150,8 @@ pub async fn serve<S: Io>(stream: S, peer: SocketAddr, shared: Arc<Shared>) {
                 return Ok(resp);
             }
             Ok::<_, Infallible>(counted(resp, guard))
-        }
+        });
+        routed
     });
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder

@@ -248,7 +248,7 @@ async fn serve_one<S: Io>(conn: &mut Conn<S>, peer: SocketAddr, shared: &Arc<Sha
     };
     // The poll may be held for 20 s: none of the request's bytes are kept while it is.
     drop(buf);
-    let served = match longpoll::start(head, shared).await {
+    let served = match longpoll::start(head, shared.clone()).await {
         Step::Answer(resp) => {
             if reply(&mut io, resp, keep_alive, http10, shared).await {
                 Served::Next

@@ -4,6 +4,7 @@
 //! time passes and answers `{"events": […]}`; `close=true` ends the session. Sessions attach to the
 //! same hubs as WebSocket sessions, so they share the user's upstream connection and routing.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::time::Instant;
@@ -13,7 +14,7 @@ use http::{header, Request, Response, StatusCode};
 use super::connect;
 use crate::auth::{Credentials, Identity};
 use crate::error::EdgeError;
-use crate::http::{cors, json, json_error, no_store, Body, ReqBody};
+use crate::http::{cors, json, json_error, no_store, Body};
 use crate::session::longpoll::{LpSession, PollEnd, Ticket};
 use crate::session::{SessionEnd, Transport};
 use crate::state::Shared;
@@ -66,13 +67,16 @@ pub struct LpHead {
     pub forwarded: bool,
 }
 
-/// Handles one `/longpoll` request that reached hyper (the connection served other requests
-/// first; see `lp_http` for the usual path).
-pub async fn handle(
-    req: Request<ReqBody>,
+/// Handles one `/longpoll` request that reached hyper: over HTTP/2, or over HTTP/1.1 when it was
+/// pipelined behind another request (the lean front takes the usual ones).
+///
+/// Not an `async fn`, nor is [`handle_head`]: the request is reduced to its head before the
+/// future exists, and an `async fn` would store its arguments twice for a poll's whole hold.
+pub fn handle<B>(
+    req: Request<B>,
     peer: std::net::SocketAddr,
     shared: Arc<Shared>,
-) -> Response<Body> {
+) -> impl Future<Output = Response<Body>> + Send {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -94,20 +98,24 @@ pub async fn handle(
             .is_some(),
     };
     drop(req);
-    handle_head(head, shared).await
+    handle_head(head, shared)
 }
 
-/// Handles one `/longpoll` request from its head, a held poll included.
-pub async fn handle_head(head: LpHead, shared: Arc<Shared>) -> Response<Body> {
-    match Box::pin(start(head, &shared)).await {
-        Step::Answer(resp) => resp,
-        Step::Hold(held) => {
-            // hyper drops this future when the client goes away; it never reports it here.
-            let end = held
-                .ticket
-                .hold(&shared.config.longpoll, |_| Poll::Pending)
-                .await;
-            held.finish(end.unwrap_or(PollEnd::Preempted), &shared)
+/// Handles one `/longpoll` request from its head, a held poll included. Its future is small
+/// (about 0.3 KiB while a poll is held): everything before the hold is a boxed future of its own.
+fn handle_head(head: LpHead, shared: Arc<Shared>) -> impl Future<Output = Response<Body>> + Send {
+    let step = Box::pin(start(head, shared.clone()));
+    async move {
+        match step.await {
+            Step::Answer(resp) => resp,
+            Step::Hold(held) => {
+                // hyper drops this future when the client goes away; it never reports it here.
+                let end = held
+                    .ticket
+                    .hold(&shared.config.longpoll, |_| Poll::Pending)
+                    .await;
+                held.finish(end.unwrap_or(PollEnd::Preempted), &shared)
+            }
         }
     }
 }
@@ -179,7 +187,8 @@ fn events_body(frames: &[Utf8Bytes], shared: &Shared) -> Response<Body> {
 
 /// Starts a `/longpoll` request: a connect, a close or a refusal is answered; a poll is
 /// authenticated, bound to its session and returned to be held.
-pub async fn start(head: LpHead, shared: &Arc<Shared>) -> Step {
+pub async fn start(head: LpHead, shared: Arc<Shared>) -> Step {
+    let shared = &shared;
     let LpHead {
         query,
         token,
