@@ -2,8 +2,10 @@
 //! that opens with the HTTP/2 preface (h2c with prior knowledge, `http2.cleartext`), is served
 //! by hyper's HTTP/2 server with edge-sized windows, stream count and send buffer
 //! (`config::Http2Config`), through the same router as HTTP/1.1, so REST and long-poll behave the
-//! same. Why: a browser's tabs then share one connection instead of competing for six HTTP/1.1
-//! connections per host, which long-polls exhaust. WebSockets are offered over HTTP/2 only with
+//! same (a `GET /longpoll` goes straight to its handler, as the router would send it, unless
+//! `[cluster]` must route it; see the service below). Why: a browser's tabs then share one
+//! connection instead of competing for six HTTP/1.1 connections per host, which long-polls
+//! exhaust. WebSockets are offered over HTTP/2 only with
 //! `http2.websockets` (extended CONNECT, RFC 8441, advertised; [`super::h2_ws`]); without it
 //! browsers keep an HTTP/1.1 connection for `wss:`.
 //! The lean long-poll front is HTTP/1.1 only; HTTP/1.1 connections are served as before.

@@ -1,7 +1,7 @@
 //! A connection's time in hyper: HTTP/1.1 keep-alive with header limits, the router that sends
 //! each request to its transport or to the REST proxy, and the hand-back of the stream when the
-//! next request is a long-poll (to the lean front) or the connection became a WebSocket (to its
-//! session).
+//! connection goes idle between requests or its next request is a long-poll (to the lean front),
+//! or it became a WebSocket (to its session).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,9 +28,9 @@ use crate::transport::ws::{self, Accepted, Upgrade, Wire};
 pub(super) type UpgradeSlot = Arc<std::sync::Mutex<Option<Accepted>>>;
 
 /// Serves a connection with hyper (HTTP/1.1 keep-alive, header limits), starting with `read`, the
-/// bytes the lean front already took. Returns the stream and the next request's head when the
-/// client's next request is a long-poll (the lean front answers it); `None` when the connection
-/// is over or became a WebSocket session.
+/// bytes the lean front already took. Returns the stream and what was read of the next request
+/// (a long-poll's whole head, or nothing yet when the connection went idle) for the lean front;
+/// `None` when the connection is over or became a WebSocket session.
 pub(super) async fn serve_hyper<S: Io>(
     stream: S,
     read: Bytes,
@@ -79,6 +79,21 @@ pub(super) async fn serve_hyper<S: Io>(
         }
     };
     if let Err(e) = done {
+        if e.is_incomplete_message() {
+            // The connection went idle (the switch reported end-of-stream) while hyper held part
+            // of a pipelined head: the front takes that part back and reads the rest.
+            let parts = conn.into_parts();
+            let read_buf = parts.read_buf;
+            let (stream, captured, pending) = parts.io.into_inner().into_parts();
+            if captured.is_some_and(|c| c.is_empty()) {
+                let mut next = Vec::with_capacity(read_buf.len() + pending.len());
+                next.extend_from_slice(&read_buf);
+                next.extend_from_slice(&pending);
+                return Some((stream, next));
+            }
+            tracing::debug!(error = %e, "client connection error");
+            return None;
+        }
         // hyper's own bounds, hit on a request after the first (the front checks the first).
         let limit = if e.is_timeout() {
             Some(Limit::HeaderTimeout)

@@ -23,6 +23,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
+use std::future::Future as _;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
@@ -248,7 +250,20 @@ async fn serve_one<S: Io>(conn: &mut Conn<S>, peer: SocketAddr, shared: &Arc<Sha
     };
     // The poll may be held for 20 s: none of the request's bytes are kept while it is.
     drop(buf);
-    let served = match longpoll::start(head, shared.clone()).await {
+    // A connect is watched like a held poll: a client that leaves mid-connect ends it.
+    let max = limits.max_header_bytes;
+    let mut start = std::pin::pin!(longpoll::start(head, shared.clone()));
+    let step = std::future::poll_fn(|cx| {
+        if let Poll::Ready(step) = start.as_mut().poll(cx) {
+            return Poll::Ready(Some(step));
+        }
+        watch(&mut io, &mut conn.buf, max, cx).map(|()| None)
+    })
+    .await;
+    let Some(step) = step else {
+        return Served::Done;
+    };
+    let served = match step {
         Step::Answer(resp) => {
             if reply(&mut io, resp, keep_alive, http10, shared).await {
                 Served::Next

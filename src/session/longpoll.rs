@@ -134,7 +134,8 @@ impl LpSession {
         if let Some(end) = self.superseded(t) {
             return Poll::Ready(end);
         }
-        let first = match self.mailbox.poll_next(cx) {
+        let current = || self.generation.load(Ordering::Acquire) == t.generation;
+        let first = match self.mailbox.poll_next(cx, current) {
             Poll::Ready(Next::Closed(..)) => return Poll::Ready(PollEnd::Gone),
             Poll::Ready(Next::Event(first)) => first,
             Poll::Pending => return self.superseded(t).map_or(Poll::Pending, Poll::Ready),

@@ -184,12 +184,19 @@ impl Mailbox {
     }
 
     /// The next event, or the close reason (which wins over queued events); when there is
-    /// neither, the task is woken by the next push, the close or [`Mailbox::wake_consumer`]. One
-    /// consumer at a time: a later caller's waker replaces an earlier one's.
-    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+    /// neither, the task is woken by the next push, the close or [`Mailbox::wake_consumer`].
+    ///
+    /// One consumer at a time, the one `current` (asked under the mailbox's lock) says is: a
+    /// consumer that has been superseded gets `Pending` and leaves the current one's waker in
+    /// place. A newer consumer must make `current` false for the older one before it calls
+    /// [`Mailbox::wake_consumer`], so an older one that looks after that wake-up sees it.
+    pub fn poll_next(&self, cx: &mut Context<'_>, current: impl FnOnce() -> bool) -> Poll<Next> {
         let mut st = self.lock();
         if let Some(end) = st.closed {
             return Poll::Ready(Next::Closed(end));
+        }
+        if !current() {
+            return Poll::Pending;
         }
         if let Some(d) = pop(&mut st) {
             return Poll::Ready(Next::Event(d));
@@ -431,22 +438,26 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let woken = || count.0.load(SeqCst);
         let m = Mailbox::new(4);
-        assert!(m.poll_next(&mut cx).is_pending());
+        assert!(m.poll_next(&mut cx, || true).is_pending());
         m.wake_consumer();
         m.wake_consumer();
         assert_eq!(woken(), 1, "a waker is forgotten once woken");
-        assert!(m.poll_next(&mut cx).is_pending());
+        assert!(m.poll_next(&mut cx, || true).is_pending());
+        // A superseded consumer neither takes an event nor replaces the current one's waker.
+        let mut stale = Context::from_waker(Waker::noop());
+        assert!(m.poll_next(&mut stale, || false).is_pending());
         m.push(d("a"));
         assert_eq!(woken(), 2);
-        match m.poll_next(&mut cx) {
+        assert!(m.poll_next(&mut stale, || false).is_pending(), "not taken");
+        match m.poll_next(&mut cx, || true) {
             Poll::Ready(Next::Event(e)) => assert_eq!(e.frame.as_str(), "a"),
             _ => panic!("the pushed event"),
         }
-        assert!(m.poll_next(&mut cx).is_pending());
+        assert!(m.poll_next(&mut cx, || true).is_pending());
         m.close(SessionEnd::SlowConsumer);
         assert_eq!(woken(), 3);
         assert!(matches!(
-            m.poll_next(&mut cx),
+            m.poll_next(&mut cx, || true),
             Poll::Ready(Next::Closed(SessionEnd::SlowConsumer))
         ));
     }

@@ -68,7 +68,8 @@ pub struct LpHead {
 }
 
 /// Handles one `/longpoll` request that reached hyper: over HTTP/2, or over HTTP/1.1 when it was
-/// pipelined behind another request (the lean front takes the usual ones).
+/// pipelined behind another request, is not a `GET`, or is a forwarded or to-be-routed poll of
+/// `[cluster]` (the lean front takes the usual ones).
 ///
 /// Not an `async fn`, nor is [`handle_head`]: the request is reduced to its head before the
 /// future exists, and an `async fn` would store its arguments twice for a poll's whole hold.

@@ -373,3 +373,35 @@ async fn answers_are_never_cached_and_a_poll_is_one_complete_body() {
         .iter()
         .any(|e| e["message"]["text"] == "while held"));
 }
+
+/// A keep-alive connection goes back to the front once hyper's answer is flushed and nothing more
+/// has arrived; a pipelined request whose head had only partly arrived then is not lost with it.
+#[tokio::test]
+async fn an_idle_hand_back_keeps_a_partly_arrived_pipelined_head() {
+    let user = "front-i";
+    let (_gw, tok, mut c) = start(user).await;
+    let app = get(&format!("/app?api_key={DEV_API_KEY}"), &tok, "");
+    let (head, tail) = app.split_at(24);
+    // The first request whole, the second's head cut short: hyper answers the first, then finds
+    // the connection idle with part of the second in its buffer.
+    c.send(&format!("{app}{head}")).await;
+    let first = c.response().await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    c.send(tail).await;
+    let second = c.response().await;
+    assert_eq!(
+        second.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&second.body)
+    );
+    assert_eq!(first.json()["app"], second.json()["app"]);
+    // The connection still serves requests after it.
+    c.send(&app).await;
+    assert_eq!(c.response().await.status, 200);
+}
