@@ -196,8 +196,10 @@ pub async fn ws_connect(t: &SessionTarget<'_>) -> anyhow::Result<WsSession> {
 }
 
 impl WsSession {
-    /// Reads frames (recording deliveries) and pings like the JS SDK every `ping` until `cancel`,
-    /// then closes from the client side.
+    /// Reads frames (recording deliveries) and pings like the JS SDK until `cancel`, then closes
+    /// from the client side: `ping` after each `health.check` it receives, rescheduled by every
+    /// one (stream-chat 9.53.0 src/connection.ts 498-502, 655-671), so a server's own checks move
+    /// the client's pings as they would the SDK's.
     pub async fn run(
         mut self,
         user: String,
@@ -206,23 +208,31 @@ impl WsSession {
         stats: Arc<Stats>,
     ) {
         let ping_every = ping.unwrap_or(Duration::from_secs(3600));
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        // The connect frame was a health.check.
+        let next = tokio::time::sleep(ping_every);
+        tokio::pin!(next);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
                     return;
                 }
-                _ = tick.tick(), if ping.is_some() => {
+                () = &mut next, if ping.is_some() => {
                     let frame = format!("[{{\"type\":\"health.check\",\"client_id\":\"{user}--bench\"}}]");
                     if self.ws.send(Message::text(frame)).await.is_err() {
                         stats.errors.fetch_add(1, Ordering::Relaxed);
                         return;
                     }
+                    // Sent; the next one waits for the answer (or for the server's own check).
+                    next.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
                 }
                 msg = self.ws.next() => match msg {
-                    Some(Ok(Message::Text(t))) => scan_frame(&t, &stats),
+                    Some(Ok(Message::Text(t))) => {
+                        if t.contains("\"type\":\"health.check\"") {
+                            next.as_mut().reset(tokio::time::Instant::now() + ping_every);
+                        }
+                        scan_frame(&t, &stats);
+                    }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => {
                         if !cancel.is_cancelled() {
                             stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -17,13 +17,28 @@ pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// one frame's unsent rest and its own reply; events wait in its bounded queue
 /// (`limits.session_queue`).
 pub const DEFAULT_WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
-/// A `health.check` is sent to a session after this much outbound silence, and to a Unity session
-/// this often however busy it is (`ws.health_interval_seconds`): the JS SDK's watchdog fires after
-/// 35 s of silence, Unity's after 30 s without a health check.
+/// A Unity session gets a `health.check` this often however busy it is, and any other session
+/// after [`health_silence`] of outbound silence (`ws.health_interval_seconds`): Unity's watchdog
+/// fires after 30 s without a health check, the JS SDK's after 35 s of silence.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(25);
-/// A client that sends nothing (not even its 25 s ping) for this long is half-open and is closed
-/// (`ws.client_idle_timeout_seconds`).
+/// A client that sends nothing for this long is half-open and is closed
+/// (`ws.client_idle_timeout_seconds`). Halfway through, a client that has not spoken gets an
+/// RFC 6455 ping, which its WebSocket stack answers by itself: a client whose own pings stop (the
+/// JS SDK pings only 25 s after the last `health.check` it received) is not mistaken for a dead one.
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// The outbound silence after which a non-Unity session gets an unsolicited `health.check`:
+/// `ws.health_interval_seconds` plus a fifth (30 s by default).
+///
+/// Why more than the interval: the JS SDK pings 25 s after each `health.check` it receives and
+/// reschedules on every one. A gateway that sent its own check after exactly 25 s of silence would
+/// race that ping every cycle: when the check wins the client never pings (its timer is
+/// rescheduled), when the ping wins the client gets two checks per cycle. Waiting a fifth longer
+/// lets the client's ping come first, so one ping and its answer are the whole heartbeat; the check
+/// still comes before the JS SDK's 35 s watchdog (the interval is below 30 s) and every other SDK's.
+pub fn health_silence(interval: Duration) -> Duration {
+    interval + interval / 5
+}
 
 /// How long a long-poll request is held waiting for events (`longpoll.hold_seconds`): below the
 /// SDK's 30 s request timeout.

@@ -102,8 +102,11 @@ async fn serve(
     let mut ticker = tokio::time::interval(cfg.ping_interval);
     ticker.tick().await;
     let mut last_rx = Instant::now();
+    // One timer for the watchdog, moved only when it fires: a new timer per frame would cost a
+    // timer-wheel insert and removal per upstream event.
+    let watchdog = tokio::time::sleep_until(last_rx + cfg.watchdog);
+    tokio::pin!(watchdog);
     let reason = loop {
-        let deadline = last_rx + cfg.watchdog;
         tokio::select! {
             _ = hub.cancel.cancelled() => {
                 let closing = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None));
@@ -130,7 +133,13 @@ async fn serve(
                     break "error";
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => break "watchdog",
+            () = &mut watchdog => {
+                let deadline = last_rx + cfg.watchdog;
+                if deadline <= Instant::now() {
+                    break "watchdog";
+                }
+                watchdog.as_mut().reset(deadline);
+            }
         }
     };
     m.upstream_open.with_label_values(&[app]).dec();

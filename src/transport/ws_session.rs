@@ -13,6 +13,7 @@ use super::dialect::Dialect;
 use super::frames;
 use super::wire::{Wire, WireError};
 use super::wsframe::{self, FrameError, Inbound, Msg};
+use crate::config::health_silence;
 use crate::error::{close, EdgeError};
 use crate::metrics::Limit;
 use crate::session::{Attachment, Delivery, Mailbox, SessionEnd, Transport};
@@ -167,6 +168,8 @@ struct Clocks {
     health: Instant,
     /// When the client's bytes last arrived.
     heard: Instant,
+    /// Whether an RFC 6455 ping went out since then (one per silence, halfway to the idle close).
+    probed: bool,
     /// When the session's token expires.
     expiry: Option<Instant>,
 }
@@ -187,18 +190,28 @@ async fn serve(
     let mut clocks = Clocks {
         health: now,
         heard: now,
+        probed: false,
         expiry: exp.map(|e| now + until_exp(Some(e), shared.config.auth.leeway)),
     };
     // The last event written (by this task or by the hub directly), which feeds most SDKs'
     // watchdogs; Unity's counts only health checks.
     let mut last_event = now;
+    let idle = cfg.client_idle_timeout;
+    let quiet_for = if dialect.steady_health() {
+        cfg.health_interval
+    } else {
+        health_silence(cfg.health_interval)
+    };
     let due = |c: &Clocks, last_event: Instant| {
         let quiet = if dialect.steady_health() {
             c.health
         } else {
             c.health.max(last_event)
         };
-        let mut at = (quiet + cfg.health_interval).min(c.heard + cfg.client_idle_timeout);
+        let mut at = (quiet + quiet_for).min(c.heard + idle);
+        if !c.probed {
+            at = at.min(c.heard + idle / 2);
+        }
         if let Some(e) = c.expiry {
             at = at.min(e);
         }
@@ -222,8 +235,16 @@ async fn serve(
                     att.end_for_token(SessionEnd::TokenExpired);
                     return (SessionEnd::TokenExpired, None);
                 }
-                if clocks.heard + cfg.client_idle_timeout <= now {
+                if clocks.heard + idle <= now {
                     return (SessionEnd::ClientIdle, None);
+                }
+                if !clocks.probed && clocks.heard + idle / 2 <= now {
+                    // Silent for half the idle timeout: a live client's stack answers this ping.
+                    if let Err(e) = wire.send(&att.mailbox, &wsframe::ping(), budget, &mut sent).await {
+                        send_failed(shared, &e);
+                        return (SessionEnd::WriteError, None);
+                    }
+                    clocks.probed = true;
                 }
                 if let Some(t) = att.mailbox.last_event() {
                     last_event = last_event.max(t);
@@ -253,6 +274,7 @@ async fn serve(
             }
             read = wire.read(&mut inbound, &mut msgs) => {
                 clocks.heard = Instant::now();
+                clocks.probed = false;
                 match read {
                     Ok(true) => {}
                     Ok(false) => return (SessionEnd::ClientClosed, None),
@@ -270,16 +292,18 @@ async fn serve(
                     let reply = match answer(msg, &att, m) {
                         Answer::Nothing => continue,
                         Answer::Closed(echo) => return (SessionEnd::ClientClosed, Some(echo)),
-                        Answer::Frames(f, health) => {
-                            if health {
-                                clocks.health = Instant::now();
-                            }
-                            f
-                        }
+                        Answer::Frames(f, health) => (f, health),
                     };
-                    if let Err(e) = wire.send(&att.mailbox, &reply, budget, &mut sent).await {
+                    if let Err(e) = wire.send(&att.mailbox, &reply.0, budget, &mut sent).await {
                         send_failed(shared, &e);
                         return (SessionEnd::WriteError, None);
+                    }
+                    if reply.1 {
+                        // A ping answered: the client's own cadence is the heartbeat. Moving the
+                        // timer now (once per ping) spares the task a wake-up that would find
+                        // nothing due.
+                        clocks.health = Instant::now();
+                        timer.as_mut().reset(due(&clocks, last_event));
                     }
                 }
             }

@@ -271,6 +271,12 @@ pub fn text(payload: &[u8]) -> Vec<u8> {
     frame(TEXT, payload)
 }
 
+/// A whole ping frame with no payload: a liveness probe (RFC 6455 5.5.2: the client's WebSocket
+/// stack answers it with a pong by itself).
+pub fn ping() -> Vec<u8> {
+    frame(PING, &[])
+}
+
 /// A whole pong frame answering a ping's payload.
 pub fn pong(payload: &[u8]) -> Vec<u8> {
     frame(PONG, payload)

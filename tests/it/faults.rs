@@ -20,6 +20,35 @@ fn pointing_at(addr: std::net::SocketAddr) -> stream_edge::config::Config {
     c
 }
 
+/// A hand-written upstream on its own port: completes each WebSocket handshake, sends `user`'s
+/// hello (a `health.check` with `me`), then hands the socket to `then`.
+async fn fake_upstream<F, Fut>(user: &'static str, then: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = up.local_addr().unwrap();
+    let then = std::sync::Arc::new(then);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = up.accept().await {
+            let then = then.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                let hello = format!(
+                    r#"{{"type":"health.check","connection_id":"up-1","cid":"*","me":{{"id":"{user}","mutes":[],"channel_mutes":[],"blocked_user_ids":[],"devices":[]}}}}"#
+                );
+                if ws.send(Message::text(hello)).await.is_ok() {
+                    then(ws).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 #[tokio::test]
 async fn down_at_start_then_recovers_by_itself() {
     // Reserve a port, then close it: nothing listens there yet.
@@ -102,29 +131,19 @@ async fn stalled_upstream_times_out_retryably() {
 /// events: garbage is counted and dropped; the session keeps working.
 #[tokio::test]
 async fn garbage_frames_from_upstream_are_dropped_and_counted() {
-    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = up.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = up.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
-                };
-                let hello = r#"{"type":"health.check","connection_id":"up-1","cid":"*","me":{"id":"gb","mutes":[],"channel_mutes":[],"blocked_user_ids":[],"devices":[]}}"#;
-                let _ = ws.send(Message::text(hello)).await;
-                for f in ["not json", "[1,2]", "{\"no_type\":1}", "\u{0}"] {
-                    let _ = ws.send(Message::text(f)).await;
-                }
-                let _ = ws.send(Message::binary(vec![0xff, 0x00])).await;
-                let _ = ws
-                    .send(Message::text(
-                        r#"{"type":"notification.ok","created_at":"2026-01-01T00:00:00Z"}"#,
-                    ))
-                    .await;
-                while ws.next().await.is_some() {}
-            });
+    let addr = fake_upstream("gb", |mut ws| async move {
+        for f in ["not json", "[1,2]", "{\"no_type\":1}", "\u{0}"] {
+            let _ = ws.send(Message::text(f)).await;
         }
-    });
+        let _ = ws.send(Message::binary(vec![0xff, 0x00])).await;
+        let _ = ws
+            .send(Message::text(
+                r#"{"type":"notification.ok","created_at":"2026-01-01T00:00:00Z"}"#,
+            ))
+            .await;
+        while ws.next().await.is_some() {}
+    })
+    .await;
     let gw = TestGateway::start_with(pointing_at(addr)).await;
     let (mut ws, _) = gw.connect("gb").await;
     let ev = next_json(&mut ws).await;
@@ -177,4 +196,40 @@ async fn non_websocket_upstream_is_a_retryable_failure() {
     .await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "garbage"));
     gw.running().assert_no_panics();
+}
+
+/// An upstream that goes silent after its hello (it still reads, so TCP looks healthy) is
+/// declared dead by the watchdog, as the SDK would: frames that keep arriving hold the watchdog
+/// off, silence ends the connection, counted as `watchdog`, and its sessions are closed so their
+/// SDKs reconnect.
+#[tokio::test]
+async fn a_silent_upstream_is_ended_by_the_watchdog() {
+    let addr = fake_upstream("hush", |mut ws| async move {
+        // Events for a while (each within the watchdog of the last), then silence.
+        for _ in 0..6 {
+            let ev = r#"{"type":"notification.ok","created_at":"2026-01-01T00:00:00Z"}"#;
+            if ws.send(Message::text(ev)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while ws.next().await.is_some() {}
+    })
+    .await;
+    let mut cfg = pointing_at(addr);
+    cfg.upstream.watchdog = Duration::from_millis(300);
+    let gw = TestGateway::start_with(cfg).await;
+    let (mut ws, _) = gw.connect("hush").await;
+    for _ in 0..6 {
+        assert_eq!(next_json(&mut ws).await["type"], "notification.ok");
+    }
+    // 600 ms of frames outlived a 300 ms watchdog; the silence after them does not.
+    assert_eq!(close_code(&mut ws).await, 1011);
+    let lost = gw
+        .metric(
+            "stream_edge_upstream_disconnects_total",
+            &[("reason", "watchdog")],
+        )
+        .await;
+    assert_eq!(lost, 1.0);
 }

@@ -13,8 +13,9 @@ use stream_edge::config::{DEV_API_KEY, DEV_API_SECRET};
 use crate::recorder::Recorder;
 use crate::support::*;
 
-/// The token-lifecycle file runs against its own gateway (see [`stream_chat_sdk_token_lifecycle`]).
-const OWN_GATEWAY: &[&str] = &["tokens.test.mjs"];
+/// Files that run against their own gateway (see [`stream_chat_sdk_token_lifecycle`] and
+/// [`stream_chat_sdk_heartbeat`]).
+const OWN_GATEWAY: &[&str] = &["tokens.test.mjs", "heartbeat.test.mjs"];
 
 /// Time the whole Node run gets unless `SDK_TIMEOUT_SECS` says otherwise.
 const DEFAULT_SDK_TIMEOUT_SECS: u64 = 300;
@@ -34,7 +35,17 @@ async fn stream_chat_sdk_token_lifecycle() {
     let mut cfg = test_config();
     cfg.upstream.linger = Duration::from_secs(1);
     cfg.auth.app_settings_refresh = Duration::from_secs(1);
-    run_sdk_files(cfg, |name| OWN_GATEWAY.contains(&name)).await;
+    run_sdk_files(cfg, |name| name == "tokens.test.mjs").await;
+}
+
+/// The JS SDK's heartbeat in scaled time: the gateway's 25 s interval and 75 s idle timeout as
+/// 250 and 750 ms (the file scales the SDK's own timers the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_chat_sdk_heartbeat() {
+    let mut cfg = test_config();
+    cfg.ws.health_interval = Duration::from_millis(250);
+    cfg.ws.client_idle_timeout = Duration::from_millis(750);
+    run_sdk_files(cfg, |name| name == "heartbeat.test.mjs").await;
 }
 
 /// `SDK_FILES=diff.test.mjs,core.test.mjs` narrows a run to those files (a developer's loop, or a

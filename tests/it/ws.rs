@@ -147,13 +147,27 @@ async fn bad_frames_get_error_frames_and_the_session_survives() {
 }
 
 #[tokio::test]
-async fn half_open_client_is_closed_after_idle_timeout() {
+async fn half_open_client_is_probed_then_closed_after_idle_timeout() {
+    use tokio::io::AsyncReadExt;
     let mut cfg = test_config();
     cfg.ws.client_idle_timeout = std::time::Duration::from_millis(300);
     let gw = TestGateway::start_with(cfg).await;
     let (mut ws, _) = gw.connect("silent").await;
-    // The client sends nothing; the gateway must give up on it by itself.
-    assert_eq!(close_code(&mut ws).await, stream_edge::error::close::IDLE);
+    // A half-open client: its bytes are read raw, so nothing answers the gateway's ping.
+    let raw = match ws.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(s) => s,
+        _ => panic!("plain TCP"),
+    };
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, raw.read_to_end(&mut got))
+        .await
+        .expect("the gateway gives up on a silent client by itself")
+        .expect("read");
+    // An RFC 6455 ping (FIN, opcode 9, no payload) halfway, then the idle close.
+    assert_eq!(got.get(..2), Some(&[0x89, 0x00][..]), "{got:?}");
+    let code = stream_edge::error::close::IDLE.to_be_bytes();
+    assert_eq!(got.get(2), Some(&0x88), "{got:?}");
+    assert_eq!(got.get(4..6), Some(&code[..]), "{got:?}");
     eventually("idle close counted", || async {
         gw.metric(
             "stream_edge_sessions_closed_total",
@@ -163,6 +177,41 @@ async fn half_open_client_is_closed_after_idle_timeout() {
             == 1.0
     })
     .await;
+}
+
+/// A client that never pings on its own (the JS SDK whose ping timer a `health.check` keeps
+/// rescheduling, or a quiet library) but whose WebSocket stack answers pings is alive: it stays
+/// past many idle timeouts.
+#[tokio::test]
+async fn a_silent_client_that_answers_pings_is_not_idle() {
+    use futures_util::StreamExt;
+    let mut cfg = test_config();
+    cfg.ws.client_idle_timeout = std::time::Duration::from_millis(200);
+    let gw = TestGateway::start_with(cfg).await;
+    let (mut ws, _) = gw.connect("answers").await;
+    let mut pings = 0;
+    // tungstenite answers each ping with a pong as it reads it.
+    while pings < 8 {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Ping(p))) => {
+                assert!(p.is_empty());
+                pings += 1;
+            }
+            Some(Ok(Message::Text(_))) => {}
+            other => panic!("the session ended after {pings} pings: {other:?}"),
+        }
+    }
+    // Eight probes, each half an idle timeout after the last pong: four timeouts' worth of silence.
+    let idle = gw
+        .metric(
+            "stream_edge_sessions_closed_total",
+            &[("reason", "client_idle")],
+        )
+        .await;
+    assert_eq!(idle, 0.0);
 }
 
 #[tokio::test]

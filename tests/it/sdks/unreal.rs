@@ -4,6 +4,7 @@
 
 use super::scenarios;
 use super::wire::{Reaction, Sdk};
+use crate::support::eventually;
 
 #[tokio::test]
 async fn connects_with_a_raw_json_target_and_stays_up_on_empty_frames_while_busy() {
@@ -91,8 +92,9 @@ async fn the_lenient_target_opens_no_smuggling_path() {
 }
 
 /// Every close Unreal should come back from has the error frame before it, the idle close
-/// (4008) included: with its keep-alives off, the gateway closes it as half-open, and Unreal
-/// reconnects at once instead of staying offline.
+/// (4008) included: with its keep-alives off and nothing read (so its stack cannot answer the
+/// gateway's RFC 6455 probe either), the gateway closes it as half-open, and Unreal reconnects at
+/// once instead of staying offline.
 #[tokio::test]
 async fn an_idle_close_brings_it_back_too() {
     use super::wire::units;
@@ -102,5 +104,14 @@ async fn an_idle_close_brings_it_back_too() {
         .await
         .expect("connected");
     c.pings = false;
+    let idle = || async {
+        env.gw
+            .metric(
+                "stream_edge_sessions_closed_total",
+                &[("reason", "client_idle")],
+            )
+            .await
+    };
+    eventually("closed as half-open", || async { idle().await == 1.0 }).await;
     assert_eq!(c.reaction().await, Reaction::Reconnect { refresh: false });
 }
