@@ -177,6 +177,8 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     /// `bytes{direction="out",transport="ws"}`, taken once: the per-delivery path adds to it.
     pub ws_bytes_out: IntCounter,
+    /// `bytes{direction="in",transport="ws"}`, taken once: every client ping adds to it.
+    pub ws_bytes_in: IntCounter,
     pub limit_hits: IntCounterVec,
     pub longpoll_held: IntGauge,
     pub longpoll_polls: IntCounterVec,
@@ -274,6 +276,7 @@ impl Metrics {
             &["direction", "transport"],
         );
         let ws_bytes_out = bytes.with_label_values(&["out", "ws"]);
+        let ws_bytes_in = bytes.with_label_values(&["in", "ws"]);
         let m = Metrics {
             sessions_open: gauge(&r, "stream_edge_sessions_open", "Client sessions open now.", &["transport"]),
             sessions_opened: counter(&r, "stream_edge_sessions_opened_total", "Client sessions that completed the handshake.", &["transport"]),
@@ -304,6 +307,7 @@ impl Metrics {
             rest_seconds: histogram(&r, "stream_edge_rest_request_duration_seconds", "Proxied REST request latency, by route template.", &["route"], latency_buckets()),
             bytes,
             ws_bytes_out,
+            ws_bytes_in,
             limit_hits: counter(&r, "stream_edge_limit_hits_total", "Times a configured bound was hit, by limit.", &["limit"]),
             longpoll_held: register(&r, IntGauge::new("stream_edge_longpoll_held_requests", "Long-poll requests held open now.")),
             longpoll_polls: counter(&r, "stream_edge_longpoll_polls_total", "Long-poll requests answered, by outcome.", &["outcome"]),

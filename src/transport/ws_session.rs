@@ -325,9 +325,7 @@ fn answer(msg: Msg, att: &Attachment, m: &crate::metrics::Metrics) -> Answer {
     match msg {
         Msg::Close(code) => Answer::Closed(wsframe::close(wsframe::echo_code(code), "")),
         Msg::Text(t) => {
-            m.bytes
-                .with_label_values(&["in", "ws"])
-                .inc_by(t.len() as u64);
+            m.ws_bytes_in.inc_by(t.len() as u64);
             if t.is_empty() {
                 // Unreal's keep-alive (every 20 s): it needs no answer, and an error frame would
                 // make it reconnect.
