@@ -28,17 +28,21 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(25);
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The outbound silence after which a non-Unity session gets an unsolicited `health.check`:
-/// `ws.health_interval_seconds` plus a fifth (30 s by default).
+/// `ws.health_interval_seconds` plus a fifth, at most [`MAX_HEALTH_SILENCE`] (30 s by default).
 ///
 /// Why more than the interval: the JS SDK pings 25 s after each `health.check` it receives and
 /// reschedules on every one. A gateway that sent its own check after exactly 25 s of silence would
 /// race that ping every cycle: when the check wins the client never pings (its timer is
 /// rescheduled), when the ping wins the client gets two checks per cycle. Waiting a fifth longer
-/// lets the client's ping come first, so one ping and its answer are the whole heartbeat; the check
-/// still comes before the JS SDK's 35 s watchdog (the interval is below 30 s) and every other SDK's.
+/// lets the client's ping come first, so one ping and its answer are the whole heartbeat. The cap
+/// keeps the check 5 s ahead of the JS SDK's 35 s watchdog (the others' are 40 s) whatever the
+/// interval; any silence of 25 s or more already lets the SDK's 25 s ping go first.
 pub fn health_silence(interval: Duration) -> Duration {
-    interval + interval / 5
+    (interval + interval / 5).min(MAX_HEALTH_SILENCE)
 }
+
+/// The longest outbound silence a non-Unity session is left in ([`health_silence`]).
+pub const MAX_HEALTH_SILENCE: Duration = Duration::from_secs(30);
 
 /// How long a long-poll request is held waiting for events (`longpoll.hold_seconds`): below the
 /// SDK's 30 s request timeout.

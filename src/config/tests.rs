@@ -257,6 +257,20 @@ fn health_interval_stays_under_unitys_watchdog() {
     }
 }
 
+/// Unsolicited checks leave the JS SDK's 25 s ping room to go first, and stay 5 s ahead of its 35 s
+/// watchdog whatever the interval; a short interval (behind a proxy with a short idle timeout)
+/// stays short.
+#[test]
+fn health_silence_lets_the_sdk_ping_first_and_stays_under_its_watchdog() {
+    let s = |secs| health_silence(Duration::from_secs(secs)).as_secs_f64();
+    assert_eq!(s(25), 30.0);
+    assert_eq!(s(29), 30.0);
+    assert_eq!(s(10), 12.0);
+    for secs in 1..30 {
+        assert!(s(secs) <= 30.0 && s(secs) >= secs as f64, "{secs}");
+    }
+}
+
 #[test]
 fn http2_is_opt_in_with_edge_sized_limits() {
     let off = file("").unwrap();

@@ -196,10 +196,15 @@ impl Wire {
                 drain(w, mailbox, state, budget, sent).await
             }
             // Boxed: a write that waits has a large state, which would otherwise sit in every
-            // session task's future.
-            Wire::Boxed(io) => Box::pin(io.write_all(frame))
-                .await
-                .map_err(|_| WireError::Io),
+            // session task's future. Flushed, as `deliver` is: TLS may keep a record it accepted
+            // while the socket was full, and a ping's answer or a probe must not wait there for
+            // the next write.
+            Wire::Boxed(io) => Box::pin(async move {
+                io.write_all(frame).await?;
+                io.flush().await
+            })
+            .await
+            .map_err(|_| WireError::Io),
         }
     }
 
