@@ -18,12 +18,11 @@
 //! [`super::io::Switch`]), so a browser's pooled connection that carried a REST call keeps none of
 //! hyper's buffers while it idles or through its next held poll.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-
-use std::future::Future as _;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};

@@ -289,16 +289,16 @@ async fn serve(
                     Err(_) => return (SessionEnd::ReadError, None),
                 }
                 for msg in std::mem::take(&mut msgs) {
-                    let reply = match answer(msg, &att, m) {
+                    let (reply, health) = match answer(msg, &att, m) {
                         Answer::Nothing => continue,
                         Answer::Closed(echo) => return (SessionEnd::ClientClosed, Some(echo)),
                         Answer::Frames(f, health) => (f, health),
                     };
-                    if let Err(e) = wire.send(&att.mailbox, &reply.0, budget, &mut sent).await {
+                    if let Err(e) = wire.send(&att.mailbox, &reply, budget, &mut sent).await {
                         send_failed(shared, &e);
                         return (SessionEnd::WriteError, None);
                     }
-                    if reply.1 {
+                    if health {
                         // A ping answered: the client's own cadence is the heartbeat. Moving the
                         // timer now (once per ping) spares the task a wake-up that would find
                         // nothing due.

@@ -384,22 +384,15 @@ async fn an_idle_hand_back_keeps_a_partly_arrived_pipelined_head() {
     let (head, tail) = app.split_at(24);
     // The first request whole, the second's head cut short: hyper answers the first, then finds
     // the connection idle with part of the second in its buffer.
+    let answered = |status: u16, body: &[u8]| {
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(body));
+    };
     c.send(&format!("{app}{head}")).await;
     let first = c.response().await;
-    assert_eq!(
-        first.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&first.body)
-    );
+    answered(first.status, &first.body);
     c.send(tail).await;
     let second = c.response().await;
-    assert_eq!(
-        second.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&second.body)
-    );
+    answered(second.status, &second.body);
     assert_eq!(first.json()["app"], second.json()["app"]);
     // The connection still serves requests after it.
     c.send(&app).await;
