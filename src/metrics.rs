@@ -141,12 +141,44 @@ impl Limit {
 
 /// Maps an event type to a bounded label value.
 pub fn event_label(kind: &str) -> &'static str {
-    EVENT_TYPES
-        .iter()
-        .find(|t| **t == kind)
-        .copied()
-        .unwrap_or("other")
+    EventKind::of(kind).label()
 }
+
+/// An event type as its bounded label: a position in [`EVENT_TYPES`], or `other`. Taken once per
+/// upstream frame; each delivery then finds its counter by index ([`Metrics::delivered`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventKind(u8);
+
+// Every label and `other` fit the index.
+const _: () = assert!(EVENT_TYPES.len() < u8::MAX as usize);
+
+impl EventKind {
+    /// The catch-all label of types without their own.
+    pub const OTHER: EventKind = EventKind(EVENT_TYPES.len() as u8);
+
+    pub fn of(kind: &str) -> Self {
+        EVENT_TYPES
+            .iter()
+            .position(|t| *t == kind)
+            .map_or(Self::OTHER, |i| EventKind(i as u8))
+    }
+
+    pub fn label(self) -> &'static str {
+        EVENT_TYPES
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or("other")
+    }
+
+    /// Every label, `other` last.
+    pub fn all() -> impl Iterator<Item = EventKind> {
+        (0..=EVENT_TYPES.len() as u8).map(EventKind)
+    }
+}
+
+/// The transports of `stream_edge_events_delivered_total{transport}`, in the order of
+/// [`Metrics::delivered`]'s index.
+pub const DELIVERY_TRANSPORTS: [&str; 2] = ["ws", "longpoll"];
 
 /// All metrics of one gateway.
 pub struct Metrics {
@@ -165,6 +197,9 @@ pub struct Metrics {
     pub jwt_cache_evictions: IntCounter,
     pub events_received: IntCounterVec,
     pub events_delivered: IntCounterVec,
+    /// `events_delivered` resolved once for every label pair, by [`EventKind`] then transport:
+    /// each delivery counts without hashing its labels.
+    delivered: Box<[[IntCounter; 2]]>,
     pub events_dropped: IntCounterVec,
     pub event_delivery_seconds: Histogram,
     pub watch_routing: IntCounterVec,
@@ -277,6 +312,17 @@ impl Metrics {
         );
         let ws_bytes_out = bytes.with_label_values(&["out", "ws"]);
         let ws_bytes_in = bytes.with_label_values(&["in", "ws"]);
+        let events_delivered = counter(
+            &r,
+            "stream_edge_events_delivered_total",
+            "Events queued to client sessions, by transport and type.",
+            &["transport", "type"],
+        );
+        let delivered = EventKind::all()
+            .map(|k| {
+                DELIVERY_TRANSPORTS.map(|t| events_delivered.with_label_values(&[t, k.label()]))
+            })
+            .collect();
         let m = Metrics {
             sessions_open: gauge(&r, "stream_edge_sessions_open", "Client sessions open now.", &["transport"]),
             sessions_opened: counter(&r, "stream_edge_sessions_opened_total", "Client sessions that completed the handshake.", &["transport"]),
@@ -297,7 +343,8 @@ impl Metrics {
             convergence_pending: register(&r, IntGauge::new("stream_edge_convergence_pending", "Users scheduled for a convergence close (their calls arrived forwarded; a direct call cancels).")),
             connection_id_refused: register(&r, IntCounter::new("stream_edge_connection_id_refused_total", "connection_ids no replica minted (malformed or failing their MAC), refused without forwarding.")),
             events_received: counter(&r, "stream_edge_events_received_total", "Events received from upstream, by type.", &["type"]),
-            events_delivered: counter(&r, "stream_edge_events_delivered_total", "Events queued to client sessions, by transport and type.", &["transport", "type"]),
+            events_delivered,
+            delivered,
             events_dropped: counter(&r, "stream_edge_events_dropped_total", "Events deliberately not delivered, by reason and type.", &["reason", "type"]),
             event_delivery_seconds: histogram(&r, "stream_edge_event_delivery_seconds", "Time from receiving an event from upstream to writing it to a client.", &[], latency_buckets()).with_label_values(&[] as &[&str]),
             watch_routing: counter(&r, "stream_edge_watch_changes_total", "Watch routing table changes, by action.", &["action"]),
@@ -342,6 +389,13 @@ impl Metrics {
         };
         m.precreate();
         m
+    }
+
+    /// `stream_edge_events_delivered_total{transport,type}` for the transport at `transport` in
+    /// [`DELIVERY_TRANSPORTS`].
+    pub fn delivered(&self, transport: usize, kind: EventKind) -> &IntCounter {
+        // Both indices are bounded by construction (`EventKind`, the session's transport).
+        &self.delivered[usize::from(kind.0)][transport]
     }
 
     /// Pre-creates known label sets so dashboards see zeros instead of gaps.
@@ -410,5 +464,28 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kinds_and_the_pre_resolved_delivery_counters_name_the_same_series() {
+        assert_eq!(EventKind::of("message.new").label(), "message.new");
+        assert_eq!(EventKind::of("no.such.event"), EventKind::OTHER);
+        assert_eq!(EventKind::OTHER.label(), "other");
+        assert_eq!(EventKind::all().count(), EVENT_TYPES.len() + 1);
+        let m = Metrics::new();
+        for kind in EventKind::all() {
+            for (t, transport) in DELIVERY_TRANSPORTS.iter().enumerate() {
+                m.delivered(t, kind).inc();
+                let series = m
+                    .events_delivered
+                    .with_label_values(&[transport, kind.label()]);
+                assert_eq!(series.get(), 1, "{transport} {}", kind.label());
+            }
+        }
     }
 }

@@ -208,8 +208,12 @@ impl WsSession {
         stats: Arc<Stats>,
     ) {
         let ping_every = ping.unwrap_or(Duration::from_secs(3600));
-        // The connect frame was a health.check.
-        let next = tokio::time::sleep(ping_every);
+        // The connect frame was a health.check, so the SDK's first ping would follow it one
+        // interval later. The benchmark connects thousands of sessions within a second, which no
+        // real fleet does: their pings would then come in one burst every interval and land in
+        // some measurement windows but not others. The first ping waits a random part of the
+        // interval instead, as if each session had connected at its own moment.
+        let next = tokio::time::sleep(ping_every.mul_f64(phase()));
         tokio::pin!(next);
         loop {
             tokio::select! {
@@ -244,6 +248,16 @@ impl WsSession {
             }
         }
     }
+}
+
+/// A random fraction in (0, 1]: a session's ping phase.
+fn phase() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded anew per instance: randomness without a dependency.
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    ((bits >> 11) as f64 + 1.0) / (1u64 << 53) as f64
 }
 
 /// The body of a watch call: `query` with members (the first watcher creates the channel).

@@ -167,6 +167,11 @@ pub(crate) fn src_ips() -> Vec<Ipv4Addr> {
     (2..=9).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect()
 }
 
+/// The JS SDK's ping interval (stream-chat 9.53.0 src/connection.ts `pingInterval`): the fan-out
+/// and idle sessions ping as it does, so no peer sees silent clients (which stream-edge would
+/// probe) and every peer carries the same ping traffic.
+pub(crate) const SDK_PING_SECS: u64 = 25;
+
 /// Splits users over enough workers (at least two, one per core) for the sessions.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn specs(
@@ -437,7 +442,7 @@ pub(crate) fn publish_round(
     workers.cmd("reset", Duration::from_secs(10))?;
     let pids = setup.measured();
     let emu = setup.emu_pids();
-    let (u0, s0) = proc_stats::cpu_split(&pids);
+    let cpu0 = proc_stats::CpuSnap::of(&pids);
     let e0 = proc_stats::cpu_secs(&emu);
     let t0 = Instant::now();
     let published = ctx.rt.block_on(pubr.run(channels, rate, secs));
@@ -449,15 +454,15 @@ pub(crate) fn publish_round(
         rep = workers.report()?;
     }
     let wall = t0.elapsed().as_secs_f64();
-    let (u1, s1) = proc_stats::cpu_split(&pids);
+    let (user_secs, sys_secs) = proc_stats::CpuSnap::of(&pids).since(&cpu0);
     let emu_cores = (proc_stats::cpu_secs(&emu) - e0) / wall;
     Ok(Round {
         published,
         rep,
         expected,
-        cores: (u1 - u0 + s1 - s0) / wall,
-        user_secs: u1 - u0,
-        sys_secs: s1 - s0,
+        cores: (user_secs + sys_secs) / wall,
+        user_secs,
+        sys_secs,
         emu_cores,
         wall,
     })
@@ -498,7 +503,7 @@ impl FanRig {
             s.fan_sessions,
             &members,
             None,
-            0,
+            SDK_PING_SECS,
         );
         let name = format!("fanout/{label}");
         let workers = connect_and_watch(ctx, &name, specs, n)?;

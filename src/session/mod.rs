@@ -57,9 +57,14 @@ pub enum Transport {
 
 impl Transport {
     pub fn label(self) -> &'static str {
+        crate::metrics::DELIVERY_TRANSPORTS[self.index()]
+    }
+
+    /// Its position in [`crate::metrics::DELIVERY_TRANSPORTS`].
+    pub fn index(self) -> usize {
         match self {
-            Transport::Ws => "ws",
-            Transport::LongPoll => "longpoll",
+            Transport::Ws => 0,
+            Transport::LongPoll => 1,
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::event::EventHead;
 use super::hub::{Hub, Participation, State};
 use super::Hubs;
-use crate::metrics::event_label;
+use crate::metrics::EventKind;
 
 /// The notification type a non-watching session gets for `head`, if any.
 fn notification_kind(head: &EventHead<'_>, me: &str, member: bool) -> Option<&'static str> {
@@ -54,10 +54,10 @@ pub(super) fn for_non_watchers(
     cid: &str,
     me: &str,
     st: &State,
-) -> Option<(Utf8Bytes, &'static str)> {
+) -> Option<(Utf8Bytes, EventKind)> {
     let info = st.channels.get(cid)?;
     let kind = notification_kind(head, me, info.member)?;
-    Some((rewrite(frame, kind, &info.channel)?, event_label(kind)))
+    Some((rewrite(frame, kind, &info.channel)?, EventKind::of(kind)))
 }
 
 /// Rewrites `frame` as `kind`, with `channel` unless the event carries a (current) channel of its
@@ -170,7 +170,7 @@ pub(super) async fn thread_reply(
     ) else {
         return;
     };
-    let kind = event_label("notification.thread_message_new");
+    let kind = EventKind::of("notification.thread_message_new");
     let flight = st.in_flight.as_ref().map(|f| f.session.clone());
     for (id, entry) in &st.sessions {
         if Some(id) != flight.as_ref() && !st.watches.is_watching(id, cid) {

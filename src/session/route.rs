@@ -12,7 +12,7 @@ use super::hub::{Entry, Hub, State};
 use super::mailbox::{Delivery, Pushed};
 use super::notify;
 use super::watch::{Cid, Held, SessionId};
-use crate::metrics::{event_label, Limit};
+use crate::metrics::{EventKind, Limit};
 use crate::privacy::filter::{self, Known, Verdict};
 use crate::privacy::Privacy;
 use std::sync::Arc;
@@ -62,10 +62,10 @@ impl Hub {
                 return None;
             }
         };
-        let kind = event_label(&head.kind);
+        let kind = EventKind::of(&head.kind);
         self.metrics
             .events_received
-            .with_label_values(&[kind])
+            .with_label_values(&[kind.label()])
             .inc();
         let sender = head.user.as_ref().map(|u| u.id.as_ref());
         if filter::indicator(&head.kind).is_some() && sender.is_some_and(|s| s != &*self.user) {
@@ -82,10 +82,7 @@ impl Hub {
             if let Verdict::Drop(reason) =
                 filter::verdict(&head.kind, sender, &self.user, || known, policy)
             {
-                self.metrics
-                    .events_dropped
-                    .with_label_values(&[reason, kind])
-                    .inc();
+                self.dropped(reason, kind.label());
                 return None;
             }
         }
@@ -146,7 +143,7 @@ impl Hub {
         }
         match audience {
             Audience::Watchers(cid) => {
-                self.dropped("not_watched", kind);
+                self.dropped("not_watched", kind.label());
                 // Upstream still sends a channel no session watches (a watching call whose answer
                 // was never read, a failed release): release it now. Once per channel at a time.
                 let cid: Cid = Arc::from(cid);
@@ -155,7 +152,7 @@ impl Hub {
                     .then_some(Followup::Release(cid))
             }
             Audience::Presence(_) => {
-                self.dropped("not_subscribed", kind);
+                self.dropped("not_subscribed", kind.label());
                 None
             }
             _ => None,
@@ -164,7 +161,7 @@ impl Hub {
 
     /// Holds `frame` for the session whose watching call is in flight; past
     /// `limits.watch_hold_events` the session is closed with a reconnect code instead.
-    fn hold(&self, st: &mut State, frame: &Utf8Bytes, received: Instant, kind: &'static str) {
+    fn hold(&self, st: &mut State, frame: &Utf8Bytes, received: Instant, kind: EventKind) {
         let Some(f) = st.in_flight.as_mut() else {
             return;
         };
@@ -187,7 +184,7 @@ impl Hub {
             .with_label_values(&["dropped"])
             .inc();
         self.metrics.limit_hit(Limit::WatchHoldEvents);
-        self.dropped("watch_hold_full", kind);
+        self.dropped("watch_hold_full", kind.label());
         let session = f.session.clone();
         if let Some(entry) = st.sessions.get(&session) {
             entry.mailbox.close(SessionEnd::SlowConsumer);
@@ -206,7 +203,7 @@ impl Hub {
         received: Instant,
         flight: Option<&SessionId>,
     ) -> usize {
-        let kind = event_label(&head.kind);
+        let kind = EventKind::of(&head.kind);
         let mut reached = 0;
         if let Some(ids) = st.watches.watchers(cid) {
             for id in ids.iter().filter(|id| Some(*id) != flight) {
@@ -272,8 +269,9 @@ impl Hub {
         entry: &Entry,
         frame: &Utf8Bytes,
         received: Instant,
-        kind: &'static str,
+        kind: EventKind,
     ) {
+        let delivered = || self.metrics.delivered(entry.transport.index(), kind).inc();
         match entry.mailbox.push(Delivery {
             frame: frame.clone(),
             received,
@@ -284,20 +282,13 @@ impl Hub {
                     .event_delivery_seconds
                     .observe(received.elapsed().as_secs_f64());
                 self.metrics.ws_bytes_out.inc_by(frame.len() as u64);
-                self.metrics
-                    .events_delivered
-                    .with_label_values(&[entry.transport.label(), kind])
-                    .inc()
+                delivered();
             }
-            Pushed::Queued => self
-                .metrics
-                .events_delivered
-                .with_label_values(&[entry.transport.label(), kind])
-                .inc(),
+            Pushed::Queued => delivered(),
             Pushed::Full => {
                 // Policy: a session that cannot keep up is closed with a reconnect code (its SDK
                 // then recovers state), never allowed to slow the user's other sessions.
-                self.dropped("slow_consumer", kind);
+                self.dropped("slow_consumer", kind.label());
                 self.metrics.limit_hit(Limit::SessionQueue);
                 entry.mailbox.close(SessionEnd::SlowConsumer);
             }

@@ -23,7 +23,7 @@ use super::hub::{Hub, State};
 use super::notify;
 use super::watch::{valid_cid, ChannelInfo, Cid, InFlight, Presence, SessionId};
 use super::Hubs;
-use crate::metrics::{event_label, Limit};
+use crate::metrics::{EventKind, Limit};
 
 /// A channel a watching answer returned.
 #[derive(Debug)]
@@ -115,7 +115,7 @@ impl Hub {
             let Ok(head) = super::event::EventHead::parse(held.frame.as_str()) else {
                 continue;
             };
-            let kind = event_label(&head.kind);
+            let kind = EventKind::of(&head.kind);
             let outcome = match head.audience(&self.user) {
                 Audience::Gateway => "discarded",
                 Audience::AllSessions => "delivered",

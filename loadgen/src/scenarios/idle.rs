@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::ctx::Ctx;
 use crate::peers::Peer;
 use crate::proc_stats;
-use crate::rig::{kib, specs, Setup, Workers};
+use crate::rig::{kib, specs, Setup, Workers, SDK_PING_SECS};
 use crate::worker::Transport;
 
 /// Idle: users × sessions WebSockets held; RSS slope, slab slope, upstream connections, CPU.
@@ -32,7 +32,7 @@ pub(crate) fn idle(ctx: &mut Ctx, peer: Peer) -> anyhow::Result<Value> {
         s.idle_sessions,
         &HashMap::new(),
         None,
-        25,
+        SDK_PING_SECS,
     )
     .into_iter()
     .map(|mut sp| {
