@@ -6,7 +6,7 @@
 //! (heaptrack, 15,000 idle sessions). Here bytes are read into a per-thread buffer
 //! ([`super::wire`]); only a frame that arrived in part is copied into the session's own
 //! [`Inbound`] buffer, which is freed once the frame completes. Outgoing frames are a header of
-//! at most 4 bytes written before the shared event payload (one `writev`, no copy).
+//! at most 4 bytes written before the shared event payload (one `sendmsg`, no copy).
 //!
 //! What a server must refuse (RFC 6455 5.1–5.5): unmasked frames, reserved bits (no extension is
 //! negotiated), unknown opcodes, fragmented or long control frames, a continuation with nothing

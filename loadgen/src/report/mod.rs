@@ -39,6 +39,14 @@ fn fmt(x: Option<f64>) -> String {
     }
 }
 
+/// [`fmt`] with an explicit sign on positive values (added latency: `+329`, `-263`).
+fn signed(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() && v > 0.0 => format!("+{}", fmt(Some(v))),
+        _ => fmt(x),
+    }
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => {
@@ -111,7 +119,8 @@ const HIGHER: Option<Better> = Some(Better::Higher);
 /// What this box can and cannot show (issue 20): stated in every full report.
 const SHARED_CORES: &str = "**What two shared cores can and cannot show.** The load generator (workers holding every \
 client session, the publisher), the upstream emulator and the system under test share the same two cores. So: \
-CPU-time figures (CPU per delivery, per session, per connect; user and kernel time from /proc/PID/stat) are the \
+CPU-time figures (CPU per delivery, per session, per connect; each process's CPU-time clock, split into user and kernel \
+time as /proc/PID/stat's ticks split it) are the \
 meaningful ones, as they count only the measured processes' own work. Absolute latency near saturation is mostly the \
 load generator's own queueing, and a maximum rate is where the box (generator included) saturates, not where the \
 peer would on its own hardware. Added latency is only meaningful at rates every side sustains, and only as paired \
@@ -313,7 +322,7 @@ fn idle_section(o: &mut String, r: &Value) {
         "## Idle: {} users × {} WebSocket sessions held {} × {} s\n\nRSS is of the process(es) holding the client connections \
          (the emulator itself for direct; all of a peer's processes; the stream-edge process), slope over the \
          baseline before any session. Kernel slab is machine-wide (client, proxy and upstream sockets together), noted separately. \
-         Clients ping every 25 s like the JS SDK. \
+         Clients ping every 25 s like the JS SDK, each starting at a random point of the interval (as if connected at its own moment). \
          CPU per session per second is the mean over the whole hold (it spans one ping cycle); memory is one measurement per peer \
          (the hold is not repeated: the time budget). A peer that could not connect every session within the connect budget \
          is measured over the sessions it held.\n",
@@ -510,8 +519,8 @@ fn cpu_per_delivery(o: &mut String, r: &Value) {
     }
     let _ = writeln!(
         o,
-        "### CPU per delivery\n\nOne {} s round per rate, after the ramp: user and kernel CPU time (/proc/PID/stat utime, stime) \
-         of the measured process(es) ÷ deliveries that arrived. A peer that did not keep up (not every delivery arrived within 2 s \
+        "### CPU per delivery\n\nOne {} s round per rate, after the ramp: CPU time of the measured process(es) (their CPU-time clocks, in ns; split into user and kernel as /proc/PID/stat's ticks split it) \
+         ÷ deliveries that arrived. A peer that did not keep up (not every delivery arrived within 2 s \
          of the last publish) is marked, with what arrived: its figure is CPU per delivery while falling behind, and it is not \
          a candidate for best peer. Latency is not a criterion here (at these rates it is mostly the shared box's).\n",
         r["sizes"]["cpu_secs"]

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{fmt, get, ratio};
+use super::{fmt, get, ratio, signed};
 
 /// The proxy peers stream-edge is compared with (direct is the emulator itself, no proxy).
 pub const PROXY_PEERS: [&str; 3] = ["nginx", "haproxy", "pushpin"];
@@ -238,11 +238,11 @@ pub fn targets(r: &Value) -> Vec<(String, String, Option<bool>)> {
         t.push((
             "Added latency lower than the best peer's (p50 and p99)".into(),
             format!(
-                "stream-edge +{} / +{} µs, best peer {p} +{} / +{} µs",
-                fmt(a50),
-                fmt(a99),
-                fmt(Some(b50)),
-                fmt(Some(b99))
+                "stream-edge {} / {} µs, best peer {p} {} / {} µs",
+                signed(a50),
+                signed(a99),
+                signed(Some(b50)),
+                signed(Some(b99))
             ),
             a50.zip(a99).map(|(a, c)| a < b50 && c < b99),
         ));
