@@ -304,11 +304,9 @@ fn precreate_series(m: &Metrics, config: &Config) {
     }
     m.bad_input.with_label_values(&["tls", "handshake_failed"]);
     m.bad_input.with_label_values(&["peer", "bad_signature"]);
-    for kind in crate::metrics::EVENT_TYPES.iter().chain(&["other"]) {
-        m.events_received.with_label_values(&[kind]);
-        for transport in ["ws", "longpoll"] {
-            m.events_delivered.with_label_values(&[transport, kind]);
-        }
+    // Every `events_delivered` series exists already: `Metrics::new` resolves them all.
+    for kind in crate::metrics::EventKind::all() {
+        m.events_received.with_label_values(&[kind.label()]);
     }
     // Drops by reason (the dashboard sums by reason), each under the catch-all type.
     for reason in [

@@ -176,9 +176,9 @@ impl EventKind {
     }
 }
 
-/// The transports of `stream_edge_events_delivered_total{transport}`, in the order of
+/// The client transports as metric labels (`transport`), in the order of
 /// [`Metrics::delivered`]'s index.
-pub const DELIVERY_TRANSPORTS: [&str; 2] = ["ws", "longpoll"];
+pub const TRANSPORTS: [&str; 2] = ["ws", "longpoll"];
 
 /// All metrics of one gateway.
 pub struct Metrics {
@@ -319,9 +319,7 @@ impl Metrics {
             &["transport", "type"],
         );
         let delivered = EventKind::all()
-            .map(|k| {
-                DELIVERY_TRANSPORTS.map(|t| events_delivered.with_label_values(&[t, k.label()]))
-            })
+            .map(|k| TRANSPORTS.map(|t| events_delivered.with_label_values(&[t, k.label()])))
             .collect();
         let m = Metrics {
             sessions_open: gauge(&r, "stream_edge_sessions_open", "Client sessions open now.", &["transport"]),
@@ -392,7 +390,7 @@ impl Metrics {
     }
 
     /// `stream_edge_events_delivered_total{transport,type}` for the transport at `transport` in
-    /// [`DELIVERY_TRANSPORTS`].
+    /// [`TRANSPORTS`].
     pub fn delivered(&self, transport: usize, kind: EventKind) -> &IntCounter {
         // Both indices are bounded by construction (`EventKind`, the session's transport).
         &self.delivered[usize::from(kind.0)][transport]
@@ -400,7 +398,7 @@ impl Metrics {
 
     /// Pre-creates known label sets so dashboards see zeros instead of gaps.
     fn precreate(&self) {
-        for t in ["ws", "longpoll"] {
+        for t in TRANSPORTS {
             self.sessions_open.with_label_values(&[t]);
             self.sessions_opened.with_label_values(&[t]);
             for d in ["in", "out"] {
@@ -479,7 +477,7 @@ mod tests {
         assert_eq!(EventKind::all().count(), EVENT_TYPES.len() + 1);
         let m = Metrics::new();
         for kind in EventKind::all() {
-            for (t, transport) in DELIVERY_TRANSPORTS.iter().enumerate() {
+            for (t, transport) in TRANSPORTS.iter().enumerate() {
                 m.delivered(t, kind).inc();
                 let series = m
                     .events_delivered

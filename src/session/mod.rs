@@ -57,10 +57,10 @@ pub enum Transport {
 
 impl Transport {
     pub fn label(self) -> &'static str {
-        crate::metrics::DELIVERY_TRANSPORTS[self.index()]
+        crate::metrics::TRANSPORTS[self.index()]
     }
 
-    /// Its position in [`crate::metrics::DELIVERY_TRANSPORTS`].
+    /// Its position in [`crate::metrics::TRANSPORTS`].
     pub fn index(self) -> usize {
         match self {
             Transport::Ws => 0,

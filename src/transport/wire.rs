@@ -69,8 +69,8 @@ pub struct TcpWire {
 impl Direct for TcpWire {
     /// The frame's header and the event go out in one `sendmsg`, not `writev`: both are one
     /// syscall without a copy, but `writev` first passes through the file layer (`vfs_writev`,
-    /// `fdget_pos`, `sock_write_iter`: about 5 % of the gateway's CPU at 50k deliveries/s in
-    /// `perf`), which a socket does not need. A loopback microbenchmark on this box put the
+    /// `fdget_pos`, `sock_write_iter`: about 5 % of the gateway's CPU in the fan-out profile),
+    /// which a socket does not need. A loopback microbenchmark on this box put the
     /// difference at about 0.2 µs of a 5–6 µs send.
     fn try_write_event(&self, event: &[u8]) -> io::Result<usize> {
         let h = Header::text(event.len());
